@@ -1,0 +1,1 @@
+"""Ingest: validates camera frames, drops duplicates, rate-limits, dead-letters rejects."""

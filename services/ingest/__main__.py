@@ -1,0 +1,95 @@
+"""python -m services.ingest: raw camera frames in, valid frames out, rejects dead-lettered."""
+
+from __future__ import annotations
+
+import redis
+
+from services.ingest.logic import (
+    Limits,
+    RateLimiter,
+    RawFrame,
+    check_registered,
+    claim_decision,
+    dedup_key,
+    source_token,
+    validate_frame,
+)
+from visionline.cameras import CameraRegistry
+from visionline.db import make_engine
+from visionline.imaging import FrameRejected
+from visionline.kafka import source_of
+from visionline.messages import FrameMeta, Topic, pack_envelope
+from visionline.settings import CommonSettings, IngestSettings
+from visionline.worker import Worker, configure_logging
+
+
+class Ingest:
+    """The stateful part of ingest: registry, rate limits, duplicate ids in Redis."""
+
+    def __init__(self, settings: IngestSettings, registry: CameraRegistry, redis_client) -> None:
+        self.settings = settings
+        self.limits = Limits(settings.max_bytes, settings.max_pixels)
+        self.registry = registry
+        self.redis = redis_client
+        self.rate = RateLimiter()
+
+    def admit(self, raw: RawFrame) -> FrameMeta:
+        meta = validate_frame(raw, self.limits)
+        camera = check_registered(meta.camera_id, self.registry.get(meta.camera_id))
+        if not self.rate.allow(meta.camera_id, meta.captured_at, camera.max_fps):
+            raise FrameRejected("rate_limited", f"camera exceeds {camera.max_fps} frames/s")
+        key, me = dedup_key(meta.camera_id, meta.frame_id), source_token(raw.source)
+        claimed = bool(self.redis.set(key, me, nx=True, ex=self.settings.dedup_ttl_s))
+        holder = None if claimed else self.redis.get(key)
+        if not claim_decision(claimed, holder.decode() if holder else None, me):
+            raise FrameRejected("duplicate_frame", f"frame id {meta.frame_id} already ingested")
+        return meta.stamped("ingested")
+
+
+def raw_frame(event) -> RawFrame:
+    message = event.message
+    return RawFrame(
+        key=message.key,
+        value=message.value,
+        headers=list(message.headers or ()),
+        source=source_of(event),
+        timestamp_s=message.timestamp,
+    )
+
+
+def main() -> None:
+    common, settings = CommonSettings(), IngestSettings()
+    configure_logging(common)
+    ingest = Ingest(
+        settings,
+        CameraRegistry(make_engine(common.database_url), settings.registry_refresh_s),
+        redis.Redis.from_url(common.redis_url),
+    )
+    worker = Worker("ingest", common)
+    valid = worker.topic(Topic.VALID_FRAMES)
+
+    @worker.app.agent(worker.topic(Topic.RAW_FRAMES))
+    async def ingest_frames(stream):
+        async for event in stream.events():
+            worker.counted_in()
+            done = worker.timed()
+            raw = raw_frame(event)
+            try:
+                meta = ingest.admit(raw)
+            except FrameRejected as rejected:
+                await worker.reject(event, rejected, camera_id=_safe_key(raw.key))
+                continue
+            except Exception as exc:  # noqa: BLE001 - crash so the frame is redelivered
+                worker.crash(exc)
+            await worker.send(valid, raw.key, pack_envelope(meta, raw.value))
+            done()
+
+    worker.run()
+
+
+def _safe_key(key: bytes | None) -> str | None:
+    return key.decode("utf-8", errors="backslashreplace")[:64] if key else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Ingest's business logic: plain functions and small state objects, no broker needed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from visionline.cameras import CAMERA_ID, RegisteredCamera
+from visionline.imaging import FrameRejected, check_complete, inspect_header
+from visionline.messages import (
+    CONTENT_TYPES,
+    HEADER_CAPTURED_AT,
+    HEADER_CONTENT_TYPE,
+    HEADER_FRAME_ID,
+    FrameMeta,
+    SourceRef,
+)
+
+FRAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# A capture time further than this from the broker's clock is a camera bug, not a frame.
+MAX_CLOCK_SKEW_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    source: SourceRef
+    timestamp_s: float  # the broker record's timestamp
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_pixels: int
+
+
+def camera_id_of(key: bytes | None) -> str:
+    if not key:
+        raise FrameRejected("missing_camera_id", "message key (the camera id) is missing")
+    try:
+        camera_id = key.decode()
+    except UnicodeDecodeError:
+        raise FrameRejected("malformed_camera_id", "message key is not UTF-8") from None
+    if not CAMERA_ID.match(camera_id):
+        raise FrameRejected("malformed_camera_id", f"camera id {camera_id[:80]!r} is not valid")
+    return camera_id
+
+
+def header_text(headers: list[tuple[str, bytes | None]], name: str) -> str | None:
+    """The last value of a header (later ones win), as text."""
+    value = None
+    for key, raw in headers:
+        if key.lower() == name and raw is not None:
+            try:
+                value = raw.decode().strip()
+            except UnicodeDecodeError:
+                raise FrameRejected("malformed_header", f"header {name} is not UTF-8") from None
+    return value or None
+
+
+def parse_captured_at(text: str | None, default: float) -> float:
+    """Epoch milliseconds, or ISO 8601 with a zone; missing means the broker's timestamp."""
+    if text is None:
+        return default
+    try:
+        captured = float(text) / 1000 if re.fullmatch(r"\d{1,16}(\.\d+)?", text) else None
+        if captured is None:
+            parsed = datetime.fromisoformat(text)
+            if parsed.tzinfo is None:
+                raise ValueError("no time zone")
+            captured = parsed.timestamp()
+    except ValueError as exc:
+        raise FrameRejected(
+            "malformed_header",
+            f"{HEADER_CAPTURED_AT} {text[:40]!r} is not epoch ms or ISO 8601 ({exc})",
+        ) from None
+    if abs(captured - default) > MAX_CLOCK_SKEW_S:
+        raise FrameRejected("malformed_header", f"{HEADER_CAPTURED_AT} is more than 7 days off")
+    return captured
+
+
+def frame_id_of(headers: list[tuple[str, bytes | None]], source: SourceRef) -> str:
+    """The camera's frame id; without one, an id from the record's position, stable on replay."""
+    frame_id = header_text(headers, HEADER_FRAME_ID)
+    if frame_id is None:
+        return f"auto-{source.partition}-{source.offset}"
+    if not FRAME_ID.match(frame_id):
+        raise FrameRejected("malformed_header", f"{HEADER_FRAME_ID} {frame_id[:80]!r} is not valid")
+    return frame_id
+
+
+def validate_frame(raw: RawFrame, limits: Limits) -> FrameMeta:
+    """Everything about a frame that can be checked without state or decoding."""
+    camera_id = camera_id_of(raw.key)
+    value = raw.value or b""
+    if not value:
+        raise FrameRejected("empty_payload", "message has no image bytes")
+    if len(value) > limits.max_bytes:
+        raise FrameRejected(
+            "payload_too_large", f"{len(value)} bytes exceeds the {limits.max_bytes} byte cap"
+        )
+    declared = header_text(raw.headers, HEADER_CONTENT_TYPE)
+    if declared is not None and declared not in CONTENT_TYPES:
+        raise FrameRejected("unsupported_format", f"{HEADER_CONTENT_TYPE} {declared[:60]!r}")
+    frame_id = frame_id_of(raw.headers, raw.source)
+    captured_at = parse_captured_at(header_text(raw.headers, HEADER_CAPTURED_AT), raw.timestamp_s)
+    header = inspect_header(value, declared)
+    if header.width * header.height > limits.max_pixels:
+        raise FrameRejected(
+            "too_many_pixels",
+            f"{header.width}x{header.height} exceeds the {limits.max_pixels} pixel cap",
+        )
+    check_complete(value, header.content_type)
+    return FrameMeta(
+        camera_id=camera_id,
+        frame_id=frame_id,
+        captured_at=captured_at,
+        content_type=header.content_type,
+        width=header.width,
+        height=header.height,
+        source=raw.source,
+    )
+
+
+def check_registered(camera_id: str, camera: RegisteredCamera | None) -> RegisteredCamera:
+    if camera is None:
+        raise FrameRejected("unknown_camera", f"camera {camera_id!r} is not registered")
+    if not camera.enabled:
+        raise FrameRejected("camera_disabled", f"camera {camera_id!r} is disabled")
+    return camera
+
+
+class RateLimiter:
+    """Per-camera token bucket on capture time: a burst of one second, then ``max_fps``.
+
+    Capture time rather than wall time, so a replay of the same frames gives the same answer.
+    A camera's frames share one partition, hence one worker: the state can live in-process.
+    """
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # camera -> (tokens, at)
+
+    def allow(self, camera_id: str, captured_at: float, max_fps: float) -> bool:
+        capacity = max(1.0, max_fps)
+        tokens, at = self._buckets.get(camera_id, (capacity, captured_at))
+        tokens = min(capacity, tokens + max(0.0, captured_at - at) * max_fps)
+        allowed = tokens >= 1.0
+        self._buckets[camera_id] = (tokens - 1.0 if allowed else tokens, max(at, captured_at))
+        return allowed
+
+
+def dedup_key(camera_id: str, frame_id: str) -> str:
+    return f"visionline:dedup:{camera_id}:{frame_id}"
+
+
+def source_token(source: SourceRef) -> str:
+    return f"{source.topic}/{source.partition}/{source.offset}"
+
+
+def claim_decision(claimed: bool, holder: str | None, me: str) -> bool:
+    """Whether to go on after SET NX: a frame id already held by *this very record* is a
+    redelivery after a crash (go on), held by another record is a duplicate (drop)."""
+    return claimed or holder == me

@@ -1,0 +1,1 @@
+"""Postprocess: softmax, top-k, label names and threshold; publishes predictions."""

@@ -1,0 +1,1 @@
+"""Rules: per-camera rules turn predictions into alerts in PostgreSQL and on the alert topic."""

@@ -1,0 +1,80 @@
+"""python -m services.rules: predictions in; alerts to PostgreSQL and the alerts topic.
+
+Per batch: claim cooldowns in Redis, write predictions and alerts in one transaction
+(idempotent on the alert id), publish the alerts not yet published, mark them published, and
+only then let Faust commit the offsets. A crash anywhere repeats work, never loses or doubles.
+"""
+
+from __future__ import annotations
+
+import redis
+from pydantic import ValidationError
+
+from services.rules.logic import candidate_alerts, cooldown_allows, cooldown_key, load_rules
+from services.rules.store import mark_published, record
+from visionline.db import make_engine
+from visionline.imaging import FrameRejected
+from visionline.messages import Alert, Prediction, Topic, from_json, to_json
+from visionline.settings import CommonSettings, RulesSettings
+from visionline.worker import Worker, configure_logging
+
+
+class Cooldowns:
+    def __init__(self, redis_client) -> None:
+        self.redis = redis_client
+
+    def allows(self, rule, alert: Alert) -> bool:
+        if rule.cooldown_s <= 0:
+            return True
+        key = cooldown_key(alert.camera_id, rule.name, alert.label)
+        claimed = bool(self.redis.set(key, alert.alert_id, nx=True, px=int(rule.cooldown_s * 1000)))
+        holder = None if claimed else self.redis.get(key)
+        return cooldown_allows(claimed, holder.decode() if holder else None, alert.alert_id)
+
+
+def main() -> None:
+    common, settings = CommonSettings(), RulesSettings()
+    configure_logging(common)
+    rules = load_rules(settings.rules_file)
+    engine = make_engine(common.database_url)
+    cooldowns = Cooldowns(redis.Redis.from_url(common.redis_url))
+    worker = Worker("rules", common)
+    alerts_topic = worker.topic(Topic.ALERTS)
+
+    async def parse(events) -> list[Prediction]:
+        predictions = []
+        for event in events:
+            try:
+                predictions.append(from_json(event.message.value, Prediction))
+            except ValidationError as exc:
+                await worker.reject(event, FrameRejected("malformed_message", str(exc)[:500]))
+        return predictions
+
+    @worker.app.agent(worker.topic(Topic.PREDICTIONS))
+    async def raise_alerts(stream):
+        async for events in stream.take_events(settings.max_batch, settings.max_wait_ms / 1000):
+            worker.counted_in(len(events))
+            done = worker.timed()
+            try:
+                predictions = await parse(events)
+                alerts = [
+                    alert
+                    for p in predictions
+                    for rule, alert in candidate_alerts(rules, p)
+                    if cooldowns.allows(rule, alert)
+                ]
+                pending = record(engine, predictions, alerts)
+                to_publish = [a for a in alerts if a.alert_id in pending]
+                await worker.send_many(
+                    alerts_topic, [(a.camera_id.encode(), to_json(a)) for a in to_publish]
+                )
+                mark_published(engine, [a.alert_id for a in to_publish])
+            except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
+                worker.crash(exc)
+            done()
+
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()

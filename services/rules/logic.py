@@ -1,0 +1,101 @@
+"""Rules' business logic: the rules file, matching, cooldown decisions."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from visionline.messages import Alert, Prediction, alert_id
+
+RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    cameras: list[str] = Field(default_factory=lambda: ["*"])  # ids or glob patterns
+    labels: list[str] = Field(min_length=1)
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    cooldown_s: float = Field(0.0, ge=0)  # per camera and label
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not RULE_NAME.match(value):
+            raise ValueError("rule name must be 1-64 of a-z 0-9 _ - and start alphanumeric")
+        return value
+
+    def applies_to(self, camera_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(camera_id, pattern) for pattern in self.cameras)
+
+
+class RulesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Rule]
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[Rule]) -> list[Rule]:
+        names = [r.name for r in rules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate rule names: {', '.join(duplicates)}")
+        return rules
+
+
+def load_rules(path: Path) -> list[Rule]:
+    return RulesFile.model_validate(yaml.safe_load(path.read_text()) or {}).rules
+
+
+def match(rule: Rule, prediction: Prediction) -> tuple[str, float] | None:
+    """The best-scoring label of the prediction's top-k that the rule watches for, if any."""
+    if not rule.applies_to(prediction.camera_id):
+        return None
+    wanted = {label.casefold() for label in rule.labels}
+    for entry in prediction.top_k:  # sorted best first
+        if entry.label.casefold() in wanted and entry.score >= rule.min_confidence:
+            return entry.label, entry.score
+    return None
+
+
+def candidate_alerts(rules: list[Rule], prediction: Prediction) -> list[tuple[Rule, Alert]]:
+    now = time.time()
+    out = []
+    for rule in rules:
+        hit = match(rule, prediction)
+        if hit is None:
+            continue
+        label, score = hit
+        alert = Alert(
+            alert_id=alert_id(prediction.camera_id, prediction.frame_id, rule.name),
+            camera_id=prediction.camera_id,
+            frame_id=prediction.frame_id,
+            rule=rule.name,
+            label=label,
+            confidence=score,
+            severity=rule.severity,
+            captured_at=prediction.captured_at,
+            created_at=now,
+            model=prediction.model,
+        )
+        out.append((rule, alert))
+    return out
+
+
+def cooldown_key(camera_id: str, rule: str, label: str) -> str:
+    return f"visionline:cooldown:{camera_id}:{rule}:{label.casefold()}"
+
+
+def cooldown_allows(claimed: bool, holder: str | None, alert: str) -> bool:
+    """After SET NX on the cooldown key: the alert goes on if it took the cooldown, or if the
+    cooldown is held by this same alert (a redelivery after a crash must not lose it)."""
+    return claimed or holder == alert

@@ -1,0 +1,1 @@
+"""visionline: the system around the model."""

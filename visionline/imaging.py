@@ -1,0 +1,140 @@
+"""Pure image functions: header inspection without decoding, decode, quality, model input."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from visionline.messages import Quality
+from visionline.models.preprocessing import resize_center_crop
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they hold the size.
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD8)}
+
+
+class FrameRejected(Exception):
+    """A frame that cannot go on; ``error_type`` is the dead-letter reason."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    content_type: str
+    width: int
+    height: int
+
+
+def sniff_content_type(data: bytes) -> str | None:
+    if data.startswith(JPEG_MAGIC):
+        return "image/jpeg"
+    if data.startswith(PNG_MAGIC):
+        return "image/png"
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            raise FrameRejected("corrupt_image", f"JPEG marker expected at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if marker in _SOF_MARKERS:
+            if pos + 9 > end:
+                break
+            height, width = struct.unpack_from(">HH", data, pos + 5)
+            return width, height
+        if marker == 0xDA:  # start of scan before any frame header
+            raise FrameRejected("corrupt_image", "JPEG has no frame header before its scan")
+        pos += 2 + length
+    raise FrameRejected("truncated_image", "JPEG ends before its frame header")
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise FrameRejected("truncated_image", "PNG ends before its IHDR header")
+    return struct.unpack_from(">II", data, 16)
+
+
+def inspect_header(data: bytes, declared_type: str | None = None) -> ImageHeader:
+    """Format and pixel size from the image header alone: no pixel is decoded."""
+    content_type = sniff_content_type(data)
+    if content_type is None:
+        raise FrameRejected("unsupported_format", "payload is neither JPEG nor PNG")
+    if declared_type and declared_type != content_type:
+        raise FrameRejected(
+            "content_type_mismatch", f"header says {declared_type}, bytes are {content_type}"
+        )
+    width, height = _jpeg_size(data) if content_type == "image/jpeg" else _png_size(data)
+    if width <= 0 or height <= 0:
+        raise FrameRejected("corrupt_image", f"image header gives size {width}x{height}")
+    return ImageHeader(content_type, width, height)
+
+
+def check_complete(data: bytes, content_type: str) -> None:
+    """A cut-off upload is caught here, before anyone spends a decode on it."""
+    tail = data.rstrip(b"\x00")  # some encoders pad JPEGs with zeros
+    if content_type == "image/jpeg" and not tail.endswith(b"\xff\xd9"):
+        raise FrameRejected("truncated_image", "JPEG has no end-of-image marker")
+    if content_type == "image/png" and not tail.endswith(PNG_IEND):
+        raise FrameRejected("truncated_image", "PNG has no IEND chunk")
+
+
+def reduced_decode_flag(width: int, height: int, target: int) -> int:
+    """The largest libjpeg scale-down (1/2, 1/4, 1/8) that keeps the short side >= target."""
+    short = min(width, height)
+    for factor, flag in (
+        (8, cv2.IMREAD_REDUCED_COLOR_8),
+        (4, cv2.IMREAD_REDUCED_COLOR_4),
+        (2, cv2.IMREAD_REDUCED_COLOR_2),
+    ):
+        if short // factor >= target:
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+def decode(data: bytes, header: ImageHeader, target: int, reduced: bool = True) -> np.ndarray:
+    """BGR pixels; JPEGs much larger than the model input are decoded at reduced scale."""
+    flag = cv2.IMREAD_COLOR
+    if reduced and header.content_type == "image/jpeg":
+        flag = reduced_decode_flag(header.width, header.height, target)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if image is None:
+        raise FrameRejected("decode_failed", f"{header.content_type} could not be decoded")
+    return image
+
+
+def quality_measures(bgr: np.ndarray) -> Quality:
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    saturation = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[:, :, 1]
+    return Quality(
+        brightness=float(grey.mean()),
+        contrast=float(grey.std()),
+        blur=float(cv2.Laplacian(grey, cv2.CV_64F).var()),
+        saturation=float(saturation.mean()),
+    )
+
+
+def model_input(data: bytes, header: ImageHeader, size: int, reduced: bool = True):
+    """Encoded frame to (uint8 RGB HWC tensor at size x size, quality measures)."""
+    bgr = resize_center_crop(decode(data, header, size, reduced), size)
+    quality = quality_measures(bgr)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(rgb), quality

@@ -1,0 +1,82 @@
+"""Kafka helpers every process uses: the Faust app factory, topic creation, producers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from visionline.messages import SourceRef, Topic
+from visionline.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+def faust_app(service: str, common: CommonSettings, **overrides):
+    """A Faust app whose consumer group is ``visionline-<service>``: more processes, more scale."""
+    import faust  # imported here: faust patches asyncio and logging on import
+
+    options = dict(
+        broker=f"kafka://{common.kafka_bootstrap}",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=common.topic_partitions,
+        topic_allow_declare=False,  # topics are created up front with their partition counts
+        broker_session_timeout=common.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(1.0, common.kafka_session_timeout_s / 3),
+        broker_commit_every=100,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+        store="memory://",
+        web_enabled=False,
+        producer_linger_ms=1,
+        producer_acks=-1,
+    )
+    options.update(overrides)
+    return faust.App(f"visionline-{service}", **options)
+
+
+def faust_topic(app, topic: Topic):
+    return app.topic(str(topic), key_type=bytes, value_type=bytes, value_serializer="raw")
+
+
+def source_of(event) -> SourceRef:
+    """Where a Faust event came from."""
+    message = event.message
+    return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
+
+
+def create_topics(
+    bootstrap: str, partitions: int, topics: Iterable[str] | None = None, timeout: float = 15.0
+) -> None:
+    """Create the pipeline's topics (idempotent): camera frames need their partitions up front."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wanted = [str(t) for t in (topics or Topic)]
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted]
+    new = [t for t in new if t.topic not in existing]
+    if not new:
+        return
+    for name, future in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+        log.info("created topic %s with %d partitions", name, partitions)
+
+
+def producer(bootstrap: str, **config) -> Producer:
+    """A librdkafka producer that waits for all replicas and keeps a camera's frames in order."""
+    base = {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": False,  # not every Kafka-protocol broker supports it
+        "max.in.flight.requests.per.connection": 1,
+        "linger.ms": 2,
+        "message.max.bytes": 16 << 20,
+    }
+    base.update(config)
+    return Producer(base)

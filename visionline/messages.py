@@ -1,0 +1,236 @@
+"""Every topic and every message schema of visionline, in one place.
+
+Wire formats:
+- Camera frames (topic ``visionline.frames.raw``): value = encoded image bytes (JPEG or PNG),
+  key = camera id, metadata in Kafka headers (see ``FrameHeaders``). Plain Kafka is enough.
+- Internal binary topics (valid, preprocessed, inference): an *envelope* = magic ``VLE`` + one
+  version byte + 4-byte big-endian JSON length + JSON metadata + binary payload, so tensors
+  travel as raw bytes and the metadata stays typed and versioned.
+- Public topics (predictions, alerts, dead letters): UTF-8 JSON, one object per message.
+
+Each schema carries ``schema_version``; a new version is added beside the old one until every
+consumer has moved.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Topic(StrEnum):
+    RAW_FRAMES = "visionline.frames.raw"
+    VALID_FRAMES = "visionline.frames.valid"
+    PREPROCESSED = "visionline.frames.preprocessed"
+    INFERENCE = "visionline.inference.results"
+    PREDICTIONS = "visionline.predictions"
+    ALERTS = "visionline.alerts"
+    DEAD_LETTER = "visionline.deadletter"
+
+
+# Header names of the camera wire format. Everything but the key is optional.
+HEADER_FRAME_ID = "frame-id"
+HEADER_CAPTURED_AT = "captured-at"  # epoch milliseconds, or ISO 8601
+HEADER_CONTENT_TYPE = "content-type"  # image/jpeg or image/png
+
+CONTENT_TYPES = ("image/jpeg", "image/png")
+
+_ENVELOPE_MAGIC = b"VLE"
+_ENVELOPE_VERSION = 1
+_ENVELOPE_HEAD = struct.Struct(">3sBI")
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceRef(Schema):
+    """Where a message came from, so a reject can be found again."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class FrameMeta(Schema):
+    """What every stage knows about a frame; carried unchanged from ingest to alert."""
+
+    schema_version: Literal[1] = 1
+    camera_id: str
+    frame_id: str
+    captured_at: float  # epoch seconds
+    content_type: str
+    width: int
+    height: int
+    source: SourceRef
+    # Wall-clock epoch seconds at which each stage finished: ingest, preprocess, inference, ...
+    stages: dict[str, float] = Field(default_factory=dict)
+
+    def stamped(self, stage: str, at: float | None = None) -> FrameMeta:
+        return self.model_copy(update={"stages": {**self.stages, stage: at or time.time()}})
+
+
+class Quality(Schema):
+    """Image-quality measures of a frame, computed at the model's input size."""
+
+    brightness: float  # mean grey level, 0-255
+    contrast: float  # std of grey level
+    blur: float  # variance of the Laplacian: low means blurred
+    saturation: float  # mean HSV saturation, 0-255
+
+
+class TensorSpec(Schema):
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class PreprocessedFrame(Schema):
+    schema_version: Literal[1] = 1
+    frame: FrameMeta
+    quality: Quality
+    tensor: TensorSpec  # payload: the uint8 HWC RGB tensor at the model's input size
+
+
+class ModelRef(Schema):
+    name: str
+    version: str
+    served_by: Literal["triton", "local-onnxruntime"]
+
+
+class InferenceResult(Schema):
+    schema_version: Literal[1] = 1
+    frame: FrameMeta
+    quality: Quality
+    model: ModelRef
+    batch_size: int
+    tensor: TensorSpec  # payload: float32 logits
+
+
+class LabelScore(Schema):
+    class_id: int
+    label: str
+    score: float
+
+
+class Prediction(Schema):
+    """Public: one per frame on ``visionline.predictions``."""
+
+    schema_version: Literal[1] = 1
+    camera_id: str
+    frame_id: str
+    captured_at: float
+    model: ModelRef
+    top_k: list[LabelScore]
+    label: str | None  # top-1 label when its score reaches the threshold, else None
+    confidence: float
+    quality: Quality
+    stages: dict[str, float]
+
+
+class Alert(Schema):
+    """Public: one per (frame, rule) on ``visionline.alerts``; ``alert_id`` is unique."""
+
+    schema_version: Literal[1] = 1
+    alert_id: str
+    camera_id: str
+    frame_id: str
+    rule: str
+    label: str
+    confidence: float
+    severity: Literal["info", "warning", "critical"]
+    captured_at: float
+    created_at: float
+    model: ModelRef
+
+
+class DeadLetter(Schema):
+    """Public: a message that could not be processed, with why and where it came from."""
+
+    schema_version: Literal[1] = 1
+    error_type: str
+    error_message: str
+    stage: str
+    source: SourceRef
+    camera_id: str | None = None
+    frame_id: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    value_size: int = 0
+    value_b64: str | None = None  # the original value, when small enough to keep
+    failed_at: float = Field(default_factory=time.time)
+
+
+M = TypeVar("M", bound=Schema)
+
+
+class MessageError(ValueError):
+    """A message that does not follow its schema."""
+
+
+def pack_envelope(meta: Schema, payload: bytes | memoryview = b"") -> bytes:
+    head = meta.model_dump_json().encode()
+    return _ENVELOPE_HEAD.pack(_ENVELOPE_MAGIC, _ENVELOPE_VERSION, len(head)) + head + payload
+
+
+def unpack_envelope(value: bytes, schema: type[M]) -> tuple[M, memoryview]:
+    if len(value) < _ENVELOPE_HEAD.size:
+        raise MessageError("envelope shorter than its header")
+    magic, version, head_len = _ENVELOPE_HEAD.unpack_from(value)
+    if magic != _ENVELOPE_MAGIC or version != _ENVELOPE_VERSION:
+        raise MessageError(f"not a visionline envelope v{_ENVELOPE_VERSION}")
+    start = _ENVELOPE_HEAD.size
+    meta = schema.model_validate_json(value[start : start + head_len])
+    return meta, memoryview(value)[start + head_len :]
+
+
+def to_json(message: Schema) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def from_json(value: bytes, schema: type[M]) -> M:
+    return schema.model_validate_json(value)
+
+
+def decode_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """Kafka headers as text, for dead letters and logs; undecodable bytes are escaped."""
+    out: dict[str, str] = {}
+    for name, raw in headers or ():
+        out[name] = "" if raw is None else raw.decode("utf-8", errors="backslashreplace")
+    return out
+
+
+def dead_letter(
+    *,
+    error_type: str,
+    error_message: str,
+    stage: str,
+    source: SourceRef,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None = None,
+    camera_id: str | None = None,
+    frame_id: str | None = None,
+    keep_value_up_to: int = 1 << 20,
+) -> DeadLetter:
+    value = value or b""
+    keep = 0 < len(value) <= keep_value_up_to
+    return DeadLetter(
+        error_type=error_type,
+        error_message=error_message,
+        stage=stage,
+        source=source,
+        camera_id=camera_id,
+        frame_id=frame_id,
+        headers=decode_headers(headers),
+        value_size=len(value),
+        value_b64=base64.b64encode(value).decode() if keep else None,
+    )
+
+
+def alert_id(camera_id: str, frame_id: str, rule: str) -> str:
+    """The unique key of a frame's alert: the same frame and rule always give the same id."""
+    return f"{camera_id}:{frame_id}:{rule}"

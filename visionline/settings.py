@@ -1,0 +1,114 @@
+"""Typed settings. Built in each process's ``main()``, never at import.
+
+Common settings read ``VISIONLINE_*``; each service reads its own prefix as well
+(``VISIONLINE_INGEST_*``, ...). The local stack sets these for every process it starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_DEV_SECRETS = {"", "changeme", "dev"}
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+
+class CommonSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_")
+
+    environment: str = "development"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_session_timeout_s: float = Field(6.0, gt=0)
+    topic_partitions: int = Field(4, ge=1)
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:15432/visionline"
+    triton_grpc_url: str = "127.0.0.1:18001"
+    model_repository: Path = REPO_ROOT / "triton_models"
+    model_name: str = "efficientnet_lite0"
+    log_level: str = "INFO"
+    metrics_port: int = Field(0, ge=0)  # 0: no Prometheus endpoint
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+class IngestSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_INGEST_")
+
+    max_bytes: int = Field(8 << 20, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+    dedup_ttl_s: int = Field(3600, gt=0)
+    registry_refresh_s: float = Field(5.0, gt=0)
+    default_max_fps: float = Field(30.0, gt=0)
+    replicas: int = Field(1, ge=1)
+
+
+class PreprocessSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_PREPROCESS_")
+
+    input_size: int = Field(224, ge=16)
+    reduced_decode: bool = True  # let libjpeg decode at 1/2, 1/4 or 1/8 scale when it can
+    replicas: int = Field(1, ge=1)
+
+
+class InferenceSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_INFERENCE_")
+
+    max_batch: int = Field(16, ge=1)
+    max_wait_ms: float = Field(10.0, ge=0)
+    model_version: str = ""  # empty: the version Triton serves as latest
+    triton_timeout_s: float = Field(10.0, gt=0)
+    retry_attempts: int = Field(3, ge=0)
+    retry_backoff_s: float = Field(0.2, ge=0)
+    # Once Triton failed, how long to serve from the in-process model before trying it again.
+    fallback_probe_s: float = Field(10.0, gt=0)
+    local_threads: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1)
+
+
+class PostprocessSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_POSTPROCESS_")
+
+    top_k: int = Field(5, ge=1)
+    min_confidence: float = Field(0.1, ge=0, le=1)
+    replicas: int = Field(1, ge=1)
+
+
+class RulesSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_RULES_")
+
+    rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"
+    max_batch: int = Field(64, ge=1)
+    max_wait_ms: float = Field(20.0, ge=0)
+    replicas: int = Field(1, ge=1)
+
+
+class UploadSettings(_Settings):
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_UPLOAD_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(18080, gt=0)
+    max_bytes: int = Field(8 << 20, gt=0)
+    key_pepper: str = "dev"
+
+    @field_validator("key_pepper")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+def refuse_dev_secrets(common: CommonSettings, **secrets: str) -> None:
+    """Placeholder secrets are fine on a laptop and refused in production."""
+    if common.is_production:
+        weak = [name for name, value in secrets.items() if value in _DEV_SECRETS]
+        if weak:
+            raise ValueError(f"placeholder secret(s) {', '.join(weak)} refused in production")

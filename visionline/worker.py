@@ -1,0 +1,118 @@
+"""What every stream worker shares: logging, metrics, dead letters, and how it is run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+from visionline.imaging import FrameRejected
+from visionline.kafka import faust_topic, source_of
+from visionline.messages import DeadLetter, SourceRef, Topic, dead_letter, to_json
+from visionline.settings import CommonSettings
+
+MESSAGES_IN = Counter("visionline_messages_in_total", "Messages consumed", ["service"])
+MESSAGES_OUT = Counter("visionline_messages_out_total", "Messages produced", ["service", "topic"])
+DEAD_LETTERS = Counter(
+    "visionline_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "reason"]
+)
+STAGE_SECONDS = Histogram(
+    "visionline_stage_seconds",
+    "Processing time of one message (or batch) in a stage",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+def configure_logging(common: CommonSettings) -> None:
+    logging.basicConfig(
+        level=common.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+@dataclass
+class Worker:
+    """A stream worker's Faust app with its dead-letter topic and metrics, wired once."""
+
+    service: str
+    common: CommonSettings
+    app_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from visionline.kafka import faust_app
+
+        self.app = faust_app(self.service, self.common, **self.app_options)
+        self.dead_letters = faust_topic(self.app, Topic.DEAD_LETTER)
+        self.log = logging.getLogger(f"visionline.{self.service}")
+
+    def topic(self, topic: Topic):
+        return faust_topic(self.app, topic)
+
+    async def send(self, topic, key: bytes | None, value: bytes) -> None:
+        """Send and wait for the broker's ack: the offset is committed only after this."""
+        future = await topic.send(key=key, value=value)
+        await future
+        MESSAGES_OUT.labels(self.service, topic.get_topic_name()).inc()
+
+    async def send_many(self, topic, messages: list[tuple[bytes | None, bytes]]) -> None:
+        """Send a batch and wait until the broker acked all of it."""
+        futures = [await topic.send(key=key, value=value) for key, value in messages]
+        await asyncio.gather(*futures)
+        MESSAGES_OUT.labels(self.service, topic.get_topic_name()).inc(len(messages))
+
+    async def reject(
+        self, event, error: FrameRejected, source: SourceRef | None = None, **where
+    ) -> None:
+        """Dead-letter the event; ``source``: the frame's original coordinates, if known."""
+        message = event.message
+        letter = dead_letter(
+            error_type=error.error_type,
+            error_message=error.message,
+            stage=self.service,
+            source=source or source_of(event),
+            value=message.value,
+            headers=message.headers,
+            **where,
+        )
+        await self.send_dead_letter(letter, message.key)
+
+    async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        await self.send(self.dead_letters, key, to_json(letter))
+        DEAD_LETTERS.labels(self.service, letter.error_type).inc()
+        self.log.warning(
+            "dead-lettered %s/%s: %s: %s",
+            letter.camera_id,
+            letter.frame_id,
+            letter.error_type,
+            letter.error_message,
+        )
+
+    def timed(self) -> Callable[[], None]:
+        start = time.perf_counter()
+        return lambda: STAGE_SECONDS.labels(self.service).observe(time.perf_counter() - start)
+
+    def counted_in(self, n: int = 1) -> None:
+        MESSAGES_IN.labels(self.service).inc(n)
+
+    def crash(self, exc: BaseException) -> None:
+        """Exit at once, without committing: the supervisor restarts the worker and the
+        message that failed comes back (Faust would otherwise restart only the agent)."""
+        self.log.critical("unexpected error, exiting so the message is redelivered", exc_info=exc)
+        logging.shutdown()
+        os._exit(70)
+
+    def run(self) -> None:
+        """Run until SIGTERM. An unexpected exception crashes the worker: its supervisor restarts
+        it and the uncommitted offsets bring the message back."""
+        import faust
+
+        if self.common.metrics_port:
+            start_http_server(self.common.metrics_port)
+        worker = faust.Worker(self.app, loglevel=self.common.log_level, redirect_stdouts=False)
+        worker.execute_from_commandline()
