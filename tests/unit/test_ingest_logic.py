@@ -1,0 +1,102 @@
+import pytest
+
+from services.ingest.logic import (
+    Limits,
+    RateLimiter,
+    RawFrame,
+    check_registered,
+    claim_decision,
+    parse_captured_at,
+    validate_frame,
+)
+from tests.unit.images import jpeg, jpeg_claiming, png
+from visionline.cameras import RegisteredCamera
+from visionline.imaging import FrameRejected
+from visionline.messages import SourceRef
+
+SOURCE = SourceRef(topic="raw", partition=2, offset=7)
+LIMITS = Limits(max_bytes=1 << 20, max_pixels=4_000_000)
+NOW = 1_700_000_000.0
+
+
+def raw(value=None, key=b"cam-1", headers=None) -> RawFrame:
+    value = jpeg() if value is None else value
+    return RawFrame(key, value, headers or [], SOURCE, NOW)
+
+
+def reason(frame: RawFrame) -> str:
+    with pytest.raises(FrameRejected) as info:
+        validate_frame(frame, LIMITS)
+    return info.value.error_type
+
+
+def test_good_frame_with_defaults():
+    meta = validate_frame(raw(), LIMITS)
+    assert meta.camera_id == "cam-1" and meta.frame_id == "auto-2-7"
+    assert meta.captured_at == NOW and (meta.width, meta.height) == (320, 240)
+
+
+def test_headers_are_used_when_present():
+    headers = [("frame-id", b"f-99"), ("captured-at", str(int(NOW * 1000) - 500).encode())]
+    meta = validate_frame(raw(png(), headers=headers + [("content-type", b"image/png")]), LIMITS)
+    assert meta.frame_id == "f-99" and meta.captured_at == NOW - 0.5
+    assert meta.content_type == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (raw(b""), "empty_payload"),
+        (raw(jpeg()[:-300]), "truncated_image"),
+        (raw(b"GIF89a not supported"), "unsupported_format"),
+        (raw(jpeg_claiming(50_000, 50_000)), "too_many_pixels"),
+        (raw(key=None), "missing_camera_id"),
+        (raw(key=b"bad id with spaces"), "malformed_camera_id"),
+        (raw(headers=[("captured-at", b"yesterday")]), "malformed_header"),
+        (raw(headers=[("frame-id", b"\xff\xfe")]), "malformed_header"),
+        (raw(headers=[("frame-id", b"has space")]), "malformed_header"),
+        (raw(headers=[("content-type", b"image/gif")]), "unsupported_format"),
+        (raw(b"x" * (LIMITS.max_bytes + 1)), "payload_too_large"),
+    ],
+)
+def test_rejects(frame, expected):
+    assert reason(frame) == expected
+
+
+def test_captured_at_formats():
+    assert parse_captured_at("2023-11-14T22:13:20+00:00", NOW) == NOW
+    assert parse_captured_at(None, NOW) == NOW
+    with pytest.raises(FrameRejected):
+        parse_captured_at("2023-11-14T22:13:20", NOW)  # no zone: ambiguous
+    with pytest.raises(FrameRejected):
+        parse_captured_at("1", NOW)  # 1970: a camera clock bug
+
+
+def test_registry_check():
+    ok = RegisteredCamera("cam-1", True, 5.0, None)
+    assert check_registered("cam-1", ok) is ok
+    with pytest.raises(FrameRejected, match="not registered"):
+        check_registered("cam-1", None)
+    with pytest.raises(FrameRejected, match="disabled"):
+        check_registered("cam-1", RegisteredCamera("cam-1", False, 5.0, None))
+
+
+def test_rate_limiter_allows_max_fps_after_a_one_second_burst():
+    limiter = RateLimiter()
+    sent = [NOW + i * 0.05 for i in range(200)]  # 20 fps for 10 s against a 5 fps limit
+    allowed = sum(limiter.allow("cam", t, 5.0) for t in sent)
+    assert 5 * 10 <= allowed <= 5 * 10 + 6
+    assert RateLimiter().allow("other", NOW, 5.0)
+
+
+def test_rate_limiter_is_per_camera():
+    limiter = RateLimiter()
+    assert all(limiter.allow("a", NOW, 1.0) for _ in range(1))
+    assert not limiter.allow("a", NOW, 1.0)
+    assert limiter.allow("b", NOW, 1.0)
+
+
+def test_claim_decision_tells_redelivery_from_duplicate():
+    assert claim_decision(True, None, "raw/0/1")
+    assert claim_decision(False, "raw/0/1", "raw/0/1")  # same record again after a crash
+    assert not claim_decision(False, "raw/0/5", "raw/0/1")  # another record, same frame id

@@ -1,0 +1,101 @@
+import base64
+
+import pytest
+from pydantic import ValidationError
+
+from visionline.messages import (
+    FrameMeta,
+    MessageError,
+    Prediction,
+    SourceRef,
+    Topic,
+    alert_id,
+    dead_letter,
+    from_json,
+    pack_envelope,
+    to_json,
+    unpack_envelope,
+)
+
+SOURCE = SourceRef(topic=Topic.RAW_FRAMES, partition=1, offset=42)
+
+
+def meta(**kw) -> FrameMeta:
+    base = dict(
+        camera_id="cam-1",
+        frame_id="f-1",
+        captured_at=1700000000.5,
+        content_type="image/jpeg",
+        width=640,
+        height=480,
+        source=SOURCE,
+    )
+    return FrameMeta(**{**base, **kw})
+
+
+def test_envelope_round_trip_keeps_metadata_and_payload():
+    payload = bytes(range(256)) * 10
+    frame, body = unpack_envelope(pack_envelope(meta(), payload), FrameMeta)
+    assert frame == meta() and bytes(body) == payload
+
+
+def test_envelope_rejects_foreign_bytes():
+    with pytest.raises(MessageError):
+        unpack_envelope(b"\xff\xd8\xff\xe0 a jpeg", FrameMeta)
+    with pytest.raises(MessageError):
+        unpack_envelope(b"VL", FrameMeta)
+
+
+def test_schemas_refuse_unknown_fields_and_versions():
+    with pytest.raises(ValidationError):
+        FrameMeta.model_validate({**meta().model_dump(), "surprise": 1})
+    with pytest.raises(ValidationError):
+        FrameMeta.model_validate({**meta().model_dump(), "schema_version": 2})
+
+
+def test_stamped_adds_a_stage_without_mutating():
+    first = meta()
+    second = first.stamped("ingested", 5.0)
+    assert first.stages == {} and second.stages == {"ingested": 5.0}
+
+
+def test_dead_letter_keeps_small_values_and_coordinates():
+    letter = dead_letter(
+        error_type="empty_payload",
+        error_message="nothing",
+        stage="ingest",
+        source=SOURCE,
+        value=b"abc",
+        headers=[("frame-id", b"\xffbad")],
+    )
+    assert base64.b64decode(letter.value_b64) == b"abc"
+    assert letter.source.offset == 42 and letter.headers["frame-id"] == "\\xffbad"
+    big = dead_letter(
+        error_type="x",
+        error_message="y",
+        stage="s",
+        source=SOURCE,
+        value=b"a" * 10,
+        keep_value_up_to=5,
+    )
+    assert big.value_b64 is None and big.value_size == 10
+
+
+def test_alert_id_is_deterministic_per_frame_and_rule():
+    assert alert_id("c", "f", "r") == alert_id("c", "f", "r")
+    assert alert_id("c", "f", "r") != alert_id("c", "f", "r2")
+
+
+def test_prediction_json_round_trip():
+    p = Prediction(
+        camera_id="c",
+        frame_id="f",
+        captured_at=1.0,
+        model={"name": "m", "version": "1", "served_by": "triton"},
+        top_k=[{"class_id": 1, "label": "tabby", "score": 0.9}],
+        label="tabby",
+        confidence=0.9,
+        quality={"brightness": 1, "contrast": 2, "blur": 3, "saturation": 4},
+        stages={},
+    )
+    assert from_json(to_json(p), Prediction) == p
