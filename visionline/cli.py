@@ -1,0 +1,78 @@
+"""`visionline`: the command line in front of the common operations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from visionline.camera.cli import app as camera_app
+from visionline.models.cli import app as models_app
+from visionline.stack.cli import app as stack_app
+
+app = typer.Typer(help="visionline: the streaming pipeline around the model.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(camera_app, name="camera")
+app.add_typer(models_app, name="models")
+alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")
+app.add_typer(alerts_app, name="alerts")
+console = Console()
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    from_beginning: bool = typer.Option(False, help="Replay the topic from its start."),
+    seconds: float = typer.Option(0, help="Stop after this many seconds (0: run until Ctrl-C)."),
+) -> None:
+    """Print alerts as they are published on the alerts topic."""
+    import time
+
+    from visionline.alerts import tail_alerts
+    from visionline.settings import CommonSettings
+
+    until = time.monotonic() + seconds if seconds else None
+    for alert in tail_alerts(CommonSettings().kafka_bootstrap, from_beginning, until):
+        if alert is not None:
+            console.print(
+                f"{_when(alert.captured_at)} [bold]{alert.severity}[/] {alert.camera_id} "
+                f"{alert.rule}: {alert.label} {alert.confidence:.2f} ({alert.frame_id})"
+            )
+
+
+@alerts_app.command("list")
+def alerts_list(
+    camera: str = typer.Option(None, help="Only this camera."),
+    severity: str = typer.Option(None, help="info, warning or critical."),
+    rule: str = typer.Option(None, help="Only this rule."),
+    limit: int = typer.Option(50, min=1, max=10_000),
+) -> None:
+    """List stored alerts, newest first."""
+    from visionline.alerts import AlertFilter, list_alerts
+    from visionline.db import make_engine
+    from visionline.settings import CommonSettings
+
+    rows = list_alerts(
+        make_engine(CommonSettings().database_url), AlertFilter(camera, severity, rule, limit)
+    )
+    table = Table("captured (UTC)", "severity", "camera", "rule", "label", "conf", "frame")
+    for row in rows:
+        table.add_row(
+            _when(row.captured_at.timestamp()),
+            row.severity,
+            row.camera_id,
+            row.rule,
+            row.label,
+            f"{row.confidence:.2f}",
+            row.frame_id,
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()
