@@ -60,7 +60,7 @@ bench: models
 	$(BIN)/visionline bench
 
 compose-check:
-	docker-compose -f docker-compose.yml config -q
+	POSTGRES_PASSWORD=check UPLOAD_KEY_PEPPER=check docker-compose -f docker-compose.yml config -q
 
 # Re-resolve the full pinned dependency set after changing pyproject.toml.
 lock:

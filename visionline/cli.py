@@ -74,5 +74,26 @@ def alerts_list(
     console.print(table)
 
 
+@app.command()
+def setup(
+    cameras_file: str = typer.Option("infra/cameras.yaml", help="Cameras to register."),
+) -> None:
+    """Create the topics, migrate the database and register cameras (idempotent)."""
+    from pathlib import Path
+
+    from visionline.cameras import load_cameras, upsert_cameras
+    from visionline.db import make_engine, migrate
+    from visionline.kafka import create_topics
+    from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secrets
+
+    common, upload = CommonSettings(), UploadSettings()
+    refuse_dev_secrets(common, VISIONLINE_UPLOAD_KEY_PEPPER=upload.key_pepper)
+    create_topics(common.kafka_bootstrap, common.topic_partitions)
+    migrate(common.database_url)
+    cameras = load_cameras(Path(cameras_file))
+    upsert_cameras(make_engine(common.database_url), cameras, upload.key_pepper)
+    console.print(f"topics ready, schema migrated, {len(cameras)} cameras registered")
+
+
 if __name__ == "__main__":
     app()

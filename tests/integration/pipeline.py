@@ -1,0 +1,89 @@
+"""Driving the real pipeline from tests: push frames, read topics and tables back."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from skimage import data as skdata
+from sqlalchemy import Engine, text
+
+from visionline.alerts import read_topic, topic_consumer
+from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.kafka import producer
+from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
+
+
+def chelsea_jpeg(width: int = 1280, height: int = 720, shift: int = 0) -> bytes:
+    """scikit-image's real cat photo, letterboxed into a camera-sized frame."""
+    rgb = skdata.chelsea()
+    canvas = np.full((height, width, 3), 40, np.uint8)
+    scale = min(width / rgb.shape[1], height / rgb.shape[0]) * 0.9
+    cat = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    top = (height - cat.shape[0]) // 2
+    left = max(0, min(width - cat.shape[1], (width - cat.shape[1]) // 2 + shift))
+    canvas[top : top + cat.shape[0], left : left + cat.shape[1]] = cat
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    assert ok
+    return encoded.tobytes()
+
+
+def new_camera(engine: Engine, prefix: str = "test", max_fps: float = 200.0) -> str:
+    """A camera id of its own for each test (test-* cameras alert on every cat frame)."""
+    camera_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    upsert_cameras(engine, [CameraSpec(camera_id=camera_id, max_fps=max_fps)], pepper="dev")
+    return camera_id
+
+
+class Camera:
+    """A plain-Kafka camera: value = image bytes, key = camera id, metadata in headers."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = producer(bootstrap)
+
+    def send(
+        self,
+        camera_id: str | bytes | None,
+        value: bytes | None,
+        frame_id: str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        all_headers = list(headers or [])
+        if frame_id is not None:
+            all_headers.append((HEADER_FRAME_ID, frame_id.encode()))
+            all_headers.append((HEADER_CAPTURED_AT, str(int(time.time() * 1000)).encode()))
+        key = camera_id.encode() if isinstance(camera_id, str) else camera_id
+        self.producer.produce(str(Topic.RAW_FRAMES), value=value, key=key, headers=all_headers)
+        self.producer.poll(0)
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0, "frames not delivered to the broker"
+
+
+class TopicReader:
+    """Reads a JSON topic from its start and keeps what it has seen."""
+
+    def __init__(self, bootstrap: str, topic: Topic) -> None:
+        self.consumer = topic_consumer(bootstrap, topic, from_beginning=True)
+        self.seen: list[dict] = []
+
+    def wait_for(self, done: Callable[[list[dict]], bool], timeout: float) -> list[dict]:
+        until = time.monotonic() + timeout
+        for value in read_topic(self.consumer, until):
+            if value is not None:
+                self.seen.append(json.loads(value))
+            if done(self.seen):
+                return self.seen
+        raise AssertionError(f"timed out after {timeout}s; saw {len(self.seen)} messages")
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def rows(engine: Engine, sql: str, **params) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(sql), params)]

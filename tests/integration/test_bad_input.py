@@ -1,0 +1,80 @@
+"""Bad frames land on the dead-letter topic with their reason; good frames keep flowing."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.integration.pipeline import Camera, chelsea_jpeg, new_camera
+from tests.unit.images import jpeg_claiming
+
+CASES = {
+    "empty_payload": lambda good: b"",
+    "truncated_image": lambda good: good[: len(good) // 2],
+    "unsupported_format": lambda good: b"this is not an image at all" * 10,
+    "too_many_pixels": lambda good: jpeg_claiming(50_000, 50_000),
+}
+
+
+def test_each_bad_input_is_dead_lettered_and_the_next_frame_passes(
+    stack, engine, predictions, dead_letters
+):
+    camera_id = new_camera(engine)
+    camera = Camera(stack.kafka_bootstrap)
+    good = chelsea_jpeg(640, 480)
+    tag = uuid.uuid4().hex[:6]
+    expected: dict[str, str] = {}  # frame id -> reason
+    for reason, make in CASES.items():
+        frame_id = f"bad-{reason}-{tag}"
+        camera.send(camera_id, make(good), frame_id)
+        expected[frame_id] = reason
+    unknown = f"unknown-{tag}"
+    camera.send(unknown, good, f"unknown-cam-{tag}")
+    camera.send(None, good, f"no-key-{tag}")
+    camera.send(camera_id, good, headers=[("captured-at", b"not-a-time")])
+    camera.send(camera_id, good, f"good-after-{tag}")
+    camera.flush()
+
+    def reasons(seen):
+        out = {}
+        for letter in seen:
+            frame_id = letter["headers"].get("frame-id", "")
+            if frame_id.endswith(tag) or letter["camera_id"] == camera_id:
+                out[frame_id or letter["headers"].get("captured-at")] = letter["error_type"]
+        return out
+
+    wanted = {
+        **expected,
+        f"unknown-cam-{tag}": "unknown_camera",
+        f"no-key-{tag}": "missing_camera_id",
+        "not-a-time": "malformed_header",
+    }
+    letters = dead_letters.wait_for(lambda seen: len(reasons(seen)) >= len(wanted), timeout=60)
+    assert reasons(letters) == wanted
+    for letter in letters:
+        if letter["headers"].get("frame-id", "").endswith(tag):
+            assert letter["stage"] == "ingest" and letter["error_message"]
+            assert letter["source"]["topic"] == "visionline.frames.raw"
+
+    good_one = predictions.wait_for(
+        lambda seen: any(p["frame_id"] == f"good-after-{tag}" for p in seen), timeout=60
+    )
+    assert good_one
+
+
+def test_duplicate_frame_id_is_dropped(stack, engine, predictions, dead_letters):
+    camera_id = new_camera(engine)
+    camera = Camera(stack.kafka_bootstrap)
+    frame_id = f"dup-{uuid.uuid4().hex[:6]}"
+    camera.send(camera_id, chelsea_jpeg(640, 480), frame_id)
+    camera.send(camera_id, chelsea_jpeg(640, 480), frame_id)
+    camera.flush()
+    dead_letters.wait_for(
+        lambda seen: any(
+            d["error_type"] == "duplicate_frame" and d["camera_id"] == camera_id for d in seen
+        ),
+        timeout=60,
+    )
+    seen = predictions.wait_for(
+        lambda seen: any(p["frame_id"] == frame_id for p in seen), timeout=60
+    )
+    assert sum(p["frame_id"] == frame_id for p in seen) == 1
