@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
@@ -14,8 +14,11 @@ from visionline.db.models import AlertRow
 from visionline.messages import Alert, Topic, from_json
 
 
-def topic_consumer(bootstrap: str, topic: Topic | str, from_beginning: bool) -> Consumer:
-    """A group-less consumer assigned every partition: reading never disturbs the workers."""
+def topic_consumer(
+    bootstrap: str, topics: Topic | str | Sequence[Topic | str], from_beginning: bool
+) -> Consumer:
+    """A consumer assigned every partition of the topics, committing nothing: reading never
+    disturbs the workers' consumer groups."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -24,20 +27,27 @@ def topic_consumer(bootstrap: str, topic: Topic | str, from_beginning: bool) -> 
             "topic.metadata.refresh.interval.ms": 2000,
         }
     )
-    partitions = consumer.list_topics(str(topic), timeout=10).topics[str(topic)].partitions
+    names = [str(topics)] if isinstance(topics, str) else [str(t) for t in topics]
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-    consumer.assign([TopicPartition(str(topic), p, start) for p in partitions])
+    assignment = []
+    for name in names:
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        assignment += [TopicPartition(name, p, start) for p in partitions]
+    consumer.assign(assignment)
     return consumer
 
 
-def read_topic(consumer: Consumer, until: float | None = None) -> Iterator[bytes | None]:
-    """Message values as they arrive; None on each idle second (so callers can refresh)."""
+def read_messages(consumer: Consumer, until: float | None = None, idle_s: float = 1.0):
+    """Messages as they arrive; None after each idle ``idle_s`` (so callers can refresh)."""
     while until is None or time.monotonic() < until:
-        message = consumer.poll(1.0)
-        if message is None or message.error():
-            yield None
-            continue
-        yield message.value()
+        message = consumer.poll(idle_s)
+        yield None if message is None or message.error() else message
+
+
+def read_topic(consumer: Consumer, until: float | None = None) -> Iterator[bytes | None]:
+    """Message values as they arrive; None on each idle second."""
+    for message in read_messages(consumer, until):
+        yield None if message is None else message.value()
 
 
 def tail_alerts(bootstrap: str, from_beginning: bool = False, until: float | None = None):

@@ -75,6 +75,24 @@ def alerts_list(
 
 
 @app.command()
+def demo(
+    cameras: int = typer.Option(4, min=1, max=32, help="Simulated cameras (real photos, scenes)."),
+    fps: float = typer.Option(2.0, min=0.1, max=30, help="Frames per second per camera."),
+    seconds: float = typer.Option(45, min=5, help="How long to watch the pipeline."),
+    state_dir: str = typer.Option(".state/demo", help="Where the demo stack keeps its files."),
+) -> None:
+    """Start the local stack with simulated cameras, show alerts live, summarise, stop."""
+    from pathlib import Path
+
+    from visionline.demo import run_demo
+
+    figures = run_demo(cameras, fps, seconds, Path(state_dir).absolute(), console)
+    if not figures["frames_predicted"]:
+        console.print("[red]no frame made it through the pipeline[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
 def setup(
     cameras_file: str = typer.Option("infra/cameras.yaml", help="Cameras to register."),
 ) -> None:
