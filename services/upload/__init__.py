@@ -1,0 +1,1 @@
+"""HTTP upload of frames for cameras that cannot speak Kafka: ``python -m services.upload``."""

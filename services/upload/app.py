@@ -1,0 +1,226 @@
+"""The upload API: authenticated cameras POST an image, it goes to Kafka as a camera would send it.
+
+Only cheap checks happen here (who, how big, which type); decoding and deep validation are
+ingest's job, exactly as for frames that cameras publish to Kafka themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Protocol
+
+from confluent_kafka import KafkaError, KafkaException
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from visionline.camera.publisher import FramePublisher
+from visionline.cameras import CAMERA_ID, RegisteredCamera, hash_upload_key
+from visionline.messages import CONTENT_TYPES
+from visionline.settings import CommonSettings, UploadSettings
+
+log = logging.getLogger(__name__)
+
+MULTIPART_OVERHEAD = 16 << 10  # boundaries and part headers around the image
+MAX_FRAME_ID = 128  # the length of predictions.frame_id
+
+
+class Registry(Protocol):
+    """What the API needs of the camera registry (``visionline.cameras.CameraRegistry``)."""
+
+    def get(self, camera_id: str) -> RegisteredCamera | None: ...
+
+    def refresh(self) -> None: ...
+
+
+def create_app(
+    common: CommonSettings,
+    upload_settings: UploadSettings,
+    registry: Registry,
+    publisher: FramePublisher,
+    *,
+    ack_timeout_s: float = 10.0,
+) -> FastAPI:
+    """The upload API; its lifespan polls ``publisher`` for acks and flushes it at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        publisher.start_polling()
+        yield
+        await run_in_threadpool(publisher.close)
+
+    docs = None if common.is_production else "/docs"
+    app = FastAPI(title="visionline upload", lifespan=lifespan, docs_url=docs, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """200 when the broker and the camera registry answer, 503 otherwise."""
+        kafka, database = await asyncio.gather(_check(publisher.ping), _check(registry.refresh))
+        checks = {"kafka": kafka, "database": database}
+        if kafka == database == "ok":
+            return JSONResponse({"status": "ok", **checks})
+        return JSONResponse({"detail": checks}, status_code=503)
+
+    @app.post("/v1/cameras/{camera_id}/frames", status_code=202)
+    async def upload_frame(
+        camera_id: str,
+        request: Request,
+        x_camera_key: Annotated[str | None, Header()] = None,
+        x_frame_id: Annotated[str | None, Header()] = None,
+        x_captured_at: Annotated[str | None, Header()] = None,
+    ) -> dict[str, str]:
+        """Accept one frame: raw image body (image/jpeg, image/png) or multipart field ``image``."""
+        await _authorize(registry, camera_id, x_camera_key, upload_settings.key_pepper)
+        frame_id, captured_at = _frame_id(x_frame_id), _captured_at(x_captured_at)
+        data, content_type = await read_image(request, upload_settings.max_bytes)
+        frame_id = await _deliver(
+            publisher, ack_timeout_s, camera_id, data, frame_id, captured_at, content_type
+        )
+        return {"camera_id": camera_id, "frame_id": frame_id, "topic": publisher.topic}
+
+    return app
+
+
+async def _check(probe) -> str:
+    try:
+        await run_in_threadpool(probe)
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+        log.warning("health check %s failed: %s", getattr(probe, "__qualname__", probe), exc)
+        return f"unreachable ({type(exc).__name__})"  # the type only: messages may hold hosts
+    return "ok"
+
+
+async def _authorize(registry: Registry, camera_id: str, key: str | None, pepper: str) -> None:
+    """404 unknown camera, 401 missing or wrong key, 403 disabled (told only to key holders)."""
+    if not key:
+        raise HTTPException(401, "missing X-Camera-Key header")
+    camera = await _lookup(registry, camera_id)
+    if camera is None:
+        raise HTTPException(404, "unknown camera")
+    # The same answer whether the key is wrong or the camera has none: keys stay secret.
+    stored = camera.upload_key_hash or ""
+    if not hmac.compare_digest(hash_upload_key(key, pepper), stored):
+        raise HTTPException(401, "invalid camera key")
+    if not camera.enabled:
+        raise HTTPException(403, "camera disabled")
+
+
+async def _lookup(registry: Registry, camera_id: str) -> RegisteredCamera | None:
+    if not CAMERA_ID.match(camera_id):
+        return None  # cannot be registered: spare the database
+    try:
+        return await run_in_threadpool(registry.get, camera_id)
+    except Exception as exc:
+        log.exception("camera registry lookup failed")
+        raise HTTPException(503, "camera registry unavailable") from exc
+
+
+def _frame_id(value: str | None) -> str | None:
+    if value is not None and not (0 < len(value) <= MAX_FRAME_ID and value.isprintable()):
+        raise HTTPException(400, f"X-Frame-Id must be 1-{MAX_FRAME_ID} printable characters")
+    return value
+
+
+def _captured_at(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise HTTPException(400, "X-Captured-At must be epoch milliseconds")
+    return int(value)
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+async def read_image(request: Request, max_bytes: int) -> tuple[bytes, str]:
+    """The image and its content type, from a raw body or the multipart field ``image``."""
+    content_type = _media_type(request.headers.get("content-type"))
+    if content_type == "multipart/form-data":
+        return await _read_multipart(request, max_bytes)
+    if content_type not in CONTENT_TYPES:
+        raise HTTPException(415, f"send {' or '.join(CONTENT_TYPES)}, or multipart field image")
+    body = bytearray()
+    async for chunk in _limited(request, max_bytes):
+        body += chunk
+    if not body:
+        raise HTTPException(400, "empty body")
+    return bytes(body), content_type
+
+
+async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body, cut off with 413 as soon as it passes ``limit``: never buffered whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body larger than {limit} bytes")
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise HTTPException(413, f"body larger than {limit} bytes")
+        yield chunk
+
+
+async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, str]:
+    stream = _limited(request, max_bytes + MULTIPART_OVERHEAD)
+    parser = MultiPartParser(request.headers, stream, max_files=1, max_fields=8)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise HTTPException(400, f"bad multipart body: {exc.message}") from None
+    try:
+        image = form.get("image")
+        if not isinstance(image, UploadFile):
+            raise HTTPException(400, "multipart body needs a file field named image")
+        content_type = _media_type(image.content_type)
+        if content_type not in CONTENT_TYPES:
+            raise HTTPException(415, f"field image must be {' or '.join(CONTENT_TYPES)}")
+        data = await image.read(max_bytes + 1)
+    finally:
+        await form.close()
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"image larger than {max_bytes} bytes")
+    if not data:
+        raise HTTPException(400, "empty image")
+    return data, content_type
+
+
+async def _deliver(
+    publisher: FramePublisher,
+    timeout: float,
+    camera_id: str,
+    data: bytes,
+    frame_id: str | None,
+    captured_at: int | None,
+    content_type: str,
+) -> str:
+    """Produce the frame and wait for the broker's ack; 503 when it does not come."""
+    loop = asyncio.get_running_loop()
+    acked: asyncio.Future[KafkaError | None] = loop.create_future()
+
+    def on_delivery(err: KafkaError | None, _msg) -> None:  # runs on the poller thread
+        loop.call_soon_threadsafe(_settle, acked, err)
+
+    try:
+        frame_id = publisher.publish(
+            camera_id, data, frame_id, captured_at, content_type, on_delivery
+        )
+        err = await asyncio.wait_for(acked, timeout)
+    except (BufferError, KafkaException, TimeoutError) as exc:
+        log.warning("frame of %s not delivered: %s", camera_id, type(exc).__name__)
+        raise HTTPException(503, "broker unavailable, retry later") from None
+    if err is not None:
+        log.warning("frame of %s refused by the broker: %s", camera_id, err)
+        raise HTTPException(503, "broker did not accept the frame, retry later")
+    return frame_id
+
+
+def _settle(future: asyncio.Future, err: KafkaError | None) -> None:
+    if not future.done():  # a request that timed out has cancelled its future
+        future.set_result(err)

@@ -1,0 +1,50 @@
+"""One fixture layer for every integration test: a real stack on free ports of its own.
+
+Where a Docker engine is reachable, ``visionline.stack.testing`` starts the same services as
+testcontainers; here there is none, so it starts the embedded local stack (Tansu, Triton,
+PostgreSQL, Redis and every worker) under a temporary state folder.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.pipeline import TopicReader
+from visionline.db import make_engine
+from visionline.messages import Topic
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    from visionline.stack.testing import pipeline_stack
+
+    with pipeline_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def engine(stack):
+    engine = make_engine(stack.database_url)
+    yield engine
+    engine.dispose()
+
+
+def _reader(stack, topic: Topic):
+    reader = TopicReader(stack.kafka_bootstrap, topic)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture(scope="session")
+def predictions(stack):
+    yield from _reader(stack, Topic.PREDICTIONS)
+
+
+@pytest.fixture(scope="session")
+def alerts(stack):
+    yield from _reader(stack, Topic.ALERTS)
+
+
+@pytest.fixture(scope="session")
+def dead_letters(stack):
+    yield from _reader(stack, Topic.DEAD_LETTER)

