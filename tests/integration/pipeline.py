@@ -87,3 +87,17 @@ class TopicReader:
 def rows(engine: Engine, sql: str, **params) -> list[dict]:
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(text(sql), params)]
+
+
+def wait_rows(
+    engine: Engine, sql: str, done: Callable[[list[dict]], bool], timeout: float, **params
+) -> list[dict]:
+    """Poll a query until ``done`` holds: the rules worker writes a moment after the topic."""
+    until = time.monotonic() + timeout
+    while True:
+        found = rows(engine, sql, **params)
+        if done(found):
+            return found
+        if time.monotonic() > until:
+            raise AssertionError(f"timed out after {timeout}s; last result had {len(found)} rows")
+        time.sleep(0.5)

@@ -7,7 +7,7 @@ import signal
 import time
 import uuid
 
-from tests.integration.pipeline import Camera, chelsea_jpeg, new_camera, rows
+from tests.integration.pipeline import Camera, chelsea_jpeg, new_camera, rows, wait_rows
 
 FRAMES = 120
 FPS = 15
@@ -52,9 +52,11 @@ def test_killed_workers_lose_nothing_and_double_nothing(stack, engine, predictio
         return {p["frame_id"] for p in seen if p["camera_id"] == camera_id} >= set(frame_ids)
 
     predictions.wait_for(all_predicted, timeout=240)
-    stored = rows(
+    stored = wait_rows(
         engine,
         "SELECT frame_id, count(*) AS n FROM predictions WHERE camera_id = :c GROUP BY frame_id",
+        lambda found: len(found) >= len(frame_ids),
+        timeout=120,
         c=camera_id,
     )
     assert {r["frame_id"] for r in stored} == set(frame_ids)
@@ -79,7 +81,13 @@ def test_killed_workers_lose_nothing_and_double_nothing(stack, engine, predictio
         return {a["frame_id"] for a in seen if a["camera_id"] == camera_id} >= cat_frames
 
     seen = alerts.wait_for(all_alerted, timeout=120)
-    stored_alerts = rows(engine, "SELECT frame_id FROM alerts WHERE camera_id = :c", c=camera_id)
+    stored_alerts = wait_rows(
+        engine,
+        "SELECT frame_id FROM alerts WHERE camera_id = :c",
+        lambda found: len(found) >= len(cat_frames),
+        timeout=60,
+        c=camera_id,
+    )
     assert sorted(a["frame_id"] for a in stored_alerts) == sorted(cat_frames)
     published = [a["alert_id"] for a in seen if a["camera_id"] == camera_id]
     assert set(published) == {f"{camera_id}:{f}:test-cat-every-frame" for f in cat_frames}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from tests.integration.pipeline import Camera, TopicReader, chelsea_jpeg, new_camera, rows
+from tests.integration.pipeline import (
+    Camera,
+    TopicReader,
+    chelsea_jpeg,
+    new_camera,
+    rows,
+    wait_rows,
+)
 from visionline.messages import Topic
 
 CATS = {"tabby", "tiger cat", "Egyptian cat"}
@@ -28,7 +35,9 @@ def test_chelsea_gives_a_cat_prediction_and_an_alert(stack, engine, predictions,
 
     alert = mine(alerts.wait_for(mine, timeout=30))[0]
     assert alert["rule"] == "test-cat-every-frame" and alert["label"] in CATS
-    stored = rows(engine, "SELECT * FROM alerts WHERE camera_id = :c", c=camera_id)
+    stored = wait_rows(
+        engine, "SELECT * FROM alerts WHERE camera_id = :c", bool, timeout=30, c=camera_id
+    )
     assert [r["alert_id"] for r in stored] == [alert["alert_id"]]
     assert rows(engine, "SELECT label FROM predictions WHERE camera_id = :c", c=camera_id)
 
