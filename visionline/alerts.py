@@ -25,6 +25,7 @@ def topic_consumer(
             "group.id": "visionline-reader",  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "topic.metadata.refresh.interval.ms": 2000,
+            "fetch.wait.max.ms": 50,  # some brokers hold a fetch until this expires
         }
     )
     names = [str(topics)] if isinstance(topics, str) else [str(t) for t in topics]

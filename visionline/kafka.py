@@ -14,10 +14,35 @@ from visionline.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 
+def bound_fetch_wait(max_wait_ms: int) -> None:
+    """Cap the fetch wait of every aiokafka consumer this process creates.
+
+    Faust builds its consumer with ``fetch_max_wait_ms=1500`` and offers no setting for it, so
+    the consumer class is wrapped, once, in the worker process that calls this.
+    """
+    import aiokafka
+
+    base = aiokafka.AIOKafkaConsumer
+    if getattr(base, "visionline_fetch_cap", None) is not None:
+        base.visionline_fetch_cap = max_wait_ms
+        return
+
+    class CappedConsumer(base):
+        visionline_fetch_cap = max_wait_ms
+
+        def __init__(self, *args, **kwargs):
+            wait = kwargs.get("fetch_max_wait_ms", 500)
+            kwargs["fetch_max_wait_ms"] = min(wait, CappedConsumer.visionline_fetch_cap)
+            super().__init__(*args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer = CappedConsumer
+
+
 def faust_app(service: str, common: CommonSettings, **overrides):
     """A Faust app whose consumer group is ``visionline-<service>``: more processes, more scale."""
     import faust  # imported here: faust patches asyncio and logging on import
 
+    bound_fetch_wait(common.kafka_fetch_max_wait_ms)
     options = dict(
         broker=f"kafka://{common.kafka_bootstrap}",
         key_serializer="raw",
