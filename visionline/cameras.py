@@ -81,27 +81,51 @@ class RegisteredCamera:
 
 
 class CameraRegistry:
-    """Read-through cache of the cameras table, refreshed every ``refresh_s`` seconds."""
+    """Read-through cache of the cameras table.
 
-    def __init__(self, engine: Engine, refresh_s: float = 5.0) -> None:
+    The whole table is reloaded every ``refresh_s`` seconds. An id not in the cache is looked up
+    on its own at once (a camera registered a moment ago is accepted on its first frame); a miss
+    is remembered for ``miss_ttl_s`` so a flood from an unknown camera costs one query a second.
+    """
+
+    def __init__(self, engine: Engine, refresh_s: float = 5.0, miss_ttl_s: float = 1.0) -> None:
         self._engine = engine
         self._refresh_s = refresh_s
+        self._miss_ttl_s = miss_ttl_s
         self._cameras: dict[str, RegisteredCamera] = {}
+        self._misses: dict[str, float] = {}
         self._loaded_at = float("-inf")
 
     def get(self, camera_id: str) -> RegisteredCamera | None:
         now = time.monotonic()
-        stale = now - self._loaded_at > self._refresh_s
-        # An unknown id also triggers a refresh, so a camera registered a moment ago is accepted.
-        if stale or (camera_id not in self._cameras and now - self._loaded_at > 0.5):
+        if now - self._loaded_at > self._refresh_s:
             self.refresh()
-        return self._cameras.get(camera_id)
+        camera = self._cameras.get(camera_id)
+        if (
+            camera is not None
+            or now - self._misses.get(camera_id, float("-inf")) < self._miss_ttl_s
+        ):
+            return camera
+        return self._lookup(camera_id, now)
+
+    def _lookup(self, camera_id: str, now: float) -> RegisteredCamera | None:
+        with Session(self._engine) as session:
+            row = session.get(Camera, camera_id)
+        if row is None:
+            if len(self._misses) > 10_000:  # bounded: ids come from the outside world
+                self._misses.clear()
+            self._misses[camera_id] = now
+            return None
+        self._cameras[camera_id] = _registered(row)
+        return self._cameras[camera_id]
 
     def refresh(self) -> None:
         with Session(self._engine) as session:
             rows = session.scalars(select(Camera)).all()
-        self._cameras = {
-            r.camera_id: RegisteredCamera(r.camera_id, r.enabled, r.max_fps, r.upload_key_hash)
-            for r in rows
-        }
+        self._cameras = {r.camera_id: _registered(r) for r in rows}
+        self._misses.clear()
         self._loaded_at = time.monotonic()
+
+
+def _registered(row: Camera) -> RegisteredCamera:
+    return RegisteredCamera(row.camera_id, row.enabled, row.max_fps, row.upload_key_hash)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from visionline.messages import Quality
+from visionline.messages import FrameMeta, Quality
 from visionline.models.preprocessing import resize_center_crop
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -20,12 +20,18 @@ _STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD8)}
 
 
 class FrameRejected(Exception):
-    """A frame that cannot go on; ``error_type`` is the dead-letter reason."""
+    """A frame that cannot go on; ``error_type`` is the dead-letter reason, ``frame`` what is
+    known of the frame (its id and original coordinates) when the rejecting stage knows it."""
 
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(self, error_type: str, message: str, frame: FrameMeta | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        self.frame = frame
+
+    def of(self, frame: FrameMeta) -> FrameRejected:
+        self.frame = frame
+        return self
 
 
 @dataclass(frozen=True)

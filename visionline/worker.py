@@ -10,10 +10,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram, start_http_server
+from pydantic import ValidationError
 
 from visionline.imaging import FrameRejected
 from visionline.kafka import faust_topic, source_of
-from visionline.messages import DeadLetter, SourceRef, Topic, dead_letter, to_json
+from visionline.messages import (
+    DeadLetter,
+    M,
+    MessageError,
+    Topic,
+    dead_letter,
+    from_json,
+    to_json,
+    unpack_envelope,
+)
 from visionline.settings import CommonSettings
 
 MESSAGES_IN = Counter("visionline_messages_in_total", "Messages consumed", ["service"])
@@ -27,6 +37,18 @@ STAGE_SECONDS = Histogram(
     ["service"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+
+def decode_message(value: bytes, schema: type[M], envelope: bool = True):
+    """An envelope's (metadata, payload), or a JSON message; malformed ones are rejected."""
+    try:
+        return unpack_envelope(value, schema) if envelope else from_json(value, schema)
+    except (MessageError, ValidationError) as exc:
+        raise FrameRejected("malformed_message", str(exc)[:500]) from None
+
+
+def _printable_key(key: bytes | None) -> str | None:
+    return key.decode("utf-8", errors="backslashreplace")[:64] if key else None
 
 
 def configure_logging(common: CommonSettings) -> None:
@@ -66,21 +88,40 @@ class Worker:
         await asyncio.gather(*futures)
         MESSAGES_OUT.labels(self.service, topic.get_topic_name()).inc(len(messages))
 
-    async def reject(
-        self, event, error: FrameRejected, source: SourceRef | None = None, **where
-    ) -> None:
-        """Dead-letter the event; ``source``: the frame's original coordinates, if known."""
-        message = event.message
+    async def reject(self, event, error: FrameRejected) -> None:
+        """Dead-letter the event, pointing at the frame's original coordinates when known."""
+        message, frame = event.message, error.frame
         letter = dead_letter(
             error_type=error.error_type,
             error_message=error.message,
             stage=self.service,
-            source=source or source_of(event),
+            source=frame.source if frame else source_of(event),
             value=message.value,
             headers=message.headers,
-            **where,
+            camera_id=frame.camera_id if frame else _printable_key(message.key),
+            frame_id=frame.frame_id if frame else None,
         )
         await self.send_dead_letter(letter, message.key)
+
+    def each(self, source: Topic, out: Topic, handle: Callable[[object], tuple]) -> None:
+        """The usual agent: ``handle(event) -> (key, value)`` is sent to ``out``, a
+        FrameRejected is dead-lettered, anything else crashes the worker."""
+        out_topic = self.topic(out)
+
+        @self.app.agent(self.topic(source), name=f"visionline.{self.service}")
+        async def process(stream):
+            async for event in stream.events():
+                self.counted_in()
+                done = self.timed()
+                try:
+                    key, value = handle(event)
+                except FrameRejected as rejected:
+                    await self.reject(event, rejected)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
+                    self.crash(exc)
+                await self.send(out_topic, key, value)
+                done()
 
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
         await self.send(self.dead_letters, key, to_json(letter))

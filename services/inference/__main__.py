@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from services.inference.backends import local_backend, triton_backend
 from services.inference.logic import ResilientModel, RetryPolicy, results, stack_batch
 from visionline.imaging import FrameRejected
 from visionline.messages import (
-    MessageError,
     PreprocessedFrame,
     Topic,
     pack_envelope,
-    unpack_envelope,
 )
 from visionline.settings import CommonSettings, InferenceSettings
-from visionline.worker import Worker, configure_logging
+from visionline.worker import Worker, configure_logging, decode_message
 
 
 def build_model(common: CommonSettings, settings: InferenceSettings) -> ResilientModel:
@@ -43,9 +39,9 @@ def main() -> None:
         frames, tensors, keys = [], [], []
         for event in events:
             try:
-                frame, tensor = unpack_envelope(event.message.value, PreprocessedFrame)
-            except (MessageError, ValidationError) as exc:
-                await worker.reject(event, FrameRejected("malformed_message", str(exc)[:500]))
+                frame, tensor = decode_message(event.message.value, PreprocessedFrame)
+            except FrameRejected as rejected:
+                await worker.reject(event, rejected)
                 continue
             frames.append(frame)
             tensors.append(tensor)

@@ -35,15 +35,25 @@ class Ingest:
 
     def admit(self, raw: RawFrame) -> FrameMeta:
         meta = validate_frame(raw, self.limits)
-        camera = check_registered(meta.camera_id, self.registry.get(meta.camera_id))
-        if not self.rate.allow(meta.camera_id, meta.captured_at, camera.max_fps):
-            raise FrameRejected("rate_limited", f"camera exceeds {camera.max_fps} frames/s")
+        try:
+            camera = check_registered(meta.camera_id, self.registry.get(meta.camera_id))
+            if not self.rate.allow(meta.camera_id, meta.captured_at, camera.max_fps):
+                raise FrameRejected("rate_limited", f"camera exceeds {camera.max_fps} frames/s")
+            if not self._claim(meta, raw):
+                raise FrameRejected("duplicate_frame", f"frame id {meta.frame_id} already seen")
+        except FrameRejected as rejected:
+            raise rejected.of(meta) from None
+        return meta.stamped("ingested")
+
+    def _claim(self, meta: FrameMeta, raw: RawFrame) -> bool:
         key, me = dedup_key(meta.camera_id, meta.frame_id), source_token(raw.source)
         claimed = bool(self.redis.set(key, me, nx=True, ex=self.settings.dedup_ttl_s))
         holder = None if claimed else self.redis.get(key)
-        if not claim_decision(claimed, holder.decode() if holder else None, me):
-            raise FrameRejected("duplicate_frame", f"frame id {meta.frame_id} already ingested")
-        return meta.stamped("ingested")
+        return claim_decision(claimed, holder.decode() if holder else None, me)
+
+    def handle(self, event) -> tuple[bytes, bytes]:
+        raw = raw_frame(event)
+        return raw.key, pack_envelope(self.admit(raw), raw.value)
 
 
 def raw_frame(event) -> RawFrame:
@@ -66,29 +76,8 @@ def main() -> None:
         redis.Redis.from_url(common.redis_url),
     )
     worker = Worker("ingest", common)
-    valid = worker.topic(Topic.VALID_FRAMES)
-
-    @worker.app.agent(worker.topic(Topic.RAW_FRAMES))
-    async def ingest_frames(stream):
-        async for event in stream.events():
-            worker.counted_in()
-            done = worker.timed()
-            raw = raw_frame(event)
-            try:
-                meta = ingest.admit(raw)
-            except FrameRejected as rejected:
-                await worker.reject(event, rejected, camera_id=_safe_key(raw.key))
-                continue
-            except Exception as exc:  # noqa: BLE001 - crash so the frame is redelivered
-                worker.crash(exc)
-            await worker.send(valid, raw.key, pack_envelope(meta, raw.value))
-            done()
-
+    worker.each(Topic.RAW_FRAMES, Topic.VALID_FRAMES, ingest.handle)
     worker.run()
-
-
-def _safe_key(key: bytes | None) -> str | None:
-    return key.decode("utf-8", errors="backslashreplace")[:64] if key else None
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ only then let Faust commit the offsets. A crash anywhere repeats work, never los
 from __future__ import annotations
 
 import redis
-from pydantic import ValidationError
 
 from services.rules.logic import candidate_alerts, cooldown_allows, cooldown_key, load_rules
 from services.rules.store import mark_published, record
 from visionline.db import make_engine
 from visionline.imaging import FrameRejected
-from visionline.messages import Alert, Prediction, Topic, from_json, to_json
+from visionline.messages import Alert, Prediction, Topic, to_json
 from visionline.settings import CommonSettings, RulesSettings
-from visionline.worker import Worker, configure_logging
+from visionline.worker import Worker, configure_logging, decode_message
 
 
 class Cooldowns:
@@ -45,9 +44,9 @@ def main() -> None:
         predictions = []
         for event in events:
             try:
-                predictions.append(from_json(event.message.value, Prediction))
-            except ValidationError as exc:
-                await worker.reject(event, FrameRejected("malformed_message", str(exc)[:500]))
+                predictions.append(decode_message(event.message.value, Prediction, envelope=False))
+            except FrameRejected as rejected:
+                await worker.reject(event, rejected)
         return predictions
 
     @worker.app.agent(worker.topic(Topic.PREDICTIONS))

@@ -99,3 +99,15 @@ def test_prediction_json_round_trip():
         stages={},
     )
     assert from_json(to_json(p), Prediction) == p
+
+
+def test_malformed_messages_become_rejections():
+    from visionline.imaging import FrameRejected
+    from visionline.worker import decode_message
+
+    for value, envelope in ((b"garbage", True), (b"{not json", False), (b"{}", False)):
+        with pytest.raises(FrameRejected) as info:
+            decode_message(value, FrameMeta, envelope=envelope)
+        assert info.value.error_type == "malformed_message"
+    frame, _ = decode_message(pack_envelope(meta(), b"x"), FrameMeta)
+    assert frame.frame_id == "f-1"
