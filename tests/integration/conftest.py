@@ -23,6 +23,16 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bootstrap(stack) -> str:
+    return stack.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def database_url(stack) -> str:
+    return stack.database_url
+
+
+@pytest.fixture(scope="session")
 def engine(stack):
     engine = make_engine(stack.database_url)
     yield engine

