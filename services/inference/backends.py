@@ -16,9 +16,12 @@ from visionline.models.spec import INPUT_NAME, OUTPUT_NAME
 
 
 def triton_backend(url: str, model: str, version: str, timeout_s: float) -> Backend:
-    client = InferenceServerClient(url)
+    clients: dict[asyncio.AbstractEventLoop, InferenceServerClient] = {}
 
     async def infer(batch: np.ndarray) -> tuple[np.ndarray, str]:
+        # A gRPC aio channel belongs to the event loop it was made in: make it in the running one.
+        loop = asyncio.get_running_loop()
+        client = clients.get(loop) or clients.setdefault(loop, InferenceServerClient(url))
         image = InferInput(INPUT_NAME, list(batch.shape), "UINT8")
         image.set_data_from_numpy(batch)
         try:
