@@ -11,6 +11,11 @@ Phases, all on one pool of pre-encoded 720p JPEGs (real photos, the chelsea cat 
    the completion rate: predictions whose postprocessed stamp falls in the measurement window.
 3. **half load**: the same stack at half that rate; capture-to-prediction and capture-to-alert
    latency, per-stage latency and who served the model.
+4. **idle**: the same stack with no frame coming, for its fixed cost (polling, heartbeats).
+
+The stack is the one ``visionline stack up`` would start, tuned by the usual environment
+(``VISIONLINE_INFERENCE_MAX_BATCH``, ``VISIONLINE_STACK_PREPROCESS_REPLICAS``, ...): the results
+record the ``VISIONLINE_*`` variables that were set.
 
 Triton's batch sizes come from its Prometheus counters (deltas over each window); CPU and peak
 memory from sampling every process of each component (with its descendants) every 0.5 s.
@@ -42,6 +47,8 @@ TARGET_ALERT_P99_MS = 250.0  # capture-to-alert p99 at half the maximum throughp
 TARGET_WORKER_RSS_MB = 300.0  # peak resident memory of every worker process, below
 CAMERA_PREFIX = "test-bench"  # test-* cameras alert on every cat frame (infra/rules.yaml)
 SAMPLE_EVERY_S = 0.5
+IDLE_S = 10.0  # the stack at rest, after the load phases: its fixed cost
+NOISE_WARN_CORES = 0.25  # CPU others used during a window above which its figures are flagged
 MB = 2**20
 
 # Triton's cumulative per-model counters (Prometheus text on its metrics port).
@@ -287,7 +294,7 @@ def half_load_camera_fps(pipeline_fps: float, cameras: int, override: float | No
 # ================================ frames and the bare loop ===================================
 
 
-def frame_pool(resolution=(1280, 720), quality: int = 80) -> list[bytes]:
+def frame_pool(resolution: tuple[int, int] = (1280, 720), quality: int = 80) -> list[bytes]:
     """Distinct camera-sized JPEGs: every bundled photo twice, six more chelsea cats, four
     synthetic scenes (about a third are cats, so a good share of frames alert)."""
     from visionline.camera.frames import encode_jpeg
@@ -308,6 +315,7 @@ class BareRun:
     decode_preprocess_s: float
     infer_s: float
     alerts: int
+    cpu_s: float = 0.0  # this process, every thread
 
     def as_dict(self) -> dict[str, Any]:
         n = max(1, self.frames)
@@ -318,6 +326,8 @@ class BareRun:
             "decode_preprocess_ms": round(1000 * self.decode_preprocess_s / n, 2),
             "infer_threshold_ms": round(1000 * self.infer_s / n, 2),
             "alert_share": round(self.alerts / n, 3),
+            "cpu_ms_per_frame": round(1000 * self.cpu_s / n, 2),
+            "cores": round(self.cpu_s / self.seconds, 2),
         }
 
 
@@ -343,13 +353,11 @@ def bench_rule(camera_id: str) -> AlertRule:
 class BareLoop:
     """Decode, preprocess, ONNX Runtime (batch 1) and the alert threshold, in this process."""
 
-    def __init__(self, threads: int, rule: AlertRule) -> None:
+    def __init__(self, repository: Path, model: str, threads: int, rule: AlertRule) -> None:
         from visionline.models.local import LocalModel, load_labels
-        from visionline.settings import CommonSettings
 
-        common = CommonSettings()
-        self.model = LocalModel(common.model_repository, common.model_name, None, threads)
-        self.labels = load_labels(common.model_repository, common.model_name)
+        self.model = LocalModel(repository, model, None, threads)
+        self.labels = load_labels(repository, model)
         self.rule = rule
 
     def frame(self, data: bytes) -> tuple[float, bool]:
@@ -371,7 +379,7 @@ class BareLoop:
         for data in pool[:warmup_frames]:
             self.frame(data)
         run = BareRun(0, 0.0, 0.0, 0.0, 0)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         while run.frames < len(pool) or time.perf_counter() - start < seconds:
             began = time.perf_counter()
             prep, hit = self.frame(pool[run.frames % len(pool)])
@@ -380,6 +388,7 @@ class BareLoop:
             run.frames += 1
             run.alerts += hit
         run.seconds = time.perf_counter() - start
+        run.cpu_s = time.process_time() - cpu_start
         return run
 
 
@@ -391,12 +400,35 @@ def triton_threads(repository: Path, model: str) -> int:
 # ================================ the stack side ============================================
 
 
+def reader(bootstrap: str, topics: list[str]):
+    """A consumer of every partition of ``topics`` from their start, committing nothing.
+
+    Its fetches wait at most 100 ms: a broker that answers a waiting fetch only at its timeout
+    (Tansu) would otherwise show completions up to librdkafka's default 500 ms late, and the
+    load generator counts frames in flight by them.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "visionline-bench",  # required by librdkafka; never committed
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    metadata = consumer.list_topics(timeout=10).topics
+    consumer.assign(
+        [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata[t].partitions]
+    )
+    return consumer
+
+
 class Collector(threading.Thread):
     """Reads predictions, alerts and dead letters from the start of their topics."""
 
     def __init__(self, bootstrap: str) -> None:
         super().__init__(name="bench-collector", daemon=True)
-        from visionline.alerts import topic_consumer
         from visionline.messages import Topic
 
         self.topics = {
@@ -404,7 +436,7 @@ class Collector(threading.Thread):
             str(Topic.ALERTS): "alerts",
             str(Topic.DEAD_LETTER): "dead_letters",
         }
-        self.consumer = topic_consumer(bootstrap, list(self.topics), from_beginning=True)
+        self.consumer = reader(bootstrap, list(self.topics))
         self.predictions: list[dict] = []
         self.alerts: list[dict] = []
         self.dead_letters: list[dict] = []
@@ -506,7 +538,7 @@ def watched_processes(status) -> list[Watched]:
         if c.pid is not None and not c.external
     ]
     out.append(Watched("supervisor", status.supervisor_pid, False, False))
-    out.append(Watched("bench (cameras, reader)", os.getpid(), False, False))
+    out.append(Watched("bench", os.getpid(), False, False))  # the cameras and the reader
     return out
 
 
@@ -562,12 +594,16 @@ class Sampler(threading.Thread):
         return out
 
 
-def machine_busy_s() -> float:
-    """CPU seconds all cores have spent busy since boot."""
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of all cores since boot; stolen: time the hypervisor gave
+    this machine's cores to other guests."""
     import psutil
 
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    times = psutil.cpu_times()._asdict()
+    steal = times.get("steal", 0.0)
+    # guest time is already counted in user time
+    idle = sum(times.get(k, 0.0) for k in ("idle", "iowait", "steal", "guest", "guest_nice"))
+    return sum(times.values()) - idle, steal
 
 
 def scrape_triton(metrics_url: str, model: str) -> dict[str, float] | None:
@@ -601,8 +637,31 @@ class PhaseResult:
     usage: dict[str, dict[str, Any]]
     workers: set[str]
     machine_cores: float
+    steal_cores: float
     drained: bool
     restarts: dict[str, int] = field(default_factory=dict)
+
+
+def measure(ctx: BenchContext, seconds: float) -> dict[str, Any]:
+    """Sample processes, machine CPU and Triton's counters for ``seconds`` from now."""
+    triton_before = scrape_triton(ctx.metrics_url, ctx.model)
+    sampler, cpu_before, start = Sampler(ctx.stack), machine_cpu_s(), time.time()
+    sampler.start()
+    time.sleep(seconds)
+    end, cpu_after = time.time(), machine_cpu_s()
+    triton_after = scrape_triton(ctx.metrics_url, ctx.model)
+    samples = sampler.stop()
+    triton = None
+    if triton_before is not None and triton_after is not None:
+        triton = triton_figures(counter_delta(triton_before, triton_after))
+    return {
+        "window": (start, end),
+        "triton": triton,
+        "usage": component_usage(samples),
+        "workers": sampler.workers,
+        "machine_cores": round((cpu_after[0] - cpu_before[0]) / (end - start), 2),
+        "steal_cores": round((cpu_after[1] - cpu_before[1]) / (end - start), 2),
+    }
 
 
 def run_phase(ctx: BenchContext, rate_fps: float, warmup_s: float, seconds: float) -> PhaseResult:
@@ -613,34 +672,28 @@ def run_phase(ctx: BenchContext, rate_fps: float, warmup_s: float, seconds: floa
         ctx.pool,
         rate_fps,
         ctx.in_flight,
-        lambda: ctx.collector.completed,
+        completed=lambda: ctx.collector.completed,
     )
     restarts_before = _restarts(ctx.stack)
     load.start()
     time.sleep(warmup_s)
-    triton_before = scrape_triton(ctx.metrics_url, ctx.model)
-    sampler, busy_before, start = Sampler(ctx.stack), machine_busy_s(), time.time()
-    sampler.start()
-    time.sleep(seconds)
-    end, busy_after = time.time(), machine_busy_s()
-    triton_after = scrape_triton(ctx.metrics_url, ctx.model)
-    samples = sampler.stop()
+    measured = measure(ctx, seconds)
     load.stop()
     drained = wait_drained(load, ctx.collector, timeout_s=max(30.0, seconds))
-    triton = None
-    if triton_before is not None and triton_after is not None:
-        triton = triton_figures(counter_delta(triton_before, triton_after))
     restarts = counter_delta(restarts_before, _restarts(ctx.stack))
     return PhaseResult(
-        window=(start, end),
+        **measured,
         load=load.stats(),
-        triton=triton,
-        usage=component_usage(samples),
-        workers=sampler.workers,
-        machine_cores=round((busy_after - busy_before) / (end - start), 2),
         drained=drained,
         restarts={k: int(v) for k, v in restarts.items() if v},
     )
+
+
+def idle_figures(ctx: BenchContext, seconds: float) -> dict[str, Any]:
+    """What the stack costs with no frame coming: polling, heartbeats, commits."""
+    measured = measure(ctx, seconds)
+    result = PhaseResult(**measured, load={}, drained=True)
+    return {"window_s": round(seconds, 1), "usage": usage_dict(result)}
 
 
 def _restarts(stack) -> dict[str, float]:
@@ -684,8 +737,21 @@ def usage_dict(result: PhaseResult) -> dict[str, Any]:
     ours = sum(u["cores"] or 0.0 for u in result.usage.values())
     return {
         "components": result.usage,
+        "stack_cores": round(ours, 2),
         "machine_busy_cores": result.machine_cores,
         "other_load_cores": round(max(0.0, result.machine_cores - ours), 2),
+        "steal_cores": result.steal_cores,
+    }
+
+
+def cpu_per_frame(usage: dict[str, dict[str, Any]], fps: float) -> dict[str, float]:
+    """CPU milliseconds each component spends per frame out of the pipeline, and the total."""
+    if fps <= 0:
+        return {}
+    per = {name: round(1000 * (u["cores"] or 0.0) / fps, 2) for name, u in usage.items()}
+    return {
+        **dict(sorted(per.items(), key=lambda kv: -kv[1])),
+        "total": round(sum(per.values()), 2),
     }
 
 
@@ -693,9 +759,11 @@ def saturation_figures(result: PhaseResult, collector: Collector) -> dict[str, A
     start, end = result.window
     done = [completed_at(p) for p in collector.predictions]
     rejected = in_window(collector.dead_letters, start, end, lambda d: d["failed_at"])
+    fps = rate_in_window(done, start, end)
     return {
         "window_s": round(end - start, 2),
-        "fps": round(rate_in_window(done, start, end), 2),
+        "fps": round(fps, 2),
+        "cpu_ms_per_frame": cpu_per_frame(result.usage, fps),
         "predictions": sum(1 for t in done if start <= t < end),
         "dead_letters": dict(Counter(d["error_type"] for d in rejected)),
         "load": result.load,
@@ -743,6 +811,7 @@ class BenchOptions:
     state_dir: Path = REPO_ROOT / ".state" / "bench"
     in_flight: int = 64
     bare_seconds: float = 8.0
+    bare_threads: int | None = None  # None: as many as Triton's model instances use
     overload: float = 1.5  # saturation phase: offered load = overload x bare frames/s
 
 
@@ -756,8 +825,26 @@ def tuning_env() -> dict[str, str]:
     }
 
 
-def run_bare(pool: list[bytes], seconds: float, threads: int, rule: AlertRule) -> dict:
-    return BareLoop(threads, rule).run(pool, seconds).as_dict()
+@dataclass(frozen=True)
+class BareSetup:
+    repository: Path
+    model: str
+    threads: int
+    rule: AlertRule
+
+    @classmethod
+    def of(cls, state_dir: Path, threads: int | None = None) -> BareSetup:
+        """The model the stack will serve, by default with as many threads as Triton gives it."""
+        from visionline.stack import StackSettings
+
+        stack = StackSettings(state_dir=state_dir)
+        threads = threads or triton_threads(stack.model_repository, stack.model_name)
+        rule = bench_rule(f"{CAMERA_PREFIX}-01")
+        return cls(stack.model_repository, stack.model_name, threads, rule)
+
+    def run(self, pool: list[bytes], seconds: float) -> dict[str, Any]:
+        loop = BareLoop(self.repository, self.model, self.threads, self.rule)
+        return loop.run(pool, seconds).as_dict()
 
 
 def bare_summary(runs: list[dict]) -> dict[str, Any]:
@@ -770,7 +857,7 @@ def bare_summary(runs: list[dict]) -> dict[str, Any]:
 
 
 def run_pipeline(options: BenchOptions, pool: list[bytes], bare_fps: float, log) -> dict:
-    """Start a fresh stack on free ports, run both phases, stop it. Returns their figures."""
+    """Start a fresh stack on free ports; saturation, half load and idle; stop it."""
     from visionline.camera.publisher import FramePublisher
     from visionline.stack import LocalStack
     from visionline.stack.config import free_port_settings
@@ -798,8 +885,11 @@ def run_pipeline(options: BenchOptions, pool: list[bytes], bare_fps: float, log)
             publisher.close(5.0)
             collector.stop()
         figures["stack"] = {
-            f"{name}_replicas": getattr(settings, f"{name}_replicas")
-            for name in ("ingest", "preprocess", "inference", "postprocess", "rules")
+            **{
+                f"{name}_replicas": getattr(settings, f"{name}_replicas")
+                for name in ("ingest", "preprocess", "inference", "postprocess", "rules")
+            },
+            "model_repository": str(settings.model_repository),
         }
         log("stopping the local stack")
     return figures
@@ -824,24 +914,28 @@ def _both_phases(ctx: BenchContext, options: BenchOptions, bare_fps: float, log)
     result = run_phase(ctx, per_camera * options.cameras, half_warmup, options.seconds)
     half = half_load_figures(result, ctx.collector)
     half["camera_fps"] = round(per_camera, 3)
-    return {"saturation": saturation, "half_load": half, "workers": sorted(result.workers)}
+    log(f"idle: {IDLE_S:.0f} s with no frame coming")
+    idle = idle_figures(ctx, IDLE_S)
+    return {
+        "saturation": saturation,
+        "half_load": half,
+        "idle": idle,
+        "workers": sorted(result.workers),
+    }
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
-    from visionline.settings import CommonSettings
-
-    common = CommonSettings()
     started = datetime.now(UTC)
     log("encoding the frame pool")
     pool = frame_pool()
-    threads = triton_threads(common.model_repository, common.model_name)
-    rule = bench_rule(f"{CAMERA_PREFIX}-01")
-    log(f"bare loop, {threads} ONNX Runtime threads (as Triton's model), {options.bare_seconds} s")
-    runs = [run_bare(pool, options.bare_seconds, threads, rule)]
+    bare = BareSetup.of(options.state_dir.absolute(), options.bare_threads)
+    origin = "given" if options.bare_threads else "as Triton's model"
+    log(f"bare loop, {bare.threads} ONNX Runtime threads ({origin}), {options.bare_seconds:.0f} s")
+    runs = [bare.run(pool, options.bare_seconds)]
     pipeline = run_pipeline(options, pool, runs[0]["fps"], log)
     log("bare loop again, on the machine the stack left")
-    runs.append(run_bare(pool, options.bare_seconds, threads, rule))
-    return assemble(options, started, pool, threads, bare_summary(runs), pipeline)
+    runs.append(bare.run(pool, options.bare_seconds))
+    return assemble(options, started, pool, bare.threads, bare_summary(runs), pipeline)
 
 
 def assemble(
@@ -873,6 +967,7 @@ def assemble(
         "bare": bare,
         "saturation": saturation,
         "half_load": half,
+        "idle": pipeline["idle"],
         "ratio": ratio,
         "worker_peak_rss_mb": worker_rss,
         "targets": evaluate_targets(ratio, half["capture_to_alert_ms"]["p99"], worker_rss),
@@ -919,6 +1014,11 @@ def summary_table(f: dict):
     table.add_row("bare loop frames/s", f"{f['bare']['fps']} (runs: {runs})")
     table.add_row("pipeline frames/s (saturated)", str(sat["fps"]))
     table.add_row("ratio pipeline / bare", str(f["ratio"]))
+    bare_cpu = ", ".join(str(r["cpu_ms_per_frame"]) for r in f["bare"]["runs"])
+    table.add_row(
+        "CPU ms / frame: bare, pipeline",
+        f"{bare_cpu}; {sat['cpu_ms_per_frame'].get('total')}",
+    )
     table.add_row("half load frames/s", f"{half['fps']} ({half['camera_fps']} per camera)")
     table.add_row("capture-to-prediction ms", _pcts(half["capture_to_prediction_ms"]))
     table.add_row("capture-to-alert ms", _pcts(half["capture_to_alert_ms"]))
@@ -950,14 +1050,26 @@ def usage_table(f: dict):
 
     sat = f["saturation"]["usage"]["components"]
     half = f["half_load"]["usage"]["components"]
-    table = Table("process", "cores saturated", "cores half load", "peak RSS MB", title="Processes")
+    idle = f["idle"]["usage"]["components"]
+    per_frame = f["saturation"]["cpu_ms_per_frame"]
+    table = Table(
+        "process",
+        "cores saturated",
+        "CPU ms / frame",
+        "cores half load",
+        "cores idle",
+        "peak RSS MB",
+        title="Processes (with their children)",
+    )
     for name in sorted(set(sat) | set(half)):
         peak = max(u[name]["peak_rss_mb"] for u in (sat, half) if name in u)
         over = name in f["worker_peak_rss_mb"] and peak >= TARGET_WORKER_RSS_MB
         table.add_row(
             name,
             _cores(sat.get(name)),
+            str(per_frame.get(name, "-")),
             _cores(half.get(name)),
+            _cores(idle.get(name)),
             f"[red]{peak:.0f}[/]" if over else f"{peak:.0f}",
         )
     return table
@@ -984,6 +1096,20 @@ def print_report(figures: dict, console) -> None:
     console.print(targets_table(figures["targets"]))
     if not figures["half_load"]["all_served_by_triton"]:
         console.print("[yellow]not every prediction was served by Triton[/]")
+    dropped = figures["half_load"]["load"]["dropped_at_camera"]
+    if dropped:
+        console.print(
+            f"[yellow]half load: {dropped} frames dropped at the cameras: the pipeline did not "
+            "keep up with that rate, so its latency includes queueing[/]"
+        )
+    for phase in ("saturation", "half_load"):
+        usage = figures[phase]["usage"]
+        noise = usage["other_load_cores"] + usage["steal_cores"]
+        if noise > NOISE_WARN_CORES:
+            console.print(
+                f"[yellow]{phase}: other processes (or the hypervisor) took {noise:.2f} cores of "
+                f"{figures['machine']['cpus']} during the window: its figures are pessimistic[/]"
+            )
 
 
 # ================================ command ===================================================
@@ -1009,6 +1135,10 @@ def bench_command(
         int, typer.Option(min=1, help="Most frames between publish and prediction.")
     ] = 64,
     bare_seconds: Annotated[float, typer.Option(min=1, help="Seconds of each bare loop.")] = 8,
+    bare_threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="ONNX Runtime threads of the bare loop (default: Triton's)."),
+    ] = None,
 ) -> None:
     """Full pipeline vs a bare single-process loop on the same frames: throughput, latency,
     Triton batch sizes, CPU and memory per process. Results in <out>/latest.json."""
@@ -1017,7 +1147,9 @@ def bench_command(
     from visionline.stack import StackError
 
     console = Console()
-    options = BenchOptions(cameras, seconds, warmup, fps, out, state_dir, in_flight, bare_seconds)
+    options = BenchOptions(
+        cameras, seconds, warmup, fps, out, state_dir, in_flight, bare_seconds, bare_threads
+    )
     started = time.monotonic()
 
     def log(text: str) -> None:
