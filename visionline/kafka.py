@@ -73,14 +73,38 @@ def source_of(event) -> SourceRef:
     return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
 
 
+_HOUR_MS = 3600 * 1000
+# Frames and tensors are big and only useful while in flight; what people read is kept longer.
+RETENTION_MS = {
+    Topic.RAW_FRAMES: _HOUR_MS,
+    Topic.VALID_FRAMES: _HOUR_MS,
+    Topic.PREPROCESSED: _HOUR_MS,
+    Topic.INFERENCE: _HOUR_MS,
+    Topic.PREDICTIONS: 7 * 24 * _HOUR_MS,
+    Topic.ALERTS: 30 * 24 * _HOUR_MS,
+    Topic.DEAD_LETTER: 14 * 24 * _HOUR_MS,
+}
+
+
+def topic_config(name: str) -> dict[str, str]:
+    retention = RETENTION_MS.get(Topic(name)) if name in set(Topic) else None
+    return {"retention.ms": str(retention)} if retention else {}
+
+
 def create_topics(
     bootstrap: str, partitions: int, topics: Iterable[str] | None = None, timeout: float = 15.0
 ) -> None:
-    """Create the pipeline's topics (idempotent): camera frames need their partitions up front."""
+    """Create the pipeline's topics (idempotent): camera frames need their partitions up front.
+
+    Retention is set per topic; the local Tansu broker accepts it but keeps everything in memory.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wanted = [str(t) for t in (topics or Topic)]
     existing = set(admin.list_topics(timeout=timeout).topics)
-    new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted]
+    new = [
+        NewTopic(t, num_partitions=partitions, replication_factor=1, config=topic_config(t))
+        for t in wanted
+    ]
     new = [t for t in new if t.topic not in existing]
     if not new:
         return
