@@ -100,6 +100,9 @@ class UploadSettings(_Settings):
     host: str = "127.0.0.1"
     port: int = Field(18080, gt=0)
     max_bytes: int = Field(8 << 20, gt=0)
+    # How long an upload waits for the broker's ack; also librdkafka's message timeout, so
+    # both give up together.
+    ack_timeout_s: float = Field(10.0, gt=0)
     key_pepper: str = "dev"
 
     @field_validator("key_pepper")

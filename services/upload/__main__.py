@@ -12,8 +12,6 @@ from visionline.cameras import CameraRegistry
 from visionline.db import make_engine
 from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secrets
 
-ACK_TIMEOUT_S = 10.0  # also librdkafka's message timeout: both give up together
-
 
 def main() -> None:
     common, upload = CommonSettings(), UploadSettings()
@@ -22,8 +20,8 @@ def main() -> None:
         level=common.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     registry = CameraRegistry(make_engine(common.database_url))
-    publisher = FramePublisher(common.kafka_bootstrap, delivery_timeout_s=ACK_TIMEOUT_S)
-    app = create_app(common, upload, registry, publisher, ack_timeout_s=ACK_TIMEOUT_S)
+    publisher = FramePublisher(common.kafka_bootstrap, delivery_timeout_s=upload.ack_timeout_s)
+    app = create_app(common, upload, registry, publisher, ack_timeout_s=upload.ack_timeout_s)
     uvicorn.run(app, host=upload.host, port=upload.port, log_level=common.log_level.lower())
 
 
