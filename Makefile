@@ -49,7 +49,7 @@ demo: models
 test: models
 	$(BIN)/python -m pytest -q tests
 
-test-unit: env
+test-unit: models
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: env

@@ -69,3 +69,11 @@ def test_rules_file_validation():
 def test_shipped_rules_file_loads():
     rules = load_rules(REPO_ROOT / "infra" / "rules.yaml")
     assert {r.name for r in rules} >= {"cat-detected", "test-cat-every-frame"}
+
+
+def test_shipped_rules_watch_only_labels_the_model_knows():
+    labels = set(
+        (REPO_ROOT / "triton_models" / "efficientnet_lite0" / "labels.txt").read_text().splitlines()
+    )
+    for rule in load_rules(REPO_ROOT / "infra" / "rules.yaml"):
+        assert set(rule.labels) <= labels, rule.name
