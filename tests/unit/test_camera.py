@@ -402,3 +402,15 @@ def test_cli_rejects_bad_spec_and_camera_id() -> None:
     assert result.exit_code == 2
     result = runner.invoke(cli.app, ["simulate", "--resolution", "big"])
     assert result.exit_code == 2
+
+
+def test_sim_line_source_yields_conveyor_jpegs_with_truth():
+    from visionline.camera.sources import open_source
+
+    source = open_source("sim:line", resolution=(320, 180), seed=3, jpeg_quality=80)
+    try:
+        first = next(iter(source))
+        assert first.data[:3] == b"\xff\xd8\xff" and first.content_type == "image/jpeg"
+        assert source.last_truth is not None and source.last_truth.resolution == (320, 180)
+    finally:
+        source.close()

@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
-SIMULATORS = ("photos", "scene")
-SPEC_HELP = "file:PATH, rtsp://..., http(s)://..., usb:N, folder:PATH, sim:photos or sim:scene"
+SIMULATORS = ("photos", "scene", "line")
+SPEC_HELP = (
+    "file:PATH, rtsp://..., http(s)://..., usb:N, folder:PATH, sim:photos, sim:scene or sim:line"
+)
 
 
 class SourceSpecError(ValueError):
@@ -64,7 +66,9 @@ def parse_source_spec(spec: str) -> SourceSpec:
     if kind == "usb" and not target.isdigit():
         raise SourceSpecError(f"bad source spec {spec!r}: usb:N needs a device index like usb:0")
     if kind == "sim" and target not in SIMULATORS:
-        raise SourceSpecError(f"bad source spec {spec!r}: simulators are sim:photos, sim:scene")
+        raise SourceSpecError(
+            f"bad source spec {spec!r}: simulators are sim:photos, sim:scene, sim:line"
+        )
     if kind not in ("file", "usb", "folder", "sim"):
         raise SourceSpecError(f"bad source spec {spec!r}: expected {SPEC_HELP}")
     return SourceSpec(kind, target)  # type: ignore[arg-type]
@@ -102,6 +106,10 @@ def open_source(
         return FolderSource(Path(parsed.target), loop=loop)
     if parsed.target == "photos":
         return PhotoSimulator(resolution, seed).encoded(jpeg_quality)
+    if parsed.target == "line":
+        from visionline.inspection import ConveyorSource  # the camera side needs it only here
+
+        return ConveyorSource(resolution, seed, jpeg_quality=jpeg_quality)
     return SceneSimulator(resolution, seed)
 
 

@@ -1,0 +1,97 @@
+"""Nuisance strengths over time: constant, linear ramp and step curves, per camera.
+
+``Schedule({"brightness": Ramp(0, 0.8, 0, 600)}, cameras={"cam-2": {...}})`` : the per-camera
+entries override the line-wide ones; a factor with no curve has strength 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+NUISANCES = (
+    "brightness",
+    "colour_temperature",
+    "gradient",
+    "shadow",
+    "flicker",
+    "resolution",
+    "lens_blur",
+    "sensor_noise",
+    "white_balance",
+    "jpeg",
+    "perspective",
+    "occlusion",
+    "motion_blur",
+)
+
+
+class Curve(Protocol):
+    def at(self, t: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: float
+
+    def at(self, t: float) -> float:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """``start`` until ``t0_s``, linear to ``end`` at ``t1_s``, ``end`` after."""
+
+    start: float
+    end: float
+    t0_s: float
+    t1_s: float
+
+    def at(self, t: float) -> float:
+        if t <= self.t0_s or self.t1_s <= self.t0_s:
+            return self.start if t <= self.t0_s else self.end
+        frac = min(1.0, (t - self.t0_s) / (self.t1_s - self.t0_s))
+        return self.start + (self.end - self.start) * frac
+
+
+@dataclass(frozen=True)
+class Step:
+    before: float
+    after: float
+    at_s: float
+
+    def at(self, t: float) -> float:
+        return self.after if t >= self.at_s else self.before
+
+
+CurveSpec = Curve | float
+
+
+def _curve(spec: CurveSpec) -> Curve:
+    return Constant(float(spec)) if isinstance(spec, int | float) else spec
+
+
+def _check(factors: Mapping[str, CurveSpec]) -> dict[str, Curve]:
+    unknown = set(factors) - set(NUISANCES)
+    if unknown:
+        raise ValueError(f"unknown nuisance factors {sorted(unknown)}; known: {NUISANCES}")
+    return {name: _curve(spec) for name, spec in factors.items()}
+
+
+@dataclass
+class Schedule:
+    factors: Mapping[str, CurveSpec] = field(default_factory=dict)
+    cameras: Mapping[str, Mapping[str, CurveSpec]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._line = _check(self.factors)
+        self._cameras = {cam: _check(f) for cam, f in self.cameras.items()}
+
+    def strengths_at(self, t: float, camera: str | None = None) -> dict[str, float]:
+        """Every factor's strength at ``t`` seconds, clipped to [0, 1]."""
+        curves = {**self._line, **self._cameras.get(camera or "", {})}
+        return {
+            name: min(1.0, max(0.0, curves[name].at(t))) if name in curves else 0.0
+            for name in NUISANCES
+        }
