@@ -4,8 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from visionline import bench
-from visionline.bench import (
+from visionline.bench import figures as bench_figures
+from visionline.bench import run
+from visionline.bench.figures import (
     Sample,
     component_usage,
     counter_delta,
@@ -73,7 +74,7 @@ def test_triton_figures_from_a_counter_delta():
 
 
 def test_triton_figures_of_an_idle_window_are_none():
-    figures = triton_figures(counter_delta({}, dict.fromkeys(bench.TRITON_COUNTERS, 0.0)))
+    figures = triton_figures(counter_delta({}, dict.fromkeys(bench_figures.TRITON_COUNTERS, 0.0)))
     assert figures["requests"] == 0 and figures["client_batch_avg"] is None
     assert figures["execution_batch_avg"] is None and figures["queue_ms_avg"] is None
 
@@ -186,14 +187,14 @@ def test_half_load_rate_is_shared_by_the_cameras_unless_given():
 
 def test_cpu_per_frame_sorted_with_a_total():
     usage = {"triton": {"cores": 0.8}, "ingest": {"cores": 0.1}, "idle": {"cores": None}}
-    per = bench.cpu_per_frame(usage, fps=40.0)
+    per = run.cpu_per_frame(usage, fps=40.0)
     assert list(per) == ["triton", "ingest", "idle", "total"]
     assert per["triton"] == 20.0 and per["total"] == 22.5
-    assert bench.cpu_per_frame(usage, fps=0.0) == {}
+    assert run.cpu_per_frame(usage, fps=0.0) == {}
 
 
 def phase_result(window, usage=None):
-    return bench.PhaseResult(
+    return run.PhaseResult(
         window=window,
         load={"published": 3},
         triton=None,
@@ -215,7 +216,7 @@ def test_half_load_figures_take_frames_captured_in_the_window():
         alerts=[{"frame_id": "a", "captured_at": 10.5, "created_at": 10.7}],
         dead_letters=[{"error_type": "rate_limited", "failed_at": 10.2}],
     )
-    figures = bench.half_load_figures(phase_result((10.0, 11.0)), collector)
+    figures = run.half_load_figures(phase_result((10.0, 11.0)), collector)
     assert figures["predictions"] == 1 and figures["fps"] == 1.0
     assert figures["served_by"] == {"triton": 1} and figures["all_served_by_triton"]
     assert figures["alert_share"] == 1.0 and figures["dead_letters"] == {"rate_limited": 1}
@@ -228,11 +229,11 @@ def test_saturation_counts_completions_in_the_window_whatever_their_capture():
     old = prediction("a", 5.0, 5.1, 5.2, 5.3, 10.2)  # captured long before, done inside
     early = prediction("b", 9.0, 9.1, 9.2, 9.3, 9.4)
     collector = SimpleNamespace(predictions=[old, early], alerts=[], dead_letters=[])
-    figures = bench.saturation_figures(phase_result((10.0, 12.0)), collector)
+    figures = run.saturation_figures(phase_result((10.0, 12.0)), collector)
     assert figures["predictions"] == 1 and figures["fps"] == 0.5
     assert figures["cpu_ms_per_frame"]["total"] == 1000.0
 
 
 def test_bare_summary_mean_and_spread():
-    summary = bench.bare_summary([{"fps": 100.0}, {"fps": 80.0}])
+    summary = run.bare_summary([{"fps": 100.0}, {"fps": 80.0}])
     assert summary["fps"] == 90.0 and summary["spread_pct"] == 20.0

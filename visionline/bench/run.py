@@ -1,33 +1,9 @@
-"""`visionline bench`: the whole pipeline against a bare single-process loop, same frames, same run.
-
-Phases, all on one pool of pre-encoded 720p JPEGs (real photos, the chelsea cat among them):
-
-1. **bare**: this process decodes, preprocesses, runs ONNX Runtime (as many threads as Triton's
-   model instance uses) and applies the alert threshold, frame after frame; run once before the
-   stack starts and once after it stops, so machine noise shows as a spread.
-2. **saturation**: a fresh local stack; N cameras offer more frames than it can take, with at most
-   ``in_flight`` frames between publish and prediction (a congested camera drops the rest), so the
-   pipeline is kept saturated without building a backlog that would outlast the run. The figure is
-   the completion rate: predictions whose postprocessed stamp falls in the measurement window.
-3. **half load**: the same stack at half that rate; capture-to-prediction and capture-to-alert
-   latency, per-stage latency and who served the model.
-4. **idle**: the same stack with no frame coming, for its fixed cost (polling, heartbeats).
-
-The stack is the one ``visionline stack up`` would start, tuned by the usual environment
-(``VISIONLINE_INFERENCE_MAX_BATCH``, ``VISIONLINE_STACK_PREPROCESS_REPLICAS``, ...): the results
-record the ``VISIONLINE_*`` variables that were set.
-
-Triton's batch sizes come from its Prometheus counters (deltas over each window); CPU and peak
-memory from sampling every process of each component (with its descendants) every 0.5 s.
-
-The figure functions are pure and unit-tested; the targets are reported, never asserted.
-"""
+"""Running the benchmark: frame pool, bare loop, load generator, samplers, phases."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 from collections import Counter
@@ -35,263 +11,30 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from visionline.report import capture_to_alert, capture_to_prediction, percentiles, stage_latencies
-from visionline.settings import REPO_ROOT
-
-TARGET_RATIO = 0.8  # pipeline frames/s over bare frames/s, at least
-TARGET_ALERT_P99_MS = 250.0  # capture-to-alert p99 at half the maximum throughput, at most
-TARGET_WORKER_RSS_MB = 300.0  # peak resident memory of every worker process, below
-CAMERA_PREFIX = "test-bench"  # test-* cameras alert on every cat frame (infra/rules.yaml)
-SAMPLE_EVERY_S = 0.5
-IDLE_S = 10.0  # the stack at rest, after the load phases: its fixed cost
-NOISE_WARN_CORES = 0.25  # CPU others used during a window above which its figures are flagged
-MB = 2**20
-
-# Triton's cumulative per-model counters (Prometheus text on its metrics port).
-TRITON_COUNTERS = (
-    "nv_inference_request_success",
-    "nv_inference_request_failure",
-    "nv_inference_count",
-    "nv_inference_exec_count",
-    "nv_inference_request_duration_us",
-    "nv_inference_queue_duration_us",
-    "nv_inference_compute_infer_duration_us",
+from visionline.bench.figures import (
+    CAMERA_PREFIX,
+    IDLE_S,
+    SAMPLE_EVERY_S,
+    Sample,
+    Snapshot,
+    completed_at,
+    component_usage,
+    counter_delta,
+    evaluate_targets,
+    half_load_camera_fps,
+    in_window,
+    latency_figures,
+    model_counters,
+    parse_triton_threads,
+    peak_rss,
+    rate_in_window,
+    rule_hit,
+    safe_ratio,
+    triton_figures,
 )
-
-
-# ================================ pure figures ===============================================
-
-
-def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
-    """``(name, labels, value)`` for every sample line of a Prometheus text exposition."""
-    samples = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None:
-            continue
-        name, labels, value = match.groups()
-        try:
-            number = float(value)
-        except ValueError:
-            continue
-        samples.append((name, dict(_LABEL.findall(labels or "")), number))
-    return samples
-
-
-_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$")
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def model_counters(text: str, model: str) -> dict[str, float]:
-    """Triton's counters of ``model``, summed over its versions (0 for a counter not shown)."""
-    totals = dict.fromkeys(TRITON_COUNTERS, 0.0)
-    for name, labels, value in parse_prometheus(text):
-        if name in totals and labels.get("model") == model:
-            totals[name] += value
-    return totals
-
-
-def counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
-
-
-def _ratio(numerator: float, denominator: float, digits: int = 2) -> float | None:
-    return round(numerator / denominator, digits) if denominator else None
-
-
-def triton_figures(delta: dict[str, float]) -> dict[str, Any]:
-    """Batch sizes and per-request times from the counters' change over a window.
-
-    A request is one gRPC call (the inference worker's micro-batch); an execution is one run of
-    the model (what Triton's dynamic batcher assembled from one or more requests).
-    """
-    requests = delta.get("nv_inference_request_success", 0.0)
-    images = delta.get("nv_inference_count", 0.0)
-    executions = delta.get("nv_inference_exec_count", 0.0)
-    return {
-        "requests": int(requests),
-        "failed_requests": int(delta.get("nv_inference_request_failure", 0.0)),
-        "images": int(images),
-        "executions": int(executions),
-        "client_batch_avg": _ratio(images, requests),
-        "execution_batch_avg": _ratio(images, executions),
-        "requests_per_execution": _ratio(requests, executions),
-        "request_ms_avg": _ratio(
-            delta.get("nv_inference_request_duration_us", 0.0), requests * 1e3
-        ),
-        "queue_ms_avg": _ratio(delta.get("nv_inference_queue_duration_us", 0.0), requests * 1e3),
-        "compute_ms_avg": _ratio(
-            delta.get("nv_inference_compute_infer_duration_us", 0.0), requests * 1e3
-        ),
-    }
-
-
-def parse_triton_threads(config_text: str, cpu_count: int) -> int:
-    """Total ONNX Runtime threads of a model: instances x intra-op threads (0 = one per core)."""
-    config_text = re.sub(r"#[^\n]*", "", config_text)  # comments may show other configs
-    intra = re.search(
-        r'key:\s*"intra_op_thread_count"\s*value:\s*\{\s*string_value:\s*"(\d+)"', config_text
-    )
-    threads = int(intra.group(1)) if intra else 0
-    group = re.search(r"instance_group\s*\[(.*?)\]", config_text, re.S)
-    counts = re.findall(r"\bcount:\s*(\d+)", group.group(1)) if group else []
-    instances = sum(int(n) for n in counts) or 1
-    return instances * (threads or cpu_count)
-
-
-def completed_at(prediction: dict) -> float:
-    """When a prediction left the pipeline's last stage (epoch seconds)."""
-    return prediction["stages"]["postprocessed"]
-
-
-def in_window(items: Iterable[dict], start: float, end: float, key: Callable[[dict], float]):
-    """The items whose ``key`` falls in ``[start, end)``."""
-    return [item for item in items if start <= key(item) < end]
-
-
-def rate_in_window(times: Iterable[float], start: float, end: float) -> float:
-    """Events per second in ``[start, end)``."""
-    if end <= start:
-        return 0.0
-    return sum(1 for t in times if start <= t < end) / (end - start)
-
-
-def alert_stage_latencies(predictions: Sequence[dict], alerts: Sequence[dict]) -> list[float]:
-    """Seconds from a frame's prediction (postprocessed) to its alert (rules)."""
-    done = {p["frame_id"]: completed_at(p) for p in predictions}
-    return [a["created_at"] - done[a["frame_id"]] for a in alerts if a["frame_id"] in done]
-
-
-def latency_figures(predictions: Sequence[dict], alerts: Sequence[dict]) -> dict[str, Any]:
-    """Capture-to-prediction, capture-to-alert and per-stage latency percentiles (ms)."""
-    stages = stage_latencies(predictions)
-    stages["alerted"] = alert_stage_latencies(predictions, alerts)
-    return {
-        "capture_to_prediction_ms": percentiles([capture_to_prediction(p) for p in predictions]),
-        "capture_to_alert_ms": percentiles([capture_to_alert(a) for a in alerts]),
-        "stage_ms": {stage: percentiles(values) for stage, values in stages.items()},
-    }
-
-
-def rule_hit(top: Sequence[tuple[str, float]], labels: Iterable[str], min_score: float) -> bool:
-    """Whether a top-k list ``[(label, score)]`` holds one of ``labels`` at ``min_score``."""
-    wanted = {label.casefold() for label in labels}
-    return any(label.casefold() in wanted and score >= min_score for label, score in top)
-
-
-# --- CPU and memory samples -------------------------------------------------------------------
-
-# One sample: component -> pid -> (CPU seconds so far, resident bytes)
-Snapshot = dict[str, dict[int, tuple[float, int]]]
-
-
-@dataclass
-class Sample:
-    at: float  # monotonic seconds
-    procs: Snapshot
-
-
-def cpu_seconds(snapshots: Sequence[dict[int, tuple[float, int]]]) -> float:
-    """CPU seconds a group of processes used between the first and the last snapshot.
-
-    A process already there at the first snapshot counts from that value; one that appeared
-    later (a restart, a new backend) counts from zero; one that ended counts until last seen.
-    """
-    if not snapshots:
-        return 0.0
-    first = snapshots[0]
-    last: dict[int, float] = {}
-    for snapshot in snapshots:
-        last.update({pid: cpu for pid, (cpu, _) in snapshot.items()})
-    return sum(cpu - (first[pid][0] if pid in first else 0.0) for pid, cpu in last.items())
-
-
-def component_usage(samples: Sequence[Sample]) -> dict[str, dict[str, Any]]:
-    """Per component: CPU seconds, average cores used, peak RSS of the whole tree and of its
-    largest process (MiB), and how many processes it had at most."""
-    if len(samples) < 2:
-        return {}
-    elapsed = samples[-1].at - samples[0].at
-    names = sorted({name for s in samples for name in s.procs})
-    usage = {}
-    for name in names:
-        snapshots = [s.procs.get(name, {}) for s in samples]
-        cpu = cpu_seconds(snapshots)
-        usage[name] = {
-            "cpu_s": round(cpu, 2),
-            "cores": round(cpu / elapsed, 3) if elapsed > 0 else None,
-            "peak_rss_mb": round(max(sum(r for _, r in s.values()) for s in snapshots) / MB, 1),
-            "peak_process_rss_mb": round(
-                max((r for s in snapshots for _, r in s.values()), default=0) / MB, 1
-            ),
-            "processes": max(len(s) for s in snapshots),
-        }
-    return usage
-
-
-def peak_rss(phases: Iterable[dict[str, dict[str, Any]]], names: Iterable[str]) -> dict[str, float]:
-    """The largest process RSS (MiB) of each named component over several phases."""
-    peaks: dict[str, float] = {}
-    for usage in phases:
-        for name in names:
-            if name in usage:
-                peaks[name] = max(peaks.get(name, 0.0), usage[name]["peak_process_rss_mb"])
-    return peaks
-
-
-# --- targets ----------------------------------------------------------------------------------
-
-
-def _target(name: str, limit: str, value: Any, passed: bool | None) -> dict[str, Any]:
-    return {"target": name, "limit": limit, "value": value, "passed": passed}
-
-
-def evaluate_targets(
-    ratio: float | None, alert_p99_ms: float | None, worker_rss_mb: dict[str, float]
-) -> list[dict[str, Any]]:
-    """The issue's three targets, each with its measured value and pass/fail (None: unmeasured)."""
-    heaviest = max(worker_rss_mb.items(), key=lambda kv: kv[1], default=None)
-    over = sorted(n for n, mb in worker_rss_mb.items() if mb >= TARGET_WORKER_RSS_MB)
-    rss_value = f"{heaviest[1]:.0f} MB ({heaviest[0]})" if heaviest else None
-    if over:
-        rss_value = f"{rss_value}; over: {', '.join(over)}"
-    return [
-        _target(
-            "pipeline / bare frames/s",
-            f">= {TARGET_RATIO}",
-            ratio,
-            None if ratio is None else ratio >= TARGET_RATIO,
-        ),
-        _target(
-            "capture-to-alert p99 at half load",
-            f"<= {TARGET_ALERT_P99_MS:.0f} ms",
-            alert_p99_ms,
-            None if alert_p99_ms is None else alert_p99_ms <= TARGET_ALERT_P99_MS,
-        ),
-        _target(
-            "peak RSS of every worker",
-            f"< {TARGET_WORKER_RSS_MB:.0f} MB",
-            rss_value,
-            None if heaviest is None else not over,
-        ),
-    ]
-
-
-def half_load_camera_fps(pipeline_fps: float, cameras: int, override: float | None) -> float:
-    """Per-camera rate of the latency phase: ``override``, else half the maximum, shared."""
-    if override is not None:
-        return override
-    return max(0.1, 0.5 * pipeline_fps / cameras)
-
-
-# ================================ frames and the bare loop ===================================
+from visionline.settings import REPO_ROOT
 
 
 def frame_pool(resolution: tuple[int, int] = (1280, 720), quality: int = 80) -> list[bytes]:
@@ -785,7 +528,7 @@ def half_load_figures(result: PhaseResult, collector: Collector) -> dict[str, An
         "fps": round(len(predictions) / (end - start), 2),
         "predictions": len(predictions),
         "alerts": len(alerts),
-        "alert_share": _ratio(len(alerts), len(predictions), 3),
+        "alert_share": safe_ratio(len(alerts), len(predictions), 3),
         "dead_letters": dict(Counter(d["error_type"] for d in rejected)),
         "served_by": dict(served_by),
         "all_served_by_triton": bool(predictions) and set(served_by) == {"triton"},
@@ -942,7 +685,7 @@ def assemble(
     options: BenchOptions, started: datetime, pool: list[bytes], threads: int, bare, pipeline
 ) -> dict[str, Any]:
     saturation, half = pipeline["saturation"], pipeline["half_load"]
-    ratio = _ratio(saturation["fps"], bare["fps"], 3)
+    ratio = safe_ratio(saturation["fps"], bare["fps"], 3)
     workers = pipeline["workers"]
     usages = [saturation["usage"]["components"], half["usage"]["components"]]
     worker_rss = peak_rss(usages, workers)
@@ -999,170 +742,3 @@ def write_results(figures: dict, out: Path) -> Path:
 
 
 # ================================ printing ==================================================
-
-
-def _pcts(p: dict) -> str:
-    return "  ".join(f"{k} {'-' if v is None else f'{v:.0f}'}" for k, v in p.items())
-
-
-def summary_table(f: dict):
-    from rich.table import Table
-
-    sat, half = f["saturation"], f["half_load"]
-    table = Table("measure", "value", title="visionline bench")
-    runs = ", ".join(str(r["fps"]) for r in f["bare"]["runs"])
-    table.add_row("bare loop frames/s", f"{f['bare']['fps']} (runs: {runs})")
-    table.add_row("pipeline frames/s (saturated)", str(sat["fps"]))
-    table.add_row("ratio pipeline / bare", str(f["ratio"]))
-    bare_cpu = ", ".join(str(r["cpu_ms_per_frame"]) for r in f["bare"]["runs"])
-    table.add_row(
-        "CPU ms / frame: bare, pipeline",
-        f"{bare_cpu}; {sat['cpu_ms_per_frame'].get('total')}",
-    )
-    table.add_row("half load frames/s", f"{half['fps']} ({half['camera_fps']} per camera)")
-    table.add_row("capture-to-prediction ms", _pcts(half["capture_to_prediction_ms"]))
-    table.add_row("capture-to-alert ms", _pcts(half["capture_to_alert_ms"]))
-    table.add_row("alerts / predictions", f"{half['alerts']} / {half['predictions']}")
-    table.add_row("served by", json.dumps(half["served_by"]))
-    for name, phase in (("saturated", sat), ("half load", half)):
-        t = phase["triton"] or {}
-        table.add_row(
-            f"Triton batch ({name})",
-            f"client {t.get('client_batch_avg')}  execution {t.get('execution_batch_avg')}  "
-            f"queue {t.get('queue_ms_avg')} ms  compute {t.get('compute_ms_avg')} ms",
-        )
-    table.add_row("dead letters (saturated)", json.dumps(sat["dead_letters"]))
-    table.add_row("other load on the machine (cores)", str(sat["usage"]["other_load_cores"]))
-    return table
-
-
-def stage_table(half: dict):
-    from rich.table import Table
-
-    table = Table("stage (from the one before)", "p50 ms", "p95 ms", "p99 ms", title="Stages")
-    for stage, p in half["stage_ms"].items():
-        table.add_row(stage, *("-" if v is None else f"{v:.1f}" for v in p.values()))
-    return table
-
-
-def usage_table(f: dict):
-    from rich.table import Table
-
-    sat = f["saturation"]["usage"]["components"]
-    half = f["half_load"]["usage"]["components"]
-    idle = f["idle"]["usage"]["components"]
-    per_frame = f["saturation"]["cpu_ms_per_frame"]
-    table = Table(
-        "process",
-        "cores saturated",
-        "CPU ms / frame",
-        "cores half load",
-        "cores idle",
-        "peak RSS MB",
-        title="Processes (with their children)",
-    )
-    for name in sorted(set(sat) | set(half)):
-        peak = max(u[name]["peak_rss_mb"] for u in (sat, half) if name in u)
-        over = name in f["worker_peak_rss_mb"] and peak >= TARGET_WORKER_RSS_MB
-        table.add_row(
-            name,
-            _cores(sat.get(name)),
-            str(per_frame.get(name, "-")),
-            _cores(half.get(name)),
-            _cores(idle.get(name)),
-            f"[red]{peak:.0f}[/]" if over else f"{peak:.0f}",
-        )
-    return table
-
-
-def _cores(usage: dict | None) -> str:
-    return "-" if not usage or usage["cores"] is None else f"{usage['cores']:.2f}"
-
-
-def targets_table(targets: list[dict]):
-    from rich.table import Table
-
-    table = Table("target", "limit", "measured", "", title="Targets (informational)")
-    marks = {True: "[green]pass[/]", False: "[red]miss[/]", None: "[yellow]n/a[/]"}
-    for t in targets:
-        table.add_row(t["target"], t["limit"], str(t["value"]), marks[t["passed"]])
-    return table
-
-
-def print_report(figures: dict, console) -> None:
-    console.print(summary_table(figures))
-    console.print(stage_table(figures["half_load"]))
-    console.print(usage_table(figures))
-    console.print(targets_table(figures["targets"]))
-    if not figures["half_load"]["all_served_by_triton"]:
-        console.print("[yellow]not every prediction was served by Triton[/]")
-    dropped = figures["half_load"]["load"]["dropped_at_camera"]
-    if dropped:
-        console.print(
-            f"[yellow]half load: {dropped} frames dropped at the cameras: the pipeline did not "
-            "keep up with that rate, so its latency includes queueing[/]"
-        )
-    for phase in ("saturation", "half_load"):
-        usage = figures[phase]["usage"]
-        noise = usage["other_load_cores"] + usage["steal_cores"]
-        if noise > NOISE_WARN_CORES:
-            console.print(
-                f"[yellow]{phase}: other processes (or the hypervisor) took {noise:.2f} cores of "
-                f"{figures['machine']['cpus']} during the window: its figures are pessimistic[/]"
-            )
-
-
-# ================================ command ===================================================
-
-
-def bench_command(
-    cameras: Annotated[int, typer.Option(min=1, max=32, help="Simulated 720p cameras.")] = 4,
-    seconds: Annotated[float, typer.Option(min=5, help="Measured seconds of each phase.")] = 30,
-    warmup: Annotated[
-        float, typer.Option(min=0, help="Seconds of load before the saturation window.")
-    ] = 10,
-    fps: Annotated[
-        float | None,
-        typer.Option(
-            min=0.1, help="Frames/s per camera in the latency phase (default: half the maximum)."
-        ),
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the JSON results.")] = Path("bench-results"),
-    state_dir: Annotated[Path, typer.Option(help="State folder of the bench's stack.")] = (
-        REPO_ROOT / ".state" / "bench"
-    ),
-    in_flight: Annotated[
-        int, typer.Option(min=1, help="Most frames between publish and prediction.")
-    ] = 64,
-    bare_seconds: Annotated[float, typer.Option(min=1, help="Seconds of each bare loop.")] = 8,
-    bare_threads: Annotated[
-        int | None,
-        typer.Option(min=1, help="ONNX Runtime threads of the bare loop (default: Triton's)."),
-    ] = None,
-) -> None:
-    """Full pipeline vs a bare single-process loop on the same frames: throughput, latency,
-    Triton batch sizes, CPU and memory per process. Results in <out>/latest.json."""
-    from rich.console import Console
-
-    from visionline.stack import StackError
-
-    console = Console()
-    options = BenchOptions(
-        cameras, seconds, warmup, fps, out, state_dir, in_flight, bare_seconds, bare_threads
-    )
-    started = time.monotonic()
-
-    def log(text: str) -> None:
-        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {text}", highlight=False)
-
-    try:
-        figures = run_bench(options, log)
-    except StackError as exc:
-        console.print("[red]the bench's stack failed[/]")
-        console.print(str(exc), markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    print_report(figures, console)
-    console.print(f"written to {write_results(figures, out)} and {out / 'latest.json'}")
-    if not figures["saturation"]["predictions"]:
-        console.print("[red]no frame made it through the pipeline[/]")
-        raise typer.Exit(1)
