@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.annotations.cli import app as dataset_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
 from visionline.models.cli import app as models_app
@@ -17,6 +18,7 @@ app = typer.Typer(help="visionline: the streaming pipeline around the model.", n
 app.add_typer(stack_app, name="stack")
 app.add_typer(camera_app, name="camera")
 app.add_typer(models_app, name="models")
+app.add_typer(dataset_app, name="dataset")
 app.command("bench")(bench_command)
 alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")
 app.add_typer(alerts_app, name="alerts")
