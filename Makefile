@@ -15,6 +15,9 @@ $(VENV)/.ready: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q uv==0.13.8
 	$(UV) pip install -q --python $(BIN)/python -r requirements.lock
+	# supervision's ByteTrack lives in `trackers`, which declares the non-headless OpenCV: its
+	# other dependencies are in the lock, so it goes in without them.
+	$(UV) pip install -q --python $(BIN)/python --no-deps trackers==2.6.1
 	# torch only for the ONNX export; the CPU wheel lies on this machine kind.
 	$(BIN)/pip install -q --find-links $(TORCH_WHEEL_DIR) torch==2.13.0
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e '.[export]' \

@@ -1,0 +1,154 @@
+"""Tracking and per-part decisions, with the generator's ground truth as perfect detections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from visionline.inspection import FrameTruth, LineGenerator, PartLabel
+from visionline.inspection.tracking import (
+    DecisionRules,
+    DefectDetection,
+    PartDecision,
+    PartDetection,
+    PartDetections,
+    PartTracker,
+    TrackerConfig,
+    make_bytetrack,
+    nms_parts,
+)
+
+STOP, SIZE = 150, (320, 180)
+
+
+class OracleTracker:
+    """Ids from the detections' refs: tests the aggregation without any tracker's errors."""
+
+    def update(self, detections: sv.Detections) -> sv.Detections:
+        detections.tracker_id = detections.data["ref"].astype(int)
+        return detections
+
+
+def tracker_for(name: str, config: TrackerConfig):
+    return make_bytetrack(config) if name == "bytetrack" else OracleTracker()
+
+
+@pytest.fixture(scope="module")
+def line() -> tuple[list[FrameTruth], list[PartLabel], float]:
+    gen = LineGenerator(seed=3, resolution=SIZE, defect_rate=0.3)
+    return [gen.frame(i)[1] for i in range(STOP)], gen.part_truth(STOP), gen.travel
+
+
+def detections(truth: FrameTruth, rng: np.random.Generator, drop: set[int]) -> PartDetections:
+    """Truth boxes with a little jitter; parts in ``drop`` are missed in this frame."""
+    parts = []
+    for p in truth.parts:
+        if p.part_id in drop:
+            continue
+        box = tuple(float(v) for v in np.array(p.box) + rng.uniform(-1.5, 1.5, 4))
+        defects = [
+            DefectDetection(defect_class=d.defect_class, box=d.box, score=1.0,
+                            area=float(sum(d.mask.counts[1::2])))
+            for d in p.defects
+        ]  # fmt: skip
+        score = 1.0 if p.defective else 0.05
+        parts.append(PartDetection(box=box, confidence=0.9, defect_score=score, defects=defects,
+                                   ref=p.part_id))  # fmt: skip
+    return PartDetections(camera="line-1", frame_index=truth.frame_index, parts=parts)
+
+
+def run(tracker: PartTracker, truths: list[FrameTruth], misses: int = 4) -> list[PartDecision]:
+    """Every frame through the tracker; every ``misses``-th part is missed in its 3rd frame."""
+    rng, seen, decisions = np.random.default_rng(0), {}, []
+    for truth in truths:
+        drop = set()
+        for p in truth.parts:
+            seen[p.part_id] = seen.get(p.part_id, 0) + 1
+            if p.part_id % misses == 0 and seen[p.part_id] == 3:
+                drop.add(p.part_id)
+        decisions += tracker.update(detections(truth, rng, drop))
+    return decisions + tracker.flush()
+
+
+@pytest.mark.parametrize("name", ["oracle", "bytetrack"])
+def test_one_decision_per_part_matching_truth(name: str, line) -> None:
+    truths, labels, travel = line
+    config = TrackerConfig(belt_px_per_frame=travel)
+    tracker = PartTracker("line-1", SIZE, config=config, tracker=tracker_for(name, config))
+    decisions = run(tracker, truths)
+    full = {lab.part_id: lab for lab in labels if lab.first_frame > 0 and lab.last_frame < STOP - 1}
+    by_ref: dict[int, list[PartDecision]] = {}
+    for d in decisions:
+        by_ref.setdefault(d.ref, []).append(d)
+    assert len({d.track_id for d in decisions}) == len(decisions)  # one decision per track
+    assert None not in by_ref and len(full) > 30 and sum(lab.defective for lab in full.values())
+    for part_id, label in full.items():
+        (decision,) = by_ref[part_id]  # exactly one, so a defective part alerts once
+        assert decision.status != "insufficient" and decision.crossed_line
+        assert decision.defective == label.defective  # recall and precision 1.0
+        assert decision.top_class in (label.classes or [None])
+    crossed = [d.ref for d in decisions if d.crossed_line]
+    assert len(crossed) == len(set(crossed)) == tracker.counts.crossed
+    assert tracker.line.in_count + tracker.line.out_count == tracker.counts.crossed
+    assert tracker.counts.rejected == sum(d.defective for d in decisions if d.crossed_line)
+    assert tracker.counts.passed == tracker.counts.crossed - tracker.counts.rejected
+
+
+def part(x0: float, ref: int = 1, defects: tuple[str, ...] = (), area: float = 50.0):
+    """A 40 px part; each ref has its own lane so that NMS keeps them apart."""
+    y0 = 10 + 55 * ((ref - 1) % 3)
+    found = [DefectDetection(defect_class=c, box=(x0, y0, x0 + 5, y0 + 5), score=0.9, area=area)
+             for c in defects]  # fmt: skip
+    return PartDetection(box=(x0, y0, x0 + 40, y0 + 40), defect_score=0.9 if defects else 0.0,
+                         defects=found, ref=ref)  # fmt: skip
+
+
+def feed(tracker: PartTracker, frames: list[list[PartDetection]]) -> list[PartDecision]:
+    out = []
+    for i, parts in enumerate(frames):
+        out += tracker.update(PartDetections(camera="c", frame_index=i, parts=parts))
+    return out
+
+
+def test_short_track_is_insufficient_not_defective() -> None:
+    tracker = PartTracker("c", SIZE, tracker=OracleTracker())
+    frames = [[part(10, defects=("crack",))], [part(50, defects=("crack",))]] + [[]] * 4
+    (decision,) = feed(tracker, frames)  # lost after the buffer, not at flush
+    assert decision.status == "insufficient" and not decision.defective
+    assert decision.frames_seen == 2 and tracker.flush() == []
+
+
+def test_rules_thresholds_and_counts() -> None:
+    rules = DecisionRules(classes=["crack"], min_area=20, min_frames=3)
+    tracker = PartTracker("c", SIZE, rules=rules, tracker=OracleTracker())
+    xs = [0, 50, 100, 150, 200, 240]  # the centre crosses the exit line (x=256) last
+    frames = [
+        [part(x, 1, ("crack",)), part(x, 2, ("stain",), 80), part(x, 3, ("crack",), 5)] for x in xs
+    ]
+    decisions = {d.ref: d for d in feed(tracker, frames)}
+    assert decisions[1].defective and decisions[1].top_class == "crack"
+    assert decisions[1].class_votes == {"crack": 6} and decisions[1].first_frame == 0
+    assert not decisions[2].defective  # class not of interest
+    assert not decisions[3].defective  # defect too small
+    assert tracker.counts.model_dump() == {
+        "crossed": 3, "passed": 2, "rejected": 1, "insufficient": 0
+    }  # fmt: skip
+
+
+def test_zone_limits_evidence() -> None:
+    config = TrackerConfig(zone=[(100, 0), (320, 0), (320, 180), (100, 180)])
+    tracker = PartTracker("c", SIZE, config=config, tracker=OracleTracker())
+    frames = [[part(x, 1, ("crack",) if x < 60 else ())] for x in (0, 30, 90, 150, 210, 280)]
+    (decision,) = feed(tracker, frames)
+    assert decision.frames_seen == 4 and not decision.defective  # cracks seen outside the zone
+
+
+def test_nms_merges_duplicates_and_keeps_their_defects() -> None:
+    first = part(10, ref=1)
+    twin = part(12, ref=1, defects=("scratch",)).model_copy(update={"confidence": 0.6})
+    other = part(200, ref=2)
+    merged = nms_parts(PartDetections(camera="c", frame_index=0, parts=[first, twin, other]))
+    assert [p.box for p in merged.parts] == [first.box, other.box]
+    assert [d.defect_class for d in merged.parts[0].defects] == ["scratch"]
+    assert merged.parts[0].defect_score == pytest.approx(0.9)

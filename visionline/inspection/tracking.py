@@ -1,0 +1,326 @@
+"""Per-camera post-processing: NMS, tracking, one decision per physical part, line counts.
+
+Pure logic, no Kafka. A worker feeds ``PartTracker.update`` one ``PartDetections`` per frame
+and publishes the ``PartDecision`` list it returns; ``flush`` finalises what is still open.
+
+Tracking is ByteTrack from Roboflow's ``trackers`` package (supervision 0.31 dropped its own
+``sv.ByteTrack`` in favour of it); zones and the exit line are supervision's ``PolygonZone``
+and ``LineZone``. Any object with ``update(sv.Detections) -> sv.Detections`` that sets
+``tracker_id`` can stand in for it (tests use an oracle tracker).
+
+Decisions: a track that crossed the exit line, was lost for longer than ``lost_frames`` or is
+flushed gives exactly one decision. Tracks seen in the inspection zone fewer than
+``min_frames`` times are not dropped: they come out with ``status="insufficient"`` and
+``defective=False``, so a consumer can still count them without raising an alert.
+ByteTrack reports a new track as id -1 on its first frame, so that frame adds no evidence.
+Set ``belt_px_per_frame``: parts move about their own width per frame, and only in belt
+coordinates do consecutive boxes overlap enough for IoU matching.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import supervision as sv
+from pydantic import BaseModel, ConfigDict, Field
+
+FloatBox = tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
+Status = Literal["accepted", "rejected", "insufficient"]
+
+
+class DefectDetection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    defect_class: str
+    box: FloatBox
+    score: float = Field(ge=0, le=1)
+    area: float = Field(ge=0)  # mask pixels, or box area when there is no mask
+
+
+class PartDetection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    box: FloatBox
+    confidence: float = Field(default=1.0, ge=0, le=1)  # that this is a part: drives tracking
+    defect_score: float = Field(default=0.0, ge=0, le=1)  # that the part is defective
+    defects: list[DefectDetection] = []
+    ref: int | None = None  # caller's id (e.g. a ground-truth part id), carried to decisions
+
+
+class PartDetections(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    camera: str
+    frame_index: int
+    parts: list[PartDetection]
+
+
+class DecisionRules(BaseModel):
+    """When a tracked part is defective; a defect counts only if it passes every threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_score: float = 0.5
+    min_area: float = 0.0
+    classes: list[str] | None = None  # classes of interest; None means all
+    min_frames: int = 3  # frames seen in the zone before any decision is trusted
+    min_defect_frames: int = 1  # frames with a qualifying defect to reject
+
+
+class TrackerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fps: float = 10.0
+    # Parts cross the view in ~9 frames: a short buffer bridges a missed frame or two without
+    # letting a finished track coast onto the next part.
+    lost_frames: int = 2
+    activation_threshold: float = 0.3
+    high_conf_threshold: float = 0.5
+    # Parts move about half their width per frame, so consecutive boxes overlap little.
+    min_iou: float = 0.05
+    # Known belt speed: boxes go to the tracker in belt coordinates, where a part stands still.
+    # Without it a part moves about its own width per frame and IoU matching cannot follow it.
+    belt_px_per_frame: float = 0.0
+    nms_iou: float = 0.5
+    line_x: float = 0.8  # exit line, as a fraction of the width
+    zone: list[tuple[float, float]] | None = None  # inspection polygon in pixels; None: frame
+
+
+class PartDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    camera: str
+    track_id: int
+    status: Status
+    defective: bool
+    frames_seen: int
+    defect_frames: int
+    max_defect_score: float
+    top_class: str | None
+    class_votes: dict[str, int]
+    best_box: FloatBox
+    best_area: float  # box area of the best box
+    first_frame: int
+    last_frame: int
+    crossed_line: bool
+    ref: int | None  # the caller id most often attached to this track
+
+
+class LineCounts(BaseModel):
+    crossed: int = 0
+    passed: int = 0  # crossed and not rejected (insufficient ones included)
+    rejected: int = 0
+    insufficient: int = 0
+
+
+class Tracker(Protocol):
+    def update(self, detections: sv.Detections) -> sv.Detections: ...
+
+
+# NMS ------------------------------------------------------------------------------------------
+
+
+def to_sv(parts: Sequence[PartDetection]) -> sv.Detections:
+    """Part boxes as ``sv.Detections``; ``data`` has the index into ``parts`` and the ref."""
+    if not parts:
+        empty = sv.Detections.empty()
+        empty.data.update(index=np.zeros(0, int), ref=np.zeros(0, int))
+        return empty
+    return sv.Detections(
+        xyxy=np.array([p.box for p in parts], np.float32),
+        confidence=np.array([p.confidence for p in parts], np.float32),
+        class_id=np.zeros(len(parts), int),
+        data={
+            "index": np.arange(len(parts)),
+            "ref": np.array([-1 if p.ref is None else p.ref for p in parts]),
+        },
+    )
+
+
+def nms_parts(frame: PartDetections, iou: float = 0.5) -> PartDetections:
+    """Overlapping part boxes merged into the most confident one, keeping every defect found."""
+    dets = to_sv(frame.parts)
+    if len(dets) < 2:
+        return frame
+    kept = [int(i) for i in dets.with_nms(threshold=iou, class_agnostic=True).data["index"]]
+    merged = {i: frame.parts[i].model_copy(deep=True) for i in kept}
+    dropped = [i for i in range(len(frame.parts)) if i not in merged]
+    if dropped:  # a suppressed duplicate's defects and score go to the kept box it overlaps most
+        overlap = sv.box_iou_batch(dets.xyxy[dropped], dets.xyxy[kept])
+        for row, i in enumerate(dropped):
+            target = merged[kept[int(overlap[row].argmax())]]
+            target.defects.extend(frame.parts[i].defects)
+            target.defect_score = max(target.defect_score, frame.parts[i].defect_score)
+    return frame.model_copy(update={"parts": [merged[i] for i in kept]})
+
+
+# Evidence per track ---------------------------------------------------------------------------
+
+
+@dataclass
+class TrackEvidence:
+    first_frame: int
+    last_frame: int = -1  # last frame with evidence (in the zone)
+    last_seen: int = -1  # last frame the tracker reported it, in the zone or not
+    frames_seen: int = 0
+    defect_frames: int = 0
+    max_defect_score: float = 0.0
+    votes: Counter[str] = field(default_factory=Counter)
+    refs: Counter[int] = field(default_factory=Counter)
+    best_box: FloatBox = (0.0, 0.0, 0.0, 0.0)
+    best_key: tuple[float, float] = (-1.0, -1.0)  # (confidence, area) of the best box
+    crossed: bool = False
+
+    def add(self, frame_index: int, part: PartDetection, rules: DecisionRules) -> None:
+        self.last_frame, self.frames_seen = frame_index, self.frames_seen + 1
+        self.max_defect_score = max(self.max_defect_score, part.defect_score)
+        qualifying = qualifying_defects(part, rules)
+        self.defect_frames += bool(qualifying)
+        self.votes.update({d.defect_class for d in qualifying})  # one vote per class and frame
+        if part.ref is not None:
+            self.refs[part.ref] += 1
+        key = (part.confidence, box_area(part.box))
+        if key > self.best_key:
+            self.best_key, self.best_box = key, part.box
+
+
+def box_area(box: FloatBox) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def qualifying_defects(part: PartDetection, rules: DecisionRules) -> list[DefectDetection]:
+    return [
+        d
+        for d in part.defects
+        if d.score >= rules.min_score
+        and d.area >= rules.min_area
+        and (rules.classes is None or d.defect_class in rules.classes)
+    ]
+
+
+def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) -> PartDecision:
+    status: Status = "insufficient"
+    if ev.frames_seen >= rules.min_frames:
+        status = "rejected" if ev.defect_frames >= rules.min_defect_frames else "accepted"
+    top = ev.votes.most_common(1)
+    ref = ev.refs.most_common(1)
+    return PartDecision(
+        camera=camera, track_id=track_id, status=status, defective=status == "rejected",
+        frames_seen=ev.frames_seen, defect_frames=ev.defect_frames,
+        max_defect_score=ev.max_defect_score, top_class=top[0][0] if top else None,
+        class_votes=dict(ev.votes), best_box=ev.best_box, best_area=box_area(ev.best_box),
+        first_frame=ev.first_frame, last_frame=ev.last_seen, crossed_line=ev.crossed,
+        ref=ref[0][0] if ref else None,
+    )  # fmt: skip
+
+
+# Tracker --------------------------------------------------------------------------------------
+
+
+def make_bytetrack(config: TrackerConfig) -> Tracker:
+    """ByteTrack tuned for parts that stay ~9 frames in view and move fast."""
+    try:
+        from trackers import ByteTrackTracker
+    except ImportError as error:  # an optional dependency until it is in the lock file
+        raise ImportError("PartTracker needs the 'trackers' package for ByteTrack") from error
+    return ByteTrackTracker(
+        lost_track_buffer=round(config.lost_frames * 30 / config.fps),  # in 30 FPS frames
+        frame_rate=config.fps,
+        track_activation_threshold=config.activation_threshold,
+        minimum_consecutive_frames=1,  # the first frame is evidence too; min_frames filters
+        minimum_iou_threshold=config.min_iou,
+        high_conf_det_threshold=config.high_conf_threshold,
+    )
+
+
+class PartTracker:
+    """One camera: NMS, tracking, per-track evidence in a zone, exit line and decisions."""
+
+    def __init__(
+        self,
+        camera: str,
+        resolution: tuple[int, int],
+        config: TrackerConfig | None = None,
+        rules: DecisionRules | None = None,
+        tracker: Tracker | None = None,
+    ) -> None:
+        self.camera, self.config = camera, config or TrackerConfig()
+        self.rules = rules or DecisionRules()
+        self.tracker = tracker or make_bytetrack(self.config)
+        self.zone, self.line = make_zones(resolution, self.config)
+        self.open: dict[int, TrackEvidence] = {}
+        self.finished: set[int] = set()  # ids already decided: later boxes are ignored
+        self.counts = LineCounts()
+        self.frame_index = -1
+
+    def update(self, frame: PartDetections) -> list[PartDecision]:
+        """Feed one frame; the decisions of tracks that finished with it."""
+        frame = nms_parts(frame, self.config.nms_iou)
+        self.frame_index = frame.frame_index
+        tracked = self._track(frame)
+        if not len(tracked):
+            return self._expire()
+        in_zone = self.zone.trigger(tracked)
+        crossed = np.logical_or(*self.line.trigger(tracked))  # either way ends the track
+        done = []
+        for k, track_id in enumerate(int(t) for t in tracked.tracker_id):
+            if track_id in self.finished:
+                continue
+            ev = self.open.setdefault(track_id, TrackEvidence(first_frame=frame.frame_index))
+            if in_zone[k]:
+                ev.add(frame.frame_index, frame.parts[int(tracked.data["index"][k])], self.rules)
+            ev.last_seen = frame.frame_index
+            if crossed[k]:
+                ev.crossed = True
+                done.append(self._finish(track_id))
+        return done + self._expire()
+
+    def _track(self, frame: PartDetections) -> sv.Detections:
+        """Tracked boxes in frame coordinates; tracks not yet confirmed (id -1) left out."""
+        dets = to_sv(frame.parts)
+        shift = frame.frame_index * self.config.belt_px_per_frame
+        on_belt = dets[:]  # a copy, so the zone and line still see frame coordinates
+        on_belt.xyxy = dets.xyxy - np.array([shift, 0, shift, 0], np.float32)
+        tracked = self.tracker.update(on_belt)
+        if not len(tracked):
+            return tracked
+        tracked = tracked[tracked.tracker_id >= 0]
+        tracked.xyxy = dets.xyxy[tracked.data["index"]]
+        return tracked
+
+    def flush(self) -> list[PartDecision]:
+        """End of stream: decide every open track."""
+        return [self._finish(track_id) for track_id in list(self.open)]
+
+    def _expire(self) -> list[PartDecision]:
+        lost = [
+            t
+            for t, ev in self.open.items()
+            if self.frame_index - ev.last_seen > self.config.lost_frames
+        ]
+        return [self._finish(t) for t in lost]
+
+    def _finish(self, track_id: int) -> PartDecision:
+        decision = decide(self.camera, track_id, self.open.pop(track_id), self.rules)
+        self.finished.add(track_id)
+        if decision.crossed_line:
+            self._count(decision)
+        return decision
+
+    def _count(self, decision: PartDecision) -> None:
+        self.counts.crossed += 1
+        self.counts.rejected += decision.defective
+        self.counts.passed += not decision.defective
+        self.counts.insufficient += decision.status == "insufficient"
+
+
+def make_zones(
+    resolution: tuple[int, int], config: TrackerConfig
+) -> tuple[sv.PolygonZone, sv.LineZone]:
+    """The inspection zone and a vertical exit line; both judge a box by its centre."""
+    width, height = resolution
+    polygon = config.zone or [(0, 0), (width, 0), (width, height), (0, height)]
+    zone = sv.PolygonZone(np.round(polygon).astype(int), triggering_anchors=[sv.Position.CENTER])
+    x = round(config.line_x * width)
+    line = sv.LineZone(
+        start=sv.Point(x, height), end=sv.Point(x, 0), triggering_anchors=[sv.Position.CENTER]
+    )
+    return zone, line
