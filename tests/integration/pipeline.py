@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from visionline.alerts import read_messages, read_topic, topic_consumer
 from visionline.cameras import CameraSpec, upsert_cameras
 from visionline.kafka import producer
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
+from visionline.stack.config import free_ports
 
 
 def chelsea_jpeg(width: int = 1280, height: int = 720, shift: int = 0) -> bytes:
@@ -106,9 +106,7 @@ def wait_rows(
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def frames_of(bootstrap: str, camera_id: str, count: int, timeout: float = 15.0) -> list[Message]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from visionline.alerts import topic_consumer
 from visionline.bench.figures import (
     CAMERA_PREFIX,
     IDLE_S,
@@ -143,30 +144,6 @@ def triton_threads(repository: Path, model: str) -> int:
 # ================================ the stack side ============================================
 
 
-def reader(bootstrap: str, topics: list[str]):
-    """A consumer of every partition of ``topics`` from their start, committing nothing.
-
-    Its fetches wait at most 100 ms: a broker that answers a waiting fetch only at its timeout
-    (Tansu) would otherwise show completions up to librdkafka's default 500 ms late, and the
-    load generator counts frames in flight by them.
-    """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "visionline-bench",  # required by librdkafka; never committed
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 100,
-        }
-    )
-    metadata = consumer.list_topics(timeout=10).topics
-    consumer.assign(
-        [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata[t].partitions]
-    )
-    return consumer
-
-
 class Collector(threading.Thread):
     """Reads predictions, alerts and dead letters from the start of their topics."""
 
@@ -179,7 +156,7 @@ class Collector(threading.Thread):
             str(Topic.ALERTS): "alerts",
             str(Topic.DEAD_LETTER): "dead_letters",
         }
-        self.consumer = reader(bootstrap, list(self.topics))
+        self.consumer = topic_consumer(bootstrap, list(self.topics), from_beginning=True)
         self.predictions: list[dict] = []
         self.alerts: list[dict] = []
         self.dead_letters: list[dict] = []
