@@ -33,6 +33,8 @@ $(TVENV)/.ready: requirements-triton.txt pyproject.toml
 	touch $@
 
 models: env $(MODEL_ONNX)
+	# The inspection models train on generated data (seeded; minutes on 2 cores) when absent.
+	$(BIN)/visionline train all --if-missing
 
 $(MODEL_ONNX): visionline/models/export.py | $(VENV)/.ready
 	$(BIN)/visionline models build

@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,6 +23,9 @@ from sqlalchemy.orm import Session
 from visionline.db.models import Camera
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Which path a camera's frames take after ingest: the classifier (preprocess -> inference ->
+# postprocess) or the inspection of parts on a conveyor (inspect -> parts).
+Pipeline = Literal["classify", "inspect"]
 
 
 class CameraSpec(BaseModel):
@@ -32,6 +36,7 @@ class CameraSpec(BaseModel):
     enabled: bool = True
     max_fps: float = Field(30.0, gt=0)
     upload_key: str | None = None
+    pipeline: Pipeline = "classify"
 
     @field_validator("camera_id")
     @classmethod
@@ -64,6 +69,7 @@ def upsert_cameras(engine: Engine, cameras: list[CameraSpec], pepper: str) -> No
                 "name": spec.name,
                 "enabled": spec.enabled,
                 "max_fps": spec.max_fps,
+                "pipeline": spec.pipeline,
             }
             if spec.upload_key:
                 values["upload_key_hash"] = hash_upload_key(spec.upload_key, pepper)
@@ -78,6 +84,7 @@ class RegisteredCamera:
     enabled: bool
     max_fps: float
     upload_key_hash: str | None
+    pipeline: Pipeline = "classify"
 
 
 class CameraRegistry:
@@ -128,4 +135,6 @@ class CameraRegistry:
 
 
 def _registered(row: Camera) -> RegisteredCamera:
-    return RegisteredCamera(row.camera_id, row.enabled, row.max_fps, row.upload_key_hash)
+    return RegisteredCamera(
+        row.camera_id, row.enabled, row.max_fps, row.upload_key_hash, row.pipeline or "classify"
+    )

@@ -11,6 +11,8 @@ from rich.table import Table
 from visionline.annotations.cli import app as dataset_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
+from visionline.inspection.cli import app as inspection_app
+from visionline.inspection.train.cli import eval_command, train_app
 from visionline.models.cli import app as models_app
 from visionline.stack.cli import app as stack_app
 
@@ -20,6 +22,9 @@ app.add_typer(camera_app, name="camera")
 app.add_typer(models_app, name="models")
 app.add_typer(dataset_app, name="dataset")
 app.command("bench")(bench_command)
+app.add_typer(train_app, name="train")
+app.command("eval")(eval_command)
+app.add_typer(inspection_app, name="inspection")
 alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")
 app.add_typer(alerts_app, name="alerts")
 console = Console()

@@ -82,6 +82,9 @@ RETENTION_MS = {
     Topic.INFERENCE: _HOUR_MS,
     Topic.PREDICTIONS: 7 * 24 * _HOUR_MS,
     Topic.ALERTS: 30 * 24 * _HOUR_MS,
+    Topic.INSPECTION_FRAMES: _HOUR_MS,
+    Topic.PART_OBSERVATIONS: 7 * 24 * _HOUR_MS,
+    Topic.PART_DECISIONS: 30 * 24 * _HOUR_MS,
     Topic.DEAD_LETTER: 14 * 24 * _HOUR_MS,
 }
 

@@ -31,6 +31,10 @@ class Topic(StrEnum):
     INFERENCE = "visionline.inference.results"
     PREDICTIONS = "visionline.predictions"
     ALERTS = "visionline.alerts"
+    # Inspection cameras (camera pipeline "inspect"): ingest routes their frames here instead.
+    INSPECTION_FRAMES = "visionline.inspection.frames"
+    PART_OBSERVATIONS = "visionline.inspection.observations"
+    PART_DECISIONS = "visionline.inspection.decisions"
     DEAD_LETTER = "visionline.deadletter"
 
 
@@ -147,6 +151,93 @@ class Alert(Schema):
     captured_at: float
     created_at: float
     model: ModelRef
+    part: PartAlertDetail | None = None  # alerts about a tracked part (inspection cameras)
+
+
+FloatBox = tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
+
+
+class DefectFinding(Schema):
+    """A defect on a part in one frame; ``defect_class`` "anomaly" when no class explains it."""
+
+    defect_class: str
+    box: FloatBox
+    score: float
+    area: float  # pixels
+    polygon: list[tuple[float, float]] | None = None
+
+
+class ObservedPart(Schema):
+    box: FloatBox
+    confidence: float  # that this is a part
+    defect_score: float  # that the part is defective: max of the anomaly and defect models
+    anomaly_score: float
+    defects: list[DefectFinding]
+
+
+class PartObservations(Schema):
+    """Public: one per inspected frame on ``visionline.inspection.observations``, key = camera."""
+
+    schema_version: Literal[1] = 1
+    frame: FrameMeta
+    quality: Quality
+    models: list[ModelRef]  # part detector, anomaly model, defect detector
+    parts: list[ObservedPart]
+    snapshot: str | None = None  # annotated frame, when one was stored (see SnapshotStore)
+
+
+class LineCounts(Schema):
+    """Parts that crossed a camera's exit line, since its parts worker started."""
+
+    crossed: int = 0
+    passed: int = 0
+    rejected: int = 0
+    insufficient: int = 0
+
+
+class PartVerdict(Schema):
+    """Public: one per tracked physical part on ``visionline.inspection.decisions``.
+
+    ``decision_id`` is ``camera:frame id of the deciding frame``: a replay after a crash
+    decides the same part in the same frame, so the id repeats and writes stay idempotent.
+    """
+
+    schema_version: Literal[1] = 1
+    decision_id: str
+    camera_id: str
+    track_id: int
+    status: Literal["accepted", "rejected", "insufficient"]
+    defective: bool
+    defect_class: str | None  # the class most frames voted for
+    score: float  # the highest defect score seen
+    frames_seen: int
+    defect_frames: int
+    first_frame_id: str
+    last_frame_id: str
+    best_frame_id: str  # the frame of the box, defects and snapshot below
+    captured_at: float  # of the best frame
+    decided_at: float
+    crossed_line: bool
+    box: FloatBox
+    defects: list[DefectFinding]
+    snapshot: str | None
+    models: list[ModelRef]
+    counts: LineCounts
+
+
+class PartAlertDetail(Schema):
+    """What an alert about a physical part adds: where the defect is and the evidence."""
+
+    decision_id: str
+    track_id: int
+    defect_class: str | None
+    score: float
+    box: FloatBox
+    defects: list[DefectFinding]
+    frames_seen: int
+    defect_frames: int
+    snapshot: str | None
+    models: list[ModelRef]
 
 
 class DeadLetter(Schema):

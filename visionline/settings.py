@@ -85,12 +85,49 @@ class PostprocessSettings(_Settings):
     replicas: int = Field(1, ge=1)
 
 
+class InspectSettings(_Settings):
+    """The inspect worker (inspection cameras): part detector, anomaly and defect models."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_INSPECT_")
+
+    min_part_score: float = Field(0.3, ge=0, le=1)
+    max_parts: int = Field(20, ge=1)  # per frame, best first
+    max_crop_batch: int = Field(16, ge=1)  # crops per request to the crop models
+    model_version: str = ""  # empty: the version Triton serves as latest (all three models)
+    # A frame with a part at least this likely defective gets an annotated snapshot.
+    snapshot_threshold: float = Field(0.5, ge=0, le=1)
+    # The local stack points this into its state folder (<state>/snapshots).
+    snapshot_dir: Path = REPO_ROOT / ".state" / "snapshots"
+    snapshot_max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
+    snapshot_max_bytes: int = Field(2 << 30, gt=0)
+    snapshot_prune_s: float = Field(60.0, gt=0)  # how often old snapshots are pruned
+    snapshot_jpeg_quality: int = Field(85, ge=1, le=100)
+    triton_timeout_s: float = Field(10.0, gt=0)
+    # Retries after the first try, backoff doubled each time (0.2 + 0.4 + ... = 6.2 s at 5);
+    # then the worker exits and the frame comes back after the restart.
+    retry_attempts: int = Field(5, ge=0)
+    retry_backoff_s: float = Field(0.2, ge=0)
+    replicas: int = Field(1, ge=1)
+
+
 class RulesSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="VISIONLINE_RULES_")
 
     rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"
     max_batch: int = Field(64, ge=1)
     max_wait_ms: float = Field(20.0, ge=0)
+    replicas: int = Field(1, ge=1)
+
+
+class PartsSettings(_Settings):
+    """The parts worker (inspection cameras): tracking, one verdict per physical part."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_PARTS_")
+
+    rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"  # its ``inspection:`` list
+    # A camera silent this long has its open tracks decided (and its held offsets released).
+    idle_flush_s: float = Field(5.0, gt=0)
+    flush_check_s: float = Field(1.0, gt=0)  # how often silent cameras are looked for
     replicas: int = Field(1, ge=1)
 
 

@@ -11,6 +11,7 @@ from services.ingest.logic import (
     check_registered,
     claim_decision,
     dedup_key,
+    route,
     source_token,
     validate_frame,
 )
@@ -33,7 +34,8 @@ class Ingest:
         self.redis = redis_client
         self.rate = RateLimiter()
 
-    def admit(self, raw: RawFrame) -> FrameMeta:
+    def admit(self, raw: RawFrame) -> tuple[FrameMeta, Topic]:
+        """The frame's metadata and the topic it goes to; FrameRejected when it goes nowhere."""
         meta = validate_frame(raw, self.limits)
         try:
             camera = check_registered(meta.camera_id, self.registry.get(meta.camera_id))
@@ -43,7 +45,7 @@ class Ingest:
                 raise FrameRejected("duplicate_frame", f"frame id {meta.frame_id} already seen")
         except FrameRejected as rejected:
             raise rejected.of(meta) from None
-        return meta.stamped("ingested")
+        return meta.stamped("ingested"), route(camera)
 
     def _claim(self, meta: FrameMeta, raw: RawFrame) -> bool:
         key, me = dedup_key(meta.camera_id, meta.frame_id), source_token(raw.source)
@@ -51,9 +53,10 @@ class Ingest:
         holder = None if claimed else self.redis.get(key)
         return claim_decision(claimed, holder.decode() if holder else None, me)
 
-    def handle(self, event) -> tuple[bytes, bytes]:
+    def handle(self, event) -> tuple[Topic, bytes, bytes]:
         raw = raw_frame(event)
-        return raw.key, pack_envelope(self.admit(raw), raw.value)
+        meta, topic = self.admit(raw)
+        return topic, raw.key, pack_envelope(meta, raw.value)
 
 
 def raw_frame(event) -> RawFrame:
@@ -76,8 +79,28 @@ def main() -> None:
         redis.Redis.from_url(common.redis_url),
     )
     worker = Worker("ingest", common)
-    worker.each(Topic.RAW_FRAMES, Topic.VALID_FRAMES, ingest.handle)
+    routed(worker, ingest.handle)
     worker.run()
+
+
+def routed(worker: Worker, handle) -> None:
+    """Like ``Worker.each``, but ``handle(event) -> (topic, key, value)`` picks the topic."""
+    outputs = {t: worker.topic(t) for t in (Topic.VALID_FRAMES, Topic.INSPECTION_FRAMES)}
+
+    @worker.app.agent(worker.topic(Topic.RAW_FRAMES), name="visionline.ingest")
+    async def process(stream):
+        async for event in stream.events():
+            worker.counted_in()
+            done = worker.timed()
+            try:
+                topic, key, value = handle(event)
+            except FrameRejected as rejected:
+                await worker.reject(event, rejected)
+                continue
+            except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
+                worker.crash(exc)
+            await worker.send(outputs[topic], key, value)
+            done()
 
 
 if __name__ == "__main__":

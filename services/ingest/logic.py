@@ -15,6 +15,7 @@ from visionline.messages import (
     HEADER_FRAME_ID,
     FrameMeta,
     SourceRef,
+    Topic,
 )
 
 FRAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -123,6 +124,12 @@ def validate_frame(raw: RawFrame, limits: Limits) -> FrameMeta:
         height=header.height,
         source=raw.source,
     )
+
+
+def route(camera: RegisteredCamera) -> Topic:
+    """Where an accepted frame goes: inspection cameras to the inspect path, the rest to the
+    classifier. Same envelope on both."""
+    return Topic.INSPECTION_FRAMES if camera.pipeline == "inspect" else Topic.VALID_FRAMES
 
 
 def check_registered(camera_id: str, camera: RegisteredCamera | None) -> RegisteredCamera:

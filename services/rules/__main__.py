@@ -1,19 +1,32 @@
-"""python -m services.rules: predictions in; alerts to PostgreSQL and the alerts topic.
+"""python -m services.rules: predictions and part verdicts in; alerts to PostgreSQL and the
+alerts topic.
 
-Per batch: claim cooldowns in Redis, write predictions and alerts in one transaction
-(idempotent on the alert id), publish the alerts not yet published, mark them published, and
-only then let Faust commit the offsets. A crash anywhere repeats work, never loses or doubles.
+Predictions, per batch: claim cooldowns in Redis, write predictions and alerts in one
+transaction (idempotent on the alert id), publish the alerts not yet published, mark them
+published, and only then let Faust commit the offsets. A crash anywhere repeats work, never
+loses or doubles.
+
+Part verdicts (inspection cameras), per batch: write every verdict to ``part_decisions``
+(idempotent on the decision id) and, in the same transaction, one alert per rejected part
+whose camera's ``inspection:`` entry alerts, only for verdicts inserted just now (a replayed
+verdict raises nothing new); then the same outbox steps. No cooldown: one alert per part.
 """
 
 from __future__ import annotations
 
 import redis
 
-from services.rules.logic import candidate_alerts, cooldown_allows, cooldown_key, load_rules
-from services.rules.store import mark_published, record
+from services.rules.logic import (
+    candidate_alerts,
+    cooldown_allows,
+    cooldown_key,
+    load_rules_file,
+    part_alert,
+)
+from services.rules.store import mark_published, record, record_parts
 from visionline.db import make_engine
 from visionline.imaging import FrameRejected
-from visionline.messages import Alert, Prediction, Topic, to_json
+from visionline.messages import Alert, PartVerdict, Prediction, Topic, to_json
 from visionline.settings import CommonSettings, RulesSettings
 from visionline.worker import Worker, configure_logging, decode_message
 
@@ -34,20 +47,25 @@ class Cooldowns:
 def main() -> None:
     common, settings = CommonSettings(), RulesSettings()
     configure_logging(common)
-    rules = load_rules(settings.rules_file)
+    rules_file = load_rules_file(settings.rules_file)
+    rules, inspection = rules_file.rules, rules_file.inspection
     engine = make_engine(common.database_url)
     cooldowns = Cooldowns(redis.Redis.from_url(common.redis_url))
     worker = Worker("rules", common)
     alerts_topic = worker.topic(Topic.ALERTS)
 
-    async def parse(events) -> list[Prediction]:
-        predictions = []
+    async def parse(events, schema=Prediction) -> list:
+        messages = []
         for event in events:
             try:
-                predictions.append(decode_message(event.message.value, Prediction, envelope=False))
+                messages.append(decode_message(event.message.value, schema, envelope=False))
             except FrameRejected as rejected:
                 await worker.reject(event, rejected)
-        return predictions
+        return messages
+
+    async def publish(alerts: list[Alert]) -> None:
+        await worker.send_many(alerts_topic, [(a.camera_id.encode(), to_json(a)) for a in alerts])
+        mark_published(engine, [a.alert_id for a in alerts])
 
     @worker.app.agent(worker.topic(Topic.PREDICTIONS))
     async def raise_alerts(stream):
@@ -63,11 +81,20 @@ def main() -> None:
                     if cooldowns.allows(rule, alert)
                 ]
                 pending = record(engine, predictions, alerts)
-                to_publish = [a for a in alerts if a.alert_id in pending]
-                await worker.send_many(
-                    alerts_topic, [(a.camera_id.encode(), to_json(a)) for a in to_publish]
-                )
-                mark_published(engine, [a.alert_id for a in to_publish])
+                await publish([a for a in alerts if a.alert_id in pending])
+            except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
+                worker.crash(exc)
+            done()
+
+    @worker.app.agent(worker.topic(Topic.PART_DECISIONS), name="visionline.rules.parts")
+    async def record_part_verdicts(stream):
+        async for events in stream.take_events(settings.max_batch, settings.max_wait_ms / 1000):
+            worker.counted_in(len(events))
+            done = worker.timed()
+            try:
+                verdicts = await parse(events, PartVerdict)
+                alerts = [a for v in verdicts if (a := part_alert(inspection, v)) is not None]
+                await publish(record_parts(engine, verdicts, alerts))
             except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
                 worker.crash(exc)
             done()

@@ -1,4 +1,4 @@
-"""Rules' business logic: the rules file, matching, cooldown decisions."""
+"""Rules' business logic: the rules file, matching, cooldown decisions, part alerts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from visionline.messages import Alert, Prediction, alert_id
+from visionline.inspection.config import InspectionConfig, check_unique_names, config_for
+from visionline.messages import Alert, ModelRef, PartAlertDetail, PartVerdict, Prediction, alert_id
 
 RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -41,6 +42,12 @@ class RulesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rules: list[Rule]
+    inspection: list[InspectionConfig] = Field(default_factory=list)  # inspection cameras
+
+    @field_validator("inspection")
+    @classmethod
+    def _unique_inspection(cls, configs: list[InspectionConfig]) -> list[InspectionConfig]:
+        return check_unique_names(configs)
 
     @field_validator("rules")
     @classmethod
@@ -52,8 +59,12 @@ class RulesFile(BaseModel):
         return rules
 
 
+def load_rules_file(path: Path) -> RulesFile:
+    return RulesFile.model_validate(yaml.safe_load(path.read_text()) or {})
+
+
 def load_rules(path: Path) -> list[Rule]:
-    return RulesFile.model_validate(yaml.safe_load(path.read_text()) or {}).rules
+    return load_rules_file(path).rules
 
 
 def match(rule: Rule, prediction: Prediction) -> tuple[str, float] | None:
@@ -99,3 +110,56 @@ def cooldown_allows(claimed: bool, holder: str | None, alert: str) -> bool:
     """After SET NX on the cooldown key: the alert goes on if it took the cooldown, or if the
     cooldown is held by this same alert (a redelivery after a crash must not lose it)."""
     return claimed or holder == alert
+
+
+# Inspection cameras: one alert per rejected part ---------------------------------------------
+
+DEFECT_MODEL = "defect_detector"  # visionline.inspection.vision.DEFECT_DETECTOR
+UNKNOWN_MODEL = ModelRef(name="unknown", version="", served_by="triton")
+
+
+def defect_model(models: list[ModelRef]) -> ModelRef:
+    """The defect detector among a verdict's models (the last one when none is named so)."""
+    named = [m for m in models if m.name == DEFECT_MODEL]
+    return named[0] if named else (models[-1] if models else UNKNOWN_MODEL)
+
+
+def part_alert_id(decision_id: str, rule: str) -> str:
+    return f"{decision_id}:{rule}"
+
+
+def part_detail(verdict: PartVerdict) -> PartAlertDetail:
+    return PartAlertDetail(
+        decision_id=verdict.decision_id,
+        track_id=verdict.track_id,
+        defect_class=verdict.defect_class,
+        score=verdict.score,
+        box=verdict.box,
+        defects=verdict.defects,
+        frames_seen=verdict.frames_seen,
+        defect_frames=verdict.defect_frames,
+        snapshot=verdict.snapshot,
+        models=verdict.models,
+    )
+
+
+def part_alert(
+    configs: list[InspectionConfig], verdict: PartVerdict, now: float | None = None
+) -> Alert | None:
+    """The alert of a rejected part whose camera has an alerting inspection entry, else None."""
+    config = config_for(configs, verdict.camera_id)
+    if config is None or not config.alert or verdict.status != "rejected":
+        return None
+    return Alert(
+        alert_id=part_alert_id(verdict.decision_id, config.name),
+        camera_id=verdict.camera_id,
+        frame_id=verdict.best_frame_id,
+        rule=config.name,
+        label=verdict.defect_class or "defect",
+        confidence=verdict.score,
+        severity=config.severity,
+        captured_at=verdict.captured_at,
+        created_at=time.time() if now is None else now,
+        model=defect_model(verdict.models),
+        part=part_detail(verdict),
+    )

@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
 
-from visionline.db.models import AlertRow, PredictionRow
-from visionline.messages import Alert, Prediction
+from visionline.db.models import AlertRow, PartDecisionRow, PredictionRow
+from visionline.messages import (
+    Alert,
+    LineCounts,
+    ModelRef,
+    PartAlertDetail,
+    PartVerdict,
+    Prediction,
+)
 
 
 def _ts(epoch: float) -> datetime:
@@ -45,6 +53,7 @@ def alert_row(a: Alert) -> dict:
         "created_at": _ts(a.created_at),
         "model_name": a.model.name,
         "model_version": a.model.version,
+        "part": a.part.model_dump(mode="json") if a.part else None,
     }
 
 
@@ -72,3 +81,97 @@ def mark_published(engine: Engine, alert_ids: Sequence[str]) -> None:
             conn.execute(
                 update(AlertRow).where(AlertRow.alert_id.in_(alert_ids)).values(published=True)
             )
+
+
+# Inspection cameras ---------------------------------------------------------------------------
+
+
+def part_decision_row(v: PartVerdict) -> dict:
+    return {
+        "decision_id": v.decision_id,
+        "camera_id": v.camera_id,
+        "track_id": v.track_id,
+        "status": v.status,
+        "defective": v.defective,
+        "defect_class": v.defect_class,
+        "score": v.score,
+        "frames_seen": v.frames_seen,
+        "defect_frames": v.defect_frames,
+        "first_frame_id": v.first_frame_id,
+        "last_frame_id": v.last_frame_id,
+        "best_frame_id": v.best_frame_id,
+        "crossed_line": v.crossed_line,
+        "box": list(v.box),
+        "defects": [d.model_dump(mode="json") for d in v.defects],
+        "snapshot": v.snapshot,
+        "models": [m.model_dump() for m in v.models],
+        "counts": v.counts.model_dump(),
+        "captured_at": _ts(v.captured_at),
+        "decided_at": _ts(v.decided_at),
+    }
+
+
+def alert_from_row(row: AlertRow) -> Alert:
+    """A stored alert as published, for one whose verdict is not in hand (see record_parts)."""
+    part = PartAlertDetail.model_validate(row.part) if row.part else None
+    models = part.models if part else []
+    same = [m for m in models if (m.name, m.version) == (row.model_name, row.model_version)]
+    model = same[0] if same else ModelRef(
+        name=row.model_name, version=row.model_version, served_by="triton"
+    )  # fmt: skip
+    return Alert(
+        alert_id=row.alert_id, camera_id=row.camera_id, frame_id=row.frame_id, rule=row.rule,
+        label=row.label, confidence=row.confidence, severity=row.severity,
+        captured_at=row.captured_at.timestamp(), created_at=row.created_at.timestamp(),
+        model=model, part=part,
+    )  # fmt: skip
+
+
+def record_parts(
+    engine: Engine, verdicts: Sequence[PartVerdict], alerts: Sequence[Alert]
+) -> list[Alert]:
+    """Insert the verdicts (a repeat is a no-op) and, in the same transaction, the alerts of
+    the verdicts inserted just now: a replayed verdict never raises a second alert, even if
+    it disagrees. Returns every alert of these decisions not yet on the alerts topic (also
+    one written before a crash that came before its publication)."""
+    if not verdicts:
+        return []
+    ids = list(dict.fromkeys(v.decision_id for v in verdicts))
+    unique = {v.decision_id: v for v in verdicts}
+    with Session(engine) as session, session.begin():
+        stmt = insert(PartDecisionRow).values([part_decision_row(v) for v in unique.values()])
+        stmt = stmt.on_conflict_do_nothing(index_elements=["decision_id"])
+        new = set(session.execute(stmt.returning(PartDecisionRow.decision_id)).scalars())
+        fresh = {a.alert_id: a for a in alerts if a.part and a.part.decision_id in new}
+        if fresh:
+            stmt = insert(AlertRow).values([alert_row(a) for a in fresh.values()])
+            session.execute(stmt.on_conflict_do_nothing(index_elements=["alert_id"]))
+        query = select(AlertRow).where(
+            AlertRow.published.is_(False), AlertRow.part["decision_id"].as_string().in_(ids)
+        )
+        rows = session.scalars(query).all()
+        return [fresh.get(row.alert_id) or alert_from_row(row) for row in rows]
+
+
+def line_counts(engine: Engine, camera_id: str | None = None) -> dict[str, LineCounts]:
+    """Parts that crossed each camera's exit line, from every decision stored (the same numbers
+    as the ``part_line_counts`` view): crossed, passed (not rejected), rejected, insufficient."""
+    crossed = PartDecisionRow.crossed_line
+
+    def count(condition) -> object:
+        return func.count().filter(condition)
+
+    stmt = select(
+        PartDecisionRow.camera_id,
+        count(crossed),
+        count(crossed & ~PartDecisionRow.defective),
+        count(crossed & PartDecisionRow.defective),
+        count(crossed & (PartDecisionRow.status == "insufficient")),
+    ).group_by(PartDecisionRow.camera_id)
+    if camera_id is not None:
+        stmt = stmt.where(PartDecisionRow.camera_id == camera_id)
+    with engine.connect() as conn:
+        return {
+            row[0]: LineCounts(crossed=row[1], passed=row[2], rejected=row[3], insufficient=row[4])
+            for row in conn.execute(stmt)
+        }

@@ -7,12 +7,13 @@ from services.ingest.logic import (
     check_registered,
     claim_decision,
     parse_captured_at,
+    route,
     validate_frame,
 )
 from tests.unit.images import jpeg, jpeg_claiming, png
 from visionline.cameras import RegisteredCamera
 from visionline.imaging import FrameRejected
-from visionline.messages import SourceRef
+from visionline.messages import SourceRef, Topic
 
 SOURCE = SourceRef(topic="raw", partition=2, offset=7)
 LIMITS = Limits(max_bytes=1 << 20, max_pixels=4_000_000)
@@ -100,3 +101,10 @@ def test_claim_decision_tells_redelivery_from_duplicate():
     assert claim_decision(True, None, "raw/0/1")
     assert claim_decision(False, "raw/0/1", "raw/0/1")  # same record again after a crash
     assert not claim_decision(False, "raw/0/5", "raw/0/1")  # another record, same frame id
+
+
+def test_inspection_cameras_route_to_the_inspect_path():
+    classify = RegisteredCamera("cam-1", True, 15.0, None)
+    inspect = RegisteredCamera("line-1", True, 15.0, None, pipeline="inspect")
+    assert route(classify) == Topic.VALID_FRAMES
+    assert route(inspect) == Topic.INSPECTION_FRAMES

@@ -179,3 +179,16 @@ def test_conveyor_source_yields_jpeg_frames_with_truth() -> None:
     assert all(isinstance(f, EncodedFrame) and sniff_content_type(f.data) for f in frames)
     assert source.last_truth is not None and source.last_truth.frame_index == 2
     source.close()
+
+
+def test_a_realtime_conveyor_skips_late_frames_and_stamps_their_capture_time():
+    now = [1000.0]
+    source = ConveyorSource(resolution=(320, 180), seed=1, realtime_fps=10, clock=lambda: now[0])
+    frames = iter(source)
+    first = next(frames)
+    assert source.last_index == 0 and first.captured_at_ms == 1_000_000
+    now[0] += 0.35  # the machine was busy: frames 1 and 2 were never taken
+    third = next(frames)
+    assert source.last_index == 3 and third.captured_at_ms == 1_000_300
+    fourth = next(frames)  # early: the next frame, never one already sent
+    assert source.last_index == 4 and fourth.captured_at_ms == 1_000_400

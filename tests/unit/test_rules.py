@@ -6,10 +6,22 @@ from services.rules.logic import (
     RulesFile,
     candidate_alerts,
     cooldown_allows,
+    defect_model,
     load_rules,
+    load_rules_file,
     match,
+    part_alert,
 )
-from visionline.messages import Prediction
+from services.rules.store import alert_row, part_decision_row
+from visionline.inspection.config import InspectionConfig
+from visionline.messages import (
+    DefectFinding,
+    LineCounts,
+    ModelRef,
+    PartAlertDetail,
+    PartVerdict,
+    Prediction,
+)
 from visionline.settings import REPO_ROOT
 
 
@@ -77,3 +89,74 @@ def test_shipped_rules_watch_only_labels_the_model_knows():
     )
     for rule in load_rules(REPO_ROOT / "infra" / "rules.yaml"):
         assert set(rule.labels) <= labels, rule.name
+
+
+# Inspection cameras: alerts from part verdicts ------------------------------------------------
+
+MODELS = [
+    ModelRef(name="part_detector", version="1", served_by="triton"),
+    ModelRef(name="defect_detector", version="3", served_by="local-onnxruntime"),
+    ModelRef(name="part_anomaly", version="1", served_by="triton"),
+]
+INSPECTION = [
+    InspectionConfig(name="quiet", cameras=["line-9"], belt_px_per_s=1, alert=False),
+    InspectionConfig(name="line-defect", cameras=["line-*"], belt_px_per_s=1, severity="critical"),
+]
+
+
+def verdict(status="rejected", camera="line-1", defect_class="crack", **update) -> PartVerdict:
+    found = DefectFinding(defect_class="crack", box=(1, 2, 3, 4), score=0.8, area=4.0)
+    values = dict(
+        decision_id=f"{camera}:f7", camera_id=camera, track_id=3, status=status,
+        defective=status == "rejected", defect_class=defect_class, score=0.8, frames_seen=5,
+        defect_frames=2, first_frame_id="f3", last_frame_id="f7", best_frame_id="f5",
+        captured_at=10.5, decided_at=11.0, crossed_line=True, box=(0, 0, 10, 10),
+        defects=[found], snapshot="snapshot://line-1/5", models=MODELS,
+        counts=LineCounts(crossed=4, passed=3, rejected=1),
+    )  # fmt: skip
+    return PartVerdict(**{**values, **update})
+
+
+def test_rejected_part_gives_one_alert_with_its_evidence():
+    alert = part_alert(INSPECTION, verdict(), now=12.0)
+    assert alert.alert_id == "line-1:f7:line-defect" and alert.rule == "line-defect"
+    assert (alert.label, alert.confidence, alert.severity) == ("crack", 0.8, "critical")
+    assert (alert.frame_id, alert.captured_at, alert.created_at) == ("f5", 10.5, 12.0)
+    assert alert.model == MODELS[1]  # the defect detector
+    assert alert.part == PartAlertDetail(
+        decision_id="line-1:f7", track_id=3, defect_class="crack", score=0.8, box=(0, 0, 10, 10),
+        defects=verdict().defects, frames_seen=5, defect_frames=2,
+        snapshot="snapshot://line-1/5", models=MODELS,
+    )  # fmt: skip
+    assert part_alert(INSPECTION, verdict(defect_class=None)).label == "defect"
+
+
+def test_no_alert_for_accepted_insufficient_unconfigured_or_quiet_cameras():
+    assert part_alert(INSPECTION, verdict("accepted")) is None
+    assert part_alert(INSPECTION, verdict("insufficient")) is None
+    assert part_alert(INSPECTION, verdict(camera="dock-1")) is None
+    assert part_alert(INSPECTION, verdict(camera="line-9")) is None  # first match: alert off
+
+
+def test_defect_model_by_name_else_the_last():
+    assert defect_model(MODELS) == MODELS[1]
+    assert defect_model(MODELS[::2]) == MODELS[2]
+    assert defect_model([]).name == "unknown"
+
+
+def test_part_rows_are_json_ready():
+    row = part_decision_row(verdict())
+    assert row["decision_id"] == "line-1:f7" and row["box"] == [0, 0, 10, 10]
+    assert row["defects"][0]["defect_class"] == "crack" and row["counts"]["rejected"] == 1
+    assert row["models"][1]["served_by"] == "local-onnxruntime"
+    assert alert_row(part_alert(INSPECTION, verdict()))["part"]["decision_id"] == "line-1:f7"
+
+
+def test_rules_file_with_inspection_section():
+    loaded = load_rules_file(REPO_ROOT / "infra" / "rules.yaml")
+    assert {c.name for c in loaded.inspection} >= {"line-defect", "test-line-defect"}
+    entry = {"name": "a", "cameras": ["x"], "belt_px_per_s": 1}
+    with pytest.raises(ValidationError, match="duplicate"):
+        RulesFile.model_validate({"rules": [], "inspection": [entry, entry]})
+    with pytest.raises(ValidationError):
+        RulesFile.model_validate({"rules": [], "inspection": [{**entry, "typo": 1}]})

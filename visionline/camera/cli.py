@@ -127,6 +127,50 @@ def simulate(
     _finish(publisher, stats)
 
 
+@app.command()
+def lines(
+    count: Annotated[int, typer.Option(min=1, max=9, help="Conveyor cameras: line-1, ...")] = 3,
+    fps: Fps = 10.0,
+    duration: Duration = None,
+    register: Annotated[
+        bool, typer.Option(help="Register them as inspection cameras first.")
+    ] = True,
+    seed: Seed = 0,
+) -> None:
+    """Run COUNT simulated conveyor lines for inspection, each with its own nuisance mix.
+
+    The belt runs on the wall clock (late frames are skipped, capture times exact), so the
+    parts worker's belt speed, ``fps`` x 184.9 px in ``infra/rules.yaml``, must match ``fps``.
+    """
+    from visionline.inspection.acceptance import CAMERA_MIXES
+    from visionline.inspection.source import ConveyorSource
+
+    common = _settings()
+    ids = [f"line-{k}" for k in range(1, count + 1)]
+    if register:
+        specs = [CameraSpec(camera_id=cid, name=f"simulated conveyor {cid}", pipeline="inspect",
+                            max_fps=round(fps * 1.2 + 1, 2)) for cid in ids]  # fmt: skip
+        _register_specs(specs, common)
+    sources = [
+        (
+            cid,
+            ConveyorSource(
+                seed=seed + k,
+                camera=cid,
+                fps=fps,
+                realtime_fps=fps,
+                nuisances=CAMERA_MIXES.get(cid, {}),
+            ),
+        )  # fmt: skip
+        for k, cid in enumerate(ids)
+    ]
+    publisher = FramePublisher(common.kafka_bootstrap)
+    log.info("simulating %d conveyor lines at %s fps", count, fps)
+    with _stop_on_signals() as stop:
+        stats = run_cameras(sources, fps, 90, publisher, duration, stop)
+    _finish(publisher, stats)
+
+
 def simulated_cameras(
     count: int, prefix: str = "sim-cam", seed: int = 0
 ) -> list[tuple[str, str, int]]:
@@ -144,13 +188,17 @@ def _open(spec: str, size: Resolution, seed: int, quality: int, loop: bool) -> F
 
 
 def _register(camera_ids: list[str], fps: float, common: CommonSettings) -> None:
-    from visionline.db import make_engine  # pulls in alembic: only when registering
-
     # Rate limit a bit above the sending rate, so jitter never gets frames refused.
     specs = [
         CameraSpec(camera_id=cid, name=f"simulated {cid}", max_fps=round(fps * 1.2 + 1, 2))
         for cid in camera_ids
     ]
+    _register_specs(specs, common)
+
+
+def _register_specs(specs: list[CameraSpec], common: CommonSettings) -> None:
+    from visionline.db import make_engine  # pulls in alembic: only when registering
+
     engine = make_engine(common.database_url)
     try:
         upsert_cameras(engine, specs, pepper="")  # no upload key: the pepper is unused

@@ -21,6 +21,8 @@ class EncodedFrame:
 
     data: bytes
     content_type: str = JPEG
+    # When the source knows when it captured the frame (epoch ms); else publishing stamps it.
+    captured_at_ms: int | None = None
 
 
 Frame = np.ndarray | EncodedFrame

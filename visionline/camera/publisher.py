@@ -226,6 +226,7 @@ def run_camera(
             break
         captured = epoch_ms()
         encoded = to_encoded(frame, jpeg_quality)  # once per frame, whatever happens next
+        captured = encoded.captured_at_ms or captured
         try:
             publisher.publish(
                 camera_id, encoded.data, captured_at=captured, content_type=encoded.content_type

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, String, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -23,6 +34,8 @@ class Camera(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     max_fps: Mapped[float] = mapped_column(Float, default=30.0)
     upload_key_hash: Mapped[str | None] = mapped_column(String(128))
+    # Which path its frames take after ingest: "classify" (the classifier) or "inspect".
+    pipeline: Mapped[str] = mapped_column(String(16), default="classify", server_default="classify")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -47,6 +60,9 @@ class PredictionRow(Base):
 
 class AlertRow(Base):
     __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_unpublished", "alert_id", postgresql_where=text("NOT published")),
+    )
 
     alert_id: Mapped[str] = mapped_column(String(300), primary_key=True)
     camera_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -62,3 +78,34 @@ class AlertRow(Base):
     # Outbox flag: set once the alert is on the alerts topic, so a redelivered frame
     # publishes only what was not yet published.
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An alert about a tracked part (inspection cameras): ``PartAlertDetail`` as JSON.
+    part: Mapped[dict | None] = mapped_column(Json, nullable=True)
+
+
+class PartDecisionRow(Base):
+    """One per physical part an inspection camera decided (``PartVerdict``)."""
+
+    __tablename__ = "part_decisions"
+    __table_args__ = (Index("ix_part_decisions_camera_decided", "camera_id", "decided_at"),)
+
+    decision_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    track_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    defective: Mapped[bool] = mapped_column(Boolean)
+    defect_class: Mapped[str | None] = mapped_column(String(100))
+    score: Mapped[float] = mapped_column(Float)
+    frames_seen: Mapped[int] = mapped_column(Integer)
+    defect_frames: Mapped[int] = mapped_column(Integer)
+    first_frame_id: Mapped[str] = mapped_column(String(128))
+    last_frame_id: Mapped[str] = mapped_column(String(128))
+    best_frame_id: Mapped[str] = mapped_column(String(128))
+    crossed_line: Mapped[bool] = mapped_column(Boolean)
+    box: Mapped[list] = mapped_column(Json)
+    defects: Mapped[list] = mapped_column(Json)
+    snapshot: Mapped[str | None] = mapped_column(String(500))
+    models: Mapped[list] = mapped_column(Json)
+    counts: Mapped[dict] = mapped_column(Json)  # the worker's line counts after this part
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # of the best frame
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

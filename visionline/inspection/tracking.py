@@ -13,8 +13,10 @@ flushed gives exactly one decision. Tracks seen in the inspection zone fewer tha
 ``min_frames`` times are not dropped: they come out with ``status="insufficient"`` and
 ``defective=False``, so a consumer can still count them without raising an alert.
 ByteTrack reports a new track as id -1 on its first frame, so that frame adds no evidence.
-Set ``belt_px_per_frame``: parts move about their own width per frame, and only in belt
-coordinates do consecutive boxes overlap enough for IoU matching.
+Set ``belt_px_per_frame``, or give each frame its ``belt_shift`` (the parts worker computes it
+from capture times, so a dropped frame is no jump): parts move about their own width per frame,
+and only in belt coordinates do consecutive boxes overlap enough for IoU matching. Each
+decision carries its track's most defective frame (``best_frame``, ``best_part``) as evidence.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class DefectDetection(BaseModel):
     box: FloatBox
     score: float = Field(ge=0, le=1)
     area: float = Field(ge=0)  # mask pixels, or box area when there is no mask
+    polygon: list[tuple[float, float]] | None = None  # outline in frame pixels, when known
 
 
 class PartDetection(BaseModel):
@@ -45,6 +48,7 @@ class PartDetection(BaseModel):
     box: FloatBox
     confidence: float = Field(default=1.0, ge=0, le=1)  # that this is a part: drives tracking
     defect_score: float = Field(default=0.0, ge=0, le=1)  # that the part is defective
+    anomaly_score: float = Field(default=0.0, ge=0, le=1)  # the anomaly model's alone
     defects: list[DefectDetection] = []
     ref: int | None = None  # caller's id (e.g. a ground-truth part id), carried to decisions
 
@@ -54,6 +58,9 @@ class PartDetections(BaseModel):
     camera: str
     frame_index: int
     parts: list[PartDetection]
+    # Belt travel in pixels since the tracker's first frame; None: frame_index times
+    # ``belt_px_per_frame``. A worker gives it from capture times, so a dropped frame is no jump.
+    belt_shift: float | None = None
 
 
 class DecisionRules(BaseModel):
@@ -102,6 +109,11 @@ class PartDecision(BaseModel):
     last_frame: int
     crossed_line: bool
     ref: int | None  # the caller id most often attached to this track
+    # The evidence frame with the highest defect score (the last frame seen when the part was
+    # never in the zone) and the part as detected in it, defects included.
+    best_frame: int = -1
+    best_part: PartDetection | None = None
+    last_box: FloatBox | None = None  # in the last frame it was reported (``last_frame``)
 
 
 class LineCounts(BaseModel):
@@ -168,6 +180,10 @@ class TrackEvidence:
     best_box: FloatBox = (0.0, 0.0, 0.0, 0.0)
     best_key: tuple[float, float] = (-1.0, -1.0)  # (confidence, area) of the best box
     crossed: bool = False
+    evidence_frame: int = -1  # the frame of ``evidence`` below
+    evidence: PartDetection | None = None  # the part in its most defective frame
+    evidence_key: tuple[float, float] = (-1.0, -1.0)  # (defect score, confidence) of it
+    seen: PartDetection | None = None  # the part in the last frame it was reported
 
     def add(self, frame_index: int, part: PartDetection, rules: DecisionRules) -> None:
         self.last_frame, self.frames_seen = frame_index, self.frames_seen + 1
@@ -180,6 +196,9 @@ class TrackEvidence:
         key = (part.confidence, box_area(part.box))
         if key > self.best_key:
             self.best_key, self.best_box = key, part.box
+        key = (part.defect_score, part.confidence)
+        if key > self.evidence_key:
+            self.evidence_key, self.evidence, self.evidence_frame = key, part, frame_index
 
 
 def box_area(box: FloatBox) -> float:
@@ -209,6 +228,8 @@ def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) 
         class_votes=dict(ev.votes), best_box=ev.best_box, best_area=box_area(ev.best_box),
         first_frame=ev.first_frame, last_frame=ev.last_seen, crossed_line=ev.crossed,
         ref=ref[0][0] if ref else None,
+        best_frame=ev.evidence_frame if ev.evidence else ev.last_seen,
+        best_part=ev.evidence or ev.seen, last_box=ev.seen.box if ev.seen else None,
     )  # fmt: skip
 
 
@@ -265,9 +286,10 @@ class PartTracker:
             if track_id in self.finished:
                 continue
             ev = self.open.setdefault(track_id, TrackEvidence(first_frame=frame.frame_index))
+            seen = frame.parts[int(tracked.data["index"][k])]
             if in_zone[k]:
-                ev.add(frame.frame_index, frame.parts[int(tracked.data["index"][k])], self.rules)
-            ev.last_seen = frame.frame_index
+                ev.add(frame.frame_index, seen, self.rules)
+            ev.last_seen, ev.seen = frame.frame_index, seen
             if crossed[k]:
                 ev.crossed = True
                 done.append(self._finish(track_id))
@@ -276,7 +298,9 @@ class PartTracker:
     def _track(self, frame: PartDetections) -> sv.Detections:
         """Tracked boxes in frame coordinates; tracks not yet confirmed (id -1) left out."""
         dets = to_sv(frame.parts)
-        shift = frame.frame_index * self.config.belt_px_per_frame
+        shift = frame.belt_shift
+        if shift is None:
+            shift = frame.frame_index * self.config.belt_px_per_frame
         on_belt = dets[:]  # a copy, so the zone and line still see frame coordinates
         on_belt.xyxy = dets.xyxy - np.array([shift, 0, shift, 0], np.float32)
         tracked = self.tracker.update(on_belt)

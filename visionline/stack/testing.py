@@ -83,12 +83,18 @@ def _triton_container(model_repository: Path, model_name: str):
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import HttpWaitStrategy
 
-    ready = HttpWaitStrategy(8000, f"/v2/models/{model_name}/ready").for_status_code(200)
+    from visionline.stack.config import StackSettings
+    from visionline.stack.triton import served_models
+
+    # Readiness of the whole server: with --strict-readiness, every loaded model is ready.
+    ready = HttpWaitStrategy(8000, "/v2/health/ready").for_status_code(200)
+    settings = StackSettings(model_repository=model_repository, model_name=model_name)
+    loads = " ".join(f"--load-model={m}" for m in served_models(settings))
     command = "tritonserver --model-repository=/models --model-control-mode=explicit"
     return (
         DockerContainer(TRITON_IMAGE)
         .with_volume_mapping(str(model_repository), "/models", "ro")
         .with_exposed_ports(8000, 8001, 8002)
-        .with_command(f"{command} --load-model={model_name}")
+        .with_command(f"{command} --strict-readiness=true {loads}")
         .waiting_for(ready.with_startup_timeout(300))
     )

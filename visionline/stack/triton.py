@@ -8,12 +8,15 @@ are put on ``LD_LIBRARY_PATH`` instead).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from visionline.stack.config import StackSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,34 @@ def check_model(settings: StackSettings) -> None:
     for wrapper in folder.glob("[0-9]*/model.py"):
         if not (wrapper.parent / "model.onnx").exists():
             raise RuntimeError(f"{wrapper.parent}/model.onnx is missing: run `make models`")
+
+
+def model_built(folder: Path) -> bool:
+    """A config and a newest version folder holding its model.onnx (the Python-backend
+    wrapper model.py runs that file)."""
+    versions = [d for d in folder.glob("[0-9]*") if d.is_dir() and d.name.isdigit()]
+    if not (folder / "config.pbtxt").exists() or not versions:
+        return False
+    return (max(versions, key=lambda d: int(d.name)) / "model.onnx").exists()
+
+
+def served_models(settings: StackSettings) -> list[str]:
+    """The models Triton loads: the classifier always, each inspection model once built.
+
+    An inspection model not built yet is skipped with a warning, so the classify path (and its
+    tests) runs before those models exist; the inspect worker then waits on Triton.
+    """
+    models = [settings.model_name]
+    for name in settings.inspection_models:
+        if model_built(settings.model_repository / name):
+            models.append(name)
+        else:
+            log.warning(
+                "inspection model %s is not built (no %s/<version>/model.onnx): not loaded",
+                name,
+                settings.model_repository / name,
+            )
+    return models
 
 
 def prepare_backends(tree: TritonTree, backends: Path, settings: StackSettings) -> None:

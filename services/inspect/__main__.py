@@ -1,0 +1,85 @@
+"""python -m services.inspect: inspection frames in, parts and their defects out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import cv2
+
+from services.inference.logic import RetryPolicy
+from services.inspect.backends import triton_models
+from services.inspect.logic import Inspector, decode_frame, observations, store_snapshot
+from visionline.imaging import FrameRejected
+from visionline.inspection.snapshots import SnapshotStore
+from visionline.messages import FrameMeta, Topic, to_json
+from visionline.settings import CommonSettings, InspectSettings
+from visionline.worker import Worker, configure_logging, decode_message
+
+
+def build_inspector(common: CommonSettings, settings: InspectSettings) -> Inspector:
+    infer, served_version = triton_models(
+        common.triton_grpc_url, settings.model_version, settings.triton_timeout_s
+    )
+    return Inspector(
+        infer,
+        served_version,
+        RetryPolicy(settings.retry_attempts, settings.retry_backoff_s),
+        min_part_score=settings.min_part_score,
+        max_parts=settings.max_parts,
+        max_crop_batch=settings.max_crop_batch,
+    )
+
+
+def main() -> None:
+    common, settings = CommonSettings(), InspectSettings()
+    configure_logging(common)
+    inspector = build_inspector(common, settings)
+    store = SnapshotStore(
+        settings.snapshot_dir, settings.snapshot_max_age_s, settings.snapshot_max_bytes
+    )
+    worker = Worker("inspect", common)
+    out_topic = worker.topic(Topic.PART_OBSERVATIONS)
+
+    def snapshot(meta, bgr, parts) -> str | None:
+        try:
+            return store_snapshot(
+                store, meta, bgr, parts, settings.snapshot_threshold, settings.snapshot_jpeg_quality
+            )
+        except OSError as exc:  # a full disk must not stop the line: publish without evidence
+            worker.log.error("snapshot of %s/%s not stored: %s", meta.camera_id, meta.frame_id, exc)
+            return None
+
+    @worker.app.agent(worker.topic(Topic.INSPECTION_FRAMES), name="visionline.inspect")
+    async def inspect(stream):
+        async for event in stream.events():
+            worker.counted_in()
+            done = worker.timed()
+            try:
+                meta, image = decode_message(event.message.value, FrameMeta)
+                try:
+                    bgr, quality = decode_frame(meta, bytes(image))
+                except FrameRejected as rejected:
+                    raise rejected.of(meta) from None
+            except FrameRejected as rejected:
+                await worker.reject(event, rejected)
+                continue
+            try:
+                parts, models = await inspector.inspect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                ref = await asyncio.to_thread(snapshot, meta, bgr, parts)
+            except Exception as exc:  # noqa: BLE001 - Triton stayed down: crash, redeliver
+                worker.crash(exc)
+            message = observations(meta, quality, parts, models, ref)
+            await worker.send(out_topic, meta.camera_id.encode(), to_json(message))
+            done()
+
+    @worker.app.timer(interval=settings.snapshot_prune_s)
+    async def prune_snapshots():
+        removed = await asyncio.to_thread(store.prune)
+        if removed:
+            worker.log.info("pruned %d old snapshots", removed)
+
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The parts worker: tracking on inspection cameras, one verdict per physical part."""

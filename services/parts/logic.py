@@ -1,0 +1,318 @@
+"""Parts' business logic: observations per frame in, one ``PartVerdict`` per physical part out.
+
+``CameraLine`` holds one camera's ``PartTracker``, the frames its open tracks still refer to and
+the events not yet safe to acknowledge; ``Lines`` holds every camera's. No Kafka here: events
+are opaque objects that come back from ``observe``/``flush_idle`` once they may be acked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from visionline.inspection.config import InspectionConfig, config_for
+from visionline.inspection.tracking import (
+    DefectDetection,
+    PartDecision,
+    PartDetection,
+    PartDetections,
+    PartTracker,
+)
+from visionline.messages import (
+    DefectFinding,
+    LineCounts,
+    ModelRef,
+    ObservedPart,
+    PartObservations,
+    PartVerdict,
+)
+
+log = logging.getLogger(__name__)
+
+# ByteTrack reports a new part as id -1 in the frame it first sees it: that frame belongs to the
+# track that starts one frame later, so it is held back as well.
+LOOKBACK_FRAMES = 1
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What a verdict needs to know of a frame after the tracker has moved on."""
+
+    frame_id: str
+    captured_at: float
+    snapshot: str | None
+    models: tuple[ModelRef, ...]
+
+
+def frame_info(obs: PartObservations) -> FrameInfo:
+    return FrameInfo(obs.frame.frame_id, obs.frame.captured_at, obs.snapshot, tuple(obs.models))
+
+
+def _unit(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+def to_detection(part: ObservedPart) -> PartDetection:
+    """A model's part as the tracker takes it; scores clamped to [0, 1]."""
+    defects = [
+        DefectDetection(
+            defect_class=d.defect_class, box=d.box, score=_unit(d.score),
+            area=max(0.0, d.area), polygon=d.polygon,
+        )
+        for d in part.defects
+    ]  # fmt: skip
+    return PartDetection(
+        box=part.box,
+        confidence=_unit(part.confidence),
+        defect_score=_unit(part.defect_score),
+        anomaly_score=_unit(part.anomaly_score),
+        defects=defects,
+    )
+
+
+def to_finding(defect: DefectDetection) -> DefectFinding:
+    return DefectFinding(
+        defect_class=defect.defect_class, box=defect.box, score=defect.score,
+        area=defect.area, polygon=defect.polygon,
+    )  # fmt: skip
+
+
+def counted(counts: LineCounts, decision: PartDecision) -> LineCounts:
+    """Line counts after one more decision (the tracker's own counting rule)."""
+    if not decision.crossed_line:
+        return counts
+    return LineCounts(
+        crossed=counts.crossed + 1,
+        passed=counts.passed + (not decision.defective),
+        rejected=counts.rejected + decision.defective,
+        insufficient=counts.insufficient + (decision.status == "insufficient"),
+    )
+
+
+def decision_id(camera_id: str, frame_id: str, k: int) -> str:
+    """``camera:frame`` for the first part decided in a frame, ``camera:frame:k`` for others."""
+    return f"{camera_id}:{frame_id}" if k == 0 else f"{camera_id}:{frame_id}:{k}"
+
+
+def build_verdicts(
+    camera_id: str,
+    decisions: Sequence[PartDecision],
+    deciding: FrameInfo,
+    frames: Mapping[int, FrameInfo],
+    counts: LineCounts,
+    now: float,
+) -> tuple[list[PartVerdict], LineCounts]:
+    """The verdicts of the parts decided in one frame, and the line counts after them.
+
+    Parts decided in the same frame are numbered most recently seen first (a part crossing the
+    exit line in this frame before one lost a few frames ago), then by frame and box: the last
+    observation of a part is the same on a replay, its track id and first frame may not be.
+    """
+
+    def first(d: PartDecision) -> FrameInfo:
+        return frames.get(d.first_frame, deciding)
+
+    def order(d: PartDecision) -> tuple:
+        last = frames.get(d.last_frame, deciding)
+        return -last.captured_at, last.frame_id, d.last_box or d.best_box
+
+    verdicts = []
+    for k, d in enumerate(sorted(decisions, key=order)):
+        counts = counted(counts, d)
+        best = frames.get(d.best_frame, deciding)
+        part = d.best_part
+        verdicts.append(
+            PartVerdict(
+                decision_id=decision_id(camera_id, deciding.frame_id, k),
+                camera_id=camera_id,
+                track_id=d.track_id,
+                status=d.status,
+                defective=d.defective,
+                defect_class=d.top_class,
+                score=d.max_defect_score,
+                frames_seen=d.frames_seen,
+                defect_frames=d.defect_frames,
+                first_frame_id=first(d).frame_id,
+                last_frame_id=frames.get(d.last_frame, deciding).frame_id,
+                best_frame_id=best.frame_id,
+                captured_at=best.captured_at,
+                decided_at=now,
+                crossed_line=d.crossed_line,
+                box=part.box if part else d.best_box,
+                defects=[to_finding(x) for x in part.defects] if part else [],
+                snapshot=best.snapshot,
+                models=list(best.models),
+                counts=counts,
+            )
+        )
+    return verdicts, counts
+
+
+# Acknowledgement -----------------------------------------------------------------------------
+
+
+def ack_watermark(
+    current: int, open_starts: Iterable[int], with_parts: Iterable[int], lookback: int
+) -> int:
+    """Frames of a camera with an index below this may be acked.
+
+    Held back: every frame from the first frame of the oldest open track on (less ``lookback``
+    frames, where the tracker saw the part before it gave it an id), and the last ``lookback``
+    + 1 frames that had parts in them (a part there may yet become a track).
+    """
+    watermark = current + 1
+    starts = list(open_starts)
+    if starts:
+        watermark = min(watermark, min(starts) - lookback)
+    recent = [f for f in with_parts if f >= current - lookback]
+    if recent:
+        watermark = min(watermark, min(recent))
+    return watermark
+
+
+def release(pending: deque[tuple[int, Any]], watermark: int) -> list[Any]:
+    """Pop the events of frames below the watermark, oldest first."""
+    out = []
+    while pending and pending[0][0] < watermark:
+        out.append(pending.popleft()[1])
+    return out
+
+
+# One camera -----------------------------------------------------------------------------------
+
+
+TrackerFactory = Callable[[str, tuple[int, int], InspectionConfig], PartTracker]
+
+
+def make_tracker(camera_id: str, resolution: tuple[int, int], config: InspectionConfig):
+    return PartTracker(
+        camera_id, resolution, config=config.tracker_config(), rules=config.decision_rules()
+    )
+
+
+@dataclass
+class CameraLine:
+    """One camera's tracking state, from its first frame (or its last idle flush) on."""
+
+    camera_id: str
+    config: InspectionConfig
+    tracker: PartTracker
+    counts: LineCounts = field(default_factory=LineCounts)
+    frames: dict[int, FrameInfo] = field(default_factory=dict)
+    pending: deque[tuple[int, Any]] = field(default_factory=deque)
+    with_parts: deque[int] = field(default_factory=lambda: deque(maxlen=LOOKBACK_FRAMES + 1))
+    index: int = -1  # frames seen: drives min_frames and lost_frames
+    origin: float | None = None  # capture time of the first frame: belt shift 0
+    last_seen: float = 0.0  # monotonic time of the last frame, for the idle flush
+    source: Hashable | None = None  # the partition its frames come from
+
+    def observe(self, obs: PartObservations, event: Any, now: float, wall: float):
+        """Feed one frame; (its verdicts, the events that may now be acked)."""
+        self.index += 1
+        info = frame_info(obs)
+        self.frames[self.index] = info
+        self.pending.append((self.index, event))
+        self.last_seen = now
+        if self.origin is None:
+            self.origin = obs.frame.captured_at
+        if obs.parts:
+            self.with_parts.append(self.index)
+        frame = PartDetections(
+            camera=self.camera_id,
+            frame_index=self.index,
+            parts=[to_detection(p) for p in obs.parts],
+            belt_shift=(obs.frame.captured_at - self.origin) * self.config.speed_px_per_s,
+        )
+        decisions = self.tracker.update(frame)
+        return self._settle(decisions, info, wall)
+
+    def flush(self, wall: float):
+        """Decide every open track in the last frame seen; every pending event may be acked."""
+        decisions = self.tracker.flush()
+        verdicts: list[PartVerdict] = []
+        if decisions:
+            verdicts = self._verdicts(decisions, self.frames[self.index], wall)
+        self.frames.clear()
+        self.with_parts.clear()
+        return verdicts, release(self.pending, self.index + 1)
+
+    def _settle(self, decisions: list[PartDecision], deciding: FrameInfo, wall: float):
+        verdicts = self._verdicts(decisions, deciding, wall) if decisions else []
+        starts = [ev.first_frame for ev in self.tracker.open.values()]
+        keep = min([*starts, self.index]) - LOOKBACK_FRAMES
+        for index in [i for i in self.frames if i < keep]:
+            del self.frames[index]
+        watermark = ack_watermark(self.index, starts, self.with_parts, LOOKBACK_FRAMES)
+        return verdicts, release(self.pending, watermark)
+
+    def _verdicts(self, decisions, deciding: FrameInfo, wall: float) -> list[PartVerdict]:
+        verdicts, self.counts = build_verdicts(
+            self.camera_id, decisions, deciding, self.frames, self.counts, wall
+        )
+        return verdicts
+
+
+# Every camera ---------------------------------------------------------------------------------
+
+
+class Lines:
+    """Every camera this worker sees, made on its first frame."""
+
+    def __init__(
+        self,
+        configs: list[InspectionConfig],
+        default: InspectionConfig | None = None,
+        make: TrackerFactory = make_tracker,
+    ) -> None:
+        self.configs, self.make = configs, make
+        self.default = default or InspectionConfig(cameras=["*"], belt_px_per_s=0.0)
+        self.cameras: dict[str, CameraLine] = {}
+        self.carried: dict[str, LineCounts] = {}  # counts of cameras restarted after a flush
+
+    def line(self, obs: PartObservations, source: Hashable | None = None) -> CameraLine:
+        camera_id = obs.frame.camera_id
+        line = self.cameras.get(camera_id)
+        if line is None:
+            config = config_for(self.configs, camera_id)
+            if config is None:
+                log.warning("camera %s has no inspection config: defaults, no belt", camera_id)
+                config = self.default
+            resolution = (obs.frame.width, obs.frame.height)
+            tracker = self.make(camera_id, resolution, config)
+            counts = self.carried.pop(camera_id, None) or LineCounts()
+            line = CameraLine(camera_id, config, tracker, counts=counts, source=source)
+            self.cameras[camera_id] = line
+        return line
+
+    def observe(self, obs: PartObservations, event: Any, now: float, wall: float, source=None):
+        return self.line(obs, source).observe(obs, event, now, wall)
+
+    def flush_idle(self, now: float, idle_s: float, wall: float):
+        """Decide the open tracks of every camera silent for ``idle_s``; each such camera then
+        starts afresh on its next frame: a new tracker and belt origin (so the belt shift stays
+        small), the line counts carried over."""
+        verdicts, events = [], []
+        for camera_id, line in list(self.cameras.items()):
+            if now - line.last_seen < idle_s:
+                continue
+            decided, released = line.flush(wall)
+            verdicts += decided
+            events += released
+            self._restart(camera_id, line)
+        return verdicts, events
+
+    def _restart(self, camera_id: str, line: CameraLine) -> None:
+        del self.cameras[camera_id]
+        self.carried[camera_id] = line.counts
+
+    def drop(self, sources: Iterable[Hashable]) -> list[str]:
+        """Forget the cameras whose partitions this worker lost: their new owner replays them
+        from the committed offsets. Nothing is acked or sent for them."""
+        lost = set(sources)
+        gone = [c for c, line in self.cameras.items() if line.source in lost]
+        for camera_id in gone:
+            del self.cameras[camera_id]
+        return gone

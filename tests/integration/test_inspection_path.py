@@ -1,0 +1,75 @@
+"""Conveyor frames of an inspection camera come out as part observations from the real models."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.integration.pipeline import Camera, TopicReader
+from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.inspection import LineGenerator
+from visionline.inspection.snapshots import SnapshotStore
+from visionline.messages import Topic
+from visionline.settings import REPO_ROOT
+from visionline.stack.config import INSPECTION_MODELS
+from visionline.stack.triton import model_built
+
+FRAMES = 6
+
+pytestmark = pytest.mark.skipif(
+    not all(model_built(REPO_ROOT / "triton_models" / m) for m in INSPECTION_MODELS),
+    reason="inspection models not built (triton_models/<model>/<version>/model.onnx)",
+)
+
+
+@pytest.fixture(scope="module")
+def observations(stack):
+    reader = TopicReader(stack.kafka_bootstrap, Topic.PART_OBSERVATIONS)
+    yield reader
+    reader.close()
+
+
+def iou(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def test_inspection_frames_give_parts_where_the_parts_are(stack, engine, observations):
+    camera_id = f"test-line-{uuid.uuid4().hex[:8]}"
+    spec = CameraSpec(camera_id=camera_id, max_fps=200.0, pipeline="inspect")
+    upsert_cameras(engine, [spec], pepper="dev")
+    generator = LineGenerator(seed=11)  # the same frames every run, whatever the camera id
+    camera = Camera(stack.kafka_bootstrap)
+    truths = {}
+    for i in range(FRAMES):
+        jpeg, truth = generator.encode(i)
+        truths[f"f-{i:04d}"] = truth
+        camera.send(camera_id, jpeg, f"f-{i:04d}")
+    camera.flush()
+
+    def mine(seen):
+        return [m for m in seen if m["frame"]["camera_id"] == camera_id]
+
+    found = observations.wait_for(lambda seen: len(mine(seen)) >= FRAMES, timeout=120)
+    by_frame = {m["frame"]["frame_id"]: m for m in mine(found)}
+    assert set(by_frame) == set(truths)
+    matched = total = 0
+    store = SnapshotStore(stack.settings.state_dir / "snapshots")
+    for frame_id, truth in truths.items():
+        message = by_frame[frame_id]
+        assert [m["name"] for m in message["models"]] == list(INSPECTION_MODELS)
+        assert all(m["served_by"] == "triton" and m["version"] for m in message["models"])
+        assert {"ingested", "inspected"} <= set(message["frame"]["stages"])
+        if message["snapshot"]:  # a part looked defective: its annotated frame is stored
+            assert store.get(message["snapshot"]).startswith(b"\xff\xd8")
+        boxes = [p["box"] for p in message["parts"]]
+        for part in truth.parts:
+            if part.visible_fraction < 0.8 or part.occluded_fraction > 0.2:
+                continue  # half out of view: the detector may fairly miss it
+            total += 1
+            matched += any(iou(part.box, box) >= 0.3 for box in boxes)
+    assert total > 0 and matched / total >= 0.7, f"{matched} of {total} parts found"

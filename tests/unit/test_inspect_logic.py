@@ -1,0 +1,212 @@
+import asyncio
+
+import cv2
+import numpy as np
+import pytest
+
+from services.inference.logic import BackendUnavailable, RetryPolicy
+from services.inspect.logic import (
+    Inspector,
+    decode_frame,
+    observations,
+    snapshot_boxes,
+    snapshot_key,
+    store_snapshot,
+    wants_snapshot,
+)
+from visionline.imaging import FrameRejected
+from visionline.inspection.snapshots import SnapshotStore
+from visionline.inspection.tracking import DefectDetection, PartDetection
+from visionline.inspection.vision import CROP, FRAME_H, FRAME_W, STRIDE
+from visionline.messages import FrameMeta, PartObservations, Quality, SourceRef
+
+GRID_H, GRID_W, CROP_GRID = FRAME_H // STRIDE, FRAME_W // STRIDE, CROP // STRIDE
+VERSIONS = {"part_detector": "3", "part_anomaly": "2", "defect_detector": "1"}
+QUALITY = Quality(brightness=100, contrast=20, blur=50, saturation=10)
+
+
+def meta(frame_id="f-1", width=FRAME_W, height=FRAME_H) -> FrameMeta:
+    return FrameMeta(
+        camera_id="line-1",
+        frame_id=frame_id,
+        captured_at=1.0,
+        content_type="image/jpeg",
+        width=width,
+        height=height,
+        source=SourceRef(topic="t", partition=0, offset=1),
+    )
+
+
+class FakeTriton:
+    """Part peaks at the given cells (64 px boxes); every crop anomalous at ``anomaly``, with
+    one class-0 defect of 16 px at the crop's centre."""
+
+    def __init__(self, cells=((16, 20),), anomaly=0.8, failures=0) -> None:
+        self.cells, self.anomaly, self.failures = cells, anomaly, failures
+        self.calls: list[tuple[str, tuple]] = []
+
+    async def infer(self, model, input_name, batch, outputs):
+        self.calls.append((model, batch.shape))
+        if self.failures:
+            self.failures -= 1
+            raise BackendUnavailable("down")
+        n = len(batch)
+        if model == "part_detector":
+            assert input_name == "frame" and batch.shape == (1, FRAME_H, FRAME_W, 3)
+            heat = np.zeros((n, 1, GRID_H, GRID_W), np.float32)
+            for y, x in self.cells:
+                heat[:, 0, y, x] = 0.9
+            size = np.full((n, 2, GRID_H, GRID_W), np.log(64 / STRIDE), np.float32)
+            offset = np.full((n, 2, GRID_H, GRID_W), 0.5, np.float32)
+            found = {"part_heatmap": heat, "part_size": size, "part_offset": offset}
+        elif model == "part_anomaly":
+            assert input_name == "crop" and batch.shape[1:] == (CROP, CROP, 3)
+            found = {
+                "anomaly_map": np.zeros((n, CROP_GRID, CROP_GRID), np.float32),
+                "anomaly_score": np.full((n,), self.anomaly, np.float32),
+            }
+        else:
+            heat = np.zeros((n, 5, CROP_GRID, CROP_GRID), np.float32)
+            heat[:, 0, CROP_GRID // 2, CROP_GRID // 2] = 0.7
+            found = {
+                "defect_heatmap": heat,
+                "defect_size": np.full((n, 2, CROP_GRID, CROP_GRID), np.log(2), np.float32),
+                "defect_mask": np.zeros((n, CROP_GRID, CROP_GRID), np.float32),
+            }
+        assert set(found) == set(outputs)
+        return found, VERSIONS[model]
+
+    async def served_version(self, model):
+        self.calls.append((model, "version"))
+        return VERSIONS[model]
+
+
+def inspector(triton: FakeTriton, **options) -> tuple[Inspector, list[float]]:
+    slept: list[float] = []
+
+    async def sleep(s):
+        slept.append(s)
+
+    return Inspector(triton.infer, triton.served_version, sleep=sleep, **options), slept
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+RGB = np.full((FRAME_H, FRAME_W, 3), 90, np.uint8)
+
+
+def test_parts_are_found_and_scored_by_all_three_models():
+    triton = FakeTriton()
+    parts, models = run(inspector(triton)[0].inspect(RGB))
+    assert [c[0] for c in triton.calls][0] == "part_detector"
+    assert {c[0] for c in triton.calls[1:]} == {"part_anomaly", "defect_detector"}
+    assert len(parts) == 1
+    x0, y0, x1, y1 = parts[0].box
+    assert (x0, y0, x1, y1) == pytest.approx((20.5 * 8 - 32, 16.5 * 8 - 32, 196, 164))
+    assert parts[0].defect_score == pytest.approx(0.8)
+    assert parts[0].anomaly_score == pytest.approx(0.8)
+    assert [d.defect_class for d in parts[0].defects] == ["scratch"]
+    assert [(m.name, m.version, m.served_by) for m in models] == [
+        ("part_detector", "3", "triton"),
+        ("part_anomaly", "2", "triton"),
+        ("defect_detector", "1", "triton"),
+    ]
+
+
+def test_no_parts_skips_the_crop_models_but_still_names_their_versions():
+    triton = FakeTriton(cells=())
+    parts, models = run(inspector(triton)[0].inspect(RGB))
+    assert parts == []
+    assert [c for c in triton.calls if c[1] != "version"] == [
+        ("part_detector", (1, FRAME_H, FRAME_W, 3))
+    ]
+    assert [m.version for m in models] == ["3", "2", "1"]
+
+
+def test_crops_go_in_batches_of_at_most_max_crop_batch():
+    triton = FakeTriton(cells=((8, 10), (16, 30), (24, 45)))
+    parts, _ = run(inspector(triton, max_crop_batch=2)[0].inspect(RGB))
+    assert len(parts) == 3
+    anomaly = [shape for model, shape in triton.calls if model == "part_anomaly"]
+    assert [s[0] for s in anomaly] == [2, 1]
+
+
+def test_triton_errors_are_retried_with_backoff():
+    triton = FakeTriton(failures=2)
+    model, slept = inspector(triton, policy=RetryPolicy(attempts=3, backoff_s=0.1))
+    parts, _ = run(model.inspect(RGB))
+    assert len(parts) == 1 and slept == pytest.approx([0.1, 0.2])
+
+
+def test_triton_down_for_good_raises_so_the_worker_crashes():
+    triton = FakeTriton(failures=100)
+    model, slept = inspector(triton, policy=RetryPolicy(attempts=2, backoff_s=0.1))
+    with pytest.raises(BackendUnavailable):
+        run(model.inspect(RGB))
+    assert len(triton.calls) == 3 and slept == pytest.approx([0.1, 0.2])
+
+
+def test_low_scoring_parts_are_ignored():
+    triton = FakeTriton()
+    parts, _ = run(inspector(triton, min_part_score=0.95)[0].inspect(RGB))
+    assert parts == []
+
+
+def part(score: float, polygon=None) -> PartDetection:
+    defect = DefectDetection(
+        defect_class="scratch", box=(20, 20, 30, 30), score=0.7, area=50, polygon=polygon
+    )
+    return PartDetection(
+        box=(10, 10, 60, 60), confidence=0.9, defect_score=score, anomaly_score=0.4,
+        defects=[defect],
+    )  # fmt: skip
+
+
+def test_observations_carry_parts_defects_and_models():
+    polygon = [(20.0, 20.0), (30.0, 20.0), (25.0, 30.0)]
+    models = run(inspector(FakeTriton(cells=()))[0].inspect(RGB))[1]
+    out = observations(meta(), QUALITY, [part(0.8, polygon)], models, "snapshot://x.jpg")
+    again = PartObservations.model_validate_json(out.model_dump_json())
+    assert again == out and "inspected" in out.frame.stages
+    assert out.parts[0].box == (10, 10, 60, 60) and out.parts[0].defect_score == 0.8
+    assert out.parts[0].defects[0].polygon == polygon
+    assert out.snapshot == "snapshot://x.jpg" and len(out.models) == 3
+
+
+def test_snapshot_only_when_a_part_reaches_the_threshold(tmp_path):
+    store = SnapshotStore(tmp_path)
+    bgr = np.full((FRAME_H, FRAME_W, 3), 90, np.uint8)
+    assert store_snapshot(store, meta(), bgr, [part(0.3)], 0.5) is None
+    assert not wants_snapshot([], 0.5)
+    polygon = [(20.0, 20.0), (30.0, 20.0), (25.0, 30.0)]
+    ref = store_snapshot(store, meta("f:7"), bgr, [part(0.3), part(0.6, polygon)], 0.5)
+    assert ref == "snapshot://line-1/f_7.jpg"
+    image = cv2.imdecode(np.frombuffer(store.get(ref), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == bgr.shape and not np.array_equal(image, bgr)  # boxes drawn
+
+
+def test_snapshot_draws_parts_and_their_defects():
+    boxes = snapshot_boxes([part(0.3), part(0.9, [(20.0, 20.0), (30.0, 20.0), (25.0, 30.0)])], 0.5)
+    labels = [b.label for b in boxes]
+    assert labels == ["ok 0.30", "scratch 0.70", "defect 0.90", "scratch 0.70"]
+    assert len(boxes[3].polygons) == 1 and boxes[1].polygons == []
+
+
+def test_snapshot_keys_are_safe_for_the_store():
+    assert snapshot_key(meta("f-000123")) == "line-1/f-000123"
+    assert snapshot_key(meta("a:b..c")) == "line-1/a_b__c"
+
+
+def test_frames_decode_at_full_size_with_their_quality():
+    rgb = np.random.default_rng(0).integers(0, 255, (360, 640, 3), np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", rgb)
+    bgr, quality = decode_frame(meta(width=640, height=360), jpeg.tobytes())
+    assert bgr.shape == (360, 640, 3) and quality.contrast > 10
+
+
+def test_a_frame_that_will_not_decode_is_rejected():
+    with pytest.raises(FrameRejected) as info:
+        decode_frame(meta(), b"\xff\xd8\xff" + b"\x00" * 100 + b"\xff\xd9")
+    assert info.value.error_type == "decode_failed"

@@ -1,0 +1,86 @@
+"""Training pieces of the inspection models, and one tiny end-to-end train and export."""
+
+import numpy as np
+import pytest
+import torch
+
+from visionline.inspection.train.heads import build_targets, focal_loss
+from visionline.inspection.train.patchcore import coreset
+from visionline.inspection.train.serving import TensorSpec, config_pbtxt, next_version
+from visionline.inspection.vision import STRIDE
+
+
+def test_targets_put_a_peak_size_and_offset_at_each_box_centre():
+    boxes = [np.array([[16.0, 8.0, 48.0, 24.0]])]  # centre (32, 16): cell (x 4, y 2)
+    t = build_targets(boxes, [[1]], 2, (4, 8), masks=[np.zeros((32, 64), bool)])
+    assert t.heatmap.shape == (1, 2, 4, 8) and t.heatmap[0, 1, 2, 4] == 1.0
+    assert t.heatmap[0, 0].max() == 0  # other class untouched
+    assert t.centre.sum() == 1 and t.centre[0, 2, 4]
+    np.testing.assert_allclose(t.size[0, :, 2, 4], [np.log(32 / STRIDE), np.log(16 / STRIDE)])
+    np.testing.assert_allclose(t.offset[0, :, 2, 4], [0.0, 0.0])
+    assert t.mask is not None and t.mask.sum() == 0
+
+
+def test_mask_targets_mark_any_cell_a_thin_defect_touches():
+    mask = np.zeros((32, 64), bool)
+    mask[10, :] = True  # a one-pixel scratch across the crop
+    t = build_targets([np.zeros((0, 4))], [[]], 1, (4, 8), masks=[mask])
+    assert t.mask is not None and t.mask[0, 1].sum() == 8 and t.mask.sum() == 8
+
+
+def test_focal_loss_is_low_for_the_right_heatmap_and_high_for_the_wrong_one():
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 1, 1] = 1
+    good, bad = target.clone().clamp(0.01, 0.99), 1 - target.clone().clamp(0.01, 0.99)
+    assert focal_loss(good, target) < 0.1 < focal_loss(bad, target)
+
+
+def test_coreset_picks_spread_out_points_deterministically():
+    rng = np.random.default_rng(0)
+    clusters = np.concatenate([rng.normal(c, 0.01, (100, 8)) for c in (0, 5, 10)])
+    points = torch.from_numpy(clusters).float()
+    chosen = coreset(points, 3, seed=1, project=8)
+    assert sorted(int(i) // 100 for i in chosen) == [0, 1, 2]  # one from each cluster
+    assert torch.equal(chosen, coreset(points, 3, seed=1, project=8))
+
+
+def test_config_pbtxt_lists_the_tensors_and_dynamic_batching():
+    text = config_pbtxt("m", [TensorSpec("crop", "TYPE_UINT8", (224, 224, 3))],
+                        [TensorSpec("score", "TYPE_FP32", ())], 16, [8, 16], "doc")  # fmt: skip
+    assert 'name: "m"' in text and "dims: [ 224, 224, 3 ]" in text
+    assert "dims: [ 1 ]\n    reshape: { shape: [ ] }" in text
+    assert "preferred_batch_size: [ 8, 16 ]" in text and text.startswith("# doc")
+
+
+def test_next_version_counts_numbered_folders(tmp_path):
+    assert next_version(tmp_path / "missing") == 1
+    (tmp_path / "1").mkdir()
+    (tmp_path / "3").mkdir()
+    assert next_version(tmp_path) == 4
+
+
+def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
+    from visionline.inspection.train.fit import TrainConfig, train_all
+    from visionline.inspection.train.serving import OnnxModel, latest
+
+    config = TrainConfig(conditions=2, frames_per_condition=2, good_frames_per_condition=2,
+                         part_epochs=1, defect_epochs=1, bank_size=64,
+                         bank_patches=2000)  # fmt: skip
+    summary = train_all(tmp_path, 1, config, log=lambda _: None)
+    assert summary["part_anomaly"]["bank"] == 64
+    shapes = {
+        "part_detector": ((2, 256, 448, 3), {"part_heatmap": (2, 1, 32, 56)}),
+        "part_anomaly": ((3, 224, 224, 3), {"anomaly_map": (3, 28, 28), "anomaly_score": (3,)}),
+        "defect_detector": ((1, 224, 224, 3), {"defect_heatmap": (1, 5, 28, 28)}),
+    }
+    for name, (shape, expected) in shapes.items():
+        version, folder = latest(tmp_path / name)
+        assert version == 1 and (folder / "model.py").is_file()
+        assert (tmp_path / name / "config.pbtxt").read_text().count(f'name: "{name}"') == 1
+        out = OnnxModel(folder / "model.onnx").run(np.zeros(shape, np.uint8))
+        for output, dims in expected.items():
+            assert out[output].shape == dims
+        if name == "part_anomaly":  # calibrated into (0, 1)
+            assert ((out["anomaly_score"] > 0) & (out["anomaly_score"] < 1)).all()
+    with pytest.raises(FileNotFoundError):
+        latest(tmp_path / "nothing")

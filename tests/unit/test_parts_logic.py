@@ -1,0 +1,300 @@
+"""The parts worker's logic: verdicts, acknowledgement watermark, idle flush, inspection config."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+import supervision as sv
+from pydantic import ValidationError
+
+from services.parts.logic import (
+    FrameInfo,
+    Lines,
+    ack_watermark,
+    build_verdicts,
+    release,
+)
+from visionline.inspection import LineGenerator
+from visionline.inspection.config import (
+    InspectionConfig,
+    config_for,
+    load_inspection,
+    parse_inspection,
+)
+from visionline.inspection.tracking import PartDecision, PartDetection, PartTracker
+from visionline.messages import (
+    DefectFinding,
+    FrameMeta,
+    LineCounts,
+    ModelRef,
+    ObservedPart,
+    PartObservations,
+    Quality,
+    SourceRef,
+)
+from visionline.settings import REPO_ROOT
+
+T0 = 1_795_000_000.0
+MODELS = [
+    ModelRef(name="part_detector", version="1", served_by="triton"),
+    ModelRef(name="defect_detector", version="2", served_by="triton"),
+]
+
+
+def observations(
+    camera: str, index: int, parts: list[ObservedPart], fps: float = 10.0, size=(320, 180)
+) -> PartObservations:
+    frame = FrameMeta(
+        camera_id=camera, frame_id=f"f{index:04d}", captured_at=T0 + index / fps,
+        content_type="image/jpeg", width=size[0], height=size[1],
+        source=SourceRef(topic="t", partition=0, offset=index),
+    )  # fmt: skip
+    quality = Quality(brightness=1, contrast=1, blur=1, saturation=1)
+    snapshot = f"snapshot://{camera}/{index}" if any(p.defect_score > 0.5 for p in parts) else None
+    return PartObservations(
+        frame=frame, quality=quality, models=MODELS, parts=parts, snapshot=snapshot
+    )
+
+
+def observed(x0: float, lane: int = 0, defect: str | None = None, score: float = 0.9):
+    """A 40 px part in its own lane (the oracle tracker's id), with one defect if given."""
+    y0 = 10.0 + 55 * lane
+    defects = []
+    if defect:
+        box = (x0 + 5, y0 + 5, x0 + 15, y0 + 15)
+        defects = [DefectFinding(defect_class=defect, box=box, score=score, area=60.0)]
+    return ObservedPart(
+        box=(x0, y0, x0 + 40, y0 + 40), confidence=0.9,
+        defect_score=score if defect else 0.05, anomaly_score=0.1, defects=defects,
+    )  # fmt: skip
+
+
+class LaneTracker:
+    """Track id = lane (from the box's top), so ack and verdict logic is tested without
+    ByteTrack's own choices."""
+
+    def update(self, detections: sv.Detections) -> sv.Detections:
+        detections.tracker_id = ((detections.xyxy[:, 1] - 10) // 55).astype(int) + 1
+        return detections
+
+
+def lane_lines(**overrides) -> Lines:
+    config = InspectionConfig(cameras=["*"], belt_px_per_s=0.0, **overrides)
+
+    def make(camera, resolution, cfg):
+        return PartTracker(
+            camera, resolution, cfg.tracker_config(), cfg.decision_rules(), tracker=LaneTracker()
+        )
+
+    return Lines([config], make=make)
+
+
+def feed(lines: Lines, frames: list[list[ObservedPart]], camera="c", start=0):
+    verdicts, acked = [], []
+    for i, parts in enumerate(frames, start):
+        v, ready = lines.observe(observations(camera, i, parts), f"e{i}", now=i, wall=T0 + i)
+        verdicts += v
+        acked += ready
+    return verdicts, acked
+
+
+# Verdicts ------------------------------------------------------------------------------------
+
+
+def test_verdict_carries_best_frame_evidence_and_frame_ids() -> None:
+    lines = lane_lines()
+    xs = [0, 50, 100, 150, 200, 240]  # the centre crosses the exit line (x=256) last
+    scores = [None, 0.6, 0.95, 0.7, None, None]
+    frames = [
+        [observed(x, defect="crack", score=s) if s else observed(x)]
+        for x, s in zip(xs, scores, strict=True)
+    ]
+    (verdict,), _ = feed(lines, frames)
+    assert verdict.decision_id == "c:f0005" and verdict.status == "rejected"
+    assert (verdict.first_frame_id, verdict.last_frame_id) == ("f0000", "f0005")
+    assert verdict.best_frame_id == "f0002" and verdict.captured_at == pytest.approx(T0 + 0.2)
+    assert verdict.box == (100, 10, 140, 50) and verdict.score == pytest.approx(0.95)
+    assert [d.defect_class for d in verdict.defects] == ["crack"]
+    assert verdict.snapshot == "snapshot://c/2" and verdict.models == MODELS
+    assert verdict.defect_class == "crack" and verdict.defect_frames == 3
+    assert verdict.crossed_line and verdict.counts == LineCounts(crossed=1, rejected=1)
+
+
+def test_parts_decided_in_one_frame_get_distinct_ids_in_a_stable_order() -> None:
+    def decision(track: int, first: int, last: int, x: float) -> PartDecision:
+        part = PartDetection(box=(x, 0, x + 10, 10))
+        return PartDecision(
+            camera="c", track_id=track, status="accepted", defective=False, frames_seen=3,
+            defect_frames=0, max_defect_score=0.1, top_class=None, class_votes={},
+            best_box=part.box, best_area=100, first_frame=first, last_frame=last,
+            crossed_line=last == 9, ref=None, best_frame=first, best_part=part,
+            last_box=part.box,
+        )  # fmt: skip
+
+    frames = {i: FrameInfo(f"f{i}", T0 + i, None, ()) for i in range(10)}
+    # Track ids and first frames differ on a replay; the last sighting does not.
+    decisions = [decision(7, 5, 6, 0), decision(3, 2, 9, 50), decision(9, 1, 9, 20)]
+    verdicts, counts = build_verdicts("c", decisions, frames[9], frames, LineCounts(), T0)
+    assert [(v.decision_id, v.track_id) for v in verdicts] == [
+        ("c:f9", 9), ("c:f9:1", 3), ("c:f9:2", 7)
+    ]  # fmt: skip
+    again = [decision(70, 6, 6, 0), decision(30, 4, 9, 50), decision(90, 3, 9, 20)]
+    replayed, _ = build_verdicts("c", again[::-1], frames[9], frames, LineCounts(), T0)
+    assert [v.track_id for v in replayed] == [90, 30, 70]
+    assert counts == LineCounts(crossed=2, passed=2)
+    assert [v.counts.crossed for v in verdicts] == [1, 2, 2]
+
+
+# Acknowledgement -----------------------------------------------------------------------------
+
+
+def test_ack_watermark() -> None:
+    assert ack_watermark(10, [], [], lookback=1) == 11  # nothing open: everything
+    assert ack_watermark(10, [6, 8], [10], lookback=1) == 5  # oldest track, less one frame
+    assert ack_watermark(10, [], [10], lookback=1) == 10  # a part not yet tracked is held
+    assert ack_watermark(10, [], [9], lookback=1) == 9
+    assert ack_watermark(10, [], [5], lookback=1) == 11  # never became a track: released
+    pending = deque((i, f"e{i}") for i in range(3, 8))
+    assert release(pending, 5) == ["e3", "e4"] and [i for i, _ in pending] == [5, 6, 7]
+    assert release(pending, 0) == []
+
+
+def test_frames_are_acked_only_once_no_open_track_holds_them() -> None:
+    lines = lane_lines()
+    frames = [[], [], *([observed(x)] for x in (0, 50, 100, 150, 200, 240)), [], []]
+    expected = {0: [0], 1: [1], 7: [2, 3, 4, 5], 8: [6], 9: [7, 8, 9]}
+    for i, parts in enumerate(frames):
+        verdicts, acked = feed(lines, [parts], start=i)
+        assert acked == [f"e{k}" for k in expected.get(i, [])], i
+        assert len(verdicts) == (i == 7)  # the part crossed the exit line in frame 7
+
+
+def test_a_second_track_holds_back_frames_after_the_first_is_decided() -> None:
+    lines = lane_lines()
+    a = [observed(x, lane=0) for x in (0, 50, 100, 150, 200, 240)]
+    b = [observed(x, lane=1) for x in (0, 50, 100, 150, 200, 240)]
+    frames = [[a[0]], [a[1]], [a[2], b[0]], [a[3], b[1]], [a[4], b[2]], [a[5], b[3]], [b[4]]]
+    verdicts, acked = feed(lines, frames)
+    assert len(verdicts) == 1  # a decided in frame 5; b opened in frame 2
+    assert acked == ["e0"]  # b is open since frame 2, and frame 1 may have seen it unnamed
+
+
+def test_idle_flush_decides_open_tracks_releases_events_and_restarts() -> None:
+    lines = lane_lines()
+    feed(lines, [[observed(0, 0, "scratch")], [observed(50, 0, "scratch")], [observed(100, 0)]])
+    assert lines.flush_idle(now=3, idle_s=5, wall=T0) == ([], [])  # not silent long enough
+    verdicts, events = lines.flush_idle(now=10, idle_s=5, wall=T0)
+    (verdict,) = verdicts
+    assert verdict.decision_id == "c:f0002" and verdict.status == "rejected"
+    assert not verdict.crossed_line and events == ["e0", "e1", "e2"]
+    assert "c" not in lines.cameras and lines.flush_idle(now=20, idle_s=5, wall=T0) == ([], [])
+    feed(lines, [[observed(0)]], start=3)  # a fresh tracker; the frame counter restarts
+    assert lines.cameras["c"].index == 0
+
+
+def test_revoked_partitions_forget_their_cameras() -> None:
+    lines = lane_lines()
+    lines.observe(observations("a", 0, [observed(0)]), "ea", 0, T0, source=("t", 0))
+    lines.observe(observations("b", 0, [observed(0)]), "eb", 0, T0, source=("t", 1))
+    assert lines.drop({("t", 1)}) == ["b"] and list(lines.cameras) == ["a"]
+
+
+# The synthetic line, with ByteTrack and dropped frames ----------------------------------------
+
+
+def test_synthetic_line_one_verdict_per_part_with_dropped_frames() -> None:
+    size, stop, fps = (320, 180), 150, 10.0
+    gen = LineGenerator(seed=3, resolution=size, defect_rate=0.3)
+    config = InspectionConfig(cameras=["line-*"], fps=fps, belt_px_per_frame=gen.travel)
+    lines = Lines([config])
+    truths = [gen.frame(i)[1] for i in range(stop)]
+    dropped = {40, 77, 78}  # frames lost on the way: the belt shift comes from capture times
+    rng = np.random.default_rng(0)
+    verdicts, acked = [], []
+    for truth in truths:
+        if truth.frame_index in dropped:
+            continue
+        parts = []
+        for p in truth.parts:
+            box = tuple(float(v) for v in np.array(p.box) + rng.uniform(-1.5, 1.5, 4))
+            defects = [
+                DefectFinding(defect_class=d.defect_class, box=d.box, score=1.0, area=60.0)
+                for d in p.defects
+            ]
+            score = 1.0 if p.defective else 0.05
+            parts.append(ObservedPart(box=box, confidence=0.9, defect_score=score,
+                                      anomaly_score=score, defects=defects))  # fmt: skip
+        obs = observations("line-1", truth.frame_index, parts, fps, size)
+        v, ready = lines.observe(obs, truth.frame_index, now=truth.frame_index, wall=T0)
+        verdicts += v
+        acked += ready
+    flushed, rest = lines.flush_idle(now=1e9, idle_s=1, wall=T0)
+    verdicts += flushed
+    acked += rest
+    assert acked == [i for i in range(stop) if i not in dropped]  # all, in order
+    assert len({v.decision_id for v in verdicts}) == len(verdicts)
+    centres: dict[int, list[tuple[float, bool]]] = {}
+    for truth in truths:
+        if truth.frame_index not in dropped:
+            for p in truth.parts:
+                centres.setdefault(p.part_id, []).append(((p.box[0] + p.box[2]) / 2, p.defective))
+    line_x = 0.8 * size[0]
+    # ByteTrack names a part from its second frame on: the crossing must come after that.
+    crossing = [xs for xs in centres.values() if len(xs) > 2 and xs[1][0] < line_x <= xs[-1][0]]
+    crossed = [v for v in verdicts if v.crossed_line]
+    assert len(crossed) == len(crossing) > 30  # each physical part counted once, none split
+    defective = sum(xs[0][1] for xs in crossing)
+    assert sum(v.defective for v in crossed) == defective > 5
+    assert crossed[-1].counts.crossed == len(crossing)
+    assert crossed[-1].counts.rejected == defective
+    for v in verdicts:
+        if v.defective:
+            assert v.snapshot == f"snapshot://line-1/{int(v.best_frame_id[1:])}"
+            assert v.score == 1.0 and v.defects
+
+
+# Inspection config ---------------------------------------------------------------------------
+
+
+def test_inspection_config_needs_exactly_one_belt_speed() -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        InspectionConfig(cameras=["x"])
+    with pytest.raises(ValidationError, match="exactly one"):
+        InspectionConfig(cameras=["x"], belt_px_per_s=1, belt_px_per_frame=1)
+    with pytest.raises(ValidationError):
+        InspectionConfig(cameras=["x"], belt_px_per_s=1, speed=3)  # unknown keys refused
+    with pytest.raises(ValidationError):
+        InspectionConfig(cameras=["x"], belt_px_per_s=1, zone=[(0, 0), (1, 1)])
+    config = InspectionConfig(cameras=["x"], fps=5, belt_px_per_frame=20)
+    assert config.speed_px_per_s == 100 and config.tracker_config().belt_px_per_frame == 20
+
+
+def test_parse_inspection_picks_the_first_matching_entry() -> None:
+    configs = parse_inspection(
+        {
+            "rules": [],
+            "inspection": [
+                {"name": "a", "cameras": ["line-1"], "belt_px_per_s": 10, "classes": ["crack"]},
+                {"name": "b", "cameras": ["line-*"], "belt_px_per_s": 20, "severity": "info"},
+            ],
+        }
+    )
+    assert config_for(configs, "line-1").name == "a"
+    assert config_for(configs, "line-2").speed_px_per_s == 20
+    assert config_for(configs, "dock-1") is None
+    assert configs[0].decision_rules().classes == ["crack"]
+    assert parse_inspection({"rules": []}) == []
+    with pytest.raises(ValueError, match="duplicate"):
+        parse_inspection({"inspection": [{"cameras": ["a"], "belt_px_per_s": 1}] * 2})
+
+
+def test_shipped_inspection_config_fits_the_synthetic_line() -> None:
+    configs = load_inspection(Path(REPO_ROOT / "infra" / "rules.yaml"))
+    travel = LineGenerator(resolution=(1280, 720), frames_per_part=9).travel
+    for camera in ("line-1", "test-line-abc"):
+        config = config_for(configs, camera)
+        assert config is not None
+        assert config.speed_px_per_s == pytest.approx(travel * config.fps, rel=1e-3)

@@ -1,0 +1,304 @@
+"""``visionline inspection run``: many parts on three conveyor cameras through the real stack.
+
+Each camera is a ``LineGenerator`` with its own seed and mix of nuisance factors. Frames go
+to the raw-frames topic like any camera's (frame id ``<camera>-<index>``, capture time
+``t0 + index / fps``); the verdicts and alerts that come back are joined to the generator's
+ground truth: a verdict belongs to the true part whose box best overlaps its box in its best
+frame. Scored per physical part, on parts that entered and left the view during the run:
+recall and precision of defect alerts, and duplicate alerts per part.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from visionline.inspection.generator import LineGenerator
+from visionline.inspection.metrics import binary_counts, iou
+
+# Three lines, three different worlds: every nuisance factor is on somewhere.
+CAMERA_MIXES: dict[str, dict[str, float]] = {
+    "line-1": {"brightness": 0.4, "sensor_noise": 0.4, "occlusion": 0.3, "jpeg": 0.4},
+    "line-2": {"colour_temperature": 0.5, "lens_blur": 0.4, "shadow": 0.5, "resolution": 0.3},
+    "line-3": {
+        "gradient": 0.4,
+        "flicker": 0.4,
+        "motion_blur": 0.4,
+        "perspective": 0.4,
+        "white_balance": 0.4,
+    },
+}
+MIN_IOU = 0.3  # a verdict's box must overlap its true part at least this much
+
+
+@dataclass
+class CameraRun:
+    """What was sent for one camera, kept to join verdicts back to the truth."""
+
+    camera: str
+    generator: LineGenerator
+    frames: int = 0
+    boxes: dict[int, list[tuple[int, tuple[int, int, int, int]]]] = field(default_factory=dict)
+
+    def frame_id(self, index: int) -> str:
+        return f"{self.camera}-{index:06d}"
+
+    def index_of(self, frame_id: str) -> int | None:
+        head, _, tail = frame_id.rpartition("-")
+        return int(tail) if head == self.camera and tail.isdigit() else None
+
+    def render(self, index: int) -> bytes:
+        data, truth = self.generator.encode(index)
+        self.boxes[index] = [(p.part_id, p.box) for p in truth.parts]
+        self.frames = max(self.frames, index + 1)
+        return data
+
+    def part_of(self, frame_id: str, box: Iterable[float]) -> int | None:
+        index = self.index_of(frame_id)
+        candidates = self.boxes.get(index, []) if index is not None else []
+        scored = [(iou(tuple(box), b), part_id) for part_id, b in candidates]
+        best = max(scored, default=(0.0, None))
+        return best[1] if best[0] >= MIN_IOU else None
+
+
+def plan(cameras: int, parts: int, fps: float, seed: int) -> list[CameraRun]:
+    """Enough frames per camera that about ``parts`` whole parts pass in all."""
+    names = list(CAMERA_MIXES)[:cameras] + [f"line-{k + 1}" for k in range(3, cameras)]
+    runs = []
+    for k, name in enumerate(names):
+        mix = CAMERA_MIXES.get(name, {})
+        runs.append(
+            CameraRun(name, LineGenerator(seed=seed + k, fps=fps, camera=name, nuisances=mix))
+        )
+    return runs
+
+
+def frames_needed(generator: LineGenerator, parts_per_camera: int) -> int:
+    """Frames until ``parts_per_camera`` parts have entered and left the view."""
+    return int((parts_per_camera + 2) * generator.spacing + generator.frames_per_part) + 2
+
+
+def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> dict:
+    """Per-part recall, precision and duplicates of defect alerts against the truth."""
+    by_camera = {r.camera: r for r in runs}
+    decided: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    unmatched_verdicts = Counter()
+    for v in verdicts:
+        run = by_camera.get(v["camera_id"])
+        if run is None:
+            continue
+        part = run.part_of(v["best_frame_id"], v["box"])
+        if part is None:
+            unmatched_verdicts[v["camera_id"]] += 1
+        else:
+            decided[(v["camera_id"], part)].append(v)
+    alerted: dict[tuple[str, int], set[str]] = defaultdict(set)
+    false_alerts = Counter()
+    for a in alerts:
+        run, detail = by_camera.get(a["camera_id"]), a.get("part")
+        if run is None or detail is None:
+            continue
+        part = run.part_of(a["frame_id"], detail["box"])
+        if part is None:
+            false_alerts[a["camera_id"]] += 1
+        else:
+            alerted[(a["camera_id"], part)].add(a["alert_id"])
+    cameras = {}
+    totals: dict[str, list] = {"predicted": [], "actual": []}
+    duplicates_total = 0
+    for run in runs:
+        labels = [
+            p
+            for p in run.generator.part_truth(run.frames)
+            if p.first_frame > 0 and p.last_frame < run.frames - 1
+        ]
+        predicted = [bool(alerted.get((run.camera, p.part_id))) for p in labels]
+        actual = [p.defective for p in labels]
+        duplicates = sum(max(0, len(alerted.get((run.camera, p.part_id), ())) - 1) for p in labels)
+        counts = binary_counts(
+            predicted + [True] * false_alerts[run.camera],
+            actual + [False] * false_alerts[run.camera],
+        )
+        cameras[run.camera] = {
+            "frames": run.frames,
+            "parts": len(labels),
+            "defective": sum(actual),
+            "decided": sum(bool(decided.get((run.camera, p.part_id))) for p in labels),
+            "alerted": sum(predicted),
+            "unmatched_alerts": false_alerts[run.camera],
+            "unmatched_verdicts": unmatched_verdicts[run.camera],
+            "duplicate_alerts": duplicates,
+            "nuisances": run.generator.schedule.strengths_at(0, run.camera),
+            **{k: round(v, 4) for k, v in counts.items()},
+        }
+        totals["predicted"] += predicted + [True] * false_alerts[run.camera]
+        totals["actual"] += actual + [False] * false_alerts[run.camera]
+        duplicates_total += duplicates
+    overall = binary_counts(totals["predicted"], totals["actual"])
+    return {
+        "parts": sum(c["parts"] for c in cameras.values()),
+        "defective": sum(c["defective"] for c in cameras.values()),
+        "recall": round(overall["recall"], 4),
+        "precision": round(overall["precision"], 4),
+        "f1": round(overall["f1"], 4),
+        "duplicate_alerts": duplicates_total,
+        "tp": overall["tp"],
+        "fp": overall["fp"],
+        "fn": overall["fn"],
+        "cameras": cameras,
+    }
+
+
+@dataclass
+class RunConfig:
+    parts: int = 500
+    cameras: int = 3
+    fps: float = 5.0  # per camera, under the line cameras' max_fps
+    seed: int = 4242
+    settle_s: float = 30.0  # after the last frame: how long to wait for the last verdicts
+    timeout_s: float = 1800.0
+
+
+def publish_and_collect(
+    bootstrap: str, runs: list[CameraRun], config: RunConfig, log: Callable[[str], None]
+) -> tuple[list[dict], list[dict], dict]:
+    """Send every camera's frames, paced at ``fps`` each, and read verdicts and alerts back."""
+    import threading
+
+    from visionline.alerts import read_messages, topic_consumer
+    from visionline.camera.publisher import FramePublisher
+    from visionline.messages import Topic
+
+    per_camera = -(-config.parts // len(runs))
+    total = {r.camera: frames_needed(r.generator, per_camera) for r in runs}
+    consumer = topic_consumer(
+        bootstrap,
+        (Topic.PART_DECISIONS, Topic.ALERTS, Topic.PART_OBSERVATIONS),
+        from_beginning=True,
+    )
+    publisher = FramePublisher(bootstrap)
+    publisher.start_polling()
+    t0 = time.time()
+    sent = Counter()
+    done = threading.Event()
+
+    def send_all() -> None:
+        for index in range(max(total.values())):
+            due = t0 + index / config.fps
+            for run in runs:
+                if index < total[run.camera]:
+                    data = run.render(index)
+                    publisher.publish(
+                        run.camera, data, run.frame_id(index), captured_at=int(due * 1000)
+                    )
+                    sent[run.camera] += 1
+            time.sleep(max(0.0, t0 + (index + 1) / config.fps - time.time()))
+        publisher.flush(60)
+        done.set()
+
+    sender = threading.Thread(target=send_all, name="line-cameras", daemon=True)
+    sender.start()
+    verdicts, alerts, observed = [], [], Counter()
+    last_news = time.monotonic()
+    deadline = time.monotonic() + config.timeout_s
+    report = time.monotonic() + 10
+    cameras = {r.camera for r in runs}
+    for message in read_messages(consumer, until=deadline, idle_s=0.5):
+        now = time.monotonic()
+        if message is not None:
+            item = json.loads(message.value())
+            topic = message.topic()
+            if topic == str(Topic.PART_OBSERVATIONS):
+                camera = item["frame"]["camera_id"]
+                observed[camera] += camera in cameras
+            elif item.get("camera_id") in cameras:
+                (verdicts if topic == str(Topic.PART_DECISIONS) else alerts).append(item)
+            last_news = now
+        if now >= report:
+            log(
+                f"sent {sum(sent.values())}/{sum(total.values())} frames, inspected "
+                f"{sum(observed.values())}, {len(verdicts)} verdicts, {len(alerts)} alerts"
+            )
+            report = now + 10
+        all_seen = done.is_set() and sum(observed.values()) >= sum(sent.values())
+        if all_seen and now - last_news > config.settle_s:
+            break
+    consumer.close()
+    publisher.close()
+    return (
+        verdicts,
+        alerts,
+        {"sent": dict(sent), "inspected": dict(observed), "seconds": round(time.time() - t0, 1)},
+    )
+
+
+def run_acceptance(config: RunConfig, state_dir, console, bootstrap: str | None = None) -> dict:
+    """Start a local stack on free ports (or use ``bootstrap``), run, score, write JSON."""
+    from pathlib import Path
+
+    from visionline.stack import LocalStack
+    from visionline.stack.config import free_port_settings
+
+    runs = plan(config.cameras, config.parts, config.fps, config.seed)
+    started = time.monotonic()
+    if bootstrap is None:
+        settings = free_port_settings(Path(state_dir), cameras=0)
+        console.print("[bold]Starting the local stack[/] (inspection cameras only)")
+        with LocalStack(settings) as stack:
+            stack.start()
+            console.print(f"stack ready in {time.monotonic() - started:.0f} s")
+            verdicts, alerts, traffic = publish_and_collect(
+                stack.kafka_bootstrap, runs, config, console.print
+            )
+    else:
+        verdicts, alerts, traffic = publish_and_collect(bootstrap, runs, config, console.print)
+    figures = score(runs, verdicts, alerts)
+    figures.update(
+        traffic=traffic,
+        config=config.__dict__,
+        verdicts=len(verdicts),
+        alerts=len(alerts),
+        wall_s=round(time.monotonic() - started, 1),
+    )
+    return figures
+
+
+def figures_table(figures: dict):
+    from rich.table import Table
+
+    table = Table(
+        "camera",
+        "parts",
+        "defective",
+        "alerted",
+        "recall",
+        "precision",
+        "duplicates",
+        "unmatched alerts",
+        title="Per-part defect alerts vs truth",
+    )
+    for camera, row in figures["cameras"].items():
+        table.add_row(
+            camera,
+            str(row["parts"]),
+            str(row["defective"]),
+            str(row["alerted"]),
+            f"{row['recall']:.3f}",
+            f"{row['precision']:.3f}",
+            str(row["duplicate_alerts"]),
+            str(row["unmatched_alerts"]),
+        )
+    table.add_row(
+        "all",
+        str(figures["parts"]),
+        str(figures["defective"]),
+        str(figures["tp"] + figures["fp"]),
+        f"{figures['recall']:.3f}",
+        f"{figures['precision']:.3f}",
+        str(figures["duplicate_alerts"]),
+        "",
+    )
+    return table

@@ -1,0 +1,106 @@
+"""`visionline train ...` and `visionline eval`: the inspection models, reproducibly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from visionline.models.spec import DEFAULT_REPOSITORY
+
+train_app = typer.Typer(
+    help="Train the inspection models on generated line data and install them for Triton.",
+    no_args_is_help=True,
+)
+console = Console()
+
+RepositoryOption = Annotated[Path, typer.Option("--repository", help="Triton model repository.")]
+VersionOption = Annotated[
+    int, typer.Option(help="Version folder to write; 0: the next free one per model.")
+]
+SeedOption = Annotated[int, typer.Option(help="Seed of the rendered training data.")]
+
+
+def _train(only: set[str] | None, repository: Path, version: int, seed: int, skip_existing: bool):
+    from visionline.inspection.train.fit import TrainConfig, train_all
+    from visionline.inspection.train.serving import next_version
+    from visionline.inspection.vision import INSPECTION_MODELS
+
+    names = set(only or INSPECTION_MODELS)
+    if skip_existing:
+        names = {n for n in names if next_version(repository / n) == 1}
+        if not names:
+            console.print("inspection models already trained (--force-retrain trains anew)")
+            return
+    chosen = version or max(next_version(repository / n) for n in names)
+    summary = train_all(repository, chosen, TrainConfig(seed=seed), log=console.print, only=names)
+    console.print_json(json.dumps(summary, default=str))
+
+
+@train_app.command("all")
+def train_all_command(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    version: VersionOption = 0,
+    seed: SeedOption = 7,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Only models with no version yet (make models).")
+    ] = False,
+) -> None:
+    """Part detector, anomaly model (PatchCore) and defect detector, about 5 min on 2 cores."""
+    _train(None, repository, version, seed, if_missing)
+
+
+@train_app.command("parts")
+def train_parts(repository: RepositoryOption = DEFAULT_REPOSITORY, version: VersionOption = 0,
+                seed: SeedOption = 7) -> None:  # fmt: skip
+    """The part detector only."""
+    _train({"part_detector"}, repository, version, seed, False)
+
+
+@train_app.command("anomaly")
+def train_anomaly(repository: RepositoryOption = DEFAULT_REPOSITORY, version: VersionOption = 0,
+                  seed: SeedOption = 7) -> None:  # fmt: skip
+    """The PatchCore anomaly model only (good parts only)."""
+    _train({"part_anomaly"}, repository, version, seed, False)
+
+
+@train_app.command("defects")
+def train_defects(repository: RepositoryOption = DEFAULT_REPOSITORY, version: VersionOption = 0,
+                  seed: SeedOption = 7) -> None:  # fmt: skip
+    """The defect detector (boxes, classes, masks) only."""
+    _train({"defect_detector"}, repository, version, seed, False)
+
+
+def eval_command(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    frames: Annotated[int, typer.Option(help="Frames per condition.")] = 24,
+    strength: Annotated[float, typer.Option(help="Nuisance strength (0.5: medium).")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out data.")] = 9001,
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the figures.")] = Path(
+        "bench-results/inspection-eval.json"
+    ),
+) -> None:
+    """Score the installed inspection models per nuisance condition: table and JSON."""
+    from visionline.inspection.train.evaluate import KEYS, EvalConfig, evaluate
+
+    config = EvalConfig(seed=seed, strength=strength, frames_per_condition=frames)
+    result = evaluate(repository, config, log=console.print)
+    table = Table("condition", "crops (bad)", *KEYS, title=f"versions {result['versions']}")
+    for name, row in result["conditions"].items():
+        table.add_row(name, f"{row['crops']} ({row['defective_crops']})",
+                      *(_cell(row[k]) for k in KEYS))  # fmt: skip
+    for name, row in result["summary"].items():
+        if name != "clean":
+            table.add_row(name.replace("_", " "), "", *(_cell(row[k]) for k in KEYS))
+    console.print(table)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=1))
+    console.print(f"wrote {json_out} ({result['seconds']} s)")
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,198 @@
+"""``visionline train``: render data, fit the three inspection models, install them for Triton."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from visionline.inspection.train.backbone import Backbone, extract, stride8
+from visionline.inspection.train.data import Samples, conditions, render
+from visionline.inspection.train.heads import Head, build_targets, train_head
+from visionline.inspection.train.patchcore import PatchCore, fit_bank, raw_scores
+from visionline.inspection.train.serving import TensorSpec, config_pbtxt, export_version
+from visionline.inspection.vision import (
+    ANOMALY_OUTPUTS,
+    CROP,
+    CROP_INPUT,
+    DEFECT_CLASSES,
+    DEFECT_DETECTOR,
+    DEFECT_OUTPUTS,
+    FRAME_H,
+    FRAME_INPUT,
+    FRAME_W,
+    PART_ANOMALY,
+    PART_DETECTOR,
+    PART_OUTPUTS,
+    STRIDE,
+)
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 7
+    max_strength: float = 0.6  # nuisance strengths seen in training: up to medium-high
+    conditions: int = 50  # clean, each factor alone, then random mixes of three
+    frames_per_condition: int = 14  # for the part and defect detectors
+    good_frames_per_condition: int = 8  # defect-free renders for the anomaly memory bank
+    defect_rate: float = 0.7  # positives are what the defect detector lacks
+    jitter: float = 0.08  # crop boxes moved/scaled like a detector's boxes are
+    part_epochs: int = 12
+    defect_epochs: int = 20
+    bank_size: int = 4000
+    bank_patches: int = 150_000  # patches the coreset is chosen from
+    threads: int = 2
+
+
+class PartDetectorNet(nn.Module):
+    def __init__(self, backbone: Backbone, head: Head) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, frame: torch.Tensor) -> list[torch.Tensor]:
+        return self.head(stride8(*self.backbone(frame)))
+
+
+DefectDetectorNet = PartDetectorNet  # same wiring: backbone, stride-8 features, head
+
+
+def _specs_crop(outputs: list[TensorSpec]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    return [TensorSpec(CROP_INPUT, "TYPE_UINT8", (CROP, CROP, 3))], outputs
+
+
+def train_all(repository: Path, version: int, config: TrainConfig = TrainConfig(),
+              log: Log = print, only: set[str] | None = None) -> dict:  # fmt: skip
+    """Fit and install the models named in ``only`` (all three when None); a summary."""
+    torch.set_num_threads(config.threads)
+    only = only or {PART_DETECTOR, PART_ANOMALY, DEFECT_DETECTOR}
+    backbone, summary = Backbone(), {"config": asdict(config), "version": version}
+    started = time.perf_counter()
+    if only & {PART_DETECTOR, DEFECT_DETECTOR}:
+        t = time.perf_counter()
+        train = render(config.seed, list(conditions(config.max_strength, config.conditions,
+                                                    config.seed)),
+                       config.frames_per_condition, config.defect_rate, config.jitter)  # fmt: skip
+        log(f"rendered {len(train.frames)} frames, {len(train.crops)} crops "
+            f"({time.perf_counter() - t:.0f} s)")  # fmt: skip
+        if PART_DETECTOR in only:
+            summary[PART_DETECTOR] = fit_part_detector(backbone, train, repository, version,
+                                                        config, log)  # fmt: skip
+        if DEFECT_DETECTOR in only:
+            summary[DEFECT_DETECTOR] = fit_defect_detector(backbone, train, repository, version,
+                                                            config, log)  # fmt: skip
+    if PART_ANOMALY in only:
+        summary[PART_ANOMALY] = fit_anomaly(backbone, repository, version, config, log)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    return summary
+
+
+def fit_part_detector(backbone: Backbone, data: Samples, repository: Path, version: int,
+                      config: TrainConfig, log: Log) -> dict:  # fmt: skip
+    t = time.perf_counter()
+    images = np.stack([f.image for f in data.frames])
+    features = extract(backbone, images)
+    log(f"part detector: features of {len(images)} frames ({time.perf_counter() - t:.0f} s)")
+    grid = (FRAME_H // STRIDE, FRAME_W // STRIDE)
+    boxes = [f.boxes for f in data.frames]
+    targets = build_targets(boxes, [[0] * len(b) for b in boxes], 1, grid)
+    head = Head(classes=1, offset=True, mask=False)
+    history = train_head(head, features, targets, config.part_epochs, config.seed, log=log)
+    net = PartDetectorNet(backbone, head)
+    grid_dims = (1, *grid)
+    outputs = [TensorSpec(PART_OUTPUTS[0], "TYPE_FP32", grid_dims),
+               TensorSpec(PART_OUTPUTS[1], "TYPE_FP32", (2, *grid)),
+               TensorSpec(PART_OUTPUTS[2], "TYPE_FP32", (2, *grid))]  # fmt: skip
+    inputs = [TensorSpec(FRAME_INPUT, "TYPE_UINT8", (FRAME_H, FRAME_W, 3))]
+    seconds = round(time.perf_counter() - t, 1)
+    meta = {"model": PART_DETECTOR, "frames": len(images), "loss": history, "seconds": seconds,
+            "config": asdict(config)}  # fmt: skip
+    export_version(net, images[:2], repository / PART_DETECTOR, version, inputs, outputs, meta,
+                   config_pbtxt(PART_DETECTOR, inputs, outputs, 8, [4, 8], PART_DOC))  # fmt: skip
+    log(f"part detector: version {version} installed ({seconds} s)")
+    return {"frames": len(images), "final_loss": history[-1], "seconds": seconds}
+
+
+def fit_defect_detector(backbone: Backbone, data: Samples, repository: Path, version: int,
+                        config: TrainConfig, log: Log) -> dict:  # fmt: skip
+    t = time.perf_counter()
+    crops = np.stack([c.image for c in data.crops])
+    features = extract(backbone, crops)
+    log(f"defect detector: features of {len(crops)} crops ({time.perf_counter() - t:.0f} s)")
+    grid = (CROP // STRIDE, CROP // STRIDE)
+    targets = build_targets([c.boxes for c in data.crops], [c.classes for c in data.crops],
+                            len(DEFECT_CLASSES), grid, [c.mask for c in data.crops])  # fmt: skip
+    # Dilated: context of the whole part (see Head). mAP@0.5 0.49 -> 0.56 in a same-data test.
+    head = Head(classes=len(DEFECT_CLASSES), offset=False, mask=True, width=96,
+                dilations=(1, 2, 4))  # fmt: skip
+    history = train_head(head, features, targets, config.defect_epochs, config.seed, log=log)
+    net = DefectDetectorNet(backbone, head)
+    inputs, outputs = _specs_crop([
+        TensorSpec(DEFECT_OUTPUTS[0], "TYPE_FP32", (len(DEFECT_CLASSES), *grid)),
+        TensorSpec(DEFECT_OUTPUTS[1], "TYPE_FP32", (2, *grid)),
+        TensorSpec(DEFECT_OUTPUTS[2], "TYPE_FP32", grid),
+    ])  # fmt: skip
+    seconds = round(time.perf_counter() - t, 1)
+    meta = {"model": DEFECT_DETECTOR, "crops": len(crops), "classes": list(DEFECT_CLASSES),
+            "defective_crops": sum(c.defective for c in data.crops), "loss": history,
+            "seconds": seconds, "config": asdict(config)}  # fmt: skip
+    config_text = config_pbtxt(DEFECT_DETECTOR, inputs, outputs, 16, [8, 16], DEFECT_DOC)
+    export_version(net, crops[:2], repository / DEFECT_DETECTOR, version, inputs, outputs, meta,
+                   config_text)  # fmt: skip
+    log(f"defect detector: version {version} installed ({seconds} s)")
+    return {"crops": len(crops), "final_loss": history[-1], "seconds": seconds}
+
+
+def fit_anomaly(backbone: Backbone, repository: Path, version: int, config: TrainConfig,
+                log: Log) -> dict:  # fmt: skip
+    t = time.perf_counter()
+    conds = list(conditions(config.max_strength, config.conditions, config.seed + 1))
+    good = render(config.seed + 1, conds, config.good_frames_per_condition, 0.0, config.jitter,
+                  clean_parts=True)  # fmt: skip
+    crops = np.stack([c.image for c in good.crops])
+    rng = np.random.default_rng(config.seed)
+    per_crop = max(1, config.bank_patches // len(crops))
+    bank = fit_bank(backbone, crops, config.bank_size, config.seed, sample=per_crop, rng=rng)
+    log(f"anomaly: bank of {len(bank)} patches from {len(crops)} good crops "
+        f"({time.perf_counter() - t:.0f} s)")  # fmt: skip
+    model = PatchCore(backbone, bank)
+    held_out = render(config.seed + 2, conds[: config.conditions // 2], 6, 0.5, config.jitter)
+    del good
+    _, scores = raw_scores(model, np.stack([c.image for c in held_out.crops]))
+    bad = np.array([c.defective for c in held_out.crops])
+    calibration = model.calibrate(scores[~bad], scores[bad])
+    log(f"anomaly: calibrated on {len(bad)} held-out crops: {calibration}")
+    grid = (CROP // STRIDE, CROP // STRIDE)
+    inputs, outputs = _specs_crop([TensorSpec(ANOMALY_OUTPUTS[0], "TYPE_FP32", grid),
+                                   TensorSpec(ANOMALY_OUTPUTS[1], "TYPE_FP32", ())])  # fmt: skip
+    seconds = round(time.perf_counter() - t, 1)
+    meta = {"model": PART_ANOMALY, "good_crops": len(crops), "bank": len(bank),
+            "calibration": calibration, "seconds": seconds, "config": asdict(config)}  # fmt: skip
+    config_text = config_pbtxt(PART_ANOMALY, inputs, outputs, 16, [8, 16], ANOMALY_DOC)
+    export_version(model, crops[:2], repository / PART_ANOMALY, version, inputs, outputs, meta,
+                   config_text)  # fmt: skip
+    log(f"anomaly: version {version} installed ({seconds} s)")
+    return {"good_crops": len(crops), "bank": len(bank), **calibration, "seconds": seconds}
+
+
+PART_DOC = """
+part_detector: finds parts on the belt. Input: the frame letterboxed into 448x256, RGB uint8
+(visionline.inspection.vision.frame_tensor). Outputs on the stride-8 grid: a part-centre
+heatmap, log(box size / 8) and the centre's offset within its cell (vision.decode_parts).
+"""
+ANOMALY_DOC = """
+part_anomaly: PatchCore on a 224x224 part crop (vision.crop_tensors), trained on good parts
+only. Outputs: a patch anomaly map (28x28) and an image score, both calibrated so that 0.5 is
+the held-out decision threshold.
+"""
+DEFECT_DOC = """
+defect_detector: boxes and classes of defects on a 224x224 part crop. Outputs on the stride-8
+grid: heatmaps of scratch, crack, stain, missing_hole, deformation; log(box size / 8); and a
+defect mask (vision.decode_crop).
+"""
