@@ -89,15 +89,19 @@ def demo(
     fps: float = typer.Option(2.0, min=0.1, max=30, help="Frames per second per camera."),
     seconds: float = typer.Option(45, min=5, help="How long to watch the pipeline."),
     state_dir: str = typer.Option(".state/demo", help="Where the demo stack keeps its files."),
+    lines: int = typer.Option(2, min=0, max=3, help="Simulated conveyor lines (inspection)."),
 ) -> None:
     """Start the local stack with simulated cameras, show alerts live, summarise, stop."""
     from pathlib import Path
 
     from visionline.demo import run_demo
 
-    figures = run_demo(cameras, fps, seconds, Path(state_dir).absolute(), console)
+    figures = run_demo(cameras, fps, seconds, Path(state_dir).absolute(), console, lines)
     if not figures["frames_predicted"]:
         console.print("[red]no frame made it through the pipeline[/]")
+        raise typer.Exit(1)
+    if lines and not figures["parts"]:
+        console.print("[red]no part decision came from the conveyor lines[/]")
         raise typer.Exit(1)
 
 

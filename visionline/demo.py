@@ -16,7 +16,7 @@ from visionline.alerts import read_messages, topic_consumer
 from visionline.messages import Topic
 from visionline.report import RunSummary, capture_to_alert
 
-WATCHED = (Topic.PREDICTIONS, Topic.ALERTS, Topic.DEAD_LETTER)
+WATCHED = (Topic.PREDICTIONS, Topic.ALERTS, Topic.DEAD_LETTER, Topic.PART_DECISIONS)
 WARMUP_S = 5.0  # latency figures leave out frames captured this early
 
 
@@ -44,6 +44,22 @@ def _cameras_table(frames: Counter, alerts: Counter, labels: dict) -> Table:
     return table
 
 
+def _lines_table(lines: dict[str, Counter], last: dict[str, str]) -> Table:
+    table = Table("line", "parts", "passed", "rejected", "insufficient", "last part",
+                  title="Conveyor lines: one decision per part")  # fmt: skip
+    for camera in sorted(lines):
+        c = lines[camera]
+        table.add_row(camera, str(c.total()), str(c["accepted"]), str(c["rejected"]),
+                      str(c["insufficient"]), last.get(camera, ""))  # fmt: skip
+    return table
+
+
+def _verdict_text(verdict: dict) -> str:
+    if verdict["status"] == "rejected":
+        return f"[red]rejected[/] {verdict['defect_class']} {verdict['score']:.2f}"
+    return verdict["status"]
+
+
 def watch(bootstrap: str, seconds: float, console: Console) -> RunSummary:
     """Follow predictions, alerts and dead letters for ``seconds``, drawing them live."""
     consumer = topic_consumer(bootstrap, WATCHED, from_beginning=True)
@@ -55,6 +71,8 @@ def watch(bootstrap: str, seconds: float, console: Console) -> RunSummary:
     }
     recent: deque = deque(maxlen=12)
     frames, alerts, labels = Counter(), Counter(), {}
+    lines: dict[str, Counter] = {}
+    last_part: dict[str, str] = {}
     progress = Progress(
         TextColumn("demo"), BarColumn(), TimeRemainingColumn(), TextColumn("{task.description}")
     )
@@ -62,7 +80,12 @@ def watch(bootstrap: str, seconds: float, console: Console) -> RunSummary:
     start = time.monotonic()
     with Live(console=console, refresh_per_second=4) as live:
         for message in read_messages(consumer, until=start + seconds, idle_s=0.25):
-            if message is not None:
+            if message is not None and message.topic() == str(Topic.PART_DECISIONS):
+                verdict = json.loads(message.value())
+                summary.verdicts.append(verdict)
+                lines.setdefault(verdict["camera_id"], Counter())[verdict["status"]] += 1
+                last_part[verdict["camera_id"]] = _verdict_text(verdict)
+            elif message is not None:
                 item = json.loads(message.value())
                 by_topic[message.topic()].append(item)
                 if message.topic() == str(Topic.ALERTS):
@@ -76,9 +99,10 @@ def watch(bootstrap: str, seconds: float, console: Console) -> RunSummary:
                 completed=time.monotonic() - start,
                 description=f"{len(summary.predictions)} frames, {len(summary.alerts)} alerts",
             )
-            live.update(
-                Group(progress, _cameras_table(frames, alerts, labels), _alerts_table(recent))
-            )
+            tables = [_cameras_table(frames, alerts, labels), _alerts_table(recent)]
+            if lines:
+                tables.insert(1, _lines_table(lines, last_part))
+            live.update(Group(progress, *tables))
     consumer.close()
     console.print()
     return summary
@@ -92,6 +116,7 @@ def after_warmup(summary: RunSummary, since: float) -> RunSummary:
         predictions=[p for p in summary.predictions if p["captured_at"] >= since],
         alerts=[a for a in summary.alerts if a["captured_at"] >= since],
         dead_letters=summary.dead_letters,
+        verdicts=summary.verdicts,
     )
 
 
@@ -107,15 +132,21 @@ def summary_table(figures: dict) -> Table:
         label = name.replace("_", " ") + f" (after {WARMUP_S:.0f} s)"
         table.add_row(label, f"p50 {p['p50']}  p95 {p['p95']}  p99 {p['p99']}")
     table.add_row("alerts by rule", json.dumps(figures["alerts_by_rule"]))
+    table.add_row("parts decided (lines)", json.dumps(figures["parts"]))
     return table
 
 
-def run_demo(cameras: int, fps: float, seconds: float, state_dir: Path, console: Console) -> dict:
+def run_demo(
+    cameras: int, fps: float, seconds: float, state_dir: Path, console: Console, lines: int = 0
+) -> dict:
     from visionline.stack import LocalStack
     from visionline.stack.config import free_port_settings
 
-    settings = free_port_settings(state_dir, cameras=cameras, camera_fps=fps)
-    console.print(f"[bold]Starting the local stack[/] ({cameras} simulated cameras at {fps} fps)")
+    settings = free_port_settings(state_dir, cameras=cameras, camera_fps=fps, line_cameras=lines)
+    console.print(
+        f"[bold]Starting the local stack[/] ({cameras} simulated cameras at {fps} fps, "
+        f"{lines} conveyor lines at {settings.line_fps:g} fps)"
+    )
     started = time.monotonic()
     with LocalStack(settings) as stack:
         stack.start()

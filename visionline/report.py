@@ -46,6 +46,7 @@ class RunSummary:
     predictions: list[dict] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
     dead_letters: list[dict] = field(default_factory=list)
+    verdicts: list[dict] = field(default_factory=list)  # one per part on a conveyor line
 
     def as_dict(self) -> dict:
         return {
@@ -60,12 +61,16 @@ class RunSummary:
             "capture_to_prediction_ms": percentiles(
                 [capture_to_prediction(p) for p in self.predictions]
             ),
-            "capture_to_alert_ms": percentiles([capture_to_alert(a) for a in self.alerts]),
+            # Frame alerts only: a part's alert waits for the part to leave the camera's view.
+            "capture_to_alert_ms": percentiles(
+                [capture_to_alert(a) for a in self.alerts if a.get("part") is None]
+            ),
             "stage_ms": {
                 stage: percentiles(values)
                 for stage, values in stage_latencies(self.predictions).items()
             },
             "alerts_by_rule": dict(Counter(a["rule"] for a in self.alerts)),
+            "parts": dict(Counter(v["status"] for v in self.verdicts)),
             "top_labels": dict(
                 Counter(p["top_k"][0]["label"] for p in self.predictions).most_common(8)
             ),

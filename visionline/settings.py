@@ -102,6 +102,12 @@ class InspectSettings(_Settings):
     snapshot_max_bytes: int = Field(2 << 30, gt=0)
     snapshot_prune_s: float = Field(60.0, gt=0)  # how often old snapshots are pruned
     snapshot_jpeg_quality: int = Field(85, ge=1, le=100)
+    # Frames worth labelling (uncertain, models disagreeing, looks defective), kept with their
+    # predictions for `visionline dataset export --samples`; 0 per minute keeps none.
+    sample_dir: Path = REPO_ROOT / ".state" / "samples"
+    samples_per_camera_per_minute: int = Field(30, ge=0)
+    sample_max_age_s: float = Field(30 * 24 * 3600.0, gt=0)
+    sample_max_bytes: int = Field(2 << 30, gt=0)
     triton_timeout_s: float = Field(10.0, gt=0)
     # Retries after the first try, backoff doubled each time (0.2 + 0.4 + ... = 6.2 s at 5);
     # then the worker exits and the frame comes back after the restart.

@@ -1,4 +1,5 @@
-# Builds triton_models/ (ONNX export of the pretrained weights) into a volume for Triton.
+# Builds triton_models/ into a volume for Triton: the ONNX export of the pretrained classifier,
+# then the inspection models trained on generated line data (once; minutes on a CPU).
 FROM python:3.11-slim
 WORKDIR /app
 ENV PIP_NO_CACHE_DIR=1
@@ -10,4 +11,4 @@ COPY visionline ./visionline
 COPY services ./services
 COPY triton_models ./triton_models
 RUN pip install --no-deps .
-CMD ["visionline", "models", "build", "--repository", "/models"]
+CMD ["sh", "-c", "visionline models build --repository /models && visionline train all --if-missing --repository /models"]

@@ -10,6 +10,8 @@ from services.inference.logic import RetryPolicy
 from services.inspect.backends import triton_models
 from services.inspect.logic import Inspector, decode_frame, observations, store_snapshot
 from visionline.imaging import FrameRejected
+from visionline.inspection.samples import SampleStore, reasons_for
+from visionline.inspection.sampling import LabelSampler, LabelSampling
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.messages import FrameMeta, Topic, to_json
 from visionline.settings import CommonSettings, InspectSettings
@@ -37,8 +39,21 @@ def main() -> None:
     store = SnapshotStore(
         settings.snapshot_dir, settings.snapshot_max_age_s, settings.snapshot_max_bytes
     )
+    samples = SampleStore(settings.sample_dir, settings.sample_max_age_s, settings.sample_max_bytes)
+    sampler = LabelSampler(
+        LabelSampling(max_per_camera_per_minute=settings.samples_per_camera_per_minute)
+    )
     worker = Worker("inspect", common)
     out_topic = worker.topic(Topic.PART_OBSERVATIONS)
+
+    def keep_sample(message, jpeg: bytes) -> None:
+        reasons = reasons_for(message, sampler, settings.snapshot_threshold)
+        if not reasons:
+            return
+        try:
+            samples.keep(message, jpeg, reasons)
+        except OSError as exc:  # as for snapshots: the line goes on without the sample
+            worker.log.error("sample %s not kept: %s", message.frame.frame_id, exc)
 
     def snapshot(meta, bgr, parts) -> str | None:
         try:
@@ -69,14 +84,16 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - Triton stayed down: crash, redeliver
                 worker.crash(exc)
             message = observations(meta, quality, parts, models, ref)
+            await asyncio.to_thread(keep_sample, message, bytes(image))
             await worker.send(out_topic, meta.camera_id.encode(), to_json(message))
             done()
 
     @worker.app.timer(interval=settings.snapshot_prune_s)
     async def prune_snapshots():
         removed = await asyncio.to_thread(store.prune)
-        if removed:
-            worker.log.info("pruned %d old snapshots", removed)
+        removed_samples = await asyncio.to_thread(samples.prune)
+        if removed or removed_samples:
+            worker.log.info("pruned %d old snapshots, %d samples", removed, removed_samples)
 
     worker.run()
 

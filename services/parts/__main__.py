@@ -62,8 +62,10 @@ def main() -> None:
                 await manual.ack(event)
                 continue
             try:
-                tp = event.message.tp
-                verdicts, ready = lines.observe(obs, event, time.monotonic(), time.time(), tp)
+                tp, offset = event.message.tp, event.message.offset
+                verdicts, ready = lines.observe(
+                    obs, event, time.monotonic(), time.time(), tp, offset
+                )
                 await publish(verdicts, ready)
             except Exception as exc:  # noqa: BLE001 - crash so the frames are redelivered
                 worker.crash(exc)
@@ -74,7 +76,9 @@ def main() -> None:
         if "stream" not in acks:
             return
         try:
-            verdicts, ready = lines.flush_idle(time.monotonic(), settings.idle_flush_s, time.time())
+            verdicts, ready = lines.flush_idle(
+                time.monotonic(), settings.idle_flush_s, time.time(), worker.app.consumer.highwater
+            )
             await publish(verdicts, ready)
         except Exception as exc:  # noqa: BLE001 - crash so the frames are redelivered
             worker.crash(exc)

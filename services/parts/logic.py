@@ -271,6 +271,7 @@ class Lines:
         self.default = default or InspectionConfig(cameras=["*"], belt_px_per_s=0.0)
         self.cameras: dict[str, CameraLine] = {}
         self.carried: dict[str, LineCounts] = {}  # counts of cameras restarted after a flush
+        self.positions: dict[Hashable, int] = {}  # partition -> last offset observed
 
     def line(self, obs: PartObservations, source: Hashable | None = None) -> CameraLine:
         camera_id = obs.frame.camera_id
@@ -287,22 +288,49 @@ class Lines:
             self.cameras[camera_id] = line
         return line
 
-    def observe(self, obs: PartObservations, event: Any, now: float, wall: float, source=None):
+    def observe(
+        self,
+        obs: PartObservations,
+        event: Any,
+        now: float,
+        wall: float,
+        source: Hashable | None = None,
+        offset: int | None = None,
+    ):
+        if source is not None and offset is not None:
+            self.positions[source] = offset
         return self.line(obs, source).observe(obs, event, now, wall)
 
-    def flush_idle(self, now: float, idle_s: float, wall: float):
+    def flush_idle(
+        self,
+        now: float,
+        idle_s: float,
+        wall: float,
+        highwater: Callable[[Hashable], int | None] = lambda _: None,
+    ):
         """Decide the open tracks of every camera silent for ``idle_s``; each such camera then
         starts afresh on its next frame: a new tracker and belt origin (so the belt shift stays
-        small), the line counts carried over."""
+        small), the line counts carried over.
+
+        Silent means no frame arrived for ``idle_s`` *and* its partition is caught up
+        (``highwater``: the broker's next offset, None when unknown): a worker behind a backlog
+        has not heard from a camera for a while although its frames are waiting, and deciding
+        its parts then would cut each in two."""
         verdicts, events = [], []
         for camera_id, line in list(self.cameras.items()):
-            if now - line.last_seen < idle_s:
+            if now - line.last_seen < idle_s or self.behind(line.source, highwater):
                 continue
             decided, released = line.flush(wall)
             verdicts += decided
             events += released
             self._restart(camera_id, line)
         return verdicts, events
+
+    def behind(self, source: Hashable | None, highwater: Callable[[Hashable], int | None]) -> bool:
+        if source is None or source not in self.positions:
+            return False
+        end = highwater(source)
+        return end is not None and self.positions[source] + 1 < end
 
     def _restart(self, camera_id: str, line: CameraLine) -> None:
         del self.cameras[camera_id]

@@ -298,3 +298,17 @@ def test_shipped_inspection_config_fits_the_synthetic_line() -> None:
         config = config_for(configs, camera)
         assert config is not None
         assert config.speed_px_per_s == pytest.approx(travel * config.fps, rel=1e-3)
+
+
+def test_a_camera_behind_a_backlog_is_not_taken_for_silent() -> None:
+    lines = lane_lines()
+    tp = ("observations", 0)
+    for i, x in enumerate((0, 50, 100)):
+        obs = observations("c", i, [observed(x, 0, "scratch")])
+        lines.observe(obs, f"e{i}", now=0, wall=T0, source=tp, offset=40 + i)
+    behind = {tp: 50}.get  # the broker holds up to offset 49: eight frames still to read
+    assert lines.flush_idle(now=100, idle_s=5, wall=T0, highwater=behind) == ([], [])
+    assert "c" in lines.cameras
+    caught_up = {tp: 43}.get
+    verdicts, events = lines.flush_idle(now=100, idle_s=5, wall=T0, highwater=caught_up)
+    assert len(verdicts) == 1 and events == ["e0", "e1", "e2"]

@@ -23,3 +23,13 @@ def test_warmup_frames_are_left_out_of_latency():
     summary = RunSummary(seconds=10, predictions=[prediction(1.0, 3.0), prediction(6.0, 6.1)])
     steady = after_warmup(summary, since=5.0)
     assert [p["captured_at"] for p in steady.predictions] == [6.0]
+
+
+def test_part_verdicts_are_counted_and_part_alerts_kept_out_of_frame_latency():
+    frame_alert = {"captured_at": 1.0, "created_at": 1.1, "rule": "cat", "part": None}
+    part_alert = {"captured_at": 1.0, "created_at": 3.0, "rule": "line-defect", "part": {}}
+    verdicts = [{"status": "accepted"}, {"status": "rejected"}, {"status": "accepted"}]
+    figures = RunSummary(seconds=1, alerts=[frame_alert, part_alert], verdicts=verdicts).as_dict()
+    assert figures["parts"] == {"accepted": 2, "rejected": 1}
+    assert figures["capture_to_alert_ms"]["p99"] == 100.0
+    assert figures["alerts_by_rule"] == {"cat": 1, "line-defect": 1}

@@ -56,3 +56,11 @@ def test_inspect_and_parts_workers_run_with_the_pipeline(tmp_path):
     assert workers["inspect"].replicas == 2
     snapshots = workers["inspect"].env["VISIONLINE_INSPECT_SNAPSHOT_DIR"]
     assert snapshots == str(tmp_path.absolute() / "snapshots")
+
+
+def test_conveyor_lines_run_as_a_camera_process_only_when_asked(tmp_path):
+    assert "lines" not in {w.name for w in default_workers(free_port_settings(tmp_path))}
+    s = free_port_settings(tmp_path, line_cameras=2, line_fps=10)
+    lines = {w.name: w for w in default_workers(s)}["lines"]
+    assert lines.argv[1:] == ("-m", "visionline.camera", "lines", "--count", "2", "--fps", "10.0")
+    assert lines.stage == 1

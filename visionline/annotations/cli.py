@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from visionline.annotations import FORMATS, export_dataset, import_labels
+from visionline.annotations import FORMATS, export_dataset, export_labels, import_labels
 
 app = typer.Typer(
     help="Export labelled frames to annotation tools and read corrected labels back.",
@@ -51,15 +51,32 @@ def generate(
 
 @app.command("export")
 def export_command(
-    dataset: Annotated[
-        Path, typer.Option(exists=True, file_okay=False, help="A generated dataset folder.")
-    ],
     fmt: Format,
     out: Annotated[Path, typer.Option(help="Folder to write images and annotations to.")],
+    dataset: Annotated[
+        Path | None, typer.Option(exists=True, file_okay=False, help="A generated dataset folder.")
+    ] = None,
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Frames the inspect worker kept for labelling (<stack state>/samples): their "
+            "predictions become pre-annotations to correct.",
+        ),
+    ] = None,
     parts: Annotated[bool, typer.Option(help="Also label whole parts, as class 'part'.")] = False,
 ) -> None:
     """Write a dataset's defects (and optionally parts) in an annotation tool's format."""
-    labels = export_dataset(dataset, fmt, out, include_parts=parts)
+    if (dataset is None) == (samples is None):
+        raise typer.BadParameter("give exactly one of --dataset and --samples")
+    if samples is not None:
+        from visionline.inspection.samples import sample_labels
+
+        labels = sample_labels(samples, include_parts=parts)
+        export_labels(labels, samples / "frames", fmt, out)
+    else:
+        labels = export_dataset(dataset, fmt, out, include_parts=parts)
     count = sum(len(image.objects) for image in labels.images)
     console.print(f"wrote {len(labels.images)} images, {count} objects as {fmt} to {out}")
 

@@ -19,7 +19,7 @@ console = Console()
 def run(
     parts: Annotated[int, typer.Option(help="Whole parts to pass, over all cameras.")] = 500,
     cameras: Annotated[int, typer.Option(help="Conveyor cameras (line-1, line-2, ...).")] = 3,
-    fps: Annotated[float, typer.Option(help="Frames per second per camera.")] = 5.0,
+    fps: Annotated[float, typer.Option(help="Frames per second per camera.")] = 10.0,
     seed: Annotated[int, typer.Option(help="Seed of the lines.")] = 4242,
     bootstrap: Annotated[
         str | None, typer.Option(help="Use a running stack's broker instead of starting one.")
@@ -43,3 +43,64 @@ def run(
     ok = figures["recall"] >= 0.95 and figures["precision"] >= 0.95
     ok = ok and figures["duplicate_alerts"] == 0
     console.print("[green]targets met[/]" if ok else "[red]targets missed[/]")
+
+
+@app.command("replay")
+def replay(
+    frames: Annotated[int, typer.Option(help="Frames per camera.")] = 150,
+    cameras: Annotated[int, typer.Option(help="Conveyor cameras (line-1, line-2, ...).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the lines (not the acceptance run's).")] = 777,
+    rules_file: Annotated[Path, typer.Option(help="Rules file with the inspection: list.")] = (
+        REPO_ROOT / "infra" / "rules.yaml"
+    ),
+    camera: Annotated[str, typer.Option(help="Whose inspection settings to start from.")] = (
+        "line-1"
+    ),
+    repository: Annotated[Path, typer.Option(help="Triton model repository.")] = (
+        REPO_ROOT / "triton_models"
+    ),
+) -> None:
+    """Tune decisions without the stack: the lines through the models and tracker in-process,
+    per-part recall and precision for the configured rules and for nearby thresholds."""
+    from rich.table import Table
+
+    from visionline.inspection.acceptance import plan
+    from visionline.inspection.config import config_for, load_inspection
+    from visionline.inspection.offline import observe, replay_score
+    from visionline.inspection.vision import CropDecoding
+
+    base = config_for(load_inspection(rules_file), camera)
+    if base is None:
+        raise typer.BadParameter(f"no inspection entry in {rules_file} names {camera}")
+    runs = plan(cameras, 0, base.fps, seed)
+    low = CropDecoding(min_defect_score=0.1)  # keep weak defects: the grid decides
+    observed = [observe(r, frames, repository, low, log=console.print) for r in runs]
+    table = Table(
+        "min_score",
+        "min_defect_frames",
+        "recall",
+        "precision",
+        "parts",
+        "defective",
+        title=f"Per-part decisions, {cameras} lines x {frames} frames",
+    )
+    for min_score in (0.3, 0.4, 0.5, 0.6):
+        for frames_needed in (1, 2, 3):
+            config = base.model_copy(
+                update={"min_score": min_score, "min_defect_frames": frames_needed}
+            )
+            f = replay_score(observed, config)
+            mark = (
+                " (rules file)"
+                if (min_score, frames_needed) == (base.min_score, base.min_defect_frames)
+                else ""
+            )
+            table.add_row(
+                f"{min_score}{mark}",
+                str(frames_needed),
+                f"{f['recall']:.3f}",
+                f"{f['precision']:.3f}",
+                str(f["parts"]),
+                str(f["defective"]),
+            )
+    console.print(table)

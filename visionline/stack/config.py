@@ -79,6 +79,8 @@ class StackSettings(BaseSettings):
     parts_replicas: int = Field(1, ge=1)
     cameras: int = Field(0, ge=0)  # simulated cameras; 0: none
     camera_fps: float = Field(2.0, gt=0)
+    line_cameras: int = Field(0, ge=0, le=9)  # simulated conveyor lines for inspection; 0: none
+    line_fps: float = Field(10.0, gt=0)  # the belt speed in infra/rules.yaml assumes 10
     with_workers: bool = True
     with_triton: bool = True
     triton_venv: Path = REPO_ROOT / ".venv-triton"
@@ -222,6 +224,10 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
         argv = ("-m", "visionline.camera", "simulate")
         count = ("--count", str(settings.cameras), "--fps", str(settings.camera_fps))
         workers.append(WorkerSpec(name="camera", argv=(python, *argv, *count), stage=1))
+    if settings.line_cameras > 0:
+        argv = ("-m", "visionline.camera", "lines")
+        count = ("--count", str(settings.line_cameras), "--fps", str(settings.line_fps))
+        workers.append(WorkerSpec(name="lines", argv=(python, *argv, *count), stage=1))
     return workers
 
 
@@ -229,7 +235,10 @@ def worker_env(settings: StackSettings, name: str) -> dict[str, str]:
     """A worker's own settings that depend on the stack: the inspect worker's snapshots live in
     the stack's state folder."""
     if name == "inspect":
-        return {"VISIONLINE_INSPECT_SNAPSHOT_DIR": str(settings.state_dir / "snapshots")}
+        return {
+            "VISIONLINE_INSPECT_SNAPSHOT_DIR": str(settings.state_dir / "snapshots"),
+            "VISIONLINE_INSPECT_SAMPLE_DIR": str(settings.state_dir / "samples"),
+        }
     return {}
 
 

@@ -37,29 +37,6 @@ class Backbone(nn.Module):
         return out[0], out[1], out[2]
 
 
-def low(backbone: Backbone, image: torch.Tensor) -> torch.Tensor:
-    """Blocks up to stride 8 only: [N, 24 + 40, H/8, W/8] (stride 4 pooled), what
-    ``TunedHead`` fine-tunes the rest of the backbone on."""
-    x = backbone.stem((image.permute(0, 3, 1, 2).to(torch.float32) - 127.0) / 128.0)
-    out = []
-    for i, block in enumerate(backbone.blocks[: STRIDE8_BLOCK + 1]):
-        x = block(x)
-        if i in (STRIDE4_BLOCK, STRIDE8_BLOCK):
-            out.append(x)
-    return torch.cat([nn.functional.avg_pool2d(out[0], 2), out[1]], dim=1)
-
-
-def extract_low(backbone: Backbone, images, batch: int = 16) -> torch.Tensor:
-    import numpy as np
-
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch]))
-            out.append(low(backbone, chunk).to(torch.float16))
-    return torch.cat(out)
-
-
 def stride8(f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:
     """The three levels on the stride-8 grid: [N, 176, H/8, W/8]."""
     down = nn.functional.avg_pool2d(f4, 2)

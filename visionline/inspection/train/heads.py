@@ -50,42 +50,6 @@ class Head(nn.Module):
         return out
 
 
-class TunedHead(nn.Module):
-    """A head that also fine-tunes the backbone's stride-16 blocks (a copy of them).
-
-    Takes ``backbone.low`` features (cached once), runs blocks 5-10 on them and the head on
-    all three levels. Those blocks see the whole part, and fine-tuned they learn what a
-    defect looks like at part scale (a missing hole is a gap in a pattern of holes).
-    """
-
-    def __init__(self, high: nn.ModuleList, head: Head) -> None:
-        super().__init__()
-        self.high, self.head = high, head
-        self.offset, self.mask = head.offset, head.mask
-        for p in self.high.parameters():
-            p.requires_grad_(True)
-
-    def forward(self, low: torch.Tensor) -> list[torch.Tensor]:
-        low = low.to(torch.float32)
-        f4, f8 = low[:, :24], low[:, 24:]
-        x = f8
-        for block in self.high:
-            x = block(x)
-        up = nn.functional.interpolate(x, size=f8.shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(torch.cat([f4, f8, up], dim=1))
-
-    def train(self, mode: bool = True) -> TunedHead:
-        super().train(mode)
-        for m in self.high.modules():  # batch statistics of 32 crops would be noise
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
-        return self
-
-    def param_groups(self, lr: float) -> list[dict]:
-        return [{"params": self.head.parameters(), "lr": lr},
-                {"params": self.high.parameters(), "lr": lr / 10}]  # fmt: skip
-
-
 @dataclass
 class Targets:
     heatmap: torch.Tensor  # [N, C, H, W]
@@ -168,11 +132,9 @@ def train_head(
 ) -> list[float]:  # fmt: skip
     """Adam with cosine decay; returns the mean loss per epoch."""
     torch.manual_seed(seed)
-    groups = head.param_groups(lr) if hasattr(head, "param_groups") else head.parameters()
-    optimiser = torch.optim.Adam(groups, lr=lr, weight_decay=1e-5)
+    optimiser = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-5)
     steps = epochs * math.ceil(len(features) / batch)
-    peaks = [g["lr"] for g in optimiser.param_groups]
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, peaks, total_steps=steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps)
     generator = torch.Generator().manual_seed(seed)
     history = []
     head.train()
