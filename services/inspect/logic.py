@@ -42,11 +42,10 @@ from visionline.inspection.vision import (
     frame_tensor,
     part_detections,
 )
+from visionline.inspection.wire import observed_part
 from visionline.messages import (
-    DefectFinding,
     FrameMeta,
     ModelRef,
-    ObservedPart,
     PartObservations,
     Quality,
 )
@@ -152,25 +151,6 @@ class Inspector:
         if model not in self.versions:
             version = await retrying(lambda: self.served_version(model), self.policy, self.sleep)
             self.versions[model] = str(version)
-
-
-def observed_part(part: PartDetection) -> ObservedPart:
-    return ObservedPart(
-        box=part.box,
-        confidence=part.confidence,
-        defect_score=part.defect_score,
-        anomaly_score=part.anomaly_score,
-        defects=[
-            DefectFinding(
-                defect_class=d.defect_class,
-                box=d.box,
-                score=d.score,
-                area=d.area,
-                polygon=d.polygon,
-            )
-            for d in part.defects
-        ],
-    )
 
 
 def observations(

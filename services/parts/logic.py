@@ -15,17 +15,14 @@ from typing import Any
 
 from visionline.inspection.config import InspectionConfig, config_for
 from visionline.inspection.tracking import (
-    DefectDetection,
     PartDecision,
-    PartDetection,
     PartDetections,
     PartTracker,
 )
+from visionline.inspection.wire import to_detection, to_finding
 from visionline.messages import (
-    DefectFinding,
     LineCounts,
     ModelRef,
-    ObservedPart,
     PartObservations,
     PartVerdict,
 )
@@ -49,35 +46,6 @@ class FrameInfo:
 
 def frame_info(obs: PartObservations) -> FrameInfo:
     return FrameInfo(obs.frame.frame_id, obs.frame.captured_at, obs.snapshot, tuple(obs.models))
-
-
-def _unit(value: float) -> float:
-    return min(1.0, max(0.0, value))
-
-
-def to_detection(part: ObservedPart) -> PartDetection:
-    """A model's part as the tracker takes it; scores clamped to [0, 1]."""
-    defects = [
-        DefectDetection(
-            defect_class=d.defect_class, box=d.box, score=_unit(d.score),
-            area=max(0.0, d.area), polygon=d.polygon,
-        )
-        for d in part.defects
-    ]  # fmt: skip
-    return PartDetection(
-        box=part.box,
-        confidence=_unit(part.confidence),
-        defect_score=_unit(part.defect_score),
-        anomaly_score=_unit(part.anomaly_score),
-        defects=defects,
-    )
-
-
-def to_finding(defect: DefectDetection) -> DefectFinding:
-    return DefectFinding(
-        defect_class=defect.defect_class, box=defect.box, score=defect.score,
-        area=defect.area, polygon=defect.polygon,
-    )  # fmt: skip
 
 
 def counted(counts: LineCounts, decision: PartDecision) -> LineCounts:

@@ -11,16 +11,9 @@ from visionline.cameras import CameraSpec, upsert_cameras
 from visionline.inspection import LineGenerator
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.messages import Topic
-from visionline.settings import REPO_ROOT
 from visionline.stack.config import INSPECTION_MODELS
-from visionline.stack.triton import model_built
 
 FRAMES = 6
-
-pytestmark = pytest.mark.skipif(
-    not all(model_built(REPO_ROOT / "triton_models" / m) for m in INSPECTION_MODELS),
-    reason="inspection models not built (triton_models/<model>/<version>/model.onnx)",
-)
 
 
 @pytest.fixture(scope="module")

@@ -203,7 +203,6 @@ def test_copy_serving_files_makes_another_repository_servable(tmp_path: Path) ->
     target = tmp_path / "models"
     copied = copy_serving_files(TRITON_MODEL.parent, target)
     assert sorted(p.relative_to(target).as_posix() for p in copied) == [
-        f"{spec.MODEL_NAME}/1/model.py",
         f"{spec.MODEL_NAME}/config.pbtxt",
     ]
     assert copy_serving_files(TRITON_MODEL.parent, target) == []  # unchanged: nothing written
@@ -245,9 +244,7 @@ def fake_pb_utils() -> types.ModuleType:
 def triton_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Triton's model.py, initialised as the Python backend would, on the tiny model."""
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils())
-    model_py = importlib.util.spec_from_file_location(
-        "triton_model", TRITON_MODEL / "1" / "model.py"
-    )
+    model_py = importlib.util.spec_from_file_location("triton_model", spec.TRITON_MODEL_PY)
     module = importlib.util.module_from_spec(model_py)
     model_py.loader.exec_module(module)
     tiny_onnx(tmp_path / "tiny" / "1" / "model.onnx", scale=3.0)

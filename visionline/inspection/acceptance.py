@@ -11,7 +11,9 @@ recall and precision of defect alerts, and duplicate alerts per part.
 from __future__ import annotations
 
 import json
+import shutil
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,15 +42,17 @@ class CameraRun:
 
     camera: str
     generator: LineGenerator
+    run_id: str = "run"  # in every frame id: a run never meets an earlier run's decisions
     frames: int = 0
     boxes: dict[int, list[tuple[int, tuple[int, int, int, int]]]] = field(default_factory=dict)
 
     def frame_id(self, index: int) -> str:
-        return f"{self.camera}-{index:06d}"
+        return f"{self.camera}-{self.run_id}-{index:06d}"
 
     def index_of(self, frame_id: str) -> int | None:
         head, _, tail = frame_id.rpartition("-")
-        return int(tail) if head == self.camera and tail.isdigit() else None
+        mine = head == f"{self.camera}-{self.run_id}"
+        return int(tail) if mine and tail.isdigit() else None
 
     def render(self, index: int) -> bytes:
         data, truth = self.generator.encode(index)
@@ -64,15 +68,14 @@ class CameraRun:
         return best[1] if best[0] >= MIN_IOU else None
 
 
-def plan(cameras: int, parts: int, fps: float, seed: int) -> list[CameraRun]:
-    """Enough frames per camera that about ``parts`` whole parts pass in all."""
+def plan(cameras: int, parts: int, fps: float, seed: int, run_id: str = "run") -> list[CameraRun]:
+    """The lines of a run (``parts`` is for ``frames_needed``)."""
     names = list(CAMERA_MIXES)[:cameras] + [f"line-{k + 1}" for k in range(3, cameras)]
     runs = []
     for k, name in enumerate(names):
         mix = CAMERA_MIXES.get(name, {})
-        runs.append(
-            CameraRun(name, LineGenerator(seed=seed + k, fps=fps, camera=name, nuisances=mix))
-        )
+        generator = LineGenerator(seed=seed + k, fps=fps, camera=name, nuisances=mix)
+        runs.append(CameraRun(name, generator, run_id))
     return runs
 
 
@@ -118,6 +121,11 @@ def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> di
         predicted = [bool(alerted.get((run.camera, p.part_id))) for p in labels]
         actual = [p.defective for p in labels]
         duplicates = sum(max(0, len(alerted.get((run.camera, p.part_id), ())) - 1) for p in labels)
+        missed = [
+            _missed(p, decided.get((run.camera, p.part_id), []))
+            for p, hit in zip(labels, predicted, strict=True)
+            if p.defective and not hit
+        ]
         counts = binary_counts(
             predicted + [True] * false_alerts[run.camera],
             actual + [False] * false_alerts[run.camera],
@@ -132,6 +140,12 @@ def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> di
             "unmatched_verdicts": unmatched_verdicts[run.camera],
             "duplicate_alerts": duplicates,
             "nuisances": run.generator.schedule.strengths_at(0, run.camera),
+            "statuses": dict(
+                Counter(
+                    v["status"] for key, vs in decided.items() if key[0] == run.camera for v in vs
+                )
+            ),
+            "missed": missed,
             **{k: round(v, 4) for k, v in counts.items()},
         }
         totals["predicted"] += predicted + [True] * false_alerts[run.camera]
@@ -150,6 +164,15 @@ def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> di
         "fn": overall["fn"],
         "cameras": cameras,
     }
+
+
+def _missed(label, verdicts: list[dict]) -> dict:
+    """A defective part without an alert, with what its verdict(s) saw: why it was missed."""
+    seen = [
+        {k: v.get(k) for k in ("status", "frames_seen", "defect_frames", "score", "defect_class")}
+        for v in verdicts
+    ]
+    return {"part_id": label.part_id, "classes": label.classes, "verdicts": seen}
 
 
 @dataclass
@@ -242,9 +265,14 @@ def run_acceptance(config: RunConfig, state_dir, console, bootstrap: str | None 
     from visionline.stack import LocalStack
     from visionline.stack.config import free_port_settings
 
-    runs = plan(config.cameras, config.parts, config.fps, config.seed)
+    # Frame ids, hence decision and alert ids, are the run's own: a stack that kept an earlier
+    # run's PostgreSQL would otherwise take this run's parts for replays and stay silent.
+    run_id = uuid.uuid4().hex[:8]
+    runs = plan(config.cameras, config.parts, config.fps, config.seed, run_id)
     started = time.monotonic()
     if bootstrap is None:
+        if (Path(state_dir) / "stack.json").is_file():  # only ever a stack's own folder
+            shutil.rmtree(state_dir)  # the run's own stack starts empty
         settings = free_port_settings(Path(state_dir), cameras=0)
         console.print("[bold]Starting the local stack[/] (inspection cameras only)")
         with LocalStack(settings) as stack:
@@ -257,6 +285,7 @@ def run_acceptance(config: RunConfig, state_dir, console, bootstrap: str | None 
         verdicts, alerts, traffic = publish_and_collect(bootstrap, runs, config, console.print)
     figures = score(runs, verdicts, alerts)
     figures.update(
+        run_id=run_id,
         traffic=traffic,
         config=config.__dict__,
         verdicts=len(verdicts),

@@ -37,6 +37,7 @@ from visionline.models.spec import (
     MODEL_NAME,
     NUM_CLASSES,
     OUTPUT_NAME,
+    TRITON_MODEL_PY,
 )
 
 if TYPE_CHECKING:
@@ -259,6 +260,7 @@ def export_model(
     pass, so an interrupted or failed export never leaves a half-written model that looks new.
     """
     model_path, labels_path = output_paths(Path(repository))
+    install_model_py(model_path.parent)
     if not force and is_fresh([model_path, labels_path], [weights_path(), Path(__file__)]):
         return ExportResult(model_path, labels_path, skipped=True)
     started = time.perf_counter()
@@ -277,8 +279,16 @@ def export_model(
     return result
 
 
+def install_model_py(version_dir: Path) -> None:
+    """The generic ONNX Runtime Python-backend model, as Triton wants it beside model.onnx."""
+    target = version_dir / "model.py"
+    if not target.is_file() or target.read_bytes() != TRITON_MODEL_PY.read_bytes():
+        version_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(TRITON_MODEL_PY, target)
+
+
 def copy_serving_files(template: Path | str, repository: Path | str) -> list[Path]:
-    """Copy the committed config.pbtxt and <version>/model.py into another repository.
+    """Copy the committed config.pbtxt into another repository (the export adds model.py).
 
     `--repository` elsewhere (e.g. a volume Triton mounts) then holds a servable model, not
     just the exported weights. Only files whose content differs are written.
@@ -287,7 +297,7 @@ def copy_serving_files(template: Path | str, repository: Path | str) -> list[Pat
     if not source.is_dir() or source.resolve() == target.resolve():
         return []
     written = []
-    for path in [source / "config.pbtxt", *sorted(source.glob("[0-9]*/model.py"))]:
+    for path in [source / "config.pbtxt"]:
         destination = target / path.relative_to(source)
         if destination.is_file() and destination.read_bytes() == path.read_bytes():
             continue

@@ -1,8 +1,9 @@
 """Triton Python-backend model: runs the model.onnx beside it with ONNX Runtime.
 
 Generic over inputs and outputs: names, types and dims come from config.pbtxt and match the
-ONNX graph's. Training copies this file into each version folder as model.py. It runs in
-Triton's stub process (.venv-triton, numpy<2) and must not import visionline.
+ONNX graph's. `visionline models build` and `visionline train` copy this file into each version
+folder as model.py. It runs in Triton's stub process (.venv-triton, numpy<2) and must not import
+visionline.
 """
 
 from __future__ import annotations  # the Python of older Triton containers is 3.8-3.10
@@ -77,3 +78,6 @@ class TritonPythonModel:
                 )
             feeds[name] = array
         return feeds, None
+
+    def finalize(self) -> None:
+        self.session = None

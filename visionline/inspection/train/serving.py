@@ -20,11 +20,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from visionline.models.spec import MODEL_FILENAME
+from visionline.models.spec import MODEL_FILENAME, TRITON_MODEL_PY
 
 OPSET = 17
-# Copied into each version folder as model.py; not importable here (Triton provides its utils).
-TRITON_MODEL_PY = Path(__file__).parents[2] / "models" / "triton_onnx_model.py"
 METADATA = "metadata.json"
 
 
