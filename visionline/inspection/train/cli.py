@@ -89,13 +89,16 @@ def eval_command(
 
     config = EvalConfig(seed=seed, strength=strength, frames_per_condition=frames)
     result = evaluate(repository, config, log=console.print)
-    table = Table("condition", "crops (bad)", *KEYS, title=f"versions {result['versions']}")
+    headers = ("part AP50", "image AUROC", "pixel AUROC", "part AUROC", "mAP50", "mask IoU")
+    table = Table("condition", "crops (bad)", *headers, title=f"versions {result['versions']}")
     for name, row in result["conditions"].items():
         table.add_row(name, f"{row['crops']} ({row['defective_crops']})",
                       *(_cell(row[k]) for k in KEYS))  # fmt: skip
     for name, row in result["summary"].items():
         if name != "clean":
-            table.add_row(name.replace("_", " "), "", *(_cell(row[k]) for k in KEYS))
+            table.add_row(
+                name.replace("nuisance_", "factors: "), "", *(_cell(row[k]) for k in KEYS)
+            )
     console.print(table)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=1))
