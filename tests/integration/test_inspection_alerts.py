@@ -45,10 +45,7 @@ def test_a_line_gives_one_verdict_per_part_and_one_alert_per_rejected_part(stack
     decided = rows(engine, decisions_sql, camera=camera_id)
     alerts = rows(engine, "SELECT * FROM alerts WHERE camera_id = :camera", camera=camera_id)
 
-    verdicts = [
-        {"camera_id": camera_id, "best_frame_id": d["best_frame_id"], "box": d["box"]}
-        for d in decided
-    ]
+    verdicts = decided  # rows carry what a PartVerdict does: status, best frame, box
     as_published = [
         {
             "alert_id": a["alert_id"],
