@@ -39,13 +39,16 @@ Log = Callable[[str], None]
 class TrainConfig:
     seed: int = 7
     max_strength: float = 0.6  # nuisance strengths seen in training: up to medium-high
-    conditions: int = 50  # clean, each factor alone, then random mixes of three
-    frames_per_condition: int = 14  # for the part and defect detectors
+    conditions: int = 60  # clean, each factor alone, then random mixes of three
+    # Defect detector crops come from these frames (about 3800): twice the data took per-part
+    # recall from 0.78 to 0.91 at the same precision (`visionline inspection replay`).
+    frames_per_condition: int = 24
+    part_frames: int = 600  # the part detector needs fewer: every k-th of those frames
     good_frames_per_condition: int = 8  # defect-free renders for the anomaly memory bank
     defect_rate: float = 0.7  # positives are what the defect detector lacks
     jitter: float = 0.08  # crop boxes moved/scaled like a detector's boxes are
     part_epochs: int = 12
-    defect_epochs: int = 20
+    defect_epochs: int = 16
     bank_size: int = 4000
     bank_patches: int = 150_000  # patches the coreset is chosen from
     threads: int = 2
@@ -96,11 +99,12 @@ def train_all(repository: Path, version: int, config: TrainConfig = TrainConfig(
 def fit_part_detector(backbone: Backbone, data: Samples, repository: Path, version: int,
                       config: TrainConfig, log: Log) -> dict:  # fmt: skip
     t = time.perf_counter()
-    images = np.stack([f.image for f in data.frames])
+    frames = data.frames[:: max(1, len(data.frames) // config.part_frames)]
+    images = np.stack([f.image for f in frames])
     features = extract(backbone, images)
     log(f"part detector: features of {len(images)} frames ({time.perf_counter() - t:.0f} s)")
     grid = (FRAME_H // STRIDE, FRAME_W // STRIDE)
-    boxes = [f.boxes for f in data.frames]
+    boxes = [f.boxes for f in frames]
     targets = build_targets(boxes, [[0] * len(b) for b in boxes], 1, grid)
     head = Head(classes=1, offset=True, mask=False)
     history = train_head(head, features, targets, config.part_epochs, config.seed, log=log)
