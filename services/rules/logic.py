@@ -129,18 +129,9 @@ def part_alert_id(decision_id: str, rule: str) -> str:
 
 
 def part_detail(verdict: PartVerdict) -> PartAlertDetail:
-    return PartAlertDetail(
-        decision_id=verdict.decision_id,
-        track_id=verdict.track_id,
-        defect_class=verdict.defect_class,
-        score=verdict.score,
-        box=verdict.box,
-        defects=verdict.defects,
-        frames_seen=verdict.frames_seen,
-        defect_frames=verdict.defect_frames,
-        snapshot=verdict.snapshot,
-        models=verdict.models,
-    )
+    """The verdict's fields an alert carries (every field of the detail is one of them)."""
+    fields = {name: getattr(verdict, name) for name in PartAlertDetail.model_fields}
+    return PartAlertDetail(**fields)
 
 
 def part_alert(
