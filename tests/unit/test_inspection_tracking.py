@@ -152,3 +152,35 @@ def test_nms_merges_duplicates_and_keeps_their_defects() -> None:
     assert [p.box for p in merged.parts] == [first.box, other.box]
     assert [d.defect_class for d in merged.parts[0].defects] == ["scratch"]
     assert merged.parts[0].defect_score == pytest.approx(0.9)
+
+
+class SplittingTracker(OracleTracker):
+    """Gives a part a new id from frame ``split`` on, as ByteTrack does after losing it."""
+
+    def __init__(self, split: int) -> None:
+        self.split, self.frame = split, -1
+
+    def update(self, detections: sv.Detections) -> sv.Detections:
+        self.frame += 1
+        detections = super().update(detections)
+        if self.frame >= self.split:
+            detections.tracker_id = detections.tracker_id + 100
+        return detections
+
+
+@pytest.mark.parametrize(("first", "second", "decisions"), [
+    (("crack",), ("crack",), ["rejected"]),  # rejected once: its second track says nothing new
+    ((), (), ["accepted"]),
+    ((), ("crack",), ["accepted", "rejected"]),  # found defective later: it must still alert
+])  # fmt: skip
+def test_a_part_tracked_twice_is_decided_once(first, second, decisions) -> None:
+    config = TrackerConfig(belt_px_per_frame=40, lost_frames=1)
+    rules = DecisionRules(min_frames=2)
+    tracker = PartTracker("c", SIZE, config, rules, tracker=SplittingTracker(split=4))
+    # The belt moves 40 px a frame; the part is missed in frames 2 and 3, long enough for its
+    # first track to be decided (lost) before it is seen again under a new id.
+    xs = {0: 10, 1: 50, 4: 170, 5: 210, 6: 250, 7: 290}
+    frames = [[part(xs[i], 1, first if i < 4 else second)] if i in xs else [] for i in range(9)]
+    out = feed(tracker, frames) + tracker.flush()
+    assert [d.status for d in out] == decisions
+    assert tracker.counts.crossed == 1  # one part crossed the exit line, counted once

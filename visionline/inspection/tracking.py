@@ -21,7 +21,7 @@ decision carries its track's most defective frame (``best_frame``, ``best_part``
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -89,6 +89,9 @@ class TrackerConfig(BaseModel):
     belt_px_per_frame: float = 0.0
     nms_iou: float = 0.5
     line_x: float = 0.8  # exit line, as a fraction of the width
+    # A track whose largest box, in belt coordinates, overlaps a recently decided one this much
+    # is the same physical part tracked again (a missed frame or an occluder broke its track).
+    same_part_iou: float = 0.3
     zone: list[tuple[float, float]] | None = None  # inspection polygon in pixels; None: frame
 
 
@@ -114,6 +117,15 @@ class PartDecision(BaseModel):
     best_frame: int = -1
     best_part: PartDetection | None = None
     last_box: FloatBox | None = None  # in the last frame it was reported (``last_frame``)
+
+
+@dataclass
+class Decided:
+    """A part decided lately, where it lies on the belt: tracked again, it is known."""
+
+    belt_box: FloatBox
+    defective: bool
+    counted: bool  # its exit-line crossing is counted
 
 
 class LineCounts(BaseModel):
@@ -180,6 +192,8 @@ class TrackEvidence:
     best_box: FloatBox = (0.0, 0.0, 0.0, 0.0)
     best_key: tuple[float, float] = (-1.0, -1.0)  # (confidence, area) of the best box
     crossed: bool = False
+    belt_box: FloatBox | None = None  # its largest box, in belt coordinates: where it lies
+    belt_area: float = -1.0
     evidence_frame: int = -1  # the frame of ``evidence`` below
     evidence: PartDetection | None = None  # the part in its most defective frame
     evidence_key: tuple[float, float] = (-1.0, -1.0)  # (defect score, confidence) of it
@@ -269,8 +283,10 @@ class PartTracker:
         self.zone, self.line = make_zones(resolution, self.config)
         self.open: dict[int, TrackEvidence] = {}
         self.finished: set[int] = set()  # ids already decided: later boxes are ignored
+        self.recent: deque[Decided] = deque(maxlen=16)  # the last parts decided, by belt box
         self.counts = LineCounts()
         self.frame_index = -1
+        self.shift = 0.0  # belt travel at the current frame
 
     def update(self, frame: PartDetections) -> list[PartDecision]:
         """Feed one frame; the decisions of tracks that finished with it."""
@@ -290,10 +306,14 @@ class PartTracker:
             if in_zone[k]:
                 ev.add(frame.frame_index, seen, self.rules)
             ev.last_seen, ev.seen = frame.frame_index, seen
+            if box_area(seen.box) > ev.belt_area:
+                x0, y0, x1, y1 = seen.box
+                ev.belt_area = box_area(seen.box)
+                ev.belt_box = (x0 - self.shift, y0, x1 - self.shift, y1)
             if crossed[k]:
                 ev.crossed = True
                 done.append(self._finish(track_id))
-        return done + self._expire()
+        return [d for d in done + self._expire() if d is not None]
 
     def _track(self, frame: PartDetections) -> sv.Detections:
         """Tracked boxes in frame coordinates; tracks not yet confirmed (id -1) left out."""
@@ -301,6 +321,7 @@ class PartTracker:
         shift = frame.belt_shift
         if shift is None:
             shift = frame.frame_index * self.config.belt_px_per_frame
+        self.shift = float(shift)
         on_belt = dets[:]  # a copy, so the zone and line still see frame coordinates
         on_belt.xyxy = dets.xyxy - np.array([shift, 0, shift, 0], np.float32)
         tracked = self.tracker.update(on_belt)
@@ -312,9 +333,10 @@ class PartTracker:
 
     def flush(self) -> list[PartDecision]:
         """End of stream: decide every open track."""
-        return [self._finish(track_id) for track_id in list(self.open)]
+        decided = [self._finish(track_id) for track_id in list(self.open)]
+        return [d for d in decided if d is not None]
 
-    def _expire(self) -> list[PartDecision]:
+    def _expire(self) -> list[PartDecision | None]:
         lost = [
             t
             for t, ev in self.open.items()
@@ -322,12 +344,31 @@ class PartTracker:
         ]
         return [self._finish(t) for t in lost]
 
-    def _finish(self, track_id: int) -> PartDecision:
-        decision = decide(self.camera, track_id, self.open.pop(track_id), self.rules)
+    def _finish(self, track_id: int) -> PartDecision | None:
+        """The track's decision; None when it is a part already decided, tracked again, and
+        deciding it again would add nothing (it was rejected then, or is not rejected now)."""
+        ev = self.open.pop(track_id)
+        decision = decide(self.camera, track_id, ev, self.rules)
         self.finished.add(track_id)
+        earlier = self._same_part(ev.belt_box)
+        if earlier is not None and (earlier.defective or not decision.defective):
+            if decision.crossed_line and not earlier.counted:
+                earlier.counted = True
+                self._count(decision.model_copy(update={"defective": earlier.defective}))
+            return None
+        if ev.belt_box is not None:
+            self.recent.append(Decided(ev.belt_box, decision.defective, decision.crossed_line))
         if decision.crossed_line:
             self._count(decision)
         return decision
+
+    def _same_part(self, belt_box: FloatBox | None) -> Decided | None:
+        if belt_box is None or not self.recent:
+            return None
+        boxes = np.array([d.belt_box for d in self.recent], np.float64)
+        overlap = sv.box_iou_batch(np.array([belt_box], np.float64), boxes)[0]
+        best = int(overlap.argmax())
+        return self.recent[best] if overlap[best] >= self.config.same_part_iou else None
 
     def _count(self, decision: PartDecision) -> None:
         self.counts.crossed += 1
