@@ -106,7 +106,13 @@ class Worker:
     def each(self, source: Topic, out: Topic, handle: Callable[[object], tuple]) -> None:
         """The usual agent: ``handle(event) -> (key, value)`` is sent to ``out``, a
         FrameRejected is dead-lettered, anything else crashes the worker."""
-        out_topic = self.topic(out)
+        self.routed(source, (out,), lambda event: (out, *handle(event)))
+
+    def routed(
+        self, source: Topic, outputs: tuple[Topic, ...], handle: Callable[[object], tuple]
+    ) -> None:
+        """Like ``each``, but ``handle(event) -> (topic, key, value)`` picks one of ``outputs``."""
+        topics = {t: self.topic(t) for t in outputs}
 
         @self.app.agent(self.topic(source), name=f"visionline.{self.service}")
         async def process(stream):
@@ -114,13 +120,13 @@ class Worker:
                 self.counted_in()
                 done = self.timed()
                 try:
-                    key, value = handle(event)
+                    topic, key, value = handle(event)
                 except FrameRejected as rejected:
                     await self.reject(event, rejected)
                     continue
                 except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
                     self.crash(exc)
-                await self.send(out_topic, key, value)
+                await self.send(topics[topic], key, value)
                 done()
 
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:

@@ -79,28 +79,8 @@ def main() -> None:
         redis.Redis.from_url(common.redis_url),
     )
     worker = Worker("ingest", common)
-    routed(worker, ingest.handle)
+    worker.routed(Topic.RAW_FRAMES, (Topic.VALID_FRAMES, Topic.INSPECTION_FRAMES), ingest.handle)
     worker.run()
-
-
-def routed(worker: Worker, handle) -> None:
-    """Like ``Worker.each``, but ``handle(event) -> (topic, key, value)`` picks the topic."""
-    outputs = {t: worker.topic(t) for t in (Topic.VALID_FRAMES, Topic.INSPECTION_FRAMES)}
-
-    @worker.app.agent(worker.topic(Topic.RAW_FRAMES), name="visionline.ingest")
-    async def process(stream):
-        async for event in stream.events():
-            worker.counted_in()
-            done = worker.timed()
-            try:
-                topic, key, value = handle(event)
-            except FrameRejected as rejected:
-                await worker.reject(event, rejected)
-                continue
-            except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
-                worker.crash(exc)
-            await worker.send(outputs[topic], key, value)
-            done()
 
 
 if __name__ == "__main__":

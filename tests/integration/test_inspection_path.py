@@ -9,6 +9,7 @@ import pytest
 from tests.integration.pipeline import Camera, TopicReader
 from visionline.cameras import CameraSpec, upsert_cameras
 from visionline.inspection import LineGenerator
+from visionline.inspection.metrics import iou
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.messages import Topic
 from visionline.stack.config import INSPECTION_MODELS
@@ -21,14 +22,6 @@ def observations(stack):
     reader = TopicReader(stack.kafka_bootstrap, Topic.PART_OBSERVATIONS)
     yield reader
     reader.close()
-
-
-def iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def test_inspection_frames_give_parts_where_the_parts_are(stack, engine, observations):

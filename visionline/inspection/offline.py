@@ -1,14 +1,15 @@
 """Replay a simulated line through the inspection models and the tracker, without the stack.
 
-The same code as the pipeline (``vision`` pre/post-processing, ``PartTracker`` configured from
-``infra/rules.yaml``), in one process with ONNX Runtime: a quality engineer tunes decision
+The same code as the pipeline (the inspect worker's ``Inspector``, ``PartTracker`` configured
+from ``infra/rules.yaml``), in one process with ONNX Runtime: a quality engineer tunes decision
 thresholds here in a minute, then confirms them through the real stack with ``inspection run``.
 Observations are computed once; deciding again with other rules only re-runs the tracker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +20,7 @@ from visionline.inspection.acceptance import CameraRun, score
 from visionline.inspection.config import InspectionConfig
 from visionline.inspection.tracking import PartDecision, PartDetection, PartDetections, PartTracker
 from visionline.inspection.train.evaluate import load_models
-from visionline.inspection.vision import (
-    DEFECT_DETECTOR,
-    PART_ANOMALY,
-    PART_DETECTOR,
-    CropDecoding,
-    crop_tensors,
-    decode_parts,
-    frame_tensor,
-    part_detections,
-)
+from visionline.inspection.vision import CropDecoding
 
 
 @dataclass
@@ -45,23 +37,26 @@ def observe(
     min_part_score: float = 0.3,
     log: Callable[[str], None] = print,
 ) -> Observed:
-    decoding = decoding or CropDecoding()
-    models, _ = load_models(repository, threads=2)
+    """The line's frames through the inspect worker's own ``Inspector``, on local models."""
+    from services.inspect.logic import Inspector
+
+    models, versions = load_models(repository, threads=2)
+
+    async def infer(model: str, input_name: str, batch: np.ndarray, outputs: Sequence[str]):
+        found = models[model].run(batch)
+        return {name: found[name] for name in outputs}, str(versions[model])
+
+    async def served_version(model: str) -> str:
+        return str(versions[model])
+
+    inspector = Inspector(infer, served_version, min_part_score=min_part_score,
+                          decoding=decoding or CropDecoding())  # fmt: skip
     out = []
     for index in range(frames):
         jpeg = np.frombuffer(run.render(index), np.uint8)  # the bytes a camera would send
         rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        tensor, letterbox = frame_tensor(rgb)
-        parts = decode_parts(
-            {k: v[0] for k, v in models[PART_DETECTOR].run(tensor[None]).items()},
-            letterbox, min_part_score,
-        )  # fmt: skip
-        crops, windows = crop_tensors(rgb, [box for box, _ in parts])
-        if parts:
-            anomaly, defects = models[PART_ANOMALY].run(crops), models[DEFECT_DETECTOR].run(crops)
-            out.append(part_detections(parts, windows, anomaly, defects, decoding))
-        else:
-            out.append([])
+        parts, _ = asyncio.run(inspector.inspect(rgb))
+        out.append(parts)
         if index % 50 == 49:
             log(f"{run.camera}: {index + 1}/{frames} frames")
     return Observed(run, out)
