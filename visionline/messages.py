@@ -173,6 +173,8 @@ class ObservedPart(Schema):
     defect_score: float  # that the part is defective: max of the anomaly and defect models
     anomaly_score: float
     defects: list[DefectFinding]
+    # The defect detector's peak score per class, however low: evidence averaged over frames.
+    class_scores: dict[str, float] = {}
 
 
 class PartObservations(Schema):
@@ -212,6 +214,8 @@ class PartVerdict(Schema):
     score: float  # the highest defect score seen
     frames_seen: int
     defect_frames: int
+    # Per class of interest, the detector's peak score averaged over the frames seen.
+    evidence: dict[str, float] = {}
     first_frame_id: str
     last_frame_id: str
     best_frame_id: str  # the frame of the box, defects and snapshot below

@@ -103,6 +103,7 @@ def build_verdicts(
                 score=d.max_defect_score,
                 frames_seen=d.frames_seen,
                 defect_frames=d.defect_frames,
+                evidence=d.class_evidence,
                 first_frame_id=first(d).frame_id,
                 last_frame_id=frames.get(d.last_frame, deciding).frame_id,
                 best_frame_id=best.frame_id,

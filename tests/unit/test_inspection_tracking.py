@@ -184,3 +184,37 @@ def test_a_part_tracked_twice_is_decided_once(first, second, decisions) -> None:
     out = feed(tracker, frames) + tracker.flush()
     assert [d.status for d in out] == decisions
     assert tracker.counts.crossed == 1  # one part crossed the exit line, counted once
+
+
+def faint(x0: float, ref: int, scores: dict[str, float]) -> PartDetection:
+    """A part whose detector peaks are ``scores``: no defect passes a frame threshold."""
+    return part(x0, ref).model_copy(update={"class_scores": scores})
+
+
+def test_mean_score_rejects_faint_evidence_seen_in_every_frame() -> None:
+    rules = DecisionRules(classes=["crack", "missing_hole"], min_defect_frames=None,
+                          min_mean_score=0.2)  # fmt: skip
+    tracker = PartTracker("c", SIZE, rules=rules, tracker=OracleTracker())
+    xs = [0, 50, 100, 150, 200, 240]
+    frames = [
+        [
+            faint(x, 1, {"missing_hole": 0.25, "crack": 0.05}),  # faint, but in every frame
+            faint(x, 2, {"crack": 0.9 if x == 100 else 0.0}),  # one glint: mean 0.15
+            faint(x, 3, {"stain": 0.8, "crack": 0.1}),  # a class not of interest
+        ]
+        for x in xs
+    ]
+    decisions = {d.ref: d for d in feed(tracker, frames)}
+    assert decisions[1].defective and decisions[1].top_class == "missing_hole"
+    assert decisions[1].class_evidence == {"missing_hole": 0.25, "crack": 0.05}
+    assert decisions[1].defect_frames == 0  # no single frame would have rejected it
+    assert not decisions[2].defective and decisions[2].class_evidence["crack"] == 0.15
+    assert not decisions[3].defective and "stain" not in decisions[3].class_evidence
+
+
+def test_either_rule_rejects_when_both_are_on() -> None:
+    rules = DecisionRules(min_defect_frames=1, min_mean_score=0.5)
+    tracker = PartTracker("c", SIZE, rules=rules, tracker=OracleTracker())
+    frames = [[part(x, 1, ("crack",) if x == 100 else ())] for x in (0, 50, 100, 150, 200, 240)]
+    (decision,) = feed(tracker, frames)
+    assert decision.defective and decision.defect_frames == 1  # by frames; its mean is 0

@@ -7,11 +7,13 @@ from visionline.inspection import LineGenerator
 from visionline.inspection.vision import (
     ANOMALY_CLASS,
     CROP,
+    DEFECT_CLASSES,
     FRAME_H,
     FRAME_W,
     STRIDE,
     Crop,
     Letterbox,
+    class_scores,
     crop_tensors,
     decode_crop,
     decode_parts,
@@ -124,6 +126,15 @@ def test_part_detections_carry_both_scores():
                            "defect_mask": mask[None]})  # fmt: skip
     assert out[0].anomaly_score == pytest.approx(0.3) and out[0].defect_score == pytest.approx(0.3)
     assert out[0].defects == [] and out[0].confidence == pytest.approx(0.9)
+    assert out[0].class_scores == dict.fromkeys(DEFECT_CLASSES, 0.0)
+
+
+def test_class_scores_are_each_class_peak_however_low():
+    _, heat, _, _ = _crop_outputs()
+    heat[3, 10, 4], heat[3, 2, 2], heat[0, 1, 1] = 0.12, 0.05, 0.2  # below any defect threshold
+    scores = class_scores(heat, DEFECT_CLASSES)
+    assert scores == {"scratch": 0.2, "crack": 0.0, "stain": 0.0, "missing_hole": 0.12,
+                      "deformation": 0.0}  # fmt: skip
 
 
 def test_a_generator_frame_crops_each_true_part():

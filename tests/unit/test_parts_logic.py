@@ -25,6 +25,7 @@ from visionline.inspection.config import (
     parse_inspection,
 )
 from visionline.inspection.tracking import PartDecision, PartDetection, PartTracker
+from visionline.inspection.wire import observed_part, to_detection
 from visionline.messages import (
     DefectFinding,
     FrameMeta,
@@ -268,6 +269,11 @@ def test_inspection_config_needs_exactly_one_belt_speed() -> None:
         InspectionConfig(cameras=["x"], belt_px_per_s=1, speed=3)  # unknown keys refused
     with pytest.raises(ValidationError):
         InspectionConfig(cameras=["x"], belt_px_per_s=1, zone=[(0, 0), (1, 1)])
+    with pytest.raises(ValidationError, match="no part could be rejected"):
+        InspectionConfig(cameras=["x"], belt_px_per_s=1, min_defect_frames=None)
+    config = InspectionConfig(cameras=["x"], belt_px_per_s=1, min_defect_frames=None,
+                              min_mean_score=0.2)  # fmt: skip
+    assert config.decision_rules().min_mean_score == 0.2
     config = InspectionConfig(cameras=["x"], fps=5, belt_px_per_frame=20)
     assert config.speed_px_per_s == 100 and config.tracker_config().belt_px_per_frame == 20
 
@@ -312,3 +318,10 @@ def test_a_camera_behind_a_backlog_is_not_taken_for_silent() -> None:
     caught_up = {tp: 43}.get
     verdicts, events = lines.flush_idle(now=100, idle_s=5, wall=T0, highwater=caught_up)
     assert len(verdicts) == 1 and events == ["e0", "e1", "e2"]
+
+
+def test_class_scores_cross_the_wire_clamped() -> None:
+    part = observed(0).model_copy(update={"class_scores": {"crack": 0.3, "stain": 1.2}})
+    detection = to_detection(part)
+    assert detection.class_scores == {"crack": 0.3, "stain": 1.0}
+    assert observed_part(detection).class_scores == {"crack": 0.3, "stain": 1.0}

@@ -66,7 +66,7 @@ def replay(
 
     from visionline.inspection.acceptance import plan
     from visionline.inspection.config import config_for, load_inspection
-    from visionline.inspection.offline import observe, replay_score
+    from visionline.inspection.offline import observe, replay_score, rule_grid
     from visionline.inspection.vision import CropDecoding
 
     base = config_for(load_inspection(rules_file), camera)
@@ -75,32 +75,10 @@ def replay(
     runs = plan(cameras, 0, base.fps, seed)
     low = CropDecoding(min_defect_score=0.1)  # keep weak defects: the grid decides
     observed = [observe(r, frames, repository, low, log=console.print) for r in runs]
-    table = Table(
-        "min_score",
-        "min_defect_frames",
-        "recall",
-        "precision",
-        "parts",
-        "defective",
-        title=f"Per-part decisions, {cameras} lines x {frames} frames",
-    )
-    for min_score in (0.3, 0.4, 0.5, 0.6):
-        for frames_needed in (1, 2, 3):
-            config = base.model_copy(
-                update={"min_score": min_score, "min_defect_frames": frames_needed}
-            )
-            f = replay_score(observed, config)
-            mark = (
-                " (rules file)"
-                if (min_score, frames_needed) == (base.min_score, base.min_defect_frames)
-                else ""
-            )
-            table.add_row(
-                f"{min_score}{mark}",
-                str(frames_needed),
-                f"{f['recall']:.3f}",
-                f"{f['precision']:.3f}",
-                str(f["parts"]),
-                str(f["defective"]),
-            )
+    table = Table("rule", "threshold", "recall", "precision", "parts", "defective",
+                  title=f"Per-part decisions, {cameras} lines x {frames} frames")  # fmt: skip
+    for rule, threshold, config in rule_grid(base):
+        f = replay_score(observed, config)
+        table.add_row(rule, threshold, f"{f['recall']:.3f}", f"{f['precision']:.3f}",
+                      str(f["parts"]), str(f["defective"]))  # fmt: skip
     console.print(table)

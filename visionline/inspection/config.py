@@ -42,7 +42,9 @@ class InspectionConfig(BaseModel):
     min_score: float = Field(0.5, ge=0, le=1)  # of a defect, to count
     min_area: float = Field(0.0, ge=0)  # pixels, of a defect, to count
     classes: list[str] | None = None  # defect classes that reject; None: all
-    min_defect_frames: int = Field(1, ge=1)  # frames with a counting defect, to reject
+    # A part is rejected when either rule that is on (not null) holds; see DecisionRules.
+    min_defect_frames: int | None = Field(1, ge=1)  # frames with a counting defect
+    min_mean_score: float | None = Field(None, gt=0, le=1)  # a class's peak, averaged over frames
     alert: bool = True  # raise an alert for each rejected part
     severity: Literal["info", "warning", "critical"] = "warning"
 
@@ -64,6 +66,12 @@ class InspectionConfig(BaseModel):
     def _one_speed(self) -> InspectionConfig:
         if (self.belt_px_per_s is None) == (self.belt_px_per_frame is None):
             raise ValueError("give exactly one of belt_px_per_s and belt_px_per_frame")
+        return self
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> InspectionConfig:
+        if self.min_defect_frames is None and self.min_mean_score is None:
+            raise ValueError("no part could be rejected: set min_defect_frames or min_mean_score")
         return self
 
     @property
@@ -95,6 +103,7 @@ class InspectionConfig(BaseModel):
             classes=self.classes,
             min_frames=self.min_frames,
             min_defect_frames=self.min_defect_frames,
+            min_mean_score=self.min_mean_score,
         )
 
 

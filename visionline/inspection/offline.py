@@ -87,3 +87,19 @@ def as_alerts(run: CameraRun, decisions: list[PartDecision]) -> list[dict]:
 def replay_score(observed: list[Observed], config: InspectionConfig) -> dict:
     alerts = [a for o in observed for a in as_alerts(o.run, decide(o, config))]
     return score([o.run for o in observed], [], alerts)
+
+
+def rule_grid(base: InspectionConfig) -> list[tuple[str, str, InspectionConfig]]:
+    """The rules file's entry, then each rejection rule alone at nearby thresholds:
+    (rule, threshold, config)."""
+    grid = [("rules file", "", base)]
+    for min_score in (0.3, 0.4, 0.5, 0.6):
+        for frames in (1, 2, 3):
+            update = {"min_score": min_score, "min_defect_frames": frames, "min_mean_score": None}
+            grid.append(
+                ("frames", f"score {min_score} in {frames}", base.model_copy(update=update))
+            )
+    for mean in (0.08, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.25, 0.3):
+        update = {"min_defect_frames": None, "min_mean_score": mean}
+        grid.append(("mean score", f"{mean}", base.model_copy(update=update)))
+    return grid

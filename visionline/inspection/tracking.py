@@ -50,6 +50,8 @@ class PartDetection(BaseModel):
     defect_score: float = Field(default=0.0, ge=0, le=1)  # that the part is defective
     anomaly_score: float = Field(default=0.0, ge=0, le=1)  # the anomaly model's alone
     defects: list[DefectDetection] = []
+    # The defect detector's peak per class in this frame, however low (see vision.class_scores)
+    class_scores: dict[str, float] = {}
     ref: int | None = None  # caller's id (e.g. a ground-truth part id), carried to decisions
 
 
@@ -64,14 +66,27 @@ class PartDetections(BaseModel):
 
 
 class DecisionRules(BaseModel):
-    """When a tracked part is defective; a defect counts only if it passes every threshold."""
+    """When a tracked part is defective: seen in at least ``min_frames`` frames, and either
+    rule that is on holds.
+
+    - Frames: in ``min_defect_frames`` frames, a defect passed every threshold (score, area,
+      class).
+    - Mean score: for some class of interest, the detector's peak score for it averaged over
+      the part's frames reaches ``min_mean_score``. Evidence summed over frames separates
+      parts better than any one frame: one glint is not a scratch, and a defect seen faintly
+      in every frame is one.
+    """
 
     model_config = ConfigDict(extra="forbid")
     min_score: float = 0.5
     min_area: float = 0.0
     classes: list[str] | None = None  # classes of interest; None means all
     min_frames: int = 3  # frames seen in the zone before any decision is trusted
-    min_defect_frames: int = 1  # frames with a qualifying defect to reject
+    min_defect_frames: int | None = 1  # frames with a qualifying defect to reject; None: off
+    min_mean_score: float | None = None  # a class's mean peak score to reject; None: off
+
+    def counts(self, defect_class: str) -> bool:
+        return self.classes is None or defect_class in self.classes
 
 
 class TrackerConfig(BaseModel):
@@ -106,6 +121,8 @@ class PartDecision(BaseModel):
     max_defect_score: float
     top_class: str | None
     class_votes: dict[str, int]
+    # Per class of interest, its peak score averaged over the frames seen (min_mean_score).
+    class_evidence: dict[str, float] = {}
     best_box: FloatBox
     best_area: float  # box area of the best box
     first_frame: int
@@ -188,6 +205,7 @@ class TrackEvidence:
     defect_frames: int = 0
     max_defect_score: float = 0.0
     votes: Counter[str] = field(default_factory=Counter)
+    class_sums: Counter[str] = field(default_factory=Counter)  # of class_scores, per frame
     refs: Counter[int] = field(default_factory=Counter)
     best_box: FloatBox = (0.0, 0.0, 0.0, 0.0)
     best_key: tuple[float, float] = (-1.0, -1.0)  # (confidence, area) of the best box
@@ -205,6 +223,7 @@ class TrackEvidence:
         qualifying = qualifying_defects(part, rules)
         self.defect_frames += bool(qualifying)
         self.votes.update({d.defect_class for d in qualifying})  # one vote per class and frame
+        self.class_sums.update({c: v for c, v in part.class_scores.items() if rules.counts(c)})
         if part.ref is not None:
             self.refs[part.ref] += 1
         key = (part.confidence, box_area(part.box))
@@ -223,28 +242,38 @@ def qualifying_defects(part: PartDetection, rules: DecisionRules) -> list[Defect
     return [
         d
         for d in part.defects
-        if d.score >= rules.min_score
-        and d.area >= rules.min_area
-        and (rules.classes is None or d.defect_class in rules.classes)
+        if d.score >= rules.min_score and d.area >= rules.min_area and rules.counts(d.defect_class)
     ]
 
 
 def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) -> PartDecision:
+    evidence = {c: round(v / max(1, ev.frames_seen), 4) for c, v in ev.class_sums.items()}
     status: Status = "insufficient"
     if ev.frames_seen >= rules.min_frames:
-        status = "rejected" if ev.defect_frames >= rules.min_defect_frames else "accepted"
-    top = ev.votes.most_common(1)
+        status = "rejected" if is_defective(ev, evidence, rules) else "accepted"
+    top = ev.votes.most_common(1) or (  # no frame passed the thresholds: the strongest mean
+        [(max(evidence, key=evidence.__getitem__), 0)] if status == "rejected" else []
+    )
     ref = ev.refs.most_common(1)
     return PartDecision(
         camera=camera, track_id=track_id, status=status, defective=status == "rejected",
         frames_seen=ev.frames_seen, defect_frames=ev.defect_frames,
         max_defect_score=ev.max_defect_score, top_class=top[0][0] if top else None,
-        class_votes=dict(ev.votes), best_box=ev.best_box, best_area=box_area(ev.best_box),
+        class_votes=dict(ev.votes), class_evidence=evidence, best_box=ev.best_box,
+        best_area=box_area(ev.best_box),
         first_frame=ev.first_frame, last_frame=ev.last_seen, crossed_line=ev.crossed,
         ref=ref[0][0] if ref else None,
         best_frame=ev.evidence_frame if ev.evidence else ev.last_seen,
         best_part=ev.evidence or ev.seen, last_box=ev.seen.box if ev.seen else None,
     )  # fmt: skip
+
+
+def is_defective(ev: TrackEvidence, evidence: dict[str, float], rules: DecisionRules) -> bool:
+    by_frames = rules.min_defect_frames is not None and ev.defect_frames >= rules.min_defect_frames
+    by_mean = rules.min_mean_score is not None and max(evidence.values(), default=0.0) >= (
+        rules.min_mean_score
+    )
+    return by_frames or by_mean
 
 
 # Tracker --------------------------------------------------------------------------------------

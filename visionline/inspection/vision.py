@@ -135,6 +135,13 @@ def peaks(heatmap: np.ndarray, min_score: float, top_k: int) -> list[tuple[int, 
     return [(int(cls[i]), int(ys[i]), int(xs[i]), float(scores[i])) for i in order]
 
 
+def class_scores(heatmap: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Each class's peak on a crop's [C, H, W] heatmap, thresholds aside: how sure the
+    detector is that the part has that defect. Averaged over frames, it decides the part."""
+    peak = heatmap.reshape(len(heatmap), -1).max(axis=1)
+    return {name: round(float(np.clip(v, 0, 1)), 4) for name, v in zip(classes, peak, strict=True)}
+
+
 def box_at(y: int, x: int, size: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
     """A box from a peak cell: size holds log(width / STRIDE), log(height / STRIDE)."""
     dx, dy = (0.5, 0.5) if offset is None else (offset[0, y, x], offset[1, y, x])
@@ -260,5 +267,7 @@ def part_detections(
         anomaly_score = float(np.clip(anomaly["anomaly_score"][i], 0, 1))
         out.append(PartDetection(box=box, confidence=min(1.0, confidence),
                                  defect_score=min(1.0, score), anomaly_score=anomaly_score,
-                                 defects=found))  # fmt: skip
+                                 defects=found,
+                                 class_scores=class_scores(defects["defect_heatmap"][i],
+                                                           config.classes)))  # fmt: skip
     return out

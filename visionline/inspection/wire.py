@@ -31,6 +31,7 @@ def observed_part(part: PartDetection) -> ObservedPart:
         defect_score=part.defect_score,
         anomaly_score=part.anomaly_score,
         defects=[to_finding(d) for d in part.defects],
+        class_scores=part.class_scores,
     )
 
 
@@ -52,4 +53,5 @@ def to_detection(part: ObservedPart) -> PartDetection:
         defect_score=_unit(part.defect_score),
         anomaly_score=_unit(part.anomaly_score),
         defects=defects,
+        class_scores={name: _unit(v) for name, v in part.class_scores.items()},
     )
