@@ -84,3 +84,11 @@ def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
             assert ((out["anomaly_score"] > 0) & (out["anomaly_score"] < 1)).all()
     with pytest.raises(FileNotFoundError):
         latest(tmp_path / "nothing")
+    # and `visionline eval` scores them: every figure in [0, 1] (None only without both labels)
+    from visionline.inspection.train.data import render
+    from visionline.inspection.train.evaluate import KEYS, evaluate_condition, load_models
+
+    row = evaluate_condition(load_models(tmp_path, 1)[0], render(5, [("clean", {})], 3, 0.5))
+    assert row["crops"] > row["defective_crops"] > 0
+    assert all(row[k] is None or 0 <= row[k] <= 1 for k in KEYS)
+    assert row["detector_auroc"] is not None and row["image_auroc"] is not None

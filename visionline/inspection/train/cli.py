@@ -89,7 +89,15 @@ def eval_command(
 
     config = EvalConfig(seed=seed, strength=strength, frames_per_condition=frames)
     result = evaluate(repository, config, log=console.print)
-    headers = ("part AP50", "image AUROC", "pixel AUROC", "part AUROC", "mAP50", "mask IoU")
+    headers = (
+        "part AP50",
+        "image AUROC",
+        "pixel AUROC",
+        "part AUROC",
+        "detector AUROC",
+        "mAP50",
+        "mask IoU",
+    )
     table = Table("condition", "crops (bad)", *headers, title=f"versions {result['versions']}")
     for name, row in result["conditions"].items():
         table.add_row(name, f"{row['crops']} ({row['defective_crops']})",

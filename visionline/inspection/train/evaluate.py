@@ -7,7 +7,9 @@ factor alone at one strength (medium, 0.5, by default). Reported per condition:
 - anomaly model: image AUROC on part crops (good vs defective), pixel AUROC of its map;
 - defect detector: mAP@0.5 over the five classes and a class confusion matrix;
 - masks: mean IoU of the predicted defect mask with the truth, on defective crops;
-- part score (what the tracker decides on, max of both models): AUROC.
+- part score (what verdicts and snapshots carry, max of both models): AUROC;
+- defect detector as an image classifier: AUROC of its strongest class peak on the crop, the
+  score the part rule (``min_mean_score``) averages over a part's frames.
 
 Crops are cut around the true part boxes, so each model is judged on its own; the end-to-end
 per-part figures come from ``visionline inspection run`` through the real stack.
@@ -108,6 +110,7 @@ def evaluate_condition(models: dict[str, OnnxModel], data: Samples) -> dict:
         "image_auroc": _round(_auroc(anomaly["anomaly_score"], bad)),
         "pixel_auroc": _round(metrics.pixel_auroc(maps, [c.mask for c in crops])),
         "part_score_auroc": _round(_auroc(np.array(part_scores), bad)),
+        "detector_auroc": _round(_auroc(defects["defect_heatmap"].max(axis=(1, 2, 3)), bad)),
         "defect_map50": _round(metrics.mean_average_precision(dets, truths)),
         "defect_ap50": {c: _round(v) for c, v in metrics.average_precision(dets, truths).items()},
         "mask_iou": _round(float(np.mean(ious))) if ious else None,
@@ -134,7 +137,15 @@ def _round(value: float | None) -> float | None:
     return None if value is None or np.isnan(value) else round(float(value), 4)
 
 
-KEYS = ("part_ap50", "image_auroc", "pixel_auroc", "part_score_auroc", "defect_map50", "mask_iou")
+KEYS = (
+    "part_ap50",
+    "image_auroc",
+    "pixel_auroc",
+    "part_score_auroc",
+    "detector_auroc",
+    "defect_map50",
+    "mask_iou",
+)
 
 
 def _short(row: dict) -> str:
