@@ -65,7 +65,7 @@ bench: models
 	$(BIN)/visionline bench
 
 compose-check:
-	POSTGRES_PASSWORD=check UPLOAD_KEY_PEPPER=check docker-compose -f docker-compose.yml config -q
+	POSTGRES_PASSWORD=check UPLOAD_KEY_PEPPER=check GRAFANA_ADMIN_PASSWORD=check docker-compose -f docker-compose.yml config -q
 
 # Re-resolve the full pinned dependency set after changing pyproject.toml.
 lock:

@@ -7,6 +7,7 @@ Common settings read ``VISIONLINE_*``; each service reads its own prefix as well
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,7 +37,10 @@ class CommonSettings(_Settings):
     model_repository: Path = REPO_ROOT / "triton_models"
     model_name: str = "efficientnet_lite0"
     log_level: str = "INFO"
+    # json: one object per line with service, camera_id and frame_id (visionline/logs.py).
+    log_format: Literal["json", "text"] = "json"
     metrics_port: int = Field(0, ge=0)  # 0: no Prometheus endpoint
+    lag_refresh_s: float = Field(5.0, gt=0)  # how often visionline_consumer_lag is read
 
     @property
     def is_production(self) -> bool:

@@ -9,53 +9,58 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 
+from visionline import logs
 from visionline.imaging import FrameRejected
 from visionline.kafka import faust_topic, source_of
 from visionline.messages import (
     DeadLetter,
     M,
     MessageError,
+    ModelRef,
     Topic,
     dead_letter,
     from_json,
     to_json,
     unpack_envelope,
 )
+from visionline.observability import (
+    BATCH_SIZE,
+    DEAD_LETTERS,
+    MESSAGES_IN,
+    MESSAGES_OUT,
+    STAGE_SECONDS,
+    LagGauge,
+    ModelVersions,
+)
 from visionline.settings import CommonSettings
 
-MESSAGES_IN = Counter("visionline_messages_in_total", "Messages consumed", ["service"])
-MESSAGES_OUT = Counter("visionline_messages_out_total", "Messages produced", ["service", "topic"])
-DEAD_LETTERS = Counter(
-    "visionline_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "reason"]
-)
-STAGE_SECONDS = Histogram(
-    "visionline_stage_seconds",
-    "Processing time of one message (or batch) in a stage",
-    ["service"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
 
+def decode_message(value: bytes, schema: type[M], envelope: bool = True, bind: bool = True):
+    """An envelope's (metadata, payload), or a JSON message; malformed ones are rejected.
 
-def decode_message(value: bytes, schema: type[M], envelope: bool = True):
-    """An envelope's (metadata, payload), or a JSON message; malformed ones are rejected."""
+    With ``bind``, this task's log records carry the message's camera and frame from here on
+    (until the worker counts the next message in); batch handlers pass False.
+    """
     try:
-        return unpack_envelope(value, schema) if envelope else from_json(value, schema)
+        decoded = unpack_envelope(value, schema) if envelope else from_json(value, schema)
     except (MessageError, ValidationError) as exc:
         raise FrameRejected("malformed_message", str(exc)[:500]) from None
+    if bind:
+        logs.bind_frame(decoded[0] if envelope else decoded)
+    return decoded
 
 
 def _printable_key(key: bytes | None) -> str | None:
     return key.decode("utf-8", errors="backslashreplace")[:64] if key else None
 
 
-def configure_logging(common: CommonSettings) -> None:
-    logging.basicConfig(
-        level=common.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def configure_logging(common: CommonSettings, service: str | None = None) -> None:
+    """JSON lines (or plain text, ``VISIONLINE_LOG_FORMAT=text``) on stderr; the Worker names
+    the service when it is not given here."""
+    logs.configure(common.log_level, common.log_format, service)
 
 
 @dataclass
@@ -72,6 +77,14 @@ class Worker:
         self.app = faust_app(self.service, self.common, **self.app_options)
         self.dead_letters = faust_topic(self.app, Topic.DEAD_LETTER)
         self.log = logging.getLogger(f"visionline.{self.service}")
+        self.models = ModelVersions(self.service)
+        # Faust's own topics (its leader topic, changelogs) are named after the app.
+        self.lag = LagGauge(self.service, internal_prefix=f"{self.app.conf.id}-")
+        logs.set_service(self.service)
+
+        @self.app.timer(self.common.lag_refresh_s, name=f"visionline.{self.service}.lag")
+        async def refresh_lag() -> None:
+            await self.lag.refresh(self.app.consumer)
 
     def topic(self, topic: Topic):
         return faust_topic(self.app, topic)
@@ -132,20 +145,33 @@ class Worker:
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
         await self.send(self.dead_letters, key, to_json(letter))
         DEAD_LETTERS.labels(self.service, letter.error_type).inc()
-        self.log.warning(
-            "dead-lettered %s/%s: %s: %s",
-            letter.camera_id,
-            letter.frame_id,
-            letter.error_type,
-            letter.error_message,
-        )
+        with logs.frame_context(letter.camera_id, letter.frame_id):
+            self.log.warning(
+                "dead-lettered %s/%s: %s: %s",
+                letter.camera_id,
+                letter.frame_id,
+                letter.error_type,
+                letter.error_message,
+            )
 
     def timed(self) -> Callable[[], None]:
         start = time.perf_counter()
         return lambda: STAGE_SECONDS.labels(self.service).observe(time.perf_counter() - start)
 
     def counted_in(self, n: int = 1) -> None:
+        """A new message (or batch) is being handled: no frame in the log context until it is
+        decoded."""
+        logs.clear_frame()
         MESSAGES_IN.labels(self.service).inc(n)
+
+    def batch_in(self, n: int, source: Topic) -> None:
+        """``counted_in`` for a batch of ``n`` messages taken from ``source``."""
+        self.counted_in(n)
+        BATCH_SIZE.labels(self.service, str(source)).observe(n)
+
+    def model_in_use(self, *refs: ModelRef) -> None:
+        """The models (and versions) that answered the last request: ``visionline_model_info``."""
+        self.models.record(refs)
 
     def crash(self, exc: BaseException) -> None:
         """Exit at once, without committing: the supervisor restarts the worker and the
@@ -161,5 +187,14 @@ class Worker:
 
         if self.common.metrics_port:
             start_http_server(self.common.metrics_port)
-        worker = faust.Worker(self.app, loglevel=self.common.log_level, redirect_stdouts=False)
+        # override_logging=False: Faust would replace the JSON handler with its colored one.
+        worker = faust.Worker(
+            self.app,
+            loglevel=self.common.log_level,
+            redirect_stdouts=False,
+            override_logging=False,
+            quiet=self.common.log_format == "json",  # no banner or "OK ^" between JSON lines
+        )
+        if self.common.log_format == "json":
+            worker.spinner = None  # it writes terminal escapes to stdout; Faust logs "Ready"
         worker.execute_from_commandline()

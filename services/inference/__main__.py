@@ -30,7 +30,7 @@ def build_model(common: CommonSettings, settings: InferenceSettings) -> Resilien
 
 def main() -> None:
     common, settings = CommonSettings(), InferenceSettings()
-    configure_logging(common)
+    configure_logging(common, "inference")
     model = build_model(common, settings)
     worker = Worker("inference", common)
     out_topic = worker.topic(Topic.INFERENCE)
@@ -39,7 +39,7 @@ def main() -> None:
         frames, tensors, keys = [], [], []
         for event in events:
             try:
-                frame, tensor = decode_message(event.message.value, PreprocessedFrame)
+                frame, tensor = decode_message(event.message.value, PreprocessedFrame, bind=False)
             except FrameRejected as rejected:
                 await worker.reject(event, rejected)
                 continue
@@ -51,7 +51,7 @@ def main() -> None:
     @worker.app.agent(worker.topic(Topic.PREPROCESSED))
     async def infer_batches(stream):
         async for events in stream.take_events(settings.max_batch, settings.max_wait_ms / 1000):
-            worker.counted_in(len(events))
+            worker.batch_in(len(events), Topic.PREPROCESSED)
             frames, tensors, keys = await decode(events)
             if not frames:
                 continue
@@ -60,6 +60,7 @@ def main() -> None:
                 logits, ref = await model.infer(stack_batch(frames, tensors))
             except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
                 worker.crash(exc)
+            worker.model_in_use(ref)
             out = results(frames, logits, ref)
             await worker.send_many(
                 out_topic, [(k, pack_envelope(r, p)) for k, (r, p) in zip(keys, out, strict=True)]

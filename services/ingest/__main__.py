@@ -19,6 +19,7 @@ from visionline.cameras import CameraRegistry
 from visionline.db import make_engine
 from visionline.imaging import FrameRejected
 from visionline.kafka import source_of
+from visionline.logs import set_frame
 from visionline.messages import FrameMeta, Topic, pack_envelope
 from visionline.settings import CommonSettings, IngestSettings
 from visionline.worker import Worker, configure_logging
@@ -37,6 +38,7 @@ class Ingest:
     def admit(self, raw: RawFrame) -> tuple[FrameMeta, Topic]:
         """The frame's metadata and the topic it goes to; FrameRejected when it goes nowhere."""
         meta = validate_frame(raw, self.limits)
+        set_frame(meta.camera_id, meta.frame_id)  # this frame's log records say which it is
         try:
             camera = check_registered(meta.camera_id, self.registry.get(meta.camera_id))
             if not self.rate.allow(meta.camera_id, meta.captured_at, camera.max_fps):
@@ -72,7 +74,7 @@ def raw_frame(event) -> RawFrame:
 
 def main() -> None:
     common, settings = CommonSettings(), IngestSettings()
-    configure_logging(common)
+    configure_logging(common, "ingest")
     ingest = Ingest(
         settings,
         CameraRegistry(make_engine(common.database_url), settings.registry_refresh_s),

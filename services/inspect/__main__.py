@@ -34,7 +34,7 @@ def build_inspector(common: CommonSettings, settings: InspectSettings) -> Inspec
 
 def main() -> None:
     common, settings = CommonSettings(), InspectSettings()
-    configure_logging(common)
+    configure_logging(common, "inspect")
     inspector = build_inspector(common, settings)
     store = SnapshotStore(
         settings.snapshot_dir, settings.snapshot_max_age_s, settings.snapshot_max_bytes
@@ -83,6 +83,7 @@ def main() -> None:
                 ref = await asyncio.to_thread(snapshot, meta, bgr, parts)
             except Exception as exc:  # noqa: BLE001 - Triton stayed down: crash, redeliver
                 worker.crash(exc)
+            worker.model_in_use(*models)
             message = observations(meta, quality, parts, models, ref)
             await asyncio.to_thread(keep_sample, message, bytes(image))
             await worker.send(out_topic, meta.camera_id.encode(), to_json(message))

@@ -37,7 +37,7 @@ from visionline.worker import Worker, configure_logging, decode_message
 
 def main() -> None:
     common, settings = CommonSettings(), PartsSettings()
-    configure_logging(common)
+    configure_logging(common, "parts")
     lines = Lines(load_inspection(settings.rules_file))
     worker = Worker("parts", common)
     decisions = worker.topic(Topic.PART_DECISIONS)

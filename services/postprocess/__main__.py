@@ -14,7 +14,7 @@ from visionline.worker import Worker, configure_logging, decode_message
 
 def main() -> None:
     common, settings = CommonSettings(), PostprocessSettings()
-    configure_logging(common)
+    configure_logging(common, "postprocess")
     labels = load_labels(common.model_repository, common.model_name)
 
     def handle(event) -> tuple[bytes, bytes]:

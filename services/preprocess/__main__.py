@@ -11,7 +11,7 @@ from visionline.worker import Worker, configure_logging, decode_message
 
 def main() -> None:
     common, settings = CommonSettings(), PreprocessSettings()
-    configure_logging(common)
+    configure_logging(common, "preprocess")
 
     def handle(event) -> tuple[bytes, bytes]:
         meta, image = decode_message(event.message.value, FrameMeta)

@@ -46,7 +46,7 @@ class Cooldowns:
 
 def main() -> None:
     common, settings = CommonSettings(), RulesSettings()
-    configure_logging(common)
+    configure_logging(common, "rules")
     rules_file = load_rules_file(settings.rules_file)
     rules, inspection = rules_file.rules, rules_file.inspection
     engine = make_engine(common.database_url)
@@ -58,7 +58,8 @@ def main() -> None:
         messages = []
         for event in events:
             try:
-                messages.append(decode_message(event.message.value, schema, envelope=False))
+                value = event.message.value
+                messages.append(decode_message(value, schema, envelope=False, bind=False))
             except FrameRejected as rejected:
                 await worker.reject(event, rejected)
         return messages
@@ -70,7 +71,7 @@ def main() -> None:
     @worker.app.agent(worker.topic(Topic.PREDICTIONS))
     async def raise_alerts(stream):
         async for events in stream.take_events(settings.max_batch, settings.max_wait_ms / 1000):
-            worker.counted_in(len(events))
+            worker.batch_in(len(events), Topic.PREDICTIONS)
             done = worker.timed()
             try:
                 predictions = await parse(events)
@@ -89,7 +90,7 @@ def main() -> None:
     @worker.app.agent(worker.topic(Topic.PART_DECISIONS), name="visionline.rules.parts")
     async def record_part_verdicts(stream):
         async for events in stream.take_events(settings.max_batch, settings.max_wait_ms / 1000):
-            worker.counted_in(len(events))
+            worker.batch_in(len(events), Topic.PART_DECISIONS)
             done = worker.timed()
             try:
                 verdicts = await parse(events, PartVerdict)

@@ -22,6 +22,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from visionline.camera.publisher import FramePublisher
 from visionline.cameras import CAMERA_ID, RegisteredCamera, hash_upload_key
+from visionline.logs import set_frame
 from visionline.messages import CONTENT_TYPES
 from visionline.settings import CommonSettings, UploadSettings
 
@@ -78,6 +79,7 @@ def create_app(
         """Accept one frame: raw image body (image/jpeg, image/png) or multipart field ``image``."""
         await _authorize(registry, camera_id, x_camera_key, upload_settings.key_pepper)
         frame_id, captured_at = _frame_id(x_frame_id), _captured_at(x_captured_at)
+        set_frame(camera_id, frame_id)  # this request's log records name the frame
         data, content_type = await read_image(request, upload_settings.max_bytes)
         frame_id = await _deliver(
             publisher, ack_timeout_s, camera_id, data, frame_id, captured_at, content_type
