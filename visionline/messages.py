@@ -6,7 +6,8 @@ Wire formats:
 - Internal binary topics (valid, preprocessed, inference): an *envelope* = magic ``VLE`` + one
   version byte + 4-byte big-endian JSON length + JSON metadata + binary payload, so tensors
   travel as raw bytes and the metadata stays typed and versioned.
-- Public topics (predictions, alerts, dead letters): UTF-8 JSON, one object per message.
+- Public topics (predictions, alerts, drift events, dead letters): UTF-8 JSON, one object
+  per message.
 
 Each schema carries ``schema_version``; a new version is added beside the old one until every
 consumer has moved.
@@ -35,6 +36,8 @@ class Topic(StrEnum):
     INSPECTION_FRAMES = "visionline.inspection.frames"
     PART_OBSERVATIONS = "visionline.inspection.observations"
     PART_DECISIONS = "visionline.inspection.decisions"
+    # Confirmed drifts of a camera's inputs or model outputs (services/drift).
+    DRIFT_EVENTS = "visionline.drift.events"
     DEAD_LETTER = "visionline.deadletter"
 
 
@@ -87,6 +90,10 @@ class Quality(Schema):
     contrast: float  # std of grey level
     blur: float  # variance of the Laplacian: low means blurred
     saturation: float  # mean HSV saturation, 0-255
+    # The frame's image descriptor for drift detection (``visionline.imaging.colour_histogram``):
+    # a joint 4x4x4 histogram of (B, G, R), index b*16 + g*4 + r, fractions summing to 1.
+    # None on messages from before it existed.
+    histogram: tuple[float, ...] | None = None
 
 
 class TensorSpec(Schema):
@@ -244,6 +251,44 @@ class PartAlertDetail(Schema):
     models: list[ModelRef]
 
 
+class WindowStats(Schema):
+    """A window of one signal's values: how many, their mean, spread and time span."""
+
+    frames: int
+    mean: float
+    std: float
+    median: float
+    first_captured_at: float
+    last_captured_at: float
+
+
+class DriftEvent(Schema):
+    """Public: one per confirmed drift on ``visionline.drift.events``, key = camera.
+
+    ``event_id`` is ``camera:signal:frame id of the confirming frame``: a replay after a crash
+    confirms the same drift in the same frame, so the id repeats and writes stay idempotent.
+    ``before`` is the signal's reference window, ``after`` the frames from the detector's alarm
+    (``detected_frame_id``) to the confirming frame; ``statistic`` and ``p_value`` are the
+    two-sample Kolmogorov-Smirnov test between them that confirmed the drift.
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    camera_id: str
+    signal: str
+    detector: str  # adwin, kswin or page_hinkley
+    detector_params: dict[str, float | int | str]
+    detected_frame_id: str
+    detected_at: float  # capture time of the frame that raised the alarm
+    frame_id: str  # the confirming frame
+    captured_at: float
+    before: WindowStats
+    after: WindowStats
+    statistic: float
+    p_value: float
+    created_at: float = Field(default_factory=time.time)
+
+
 class DeadLetter(Schema):
     """Public: a message that could not be processed, with why and where it came from."""
 
@@ -324,6 +369,11 @@ def dead_letter(
         value_size=len(value),
         value_b64=base64.b64encode(value).decode() if keep else None,
     )
+
+
+def drift_event_id(camera_id: str, signal: str, frame_id: str) -> str:
+    """The unique key of a drift: the camera, the signal and the frame that confirmed it."""
+    return f"{camera_id}:{signal}:{frame_id}"
 
 
 def alert_id(camera_id: str, frame_id: str, rule: str) -> str:

@@ -170,3 +170,34 @@ class ModelVersions:
             self.gauge.labels(self.service, ref.name, *now).set(1)
             self.current[ref.name] = now
             log.info("model %s: version %s served by %s", ref.name, *now)
+
+
+# ================================ drift ======================================================
+
+DRIFT_STATE = Gauge(
+    "visionline_drift_state",
+    "Drift state of a camera's signal: 0 stable, 1 suspected (a detector raised an alarm that "
+    "is being confirmed), 2 drift confirmed (until its cooldown ends)",
+    ["camera", "signal"],
+)
+
+
+class DriftStates:
+    """``visionline_drift_state`` of the cameras this process watches; a series is written only
+    when it changes, and a camera's series are removed when another process takes it over."""
+
+    def __init__(self, gauge: Gauge = DRIFT_STATE) -> None:
+        self.gauge = gauge
+        self.shown: dict[tuple[str, str], int] = {}
+
+    def show(self, camera: str, states: Mapping[str, int]) -> None:
+        for signal, state in states.items():
+            if self.shown.get((camera, signal)) != state:
+                self.gauge.labels(camera, signal).set(state)
+                self.shown[(camera, signal)] = state
+
+    def forget(self, cameras: Iterable[str]) -> None:
+        gone = set(cameras)
+        for camera, signal in [k for k in self.shown if k[0] in gone]:
+            self.gauge.remove(camera, signal)
+            del self.shown[(camera, signal)]

@@ -141,6 +141,33 @@ class PartsSettings(_Settings):
     replicas: int = Field(1, ge=1)
 
 
+class DriftSettings(_Settings):
+    """The drift worker: River detectors per camera and signal, confirmation, checkpoints.
+
+    Which detector watches which signal (and its parameters) is in ``detectors_file``; the
+    thresholds of the confirmation policy are here (``visionline.drift.tracker``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_DRIFT_")
+
+    detectors_file: Path = REPO_ROOT / "infra" / "drift.yaml"
+    # Frames a signal collects as its reference before its detector starts (the warm-up).
+    reference_frames: int = Field(100, ge=10)
+    # Frames after a detector's alarm before the drift is confirmed or dismissed: the minimum
+    # number of frames of a drift.
+    confirm_frames: int = Field(50, ge=5)
+    # Two-sample KS test of the reference against those frames: a drift is confirmed when the
+    # statistic reaches min_ks (about: that share of the frames moved) and p <= max_p_value.
+    min_ks: float = Field(0.4, gt=0, le=1)
+    max_p_value: float = Field(1e-3, gt=0, le=1)
+    # After a confirmed drift, no new event for the same camera and signal for this many frames.
+    cooldown_frames: int = Field(200, ge=0)
+    # Detector state is saved per camera every this many of its frames, every interval for the
+    # cameras with unsaved frames, and on shutdown; frames are acked only once saved.
+    checkpoint_every: int = Field(100, ge=1)
+    checkpoint_interval_s: float = Field(5.0, gt=0)
+    replicas: int = Field(1, ge=1)
+
+
 class UploadSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="VISIONLINE_UPLOAD_")
 

@@ -35,7 +35,7 @@ def prediction_row(p: Prediction) -> dict:
         "label": p.label,
         "confidence": p.confidence,
         "top_k": [e.model_dump() for e in p.top_k],
-        "quality": p.quality.model_dump(),
+        "quality": p.quality.model_dump(exclude={"histogram"}),  # only the drift service reads it
         "stages": p.stages,
     }
 

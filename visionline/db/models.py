@@ -6,11 +6,13 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     func,
@@ -109,3 +111,43 @@ class PartDecisionRow(Base):
     captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # of the best frame
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DriftEventRow(Base):
+    """One per confirmed drift (``DriftEvent``); ``event_id`` = camera:signal:confirming frame."""
+
+    __tablename__ = "drift_events"
+    __table_args__ = (
+        Index("ix_drift_events_camera_captured", "camera_id", "captured_at"),
+        Index("ix_drift_events_unpublished", "event_id", postgresql_where=text("NOT published")),
+    )
+
+    event_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    signal: Mapped[str] = mapped_column(String(64))
+    detector: Mapped[str] = mapped_column(String(32))
+    detector_params: Mapped[dict] = mapped_column(Json)
+    detected_frame_id: Mapped[str] = mapped_column(String(128))
+    detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    frame_id: Mapped[str] = mapped_column(String(128))
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    before: Mapped[dict] = mapped_column(Json)  # WindowStats of the reference window
+    after: Mapped[dict] = mapped_column(Json)  # WindowStats from the alarm to the confirmation
+    statistic: Mapped[float] = mapped_column(Float)
+    p_value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Outbox flag, as for alerts: set once the event is on the drift-events topic.
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DriftStateRow(Base):
+    """A camera's pickled detector bank and the offset of the last message it reflects, per
+    topic partition (``visionline.drift.bank``)."""
+
+    __tablename__ = "drift_state"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    offsets: Mapped[dict] = mapped_column(Json)  # "topic:partition" -> offset
+    frames: Mapped[int] = mapped_column(BigInteger)  # frames the bank reflects
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -27,6 +27,7 @@ PIPELINE_SERVICES = (
     "rules",
     "inspect",  # inspection cameras: parts and defects (three Triton models)
     "parts",  # inspection cameras: tracking, one decision per part
+    "drift",  # drift of both paths' inputs and outputs; needs PostgreSQL's migration 0003
 )
 # Triton models of the inspect worker, loaded beside ``model_name`` once they are built.
 INSPECTION_MODELS = ("part_detector", "part_anomaly", "defect_detector")
@@ -77,6 +78,7 @@ class StackSettings(BaseSettings):
     rules_replicas: int = Field(1, ge=1)
     inspect_replicas: int = Field(1, ge=1)
     parts_replicas: int = Field(1, ge=1)
+    drift_replicas: int = Field(1, ge=1)
     cameras: int = Field(0, ge=0)  # simulated cameras; 0: none
     camera_fps: float = Field(2.0, gt=0)
     line_cameras: int = Field(0, ge=0, le=9)  # simulated conveyor lines for inspection; 0: none
@@ -199,7 +201,7 @@ class WorkerSpec(BaseModel):
 
 
 def default_workers(settings: StackSettings) -> list[WorkerSpec]:
-    """The real pipeline: the five stream workers, the upload endpoint, the camera simulator."""
+    """The real pipeline: the stream workers, the upload endpoint, the camera simulators."""
     if not settings.with_workers:
         return []
     python = sys.executable

@@ -1,0 +1,1 @@
+"""Drift: per-camera River detectors on quality, confidence, scores, class mix and colour."""
