@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -151,3 +152,42 @@ class DriftStateRow(Base):
     offsets: Mapped[dict] = mapped_column(Json)  # "topic:partition" -> offset
     frames: Mapped[int] = mapped_column(BigInteger)  # frames the bank reflects
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RetrainJobRow(Base):
+    """A retraining job (``visionline.registry.jobs``): its state, why it ran, what it made."""
+
+    __tablename__ = "retrain_jobs"
+    __table_args__ = (Index("ix_retrain_jobs_model_created", "model", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(String(16))  # drift | schedule | operator
+    trigger_ref: Mapped[str | None] = mapped_column(String(300))  # e.g. a drift event id
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str] = mapped_column(String(2000), default="")  # of the last transition
+    history: Mapped[list] = mapped_column(Json)  # [{from, to, at, reason}, ...]
+    parent_version: Mapped[int | None] = mapped_column(Integer)  # serving when it started
+    candidate_version: Mapped[int | None] = mapped_column(Integer)  # the version it trained
+    metrics: Mapped[dict] = mapped_column(Json)
+    dataset: Mapped[dict] = mapped_column(Json)  # description: source, counts, split, ...
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelVersionRow(Base):
+    """Lineage of a served model version: what it replaced, which job made it, its metrics."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model", "version", name="uq_model_versions_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # serving | retired | rolled_back
+    parent_version: Mapped[int | None] = mapped_column(Integer)  # served before it
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("retrain_jobs.id", ondelete="SET NULL"))
+    metrics: Mapped[dict] = mapped_column(Json)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    promoted_by: Mapped[str] = mapped_column(String(100), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # last status change

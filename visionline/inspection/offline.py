@@ -99,7 +99,7 @@ def rule_grid(base: InspectionConfig) -> list[tuple[str, str, InspectionConfig]]
             grid.append(
                 ("frames", f"score {min_score} in {frames}", base.model_copy(update=update))
             )
-    for mean in (0.08, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.25, 0.3):
+    for mean in (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5):
         update = {"min_defect_frames": None, "min_mean_score": mean}
         grid.append(("mean score", f"{mean}", base.model_copy(update=update)))
     return grid

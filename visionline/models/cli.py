@@ -10,7 +10,10 @@ from rich.table import Table
 
 from visionline.models.spec import DEFAULT_REPOSITORY, MODEL_NAME
 
-app = typer.Typer(help="Build and inspect the models Triton serves.", no_args_is_help=True)
+app = typer.Typer(
+    help="Build and inspect the models Triton serves; promote and roll back their versions.",
+    no_args_is_help=True,
+)
 console = Console()
 
 RepositoryOption = Annotated[
@@ -71,3 +74,110 @@ def info(
         best = row.argsort()[::-1][:top]
         table.add_row(name, *(f"{labels[i]} {row[i]:.2f}" for i in best))
     console.print(table)
+
+
+# --- versions: promotion and rollback through Triton (visionline.registry) -------------------
+# Like `visionline alerts list`, these find the stack through the common settings
+# (VISIONLINE_DATABASE_URL, VISIONLINE_TRITON_GRPC_URL, VISIONLINE_MODEL_REPOSITORY), whose
+# defaults are the local stack's (`make up`).
+
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=1, help="Seconds to wait for the version to be ready.")
+]
+
+
+def _registry_context(repository: Path | None):
+    from visionline.db import make_engine
+    from visionline.registry.promotion import triton_control
+    from visionline.settings import CommonSettings
+
+    common = CommonSettings()
+    engine = make_engine(common.database_url)
+    return engine, triton_control(common.triton_grpc_url), repository or common.model_repository
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]{exc}[/]")
+    return typer.Exit(1)
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. part_detector.")],
+    version: Annotated[int, typer.Argument(min=1, help="Version folder to serve.")],
+    job: Annotated[int | None, typer.Option(help="Retraining job that produced it.")] = None,
+    by: Annotated[str, typer.Option(help="Who promotes (recorded).")] = "operator",
+    repository: Annotated[
+        Path | None, typer.Option(help="Model repository (default: VISIONLINE_MODEL_REPOSITORY).")
+    ] = None,
+    timeout: TimeoutOption = 120.0,
+) -> None:
+    """Serve VERSION of MODEL on Triton in place of the current one, and record its lineage."""
+    from visionline.registry.jobs import InvalidTransition
+    from visionline.registry.promotion import PromotionError
+    from visionline.registry.promotion import promote as do_promote
+    from visionline.registry.store import JobNotFound
+
+    engine, control, repo = _registry_context(repository)
+    try:
+        info = do_promote(engine, control, repo, model, version, job_id=job, promoted_by=by,
+                          timeout_s=timeout)  # fmt: skip
+    except (PromotionError, InvalidTransition, JobNotFound) as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
+    console.print(f"{model} version {info.version} serving (replaced {info.parent_version})")
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    repository: Annotated[
+        Path | None, typer.Option(help="Model repository (default: VISIONLINE_MODEL_REPOSITORY).")
+    ] = None,
+    timeout: TimeoutOption = 120.0,
+) -> None:
+    """Serve again the version the current one replaced; the current one is marked rolled_back."""
+    from visionline.registry.promotion import PromotionError
+    from visionline.registry.promotion import rollback as do_rollback
+
+    engine, control, repo = _registry_context(repository)
+    try:
+        info = do_rollback(engine, control, repo, model, timeout_s=timeout)
+    except PromotionError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
+    console.print(f"{model} rolled back: version {info.version} serving")
+
+
+@app.command()
+def versions(model: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+    """Recorded versions of MODEL: status, parent, job, metrics, when promoted."""
+    from visionline.db import make_engine
+    from visionline.registry.store import list_versions
+    from visionline.settings import CommonSettings
+
+    engine = make_engine(CommonSettings().database_url)
+    try:
+        rows = list_versions(engine, model)
+    finally:
+        engine.dispose()
+    table = Table("version", "status", "parent", "job", "metrics", "promoted at (UTC)", "by")
+    for row in rows:
+        metrics = ", ".join(f"{k}={_short(v)}" for k, v in sorted(row.metrics.items()))
+        when = row.promoted_at.strftime("%Y-%m-%d %H:%M:%S") if row.promoted_at else "-"
+        table.add_row(
+            str(row.version),
+            row.status,
+            "-" if row.parent_version is None else str(row.parent_version),
+            "-" if row.job_id is None else str(row.job_id),
+            metrics or "-",
+            when,
+            row.promoted_by or "-",
+        )
+    console.print(table if rows else f"no version of {model} recorded")
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

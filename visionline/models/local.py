@@ -15,7 +15,11 @@ _HINT = "run `make models` (or `visionline models build`) first"
 
 
 def find_model_version(model_dir: Path, version: int | None = None) -> tuple[int, Path]:
-    """Return (version, path to model.onnx); the highest numbered version when None."""
+    """Return (version, path to model.onnx): the highest numbered version when None, among
+    those the config's ``version_policy`` names when it names some (the version Triton serves
+    after `visionline models promote|rollback`)."""
+    if version is None:
+        version = _policy_version(model_dir)
     if version is not None:
         path = model_dir / str(version) / MODEL_FILENAME
         if not path.is_file():
@@ -29,6 +33,15 @@ def find_model_version(model_dir: Path, version: int | None = None) -> tuple[int
     if not versions:
         raise FileNotFoundError(f"no <version>/{MODEL_FILENAME} under {model_dir}; {_HINT}")
     return versions[-1], model_dir / str(versions[-1]) / MODEL_FILENAME
+
+
+def _policy_version(model_dir: Path) -> int | None:
+    from visionline.registry.policy import CONFIG, served_versions
+
+    config = model_dir / CONFIG
+    listed = served_versions(config.read_text(encoding="utf-8")) if config.is_file() else None
+    present = [v for v in listed or [] if (model_dir / str(v) / MODEL_FILENAME).is_file()]
+    return max(present, default=None)
 
 
 def load_labels(repository: Path, model: str) -> list[str]:
