@@ -251,14 +251,11 @@ def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) 
     status: Status = "insufficient"
     if ev.frames_seen >= rules.min_frames:
         status = "rejected" if is_defective(ev, evidence, rules) else "accepted"
-    top = ev.votes.most_common(1) or (  # no frame passed the thresholds: the strongest mean
-        [(max(evidence, key=evidence.__getitem__), 0)] if status == "rejected" else []
-    )
     ref = ev.refs.most_common(1)
     return PartDecision(
         camera=camera, track_id=track_id, status=status, defective=status == "rejected",
         frames_seen=ev.frames_seen, defect_frames=ev.defect_frames,
-        max_defect_score=ev.max_defect_score, top_class=top[0][0] if top else None,
+        max_defect_score=ev.max_defect_score, top_class=top_class(ev, evidence, rules),
         class_votes=dict(ev.votes), class_evidence=evidence, best_box=ev.best_box,
         best_area=box_area(ev.best_box),
         first_frame=ev.first_frame, last_frame=ev.last_seen, crossed_line=ev.crossed,
@@ -266,6 +263,16 @@ def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) 
         best_frame=ev.evidence_frame if ev.evidence else ev.last_seen,
         best_part=ev.evidence or ev.seen, last_box=ev.seen.box if ev.seen else None,
     )  # fmt: skip
+
+
+def top_class(ev: TrackEvidence, evidence: dict[str, float], rules: DecisionRules) -> str | None:
+    """The class whose mean score rejects the part, else the class most frames voted for."""
+    strongest = max(evidence, key=evidence.__getitem__, default=None)
+    if strongest and rules.min_mean_score is not None:
+        if evidence[strongest] >= rules.min_mean_score:
+            return strongest
+    top = ev.votes.most_common(1)
+    return top[0][0] if top else None
 
 
 def is_defective(ev: TrackEvidence, evidence: dict[str, float], rules: DecisionRules) -> bool:
