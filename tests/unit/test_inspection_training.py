@@ -92,3 +92,16 @@ def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
     assert row["crops"] > row["defective_crops"] > 0
     assert all(row[k] is None or 0 <= row[k] <= 1 for k in KEYS)
     assert row["detector_auroc"] is not None and row["image_auroc"] is not None
+
+
+def test_a_new_config_keeps_the_versions_a_promotion_pinned(tmp_path):
+    from visionline.inspection.train.serving import write_config
+    from visionline.registry.policy import served_versions, with_versions
+
+    fresh = 'name: "m"\nmax_batch_size: 8\n'
+    write_config(tmp_path, fresh)
+    assert (tmp_path / "config.pbtxt").read_text() == fresh  # nothing pinned: latest serves
+    (tmp_path / "config.pbtxt").write_text(with_versions(fresh, [2]))  # version 2 promoted
+    write_config(tmp_path, fresh.replace("8", "16"))
+    text = (tmp_path / "config.pbtxt").read_text()
+    assert served_versions(text) == [2] and "max_batch_size: 16" in text

@@ -101,8 +101,18 @@ def export_version(
         if target.exists():
             shutil.rmtree(target)
         os.replace(folder, target)
-    (model_dir / "config.pbtxt").write_text(config)
+    write_config(model_dir, config)
     return target
+
+
+def write_config(model_dir: Path, config: str) -> None:
+    """Write the model's config.pbtxt, keeping the versions a promotion pinned there: a newly
+    trained version is a candidate, served only once it is promoted."""
+    from visionline.registry.policy import served_versions, with_versions
+
+    path = model_dir / "config.pbtxt"
+    pinned = served_versions(path.read_text()) if path.is_file() else None
+    path.write_text(config if pinned is None else with_versions(config, pinned))
 
 
 class OnnxModel:
