@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from visionline.db import outbox
 from visionline.db.models import AlertRow, PartDecisionRow, PredictionRow
+from visionline.db.outbox import utc
 from visionline.messages import (
     Alert,
     LineCounts,
@@ -20,15 +21,11 @@ from visionline.messages import (
 )
 
 
-def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
 def prediction_row(p: Prediction) -> dict:
     return {
         "camera_id": p.camera_id,
         "frame_id": p.frame_id,
-        "captured_at": _ts(p.captured_at),
+        "captured_at": utc(p.captured_at),
         "model_name": p.model.name,
         "model_version": p.model.version,
         "served_by": p.model.served_by,
@@ -49,8 +46,8 @@ def alert_row(a: Alert) -> dict:
         "label": a.label,
         "confidence": a.confidence,
         "severity": a.severity,
-        "captured_at": _ts(a.captured_at),
-        "created_at": _ts(a.created_at),
+        "captured_at": utc(a.captured_at),
+        "created_at": utc(a.created_at),
         "model_name": a.model.name,
         "model_version": a.model.version,
         "part": a.part.model_dump(mode="json") if a.part else None,
@@ -64,23 +61,12 @@ def record(engine: Engine, predictions: Sequence[Prediction], alerts: Sequence[A
         if predictions:
             stmt = insert(PredictionRow).values([prediction_row(p) for p in predictions])
             conn.execute(stmt.on_conflict_do_nothing(constraint="uq_predictions_frame"))
-        if not alerts:
-            return set()
-        stmt = insert(AlertRow).values([alert_row(a) for a in alerts])
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=["alert_id"]))
-        ids = [a.alert_id for a in alerts]
-        query = select(AlertRow.alert_id).where(
-            AlertRow.alert_id.in_(ids), AlertRow.published.is_(False)
-        )
-        return set(conn.execute(query).scalars())
+        rows = [alert_row(a) for a in alerts]
+        return outbox.insert_unpublished(conn, AlertRow.alert_id, AlertRow.published, rows)
 
 
 def mark_published(engine: Engine, alert_ids: Sequence[str]) -> None:
-    if alert_ids:
-        with engine.begin() as conn:
-            conn.execute(
-                update(AlertRow).where(AlertRow.alert_id.in_(alert_ids)).values(published=True)
-            )
+    outbox.mark_published(engine, AlertRow.alert_id, AlertRow.published, alert_ids)
 
 
 # Inspection cameras ---------------------------------------------------------------------------
@@ -106,8 +92,8 @@ def part_decision_row(v: PartVerdict) -> dict:
         "snapshot": v.snapshot,
         "models": [m.model_dump() for m in v.models],
         "counts": v.counts.model_dump(),
-        "captured_at": _ts(v.captured_at),
-        "decided_at": _ts(v.decided_at),
+        "captured_at": utc(v.captured_at),
+        "decided_at": utc(v.decided_at),
     }
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert
 
+from visionline.db import outbox
 from visionline.db.models import DriftEventRow, DriftStateRow
+from visionline.db.outbox import utc
 from visionline.drift.bank import SavedBank
 from visionline.messages import DriftEvent
-
-
-def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 def event_row(e: DriftEvent) -> dict:
@@ -25,14 +23,14 @@ def event_row(e: DriftEvent) -> dict:
         "detector": e.detector,
         "detector_params": e.detector_params,
         "detected_frame_id": e.detected_frame_id,
-        "detected_at": _ts(e.detected_at),
+        "detected_at": utc(e.detected_at),
         "frame_id": e.frame_id,
-        "captured_at": _ts(e.captured_at),
+        "captured_at": utc(e.captured_at),
         "before": e.before.model_dump(),
         "after": e.after.model_dump(),
         "statistic": e.statistic,
         "p_value": e.p_value,
-        "created_at": _ts(e.created_at),
+        "created_at": utc(e.created_at),
     }
 
 
@@ -41,24 +39,16 @@ def record_events(engine: Engine, events: Sequence[DriftEvent]) -> list[DriftEve
     if not events:
         return []
     unique = {e.event_id: e for e in events}
+    rows = [event_row(e) for e in unique.values()]
     with engine.begin() as conn:
-        stmt = insert(DriftEventRow).values([event_row(e) for e in unique.values()])
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=["event_id"]))
-        query = select(DriftEventRow.event_id).where(
-            DriftEventRow.event_id.in_(list(unique)), DriftEventRow.published.is_(False)
+        pending = outbox.insert_unpublished(
+            conn, DriftEventRow.event_id, DriftEventRow.published, rows
         )
-        pending = set(conn.execute(query).scalars())
     return [e for i, e in unique.items() if i in pending]
 
 
 def mark_published(engine: Engine, event_ids: Sequence[str]) -> None:
-    if event_ids:
-        with engine.begin() as conn:
-            conn.execute(
-                update(DriftEventRow)
-                .where(DriftEventRow.event_id.in_(event_ids))
-                .values(published=True)
-            )
+    outbox.mark_published(engine, DriftEventRow.event_id, DriftEventRow.published, event_ids)
 
 
 class PostgresState:
