@@ -14,6 +14,7 @@ from visionline.camera.cli import app as camera_app
 from visionline.inspection.cli import app as inspection_app
 from visionline.inspection.train.cli import eval_command, train_app
 from visionline.models.cli import app as models_app
+from visionline.retrain.cli import app as jobs_app
 from visionline.stack.cli import app as stack_app
 
 app = typer.Typer(help="visionline: the streaming pipeline around the model.", no_args_is_help=True)
@@ -25,6 +26,7 @@ app.command("bench")(bench_command)
 app.add_typer(train_app, name="train")
 app.command("eval")(eval_command)
 app.add_typer(inspection_app, name="inspection")
+app.add_typer(jobs_app, name="jobs")
 alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")
 app.add_typer(alerts_app, name="alerts")
 console = Console()

@@ -86,6 +86,7 @@ RETENTION_MS = {
     Topic.PART_OBSERVATIONS: 7 * 24 * _HOUR_MS,
     Topic.PART_DECISIONS: 30 * 24 * _HOUR_MS,
     Topic.DRIFT_EVENTS: 30 * 24 * _HOUR_MS,
+    Topic.RETRAIN_REQUESTS: 30 * 24 * _HOUR_MS,
     Topic.DEAD_LETTER: 14 * 24 * _HOUR_MS,
 }
 

@@ -38,6 +38,8 @@ class Topic(StrEnum):
     PART_DECISIONS = "visionline.inspection.decisions"
     # Confirmed drifts of a camera's inputs or model outputs (services/drift).
     DRIFT_EVENTS = "visionline.drift.events"
+    # Retraining jobs to run (services/retrain), key = model: one job at a time per model.
+    RETRAIN_REQUESTS = "visionline.retrain.requests"
     DEAD_LETTER = "visionline.deadletter"
 
 
@@ -286,6 +288,24 @@ class DriftEvent(Schema):
     after: WindowStats
     statistic: float
     p_value: float
+    created_at: float = Field(default_factory=time.time)
+
+
+class RetrainRequest(Schema):
+    """A retraining job to run, on ``visionline.retrain.requests``, key = model.
+
+    The job itself is the ``retrain_jobs`` row ``job_id`` (``visionline.registry``); this message
+    only asks a retrain worker to run it. Only a job still ``queued`` is run, so a request
+    delivered twice runs its job once. ``trigger`` is ``drift`` (``trigger_ref``: the drift
+    event id), ``schedule`` or ``operator``.
+    """
+
+    schema_version: Literal[1] = 1
+    job_id: int
+    model: str
+    trigger: Literal["drift", "schedule", "operator"]
+    trigger_ref: str | None = None
+    camera_id: str | None = None
     created_at: float = Field(default_factory=time.time)
 
 

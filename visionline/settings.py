@@ -168,6 +168,31 @@ class DriftSettings(_Settings):
     replicas: int = Field(1, ge=1)
 
 
+class RetrainSettings(_Settings):
+    """The retrain worker (services/retrain): which models it retrains, how big a job's
+    training is, and when a candidate is promoted (``visionline.retrain``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_RETRAIN_")
+
+    # Models a drift event may retrain; an operator can still create a job for any of them.
+    enabled_models: tuple[str, ...] = ("defect_detector",)
+    # Promote only when the candidate beats the serving version by at least ``margin`` on
+    # ``metric`` (a dotted path into the evaluation, higher is better), on the same frames.
+    metric: str = "summary.nuisance_mean.detector_auroc"
+    margin: float = Field(0.005, ge=0)
+    # Training data of a job: seeded generator conditions (clean, each nuisance alone, the drift
+    # window's nuisance at several strengths), this many frames each.
+    train_conditions: int = Field(24, ge=2)
+    train_frames_per_condition: int = Field(24, ge=1)
+    drift_conditions: int = Field(6, ge=0)  # extra conditions with the drift's nuisance
+    train_epochs: int = Field(6, ge=1)
+    # Held-out frames both versions are scored on, per evaluation condition.
+    eval_frames_per_condition: int = Field(12, ge=1)
+    threads: int = Field(2, ge=1)
+    promote_timeout_s: float = Field(120.0, gt=0)
+    replicas: int = Field(1, ge=1, le=1)  # interrupted jobs are failed at start: one replica
+
+
 class UploadSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="VISIONLINE_UPLOAD_")
 

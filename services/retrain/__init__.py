@@ -1,0 +1,1 @@
+"""Retrain: runs retraining jobs (from drift events, schedules, operators), one per model."""

@@ -1,0 +1,109 @@
+"""python -m services.retrain: retraining jobs, one at a time per model.
+
+- ``visionline.retrain.requests`` (RetrainRequest, key = model): run the job
+  (``visionline.retrain.jobs.run_job`` with the real steps). The job runs in a thread, so the
+  consumer keeps its heartbeat; jobs of one model wait for each other, other models' do not.
+  The request is acked once its job is final; a repeated request finds its job no longer
+  queued and does nothing.
+- ``visionline.drift.events`` (DriftEvent): the bridge from the drift service. A drift that
+  should retrain a model creates a job (debounced: none while one of that model is queued or
+  running) and publishes its RetrainRequest.
+
+At start, jobs a stopped worker left running are failed (hence one replica), and a request is
+published again for every queued job (one whose request was lost; duplicates are harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from visionline.db import make_engine
+from visionline.imaging import FrameRejected
+from visionline.messages import DriftEvent, RetrainRequest, Topic, to_json
+from visionline.registry.store import get_job
+from visionline.retrain.jobs import (
+    JobNotQueued,
+    camera_pipeline,
+    fail_interrupted,
+    jobs_for_drift,
+    queued_jobs,
+    request_for,
+    run_job,
+)
+from visionline.retrain.steps import RealSteps
+from visionline.settings import CommonSettings, RetrainSettings
+from visionline.worker import Worker, configure_logging, decode_message
+
+
+def main() -> None:
+    common, settings = CommonSettings(), RetrainSettings()
+    configure_logging(common, "retrain")
+    engine = make_engine(common.database_url)
+    steps = RealSteps(engine, common.model_repository, settings, common.triton_grpc_url).steps()
+    worker = Worker("retrain", common)
+    requests = worker.topic(Topic.RETRAIN_REQUESTS)
+    locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+    running: set[asyncio.Task] = set()
+
+    async def publish(job) -> None:
+        await worker.send(requests, job.model.encode(), to_json(request_for(job)))
+
+    async def run(stream, event, request: RetrainRequest) -> None:
+        try:
+            async with locks[request.model]:
+                job = await asyncio.to_thread(run_job, engine, request.job_id, steps)
+            worker.log.warning("job %s (%s): %s: %s", job.id, job.model, job.state, job.reason)
+        except JobNotQueued as skipped:
+            worker.log.info("%s", skipped)
+        except Exception as exc:  # noqa: BLE001 - crash: the request comes back
+            worker.crash(exc)
+        await stream.ack(event)
+
+    @worker.app.agent(requests, name="visionline.retrain.requests")
+    async def run_requests(stream):
+        manual = stream.noack()
+        async for event in manual.events():
+            worker.counted_in()
+            try:
+                request = decode_message(event.message.value, RetrainRequest, envelope=False)
+            except FrameRejected as rejected:
+                await worker.reject(event, rejected)
+                await manual.ack(event)
+                continue
+            task = asyncio.ensure_future(run(manual, event, request))
+            running.add(task)
+            task.add_done_callback(running.discard)
+
+    @worker.app.agent(worker.topic(Topic.DRIFT_EVENTS), name="visionline.retrain.drift")
+    async def drift_to_jobs(stream):
+        async for event in stream.events():
+            worker.counted_in()
+            done = worker.timed()
+            try:
+                drift = decode_message(event.message.value, DriftEvent, envelope=False)
+            except FrameRejected as rejected:
+                await worker.reject(event, rejected)
+                continue
+            try:
+                pipeline = camera_pipeline(engine, drift.camera_id)
+                created = jobs_for_drift(engine, drift, pipeline, settings.enabled_models)
+                if created.job_id is not None and created.publish:
+                    await publish(get_job(engine, created.job_id))
+                worker.log.warning("drift %s: %s", drift.event_id, created.reason)
+            except Exception as exc:  # noqa: BLE001 - crash so the event is redelivered
+                worker.crash(exc)
+            done()
+
+    @worker.app.task
+    async def resume() -> None:
+        for job_id in fail_interrupted(engine):
+            worker.log.warning("job %s failed: interrupted by a restart", job_id)
+        for job in queued_jobs(engine):
+            await publish(job)
+
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()

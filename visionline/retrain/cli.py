@@ -1,0 +1,90 @@
+"""`visionline jobs ...`: create retraining jobs by hand and list them.
+
+Like `visionline models promote`, these find the stack through the common settings
+(VISIONLINE_DATABASE_URL, VISIONLINE_KAFKA_BOOTSTRAP); defaults are the local stack's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from visionline.retrain.policy import MODELS
+
+app = typer.Typer(help="Retraining jobs: create one (operator trigger), list them.",
+                  no_args_is_help=True)  # fmt: skip
+console = Console()
+
+
+@app.command("create")
+def create(
+    model: Annotated[str, typer.Argument(help=f"Model to retrain: {', '.join(MODELS)}.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded on the job).")] = "",
+    publish: Annotated[
+        bool, typer.Option(help="Publish the request for the retrain worker.")
+    ] = True,
+) -> None:
+    """Queue a retraining job for MODEL and ask the retrain worker to run it."""
+    from visionline.db import make_engine
+    from visionline.kafka import producer
+    from visionline.messages import Topic, to_json
+    from visionline.registry.jobs import Trigger
+    from visionline.registry.store import get_job
+    from visionline.retrain.jobs import create_job_once, request_for
+    from visionline.settings import CommonSettings
+
+    if model not in MODELS:
+        console.print(f"[red]unknown model {model!r}; one of {', '.join(MODELS)}[/]")
+        raise typer.Exit(1)
+    common = CommonSettings()
+    engine = make_engine(common.database_url)
+    try:
+        created = create_job_once(engine, model, Trigger.OPERATOR, None,
+                                  reason or "requested by an operator")  # fmt: skip
+        if created.job_id is None:
+            console.print(f"[yellow]{created.reason}[/]")
+            raise typer.Exit(1)
+        job = get_job(engine, created.job_id)
+    finally:
+        engine.dispose()
+    console.print(f"job {job.id} queued for {model}")
+    if publish:
+        send = producer(common.kafka_bootstrap)
+        send.produce(str(Topic.RETRAIN_REQUESTS), to_json(request_for(job)), model.encode())
+        if send.flush(15) > 0:
+            console.print("[red]the request was not acked; the worker runs queued jobs when it "
+                          "starts[/]")  # fmt: skip
+            raise typer.Exit(1)
+        console.print(f"request published on {Topic.RETRAIN_REQUESTS}")
+
+
+@app.command("list")
+def list_command(
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+) -> None:
+    """Retraining jobs, newest first: state, trigger, versions, last reason."""
+    from visionline.db import make_engine
+    from visionline.retrain.jobs import list_jobs
+    from visionline.settings import CommonSettings
+
+    engine = make_engine(CommonSettings().database_url)
+    try:
+        rows = list_jobs(engine, model, limit)
+    finally:
+        engine.dispose()
+    table = Table("job", "model", "state", "trigger", "parent", "candidate", "updated (UTC)",
+                  "reason")  # fmt: skip
+    for row in rows:
+        trigger = row.trigger + (f" {row.trigger_ref}" if row.trigger_ref else "")
+        table.add_row(str(row.id), row.model, row.state, trigger, _opt(row.parent_version),
+                      _opt(row.candidate_version), row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+                      row.reason)  # fmt: skip
+    console.print(table if rows else "no retraining job")
+
+
+def _opt(value: int | None) -> str:
+    return "-" if value is None else str(value)

@@ -1,0 +1,202 @@
+"""The real steps of a retraining job (``visionline.retrain.jobs.JobSteps``).
+
+- dataset: a seeded generator dataset (``policy.dataset_plan``) whose conditions add the drift
+  window's nuisances; the description is the job's ``dataset`` JSON (seed, conditions, frames).
+- train: the part or defect detector is fitted on exactly that dataset
+  (``fit.fit_part_detector`` / ``fit.fit_defect_detector``, the functions ``train_all`` calls);
+  the anomaly model through ``train_all(only={part_anomaly})``, which renders its own good
+  parts. Installed as the next version folder; the config keeps (or first gets) the serving
+  version pinned, so the new version is only a candidate.
+- evaluate: candidate and serving version on the same held-out frames (``visionline eval``'s
+  conditions and seeds, plus the drift's nuisances at 0.7), the two other models being the
+  versions serving.
+- promote: ``visionline.registry.promotion.promote`` with the job (Triton switches versions).
+
+torch, onnxruntime and the generator are imported inside the steps: the worker starts light.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from visionline.registry import policy as version_policy
+from visionline.registry.store import serving_row
+from visionline.retrain.jobs import Evaluation, Job, JobSteps
+from visionline.retrain.policy import (
+    MODELS,
+    PART_ANOMALY,
+    PART_DETECTOR,
+    dataset_plan,
+    decide_promotion,
+)
+from visionline.settings import RetrainSettings
+
+log = logging.getLogger(__name__)
+EVAL_SEED = 9001  # visionline eval's held-out seeds; training seeds are 100 + job id
+EVAL_STRENGTH = 0.5
+DRIFT_EVAL_STRENGTH = 0.7
+METRIC_KEYS = ("part_ap50", "image_auroc", "pixel_auroc", "part_score_auroc", "detector_auroc",
+               "defect_map50", "mask_iou")  # fmt: skip
+
+
+def version_folders(model_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in model_dir.glob("[0-9]*")
+                  if p.name.isdigit() and (p / "model.onnx").is_file())  # fmt: skip
+
+
+def serving_version(engine: Engine, repository: Path, model: str) -> int | None:
+    """The version serving: the registry's serving row, else the config's pinned policy, else
+    the newest version folder (what Triton serves with no policy)."""
+    with Session(engine) as session:
+        row = serving_row(session, model)
+        if row is not None:
+            return row.version
+    config = repository / model / version_policy.CONFIG
+    pinned = version_policy.served_versions(config.read_text()) if config.is_file() else None
+    if pinned:
+        return max(pinned)
+    folders = version_folders(repository / model)
+    return folders[-1] if folders else None
+
+
+@dataclass(frozen=True)
+class RealSteps:
+    engine: Engine
+    repository: Path
+    settings: RetrainSettings
+    triton_grpc_url: str
+
+    def build_dataset(self, job: Job) -> tuple[dict[str, Any], int | None]:
+        signal = (job.dataset.get("drift") or {}).get("signal")
+        plan = dataset_plan(100 + job.id, self.settings.train_conditions,
+                            self.settings.train_frames_per_condition,
+                            self.settings.drift_conditions, signal)  # fmt: skip
+        plan["eval"] = {"seed": EVAL_SEED, "strength": EVAL_STRENGTH,
+                        "frames_per_condition": self.settings.eval_frames_per_condition,
+                        "drift_strength": DRIFT_EVAL_STRENGTH}  # fmt: skip
+        return plan, serving_version(self.engine, self.repository, job.model)
+
+    def train(self, job: Job) -> int:
+        import torch
+
+        from visionline.inspection.train import fit
+        from visionline.inspection.train.backbone import Backbone
+        from visionline.inspection.train.data import render
+        from visionline.inspection.train.serving import next_version
+
+        model_dir = self.repository / job.model
+        self._pin_serving(model_dir, job.parent_version)
+        version = next_version(model_dir)
+        s = self.settings
+        config = replace(fit.TrainConfig(), seed=100 + job.id, threads=s.threads,
+                         part_epochs=s.train_epochs, defect_epochs=s.train_epochs,
+                         conditions=s.train_conditions,
+                         frames_per_condition=s.train_frames_per_condition)  # fmt: skip
+        say = _logger(job)
+        if job.model == PART_ANOMALY:
+            fit.train_all(self.repository, version, config, say, only={PART_ANOMALY})
+            return version
+        torch.set_num_threads(s.threads)
+        conditions = [(name, dict(factors)) for name, factors in job.dataset["conditions"]]
+        data = render(job.dataset["seed"], conditions, job.dataset["frames_per_condition"],
+                      config.defect_rate, config.jitter)  # fmt: skip
+        fitter = fit.fit_part_detector if job.model == PART_DETECTOR else fit.fit_defect_detector
+        fitter(Backbone(), data, self.repository, version, config, say)
+        return version
+
+    def _pin_serving(self, model_dir: Path, parent: int | None) -> None:
+        """Without a pinned policy Triton serves the newest folder on its next load: pin the
+        version serving now, so the version trained next is only a candidate."""
+        config = model_dir / version_policy.CONFIG
+        if parent is not None and config.is_file():
+            if version_policy.served_versions(config.read_text()) is None:
+                version_policy.write_versions(model_dir, [parent])
+
+    def evaluate(self, job: Job, candidate: int) -> Evaluation:
+        serving = {m: serving_version(self.engine, self.repository, m) for m in MODELS}
+        serving[job.model] = job.parent_version
+        if any(v is None for v in serving.values()):
+            missing = [m for m, v in serving.items() if v is None]
+            raise RuntimeError(f"no serving version of {', '.join(missing)} to evaluate against")
+        drift = job.dataset.get("drift_nuisances") or []
+        results = evaluate_versions(self.repository, [serving, {**serving, job.model: candidate}],
+                                    job.dataset.get("eval", {}), drift, self.settings.threads,
+                                    _logger(job))  # fmt: skip
+        return Evaluation(candidate=results[1], serving=results[0],
+                          serving_version=job.parent_version)  # fmt: skip
+
+    def decide(self, candidate: dict, serving: dict) -> tuple[bool, str]:
+        return decide_promotion(candidate, serving, self.settings.metric, self.settings.margin)
+
+    def promote(self, job: Job, candidate: int, metrics: dict, reason: str) -> None:
+        from visionline.registry.promotion import promote, triton_control
+
+        promote(self.engine, triton_control(self.triton_grpc_url), self.repository, job.model,
+                candidate, job_id=job.id, metrics=metrics, promoted_by="retrain",
+                reason=reason, timeout_s=self.settings.promote_timeout_s)  # fmt: skip
+
+    def steps(self) -> JobSteps:
+        return JobSteps(self.build_dataset, self.train, self.evaluate, self.decide, self.promote)
+
+
+def evaluate_versions(
+    repository: Path,
+    version_sets: list[dict[str, int]],
+    eval_plan: dict[str, Any],
+    drift_nuisances: list[str],
+    threads: int = 2,
+    say=print,
+) -> list[dict[str, Any]]:
+    """Each set of versions ({model: version folder}) scored on the same held-out frames:
+    ``visionline eval``'s conditions (each rendered once) plus the drift's nuisances."""
+    from visionline.inspection.train.data import eval_conditions, render
+    from visionline.inspection.train.evaluate import evaluate_condition
+    from visionline.inspection.train.serving import OnnxModel
+
+    started = time.perf_counter()
+    conditions = list(eval_conditions(eval_plan.get("strength", EVAL_STRENGTH)))
+    strength = eval_plan.get("drift_strength", DRIFT_EVAL_STRENGTH)
+    conditions += [(f"drift:{n}", {n: strength}) for n in dict.fromkeys(drift_nuisances)]
+    models = [{m: OnnxModel(repository / m / str(v) / "model.onnx", threads)
+               for m, v in versions.items()} for versions in version_sets]  # fmt: skip
+    rows: list[dict[str, dict]] = [{} for _ in version_sets]
+    seed, frames = eval_plan.get("seed", EVAL_SEED), eval_plan.get("frames_per_condition", 12)
+    for k, (name, nuisances) in enumerate(conditions):
+        data = render(seed + k, [(name, nuisances)], frames, 0.4)
+        for i, loaded in enumerate(models):
+            rows[i][name] = evaluate_condition(loaded, data)
+        say(f"evaluated {name} ({time.perf_counter() - started:.0f} s)")
+    return [{"versions": dict(v), "conditions": r, "summary": summarise(r)}
+            for v, r in zip(version_sets, rows, strict=True)]  # fmt: skip
+
+
+def summarise(rows: dict[str, dict]) -> dict[str, dict]:
+    """Per metric: clean, and the min and mean over the nuisance conditions (as ``visionline
+    eval``), and the mean over the drift conditions alone."""
+    import numpy as np
+
+    out: dict[str, dict] = {"clean": {k: rows.get("clean", {}).get(k) for k in METRIC_KEYS}}
+    groups = {"nuisance": [r for n, r in rows.items() if n != "clean"],
+              "drift": [r for n, r in rows.items() if n.startswith("drift:")]}  # fmt: skip
+    for group, members in groups.items():
+        for key in METRIC_KEYS:
+            values = [r[key] for r in members if r.get(key) is not None]
+            mean = round(float(np.mean(values)), 4) if values else None
+            out.setdefault(f"{group}_mean", {})[key] = mean
+            if group == "nuisance":
+                out.setdefault("nuisance_min", {})[key] = min(values) if values else None
+    return out
+
+
+def _logger(job: Job):
+    def say(message: str) -> None:
+        log.info("job %s (%s): %s", job.id, job.model, message)
+
+    return say
