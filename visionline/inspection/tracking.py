@@ -265,22 +265,23 @@ def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) 
     )  # fmt: skip
 
 
+def mean_rejecting_class(evidence: dict[str, float], rules: DecisionRules) -> str | None:
+    """The class whose mean score reaches ``min_mean_score`` (the strongest), if any."""
+    strongest = max(evidence, key=evidence.__getitem__, default=None)
+    if strongest is None or rules.min_mean_score is None:
+        return None
+    return strongest if evidence[strongest] >= rules.min_mean_score else None
+
+
 def top_class(ev: TrackEvidence, evidence: dict[str, float], rules: DecisionRules) -> str | None:
     """The class whose mean score rejects the part, else the class most frames voted for."""
-    strongest = max(evidence, key=evidence.__getitem__, default=None)
-    if strongest and rules.min_mean_score is not None:
-        if evidence[strongest] >= rules.min_mean_score:
-            return strongest
     top = ev.votes.most_common(1)
-    return top[0][0] if top else None
+    return mean_rejecting_class(evidence, rules) or (top[0][0] if top else None)
 
 
 def is_defective(ev: TrackEvidence, evidence: dict[str, float], rules: DecisionRules) -> bool:
     by_frames = rules.min_defect_frames is not None and ev.defect_frames >= rules.min_defect_frames
-    by_mean = rules.min_mean_score is not None and max(evidence.values(), default=0.0) >= (
-        rules.min_mean_score
-    )
-    return by_frames or by_mean
+    return by_frames or mean_rejecting_class(evidence, rules) is not None
 
 
 # Tracker --------------------------------------------------------------------------------------
