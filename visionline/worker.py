@@ -142,6 +142,22 @@ class Worker:
                 await self.send(topics[topic], key, value)
                 done()
 
+    async def decoded(self, events, schema: type[M], envelope: bool = False, ack=None):
+        """Each event of the ``events`` stream counted in, with its decoded message and its
+        stage timer: ``async for event, message, done in ...``. A malformed one is
+        dead-lettered (and acked with ``ack``, on a manual-ack stream) and skipped."""
+        async for event in events:
+            self.counted_in()
+            done = self.timed()
+            try:
+                message = decode_message(event.message.value, schema, envelope=envelope)
+            except FrameRejected as rejected:
+                await self.reject(event, rejected)
+                if ack is not None:
+                    await ack(event)
+                continue
+            yield event, message, done
+
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
         await self.send(self.dead_letters, key, to_json(letter))
         DEAD_LETTERS.labels(self.service, letter.error_type).inc()

@@ -16,12 +16,11 @@ from visionline.drift.bank import DriftMonitor, partition_key
 from visionline.drift.detectors import load_detectors
 from visionline.drift.store import PostgresState, mark_published, record_events
 from visionline.drift.tracker import Policy
-from visionline.imaging import FrameRejected
 from visionline.kafka import source_of
 from visionline.messages import DriftEvent, PartObservations, Prediction, Topic, to_json
 from visionline.observability import DriftStates
 from visionline.settings import CommonSettings, DriftSettings
-from visionline.worker import Worker, configure_logging, decode_message
+from visionline.worker import Worker, configure_logging
 
 
 def main() -> None:
@@ -55,15 +54,9 @@ def main() -> None:
         @worker.app.agent(worker.topic(source), name=f"visionline.drift.{source.name.lower()}")
         async def agent(stream):
             manual = stream.noack()
-            async for event in manual.events():
-                worker.counted_in()
-                done = worker.timed()
-                try:
-                    message = decode_message(event.message.value, schema, envelope=False)
-                except FrameRejected as rejected:
-                    await worker.reject(event, rejected)
-                    await manual.ack(event)
-                    continue
+            async for event, message, done in worker.decoded(
+                manual.events(), schema, ack=manual.ack
+            ):
                 try:
                     seen = monitor.observe(message, source_of(event), (manual, event))
                     if seen.skipped:

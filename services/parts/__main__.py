@@ -28,11 +28,10 @@ from __future__ import annotations
 import time
 
 from services.parts.logic import Lines
-from visionline.imaging import FrameRejected
 from visionline.inspection.config import load_inspection
 from visionline.messages import PartObservations, PartVerdict, Topic, to_json
 from visionline.settings import CommonSettings, PartsSettings
-from visionline.worker import Worker, configure_logging, decode_message
+from visionline.worker import Worker, configure_logging
 
 
 def main() -> None:
@@ -52,15 +51,9 @@ def main() -> None:
     @worker.app.agent(worker.topic(Topic.PART_OBSERVATIONS), name="visionline.parts")
     async def track(stream):
         manual = acks["stream"] = stream.noack()
-        async for event in manual.events():
-            worker.counted_in()
-            done = worker.timed()
-            try:
-                obs = decode_message(event.message.value, PartObservations, envelope=False)
-            except FrameRejected as rejected:
-                await worker.reject(event, rejected)
-                await manual.ack(event)
-                continue
+        async for event, obs, done in worker.decoded(
+            manual.events(), PartObservations, ack=manual.ack
+        ):
             try:
                 tp, offset = event.message.tp, event.message.offset
                 verdicts, ready = lines.observe(

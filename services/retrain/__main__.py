@@ -19,7 +19,6 @@ import asyncio
 from collections import defaultdict
 
 from visionline.db import make_engine
-from visionline.imaging import FrameRejected
 from visionline.messages import DriftEvent, RetrainRequest, Topic, to_json
 from visionline.registry.store import get_job
 from visionline.retrain.jobs import (
@@ -33,7 +32,7 @@ from visionline.retrain.jobs import (
 )
 from visionline.retrain.steps import RealSteps
 from visionline.settings import CommonSettings, RetrainSettings
-from visionline.worker import Worker, configure_logging, decode_message
+from visionline.worker import Worker, configure_logging
 
 
 def main() -> None:
@@ -63,28 +62,16 @@ def main() -> None:
     @worker.app.agent(requests, name="visionline.retrain.requests")
     async def run_requests(stream):
         manual = stream.noack()
-        async for event in manual.events():
-            worker.counted_in()
-            try:
-                request = decode_message(event.message.value, RetrainRequest, envelope=False)
-            except FrameRejected as rejected:
-                await worker.reject(event, rejected)
-                await manual.ack(event)
-                continue
+        async for event, request, _ in worker.decoded(
+            manual.events(), RetrainRequest, ack=manual.ack
+        ):
             task = asyncio.ensure_future(run(manual, event, request))
             running.add(task)
             task.add_done_callback(running.discard)
 
     @worker.app.agent(worker.topic(Topic.DRIFT_EVENTS), name="visionline.retrain.drift")
     async def drift_to_jobs(stream):
-        async for event in stream.events():
-            worker.counted_in()
-            done = worker.timed()
-            try:
-                drift = decode_message(event.message.value, DriftEvent, envelope=False)
-            except FrameRejected as rejected:
-                await worker.reject(event, rejected)
-                continue
+        async for _, drift, done in worker.decoded(stream.events(), DriftEvent):
             try:
                 pipeline = camera_pipeline(engine, drift.camera_id)
                 created = jobs_for_drift(engine, drift, pipeline, settings.enabled_models)

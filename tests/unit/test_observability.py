@@ -28,6 +28,7 @@ from visionline.messages import (
     TensorSpec,
     Topic,
     pack_envelope,
+    to_json,
 )
 from visionline.observability import (
     BATCH_SIZE,
@@ -527,3 +528,35 @@ def test_grafana_provisioning_matches_the_dashboard_and_compose():
     grafana = compose()["services"]["grafana"]
     assert f"./infra/grafana/dashboards:{provider['options']['path']}:ro" in grafana["volumes"]
     assert "./infra/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+
+
+def test_decoded_dead_letters_and_acks_malformed_messages_and_yields_the_rest():
+    from types import SimpleNamespace
+
+    from visionline.messages import RetrainRequest
+    from visionline.worker import Worker
+
+    worker = Worker("decoded-test", CommonSettings())
+    good = RetrainRequest(job_id=7, model="defect_detector", trigger="operator")
+    events = [SimpleNamespace(message=SimpleNamespace(value=v)) for v in (b"{", to_json(good))]
+    rejected, acked = [], []
+
+    async def reject(event, error):
+        rejected.append((event, error.error_type))
+
+    async def ack(event):
+        acked.append(event)
+
+    async def stream():
+        for event in events:
+            yield event
+
+    async def collect():
+        return [(e, m) async for e, m, _ in worker.decoded(stream(), RetrainRequest, ack=ack)]
+
+    worker.reject = reject
+    out = asyncio.run(collect())
+    assert out == [(events[1], good)]
+    assert rejected == [(events[0], "malformed_message")] and acked == [events[0]]
+    labels = {"service": "decoded-test"}
+    assert REGISTRY.get_sample_value("visionline_messages_in_total", labels) == 2
