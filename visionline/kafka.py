@@ -87,6 +87,7 @@ RETENTION_MS = {
     Topic.PART_DECISIONS: 30 * 24 * _HOUR_MS,
     Topic.DRIFT_EVENTS: 30 * 24 * _HOUR_MS,
     Topic.RETRAIN_REQUESTS: 30 * 24 * _HOUR_MS,
+    Topic.LABELS_FEEDBACK: 30 * 24 * _HOUR_MS,
     Topic.DEAD_LETTER: 14 * 24 * _HOUR_MS,
 }
 

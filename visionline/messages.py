@@ -40,6 +40,9 @@ class Topic(StrEnum):
     DRIFT_EVENTS = "visionline.drift.events"
     # Retraining jobs to run (services/retrain), key = model: one job at a time per model.
     RETRAIN_REQUESTS = "visionline.retrain.requests"
+    # True labels of frames, arriving after the frames (annotators, or the generator's ground
+    # truth delayed like real labels), key = camera id (services/labels).
+    LABELS_FEEDBACK = "visionline.labels.feedback"
     DEAD_LETTER = "visionline.deadletter"
 
 
@@ -307,6 +310,39 @@ class RetrainRequest(Schema):
     trigger_ref: str | None = None
     camera_id: str | None = None
     created_at: float = Field(default_factory=time.time)
+
+
+class LabelledDefect(Schema):
+    defect_class: str
+    box: FloatBox
+    polygon: list[tuple[float, float]] | None = None  # outline of the defect, frame pixels
+
+
+class LabelledPart(Schema):
+    part_id: str  # the physical part, stable across the frames it is seen in
+    box: FloatBox
+    defective: bool
+    defects: list[LabelledDefect] = []
+    visible_fraction: float = 1.0  # of the part inside the frame
+
+
+class LabelFeedback(Schema):
+    """Public: the true labels of one frame, on ``visionline.labels.feedback``, key = camera id.
+
+    Labels arrive after the frame, often long after (an annotator, a later inspection, or in
+    the demo the generator's ground truth held back by a delay). ``label_id`` is stable for
+    one labelling of one frame, so a label delivered twice is stored once; a later label of the
+    same frame (another ``label_id``) replaces the earlier one.
+    """
+
+    schema_version: Literal[1] = 1
+    label_id: str
+    camera_id: str
+    frame_id: str
+    captured_at: float
+    source: Literal["generator", "annotation", "operator"]
+    parts: list[LabelledPart]
+    labelled_at: float = Field(default_factory=time.time)
 
 
 class DeadLetter(Schema):
