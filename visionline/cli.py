@@ -13,6 +13,7 @@ from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
 from visionline.inspection.cli import app as inspection_app
 from visionline.inspection.train.cli import eval_command, train_app
+from visionline.labels.cli import app as labels_app
 from visionline.models.cli import app as models_app
 from visionline.retrain.cli import app as jobs_app
 from visionline.stack.cli import app as stack_app
@@ -27,6 +28,7 @@ app.add_typer(train_app, name="train")
 app.command("eval")(eval_command)
 app.add_typer(inspection_app, name="inspection")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(labels_app, name="labels")
 alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")
 app.add_typer(alerts_app, name="alerts")
 console = Console()

@@ -201,3 +201,36 @@ class DriftStates:
         for camera, signal in [k for k in self.shown if k[0] in gone]:
             self.gauge.remove(camera, signal)
             del self.shown[(camera, signal)]
+
+
+# ================================ labels and accuracy ========================================
+
+LABELLED_PARTS = Counter(
+    "visionline_labelled_parts",
+    "Parts whose prediction was joined to true labels, by outcome (tp, fp, fn, tn): once per "
+    "new outcome row, for each model that took part (services/labels)",
+    ["camera", "model", "version", "kind", "outcome"],
+)
+MODEL_F1 = Gauge(
+    "visionline_model_f1",
+    "F1 of the defective decision against true labels, per camera, model version and kind "
+    "(frame_part: a part in one frame; tracked_part: a tracked part's verdict), from PostgreSQL",
+    ["camera", "model", "version", "kind"],
+)
+
+
+class ModelScores:
+    """``visionline_model_f1`` as read from the database: series without a defined F1 (nothing
+    positive yet) or no longer returned are removed."""
+
+    def __init__(self, gauge: Gauge = MODEL_F1) -> None:
+        self.gauge = gauge
+        self.shown: set[tuple[str, str, str, str]] = set()
+
+    def show(self, f1: Mapping[tuple[str, str, str, str], float | None]) -> None:
+        now = {key: value for key, value in f1.items() if value is not None}
+        for key, value in now.items():
+            self.gauge.labels(*key).set(value)
+        for key in self.shown - now.keys():
+            self.gauge.remove(*key)
+        self.shown = set(now)

@@ -168,6 +168,24 @@ class DriftSettings(_Settings):
     replicas: int = Field(1, ge=1)
 
 
+class LabelsSettings(_Settings):
+    """The labels worker: how predictions are joined to labels (``visionline.labels.join``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_LABELS_")
+
+    # A part seen in a frame is predicted defective when its score reaches this; the score is
+    # the part's defect_score (anomaly and defect models) or its highest defect class score.
+    defect_threshold: float = Field(0.5, ge=0, le=1)
+    score_source: Literal["defect_score", "class_scores"] = "defect_score"
+    # An observed part and a labelled part match from this IoU on (greedy, best pair first).
+    min_iou: float = Field(0.3, gt=0, le=1)
+    # A labelled part nothing matched is a miss when at least this much of it is in the frame.
+    min_visible_fraction: float = Field(0.5, ge=0, le=1)
+    # How often visionline_model_f1 is read back from PostgreSQL.
+    f1_refresh_s: float = Field(30.0, gt=0)
+    replicas: int = Field(1, ge=1)
+
+
 class RetrainSettings(_Settings):
     """The retrain worker (services/retrain): which models it retrains, how big a job's
     training is, and when a candidate is promoted (``visionline.retrain``)."""
@@ -190,7 +208,41 @@ class RetrainSettings(_Settings):
     eval_frames_per_condition: int = Field(12, ge=1)
     threads: int = Field(2, ge=1)
     promote_timeout_s: float = Field(120.0, gt=0)
+    # Jobs for a drift on an inspection camera fine-tune the defect detector on that camera's own
+    # frames from the drift window on (replayed from Kafka), labelled by the labels feedback:
+    # they wait up to ``traffic_wait_s`` for ``traffic_min_frames`` labelled frames (0: never
+    # use traffic), and hold ``traffic_held_out`` of the parts out for the shadow evaluation.
+    traffic_min_frames: int = Field(150, ge=0)
+    traffic_max_frames: int = Field(400, ge=1)
+    traffic_wait_s: float = Field(900.0, gt=0)
+    traffic_held_out: float = Field(0.3, gt=0, lt=1)
+    rehearsal_frames_per_condition: int = Field(6, ge=1)  # generator frames per eval condition
+    fine_tune_epochs: int = Field(4, ge=1)
+    # A traffic job is promoted on the shadow run (``traffic_metric``, per-part decisions at
+    # ``decision_threshold``, the lines' min_mean_score), if ``metric`` on the generator's
+    # held-out frames fell by no more than ``max_regression``.
+    traffic_metric: str = "shadow.f1"
+    decision_threshold: float = Field(0.3, gt=0, lt=1)
+    max_regression: float = Field(0.01, ge=0)
     replicas: int = Field(1, ge=1, le=1)  # interrupted jobs are failed at start: one replica
+    # Scheduled jobs: model -> every how many hours, in slots aligned to the epoch (one job per
+    # slot, ``visionline.retrain.schedule``); empty: none. By env as JSON, e.g.
+    # VISIONLINE_RETRAIN_SCHEDULE_HOURS='{"defect_detector": 24}'.
+    schedule_hours: dict[str, float] = Field(default_factory=dict)
+    schedule_check_s: float = Field(60.0, gt=0)  # how often the worker looks at the schedule
+
+    @field_validator("schedule_hours")
+    @classmethod
+    def _known_models_and_intervals(cls, value: dict[str, float]) -> dict[str, float]:
+        from visionline.retrain.policy import MODELS
+
+        unknown = sorted(set(value) - set(MODELS))
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}; one of {', '.join(MODELS)}")
+        wrong = sorted(m for m, hours in value.items() if not 1 / 60 <= hours <= 87_600)
+        if wrong:
+            raise ValueError(f"interval of {', '.join(wrong)}: from 1/60 h (a minute) to 87600 h")
+        return value
 
 
 class UploadSettings(_Settings):

@@ -8,6 +8,9 @@
 - ``visionline.drift.events`` (DriftEvent): the bridge from the drift service. A drift that
   should retrain a model creates a job (debounced: none while one of that model is queued or
   running) and publishes its RetrainRequest.
+- The schedule (``VISIONLINE_RETRAIN_SCHEDULE_HOURS``, model -> hours): every
+  ``VISIONLINE_RETRAIN_SCHEDULE_CHECK_S`` the current slot of each scheduled model gets its job
+  once (``visionline.retrain.schedule``), debounced the same way, and its request is published.
 
 At start, jobs a stopped worker left running are failed (hence one replica), and a request is
 published again for every queued job (one whose request was lost; duplicates are harmless).
@@ -30,6 +33,7 @@ from visionline.retrain.jobs import (
     request_for,
     run_job,
 )
+from visionline.retrain.schedule import create_scheduled_jobs
 from visionline.retrain.steps import RealSteps
 from visionline.settings import CommonSettings, RetrainSettings
 from visionline.worker import Worker, configure_logging
@@ -46,7 +50,10 @@ def main() -> None:
     running: set[asyncio.Task] = set()
 
     async def publish(job) -> None:
-        await worker.send(requests, job.model.encode(), to_json(request_for(job)))
+        await publish_request(request_for(job))
+
+    async def publish_request(request: RetrainRequest) -> None:
+        await worker.send(requests, request.model.encode(), to_json(request))
 
     async def run(stream, event, request: RetrainRequest) -> None:
         try:
@@ -81,6 +88,30 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - crash so the event is redelivered
                 worker.crash(exc)
             done()
+
+    if settings.schedule_hours:
+        told: dict[str, str] = {}  # the last reason logged per model: a debounce logs once
+
+        @worker.app.timer(settings.schedule_check_s, name="visionline.retrain.schedule")
+        async def scheduled_jobs() -> None:
+            try:
+                outcomes = await asyncio.to_thread(
+                    create_scheduled_jobs, engine, settings.schedule_hours
+                )
+            except Exception:  # noqa: BLE001 - nothing to redeliver: the next check retries
+                worker.log.exception("schedule check failed; retrying in %ss",
+                                     settings.schedule_check_s)  # fmt: skip
+                return
+            for outcome in outcomes:
+                if outcome.request is not None:
+                    try:
+                        await publish_request(outcome.request)
+                    except Exception as exc:  # noqa: BLE001 - a restart publishes queued jobs
+                        worker.crash(exc)
+                if told.get(outcome.model) != outcome.reason:
+                    told[outcome.model] = outcome.reason
+                    log = worker.log.warning if outcome.created else worker.log.info
+                    log("schedule %s: %s", outcome.ref, outcome.reason)
 
     @worker.app.task
     async def resume() -> None:

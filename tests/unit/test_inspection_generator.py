@@ -12,7 +12,7 @@ from visionline.camera.frames import EncodedFrame, sniff_content_type
 from visionline.inspection import DEFECT_CLASSES, ConveyorSource, LineGenerator, Ramp, Schedule
 from visionline.inspection import nuisance as nz
 from visionline.inspection.dataset import read_parts, read_truth, write_dataset
-from visionline.inspection.schedule import NUISANCES, Step
+from visionline.inspection.schedule import FACTORS, NUISANCES, Step
 from visionline.inspection.truth import RoiMask
 
 SMALL = (320, 180)
@@ -103,7 +103,7 @@ def test_brightness_strength_lowers_mean_brightness_monotonically() -> None:
 
 def test_every_nuisance_changes_the_frame() -> None:
     plain = [LineGenerator(5, SMALL).frame(i)[0] for i in (0, 6)]
-    for name in NUISANCES:
+    for name in FACTORS:
         if name == "jpeg":
             continue  # applied at encode
         generator = LineGenerator(5, SMALL, nuisances={name: 1.0})
@@ -143,7 +143,7 @@ def test_schedule_curves_and_per_camera_overrides() -> None:
     cam2 = schedule.strengths_at(30, "cam-2")
     assert cam2["brightness"] == 0.1 and cam2["shadow"] == 1.0 and cam2["flicker"] == 0.2
     assert schedule.strengths_at(61, "cam-2")["brightness"] == 0.5
-    assert set(schedule.strengths_at(0)) == set(NUISANCES) and schedule.strengths_at(0)["jpeg"] == 0
+    assert set(schedule.strengths_at(0)) == set(FACTORS) and schedule.strengths_at(0)["jpeg"] == 0
     with pytest.raises(ValueError, match="unknown nuisance"):
         Schedule({"fog": 1.0})
 
@@ -192,3 +192,11 @@ def test_a_realtime_conveyor_skips_late_frames_and_stamps_their_capture_time():
     assert source.last_index == 3 and third.captured_at_ms == 1_000_300
     fourth = next(frames)  # early: the next frame, never one already sent
     assert source.last_index == 4 and fourth.captured_at_ms == 1_000_400
+
+
+def test_glare_washes_out_contrast_without_clipping() -> None:
+    plain = LineGenerator(5, SMALL).frame(6)[0].astype(float)
+    hazy = LineGenerator(5, SMALL, nuisances={"glare": 1.0}).frame(6)[0].astype(float)
+    assert hazy.mean() > plain.mean() + 30 and hazy.std() < plain.std() * 0.5
+    assert hazy.min() >= 0.6 * 235 - 1 and (hazy == 255).mean() <= (plain == 255).mean()
+    assert "glare" not in NUISANCES  # never in the training data: a drift only

@@ -34,9 +34,11 @@ from visionline.observability import (
     BATCH_SIZE,
     CONSUMER_LAG,
     DEAD_LETTERS,
+    LABELLED_PARTS,
     LAG_ERRORS,
     MESSAGES_IN,
     MESSAGES_OUT,
+    MODEL_F1,
     MODEL_INFO,
     STAGE_SECONDS,
     LagGauge,
@@ -59,6 +61,8 @@ OUR_METRICS = (
     CONSUMER_LAG,
     LAG_ERRORS,
     MODEL_INFO,
+    LABELLED_PARTS,  # services/labels
+    MODEL_F1,
 )
 # Named on the dashboard, exported by something other than this code base:
 DRIFT_METRIC = "visionline_drift_state"  # the drift service, still to be written
@@ -344,6 +348,11 @@ def test_metric_names_and_labels():
         "visionline_consumer_lag": ("gauge", ("service", "topic", "partition")),
         "visionline_consumer_lag_errors": ("counter", ("service",)),
         "visionline_model_info": ("gauge", ("service", "model", "version", "served_by")),
+        "visionline_labelled_parts": (
+            "counter",
+            ("camera", "model", "version", "kind", "outcome"),
+        ),
+        "visionline_model_f1": ("gauge", ("camera", "model", "version", "kind")),
     }
     found = {m._name: (m._type, tuple(m._labelnames)) for m in OUR_METRICS}
     assert found == expected

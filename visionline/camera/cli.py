@@ -136,14 +136,26 @@ def lines(
         bool, typer.Option(help="Register them as inspection cameras first.")
     ] = True,
     seed: Seed = 0,
+    labels_delay: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Publish each frame's ground truth on the labels feedback topic this many "
+            "seconds later (off by default).",
+        ),
+    ] = None,
 ) -> None:
     """Run COUNT simulated conveyor lines for inspection, each with its own nuisance mix.
 
     The belt runs on the wall clock (late frames are skipped, capture times exact), so the
     parts worker's belt speed, ``fps`` x 184.9 px in ``infra/rules.yaml``, must match ``fps``.
+    With ``--labels-delay`` the generator's truth of each frame follows as a late label
+    (``visionline.labels``), for accuracy per model version (`visionline labels accuracy`).
     """
     from visionline.inspection.acceptance import CAMERA_MIXES
     from visionline.inspection.source import ConveyorSource
+    from visionline.kafka import producer
+    from visionline.labels.delayed import DelayedLabels
 
     common = _settings()
     ids = [f"line-{k}" for k in range(1, count + 1)]
@@ -151,6 +163,13 @@ def lines(
         specs = [CameraSpec(camera_id=cid, name=f"simulated conveyor {cid}", pipeline="inspect",
                             max_fps=round(fps * 1.2 + 1, 2)) for cid in ids]  # fmt: skip
         _register_specs(specs, common)
+    label_out = None if labels_delay is None else producer(common.kafka_bootstrap)
+
+    def truth_of() -> dict:  # each camera holds its own labels back
+        if label_out is None:
+            return {}
+        return {"labels": DelayedLabels(labels_delay), "label_producer": label_out}
+
     sources = [
         (
             cid,
@@ -160,6 +179,7 @@ def lines(
                 fps=fps,
                 realtime_fps=fps,
                 nuisances=CAMERA_MIXES.get(cid, {}),
+                **truth_of(),
             ),
         )  # fmt: skip
         for k, cid in enumerate(ids)
@@ -168,7 +188,12 @@ def lines(
     log.info("simulating %d conveyor lines at %s fps", count, fps)
     with _stop_on_signals() as stop:
         stats = run_cameras(sources, fps, 90, publisher, duration, stop)
+    # The sources published the labels they still held when they closed.
+    labels_lost = label_out is not None and label_out.flush(15.0) > 0
     _finish(publisher, stats)
+    if labels_lost:
+        console.print("[red]error:[/red] labels not delivered to the broker")
+        raise typer.Exit(1)
 
 
 def simulated_cameras(

@@ -23,6 +23,9 @@ class EncodedFrame:
     content_type: str = JPEG
     # When the source knows when it captured the frame (epoch ms); else publishing stamps it.
     captured_at_ms: int | None = None
+    # When the source names the frame (to publish its labels under the same id); else publishing
+    # gives it one.
+    frame_id: str | None = None
 
 
 Frame = np.ndarray | EncodedFrame

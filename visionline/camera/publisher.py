@@ -229,7 +229,11 @@ def run_camera(
         captured = encoded.captured_at_ms or captured
         try:
             publisher.publish(
-                camera_id, encoded.data, captured_at=captured, content_type=encoded.content_type
+                camera_id,
+                encoded.data,
+                frame_id=encoded.frame_id,
+                captured_at=captured,
+                content_type=encoded.content_type,
             )
         except BufferError:
             stats.dropped += 1  # a camera drops frames rather than block on a full queue

@@ -191,3 +191,71 @@ class ModelVersionRow(Base):
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     promoted_by: Mapped[str] = mapped_column(String(100), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # last status change
+
+
+class FrameLabelRow(Base):
+    """The true labels of one frame from one source (``LabelFeedback``); a newer labelling
+    (``labelled_at``) replaces an older one, the same ``label_id`` again changes nothing."""
+
+    __tablename__ = "frame_labels"
+    __table_args__ = (
+        Index("ix_frame_labels_camera_captured", "camera_id", "captured_at"),
+        Index("ix_frame_labels_frame", "frame_id"),
+    )
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    frame_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    label_id: Mapped[str] = mapped_column(String(300))
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    labelled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    message: Mapped[dict] = mapped_column(Json)  # the LabelFeedback
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LabelPredictionRow(Base):
+    """A prediction waiting for (or joined to) its frame's labels: a frame's observed parts, or
+    a tracked part's verdict on its best frame (``visionline.labels.join.Prediction``)."""
+
+    __tablename__ = "label_predictions"
+    __table_args__ = (Index("ix_label_predictions_frame", "camera_id", "frame_id"),)
+
+    prediction_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # frame_part | tracked_part
+    camera_id: Mapped[str] = mapped_column(String(64))
+    frame_id: Mapped[str] = mapped_column(String(128))
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    parts: Mapped[list] = mapped_column(Json)  # [{box, score, defective}]
+    models: Mapped[list] = mapped_column(Json)  # [[name, version], ...]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LabelOutcomeRow(Base):
+    """One part's outcome (tp, fp, fn, tn) for one model that took part in the prediction.
+    ``outcome_id`` hashes prediction, label, slot and model: a replay never counts twice."""
+
+    __tablename__ = "label_outcomes"
+    __table_args__ = (
+        Index("ix_label_outcomes_frame", "camera_id", "frame_id"),
+        Index("ix_label_outcomes_group", "camera_id", "model", "version", "kind"),
+        Index("ix_label_outcomes_captured", "captured_at"),
+    )
+
+    outcome_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    camera_id: Mapped[str] = mapped_column(String(64))
+    frame_id: Mapped[str] = mapped_column(String(128))
+    prediction_id: Mapped[str] = mapped_column(String(300))
+    label_id: Mapped[str] = mapped_column(String(300))
+    model: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(20))
+    slot: Mapped[str] = mapped_column(String(200))
+    match: Mapped[str] = mapped_column(String(16))  # matched | false_detection | miss
+    outcome: Mapped[str] = mapped_column(String(2))  # tp | fp | fn | tn
+    predicted_defective: Mapped[bool] = mapped_column(Boolean)
+    true_defective: Mapped[bool] = mapped_column(Boolean)
+    score: Mapped[float | None] = mapped_column(Float)
+    part_id: Mapped[str | None] = mapped_column(String(128))
+    iou: Mapped[float | None] = mapped_column(Float)
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -236,6 +236,7 @@ class LineGenerator:
     def _light_and_camera(self, image: np.ndarray, s: dict[str, float], index: int) -> np.ndarray:
         p, out = self.profile, image.astype(np.float32)
         out = nz.lighting(out, s, p, index / self.fps)
+        out = nz.veiling_glare(out, s.get("glare", 0.0))
         out = nz.resolution(out, s["resolution"])
         out = nz.lens_blur(out, s["lens_blur"])
         noise_rng = np.random.default_rng([self.seed, zlib.crc32(self.camera.encode()), index])

@@ -102,9 +102,8 @@ def lighting(
     image: np.ndarray, s: Mapping[str, float], profile: CameraProfile, t: float
 ) -> np.ndarray:
     """All lighting factors and the white balance at strengths ``s``, as one gain."""
-    scalar = brightness_gain(s["brightness"]) * flicker_gain(
-        s["flicker"], t, profile.flicker_hz, profile.flicker_phase
-    )
+    scalar = brightness_gain(s["brightness"])
+    scalar *= flicker_gain(s["flicker"], t, profile.flicker_hz, profile.flicker_phase)
     channels = colour_gain(s["colour_temperature"], profile.warm)
     channels = channels * white_balance_gain(s["white_balance"], profile.wb_gains) * scalar
     size = (image.shape[1], image.shape[0])
@@ -119,6 +118,16 @@ def lighting(
         out *= spatial[..., None]
         return out
     return image if np.all(channels == 1) else image * channels
+
+
+def veiling_glare(image: np.ndarray, strength: float) -> np.ndarray:
+    """Stray light from a new lamp or a skylight: a haze that lifts the blacks and washes out
+    contrast (to 40 % at full strength). Nothing clips: the defects are still there, fainter
+    and on a brighter ground than the models were trained on."""
+    if strength <= 0:
+        return image
+    k = 0.6 * min(1.0, strength)
+    return image * (1 - k) + k * 235.0
 
 
 # Camera ----------------------------------------------------------------------------------------

@@ -25,6 +25,11 @@ NUISANCES = (
     "occlusion",
     "motion_blur",
 )
+# Factors only a drift brings. Training and ``visionline eval`` draw from NUISANCES alone, so
+# the models never saw these: veiling glare (stray light of a new lamp, sunlight through a
+# skylight) washes out faint defects, the drift scenario's lighting change.
+DRIFT_ONLY = ("glare",)
+FACTORS = NUISANCES + DRIFT_ONLY
 
 
 class Curve(Protocol):
@@ -73,9 +78,9 @@ def _curve(spec: CurveSpec) -> Curve:
 
 
 def _check(factors: Mapping[str, CurveSpec]) -> dict[str, Curve]:
-    unknown = set(factors) - set(NUISANCES)
+    unknown = set(factors) - set(FACTORS)
     if unknown:
-        raise ValueError(f"unknown nuisance factors {sorted(unknown)}; known: {NUISANCES}")
+        raise ValueError(f"unknown nuisance factors {sorted(unknown)}; known: {FACTORS}")
     return {name: _curve(spec) for name, spec in factors.items()}
 
 
@@ -93,5 +98,5 @@ class Schedule:
         curves = {**self._line, **self._cameras.get(camera or "", {})}
         return {
             name: min(1.0, max(0.0, curves[name].at(t))) if name in curves else 0.0
-            for name in NUISANCES
+            for name in FACTORS
         }

@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from visionline.camera.frames import EncodedFrame
 from visionline.inspection.generator import LineGenerator
 from visionline.inspection.truth import FrameTruth
+
+if TYPE_CHECKING:
+    from visionline.labels.delayed import DelayedLabels
 
 
 class ConveyorSource:
@@ -18,6 +22,10 @@ class ConveyorSource:
     With ``realtime_fps`` the belt runs on the wall clock like a real one: each frame is the one
     due now (late frames are skipped, not delayed) and carries its exact capture time, so the
     tracker's belt-speed compensation stays right however busy the machine is.
+
+    With ``labels`` (and ``label_producer``, a confluent-kafka producer) each frame gets its id
+    here and its ground truth goes into that ``DelayedLabels``, published on the labels
+    feedback topic once its delay is over; what is still held is published at ``close``.
     """
 
     def __init__(
@@ -28,10 +36,15 @@ class ConveyorSource:
         start: int = 0,
         realtime_fps: float | None = None,
         clock: Callable[[], float] = time.time,
+        labels: DelayedLabels | None = None,
+        label_producer: Any = None,
         **generator: Any,
     ) -> None:
+        if (labels is None) != (label_producer is None):
+            raise ValueError("give both labels and label_producer, or neither")
         self.generator = LineGenerator(seed, resolution, jpeg_base=jpeg_quality, **generator)
         self.start, self.realtime_fps, self.clock = start, realtime_fps, clock
+        self.labels, self.label_producer = labels, label_producer
         self.last_truth: FrameTruth | None = None
         self.last_index: int | None = None
 
@@ -45,8 +58,25 @@ class ConveyorSource:
                 captured_ms = round((t0 + (index - self.start) / self.realtime_fps) * 1000)
             data, self.last_truth = self.generator.encode(index)
             self.last_index = index
-            yield EncodedFrame(data, captured_at_ms=captured_ms)
+            frame = EncodedFrame(data, captured_at_ms=captured_ms)
+            yield frame if self.labels is None else self._labelled(frame, index)
             index += 1
 
+    def _labelled(self, frame: EncodedFrame, index: int) -> EncodedFrame:
+        """The frame under an id of its own (camera: the generator's), its truth held back in
+        ``labels``; labels now due are published."""
+        from visionline.camera.publisher import new_frame_id
+        from visionline.labels.truth import feedback_from_truth
+
+        now = self.clock()
+        captured_ms = frame.captured_at_ms or round(now * 1000)
+        camera = self.generator.camera
+        frame_id = new_frame_id(camera, index)
+        truth = feedback_from_truth(camera, frame_id, captured_ms / 1000, self.last_truth)
+        self.labels.add(truth, now)
+        self.labels.publish_due(self.label_producer, now)
+        return replace(frame, captured_at_ms=captured_ms, frame_id=frame_id)
+
     def close(self) -> None:
-        pass
+        if self.labels is not None:
+            self.labels.flush(self.label_producer)

@@ -34,7 +34,7 @@ INSPECT_SIGNAL_MODEL = {
 # job's training data adds them at several strengths. Signals not listed (model scores) say
 # nothing of the cause: the job adds stronger random mixes of every factor instead.
 SIGNAL_NUISANCES = {
-    "brightness": ("brightness", "flicker", "shadow"),
+    "brightness": ("glare", "brightness", "flicker", "shadow"),
     "contrast": ("gradient", "shadow", "brightness"),
     "blur": ("lens_blur", "motion_blur", "resolution"),
     "saturation": ("colour_temperature", "white_balance"),
@@ -121,9 +121,19 @@ def decide_promotion(
     serving_metrics: Mapping[str, Any],
     metric: str,
     margin: float,
+    guard: tuple[str, float] | None = None,
 ) -> tuple[bool, str]:
     """Promote only if the candidate beats the serving version by at least ``margin`` on
-    ``metric`` (higher is better); the reason says why either way."""
+    ``metric`` (higher is better) and, with a ``guard`` (metric, largest drop), is not worse
+    than that on the guard's metric; the reason says why either way."""
+    if guard is not None:
+        path, largest_drop = guard
+        now, then = metric_value(candidate_metrics, path), metric_value(serving_metrics, path)
+        if now is None or then is None:
+            return False, f"rejected: no {path} to guard against forgetting"
+        if now < then - largest_drop - 1e-12:
+            return False, (f"rejected: {path} fell to {now:.4f} from {then:.4f}, more than "
+                           f"{largest_drop:.4f}: the candidate forgot what it knew")  # fmt: skip
     candidate = metric_value(candidate_metrics, metric)
     serving = metric_value(serving_metrics, metric)
     if candidate is None:

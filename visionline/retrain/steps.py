@@ -1,15 +1,22 @@
 """The real steps of a retraining job (``visionline.retrain.jobs.JobSteps``).
 
-- dataset: a seeded generator dataset (``policy.dataset_plan``) whose conditions add the drift
-  window's nuisances; the description is the job's ``dataset`` JSON (seed, conditions, frames).
-- train: the part or defect detector is fitted on exactly that dataset
-  (``fit.fit_part_detector`` / ``fit.fit_defect_detector``, the functions ``train_all`` calls);
-  the anomaly model through ``train_all(only={part_anomaly})``, which renders its own good
-  parts. Installed as the next version folder; the config keeps (or first gets) the serving
-  version pinned, so the new version is only a candidate.
+- dataset, for the defect detector after a drift on a camera (``traffic``): that camera's
+  frames from the drift window on, replayed from Kafka offsets, with the labels that arrived for
+  them (``visionline.labels``), split by part into training and held-out crops; the job waits
+  for enough labelled frames. Otherwise (a schedule, an operator, other models), a seeded
+  generator dataset (``policy.dataset_plan``) whose conditions add the drift window's
+  nuisances. The description is the job's ``dataset`` JSON (offsets or seed and conditions).
+- train: on traffic, the serving defect detector fine-tuned on the training crops plus a few
+  generator frames of every condition (so it keeps what it knew); else the part or defect
+  detector fitted anew on the generator dataset (``fit.fit_part_detector`` /
+  ``fit.fit_defect_detector``), the anomaly model through ``train_all(only={part_anomaly})``.
+  Installed as the next version folder; the config keeps (or first gets) the serving version
+  pinned, so the new version is only a candidate.
 - evaluate: candidate and serving version on the same held-out frames (``visionline eval``'s
   conditions and seeds, plus the drift's nuisances at 0.7), the two other models being the
-  versions serving.
+  versions serving; on traffic also a shadow run of both on the held-out parts of the
+  camera's own recent frames (``traffic.shadow_scores``), which decides, while the generator
+  frames guard against forgetting (``max_regression``).
 - promote: ``visionline.registry.promotion.promote`` with the job (Triton switches versions).
 
 torch, onnxruntime and the generator are imported inside the steps: the worker starts light.
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from visionline.registry import policy as version_policy
 from visionline.registry.store import serving_row
 from visionline.retrain.jobs import Evaluation, Job, JobSteps
 from visionline.retrain.policy import (
+    DEFECT_DETECTOR,
     MODELS,
     PART_ANOMALY,
     PART_DETECTOR,
@@ -44,6 +52,14 @@ EVAL_STRENGTH = 0.5
 DRIFT_EVAL_STRENGTH = 0.7
 METRIC_KEYS = ("part_ap50", "image_auroc", "pixel_auroc", "part_score_auroc", "detector_auroc",
                "defect_map50", "mask_iou")  # fmt: skip
+
+
+def cv2_decode(data: bytes):
+    """A camera's encoded frame as BGR, or None when it does not decode."""
+    import cv2
+    import numpy as np
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def version_folders(model_dir: Path) -> list[int]:
@@ -72,8 +88,19 @@ class RealSteps:
     repository: Path
     settings: RetrainSettings
     triton_grpc_url: str
+    bootstrap: str | None = None  # the broker to replay recent frames from (traffic datasets)
+    # A job's traffic crops, between its steps (one process runs a job from start to end).
+    _crops: dict[int, dict[str, list]] = field(default_factory=dict, compare=False)
+
+    def uses_traffic(self, job: Job) -> bool:
+        drift = job.dataset.get("drift") or {}
+        return bool(job.model == DEFECT_DETECTOR and drift.get("camera_id") and self.bootstrap
+                    and self.settings.traffic_min_frames > 0)  # fmt: skip
 
     def build_dataset(self, job: Job) -> tuple[dict[str, Any], int | None]:
+        if self.uses_traffic(job):
+            return self._traffic_dataset(job), serving_version(self.engine, self.repository,
+                                                               job.model)  # fmt: skip
         signal = (job.dataset.get("drift") or {}).get("signal")
         plan = dataset_plan(100 + job.id, self.settings.train_conditions,
                             self.settings.train_frames_per_condition,
@@ -82,6 +109,67 @@ class RealSteps:
                         "frames_per_condition": self.settings.eval_frames_per_condition,
                         "drift_strength": DRIFT_EVAL_STRENGTH}  # fmt: skip
         return plan, serving_version(self.engine, self.repository, job.model)
+
+    def _traffic_dataset(self, job: Job) -> dict[str, Any]:
+        """Wait for ``traffic_min_frames`` labelled frames of the drifting camera from the drift
+        window's start, replay them from Kafka, crop and split them."""
+        import numpy as np
+
+        from visionline.labels import labelled_frames
+        from visionline.messages import Topic
+        from visionline.replay import replay_frames
+        from visionline.retrain.traffic import labelled_crops, split_by_part
+
+        s, drift, say = self.settings, job.dataset["drift"], _logger(job)
+        camera, start = drift["camera_id"], float(drift["window"]["first_captured_at"])
+        deadline = time.monotonic() + s.traffic_wait_s
+        while True:
+            labels = labelled_frames(self.engine, camera, start, time.time() + 3600)
+            if len(labels) >= s.traffic_min_frames or time.monotonic() > deadline:
+                break
+            say(f"{len(labels)}/{s.traffic_min_frames} labelled frames of {camera} so far")
+            time.sleep(5)
+        if len(labels) < s.traffic_min_frames:
+            raise RuntimeError(
+                f"only {len(labels)} labelled frames of {camera} since the drift after "
+                f"{s.traffic_wait_s:.0f} s (need {s.traffic_min_frames})"
+            )
+        labels = sorted(labels, key=lambda x: x.captured_at)[: s.traffic_max_frames]
+        by_frame = {x.frame_id: x for x in labels}
+        first, last = labels[0].captured_at, labels[-1].captured_at
+        frames, offsets = [], {}
+        for f in replay_frames(self.bootstrap, str(Topic.RAW_FRAMES), camera,
+                               int((first - 10) * 1000), int((last + 10) * 1000)):  # fmt: skip
+            label = by_frame.get(f.frame_id)
+            bgr = cv2_decode(f.data) if label is not None else None
+            if bgr is None:
+                continue
+            frames.append((bgr[..., ::-1].copy(), label))
+            low, high = offsets.get(f.partition, (f.offset, f.offset))
+            offsets[f.partition] = (min(low, f.offset), max(high, f.offset))
+        crops = labelled_crops(frames, np.random.default_rng(100 + job.id))
+        train, held_out = split_by_part(crops, s.traffic_held_out)
+        if not train or not held_out:
+            raise RuntimeError(f"{len(frames)} replayed frames of {camera} gave no crops to "
+                               "train on or hold out")  # fmt: skip
+        self._crops[job.id] = {"train": train, "held_out": held_out}
+        say(f"{len(frames)} labelled frames replayed: {len(train)} training crops, "
+            f"{len(held_out)} held out")  # fmt: skip
+        return {
+            "source": "traffic",
+            "camera_id": camera,
+            "topic": str(Topic.RAW_FRAMES),
+            "offsets": {str(p): list(span) for p, span in sorted(offsets.items())},
+            "captured_from": first,
+            "captured_to": last,
+            "labelled_frames": len(labels),
+            "frames": len(frames),
+            "train_crops": len(train),
+            "held_out_crops": len(held_out),
+            "held_out_parts": len({c.part_id for c in held_out}),
+            "defective_train_crops": sum(c.defective for c in train),
+            "seed": 100 + job.id,
+        }
 
     def train(self, job: Job) -> int:
         import torch
@@ -104,11 +192,32 @@ class RealSteps:
             fit.train_all(self.repository, version, config, say, only={PART_ANOMALY})
             return version
         torch.set_num_threads(s.threads)
+        if job.id in self._crops:
+            return self._fine_tune(job, version, config, say)
         conditions = [(name, dict(factors)) for name, factors in job.dataset["conditions"]]
         data = render(job.dataset["seed"], conditions, job.dataset["frames_per_condition"],
                       config.defect_rate, config.jitter)  # fmt: skip
         fitter = fit.fit_part_detector if job.model == PART_DETECTOR else fit.fit_defect_detector
         fitter(Backbone(), data, self.repository, version, config, say)
+        return version
+
+    def _fine_tune(self, job: Job, version: int, config, say) -> int:
+        """The serving detector trained further on the traffic crops, with generator crops of
+        every ``visionline eval`` condition beside them (rehearsal: the other cameras' world)."""
+        from visionline.inspection.train import fit
+        from visionline.inspection.train.backbone import Backbone
+        from visionline.inspection.train.data import eval_conditions, render
+
+        rehearsal = render(job.dataset["seed"], list(eval_conditions(0.4)),
+                           self.settings.rehearsal_frames_per_condition, config.defect_rate,
+                           config.jitter).crops  # fmt: skip
+        crops = self._crops[job.id]["train"] + rehearsal
+        parent = self.repository / job.model / str(job.parent_version) / "model.onnx"
+        say(f"fine-tuning version {job.parent_version} on {len(crops)} crops "
+            f"({len(rehearsal)} rehearsal)")  # fmt: skip
+        epochs = self.settings.fine_tune_epochs
+        fit.fine_tune_defect_detector(Backbone(), crops, parent, self.repository, version,
+                                      config, say, epochs=epochs)  # fmt: skip
         return version
 
     def _pin_serving(self, model_dir: Path, parent: int | None) -> None:
@@ -129,11 +238,26 @@ class RealSteps:
         results = evaluate_versions(self.repository, [serving, {**serving, job.model: candidate}],
                                     job.dataset.get("eval", {}), drift, self.settings.threads,
                                     _logger(job))  # fmt: skip
+        held_out = self._crops.pop(job.id, {}).get("held_out")
+        if held_out:  # the shadow run: both versions on the camera's own recent parts
+            from visionline.inspection.train.serving import OnnxModel
+            from visionline.retrain.traffic import shadow_scores
+
+            for result in results:
+                version = result["versions"][job.model]
+                path = self.repository / job.model / str(version) / "model.onnx"
+                model = OnnxModel(path, self.settings.threads)
+                threshold = self.settings.decision_threshold
+                result["shadow"] = shadow_scores(model, held_out, threshold)
         return Evaluation(candidate=results[1], serving=results[0],
                           serving_version=job.parent_version)  # fmt: skip
 
     def decide(self, candidate: dict, serving: dict) -> tuple[bool, str]:
-        return decide_promotion(candidate, serving, self.settings.metric, self.settings.margin)
+        s = self.settings
+        if "shadow" not in candidate:
+            return decide_promotion(candidate, serving, s.metric, s.margin)
+        return decide_promotion(candidate, serving, s.traffic_metric, s.margin,
+                                guard=(s.metric, s.max_regression))  # fmt: skip
 
     def promote(self, job: Job, candidate: int, metrics: dict, reason: str) -> None:
         from visionline.registry.promotion import promote, triton_control

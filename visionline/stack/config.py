@@ -28,6 +28,7 @@ PIPELINE_SERVICES = (
     "inspect",  # inspection cameras: parts and defects (three Triton models)
     "parts",  # inspection cameras: tracking, one decision per part
     "drift",  # drift of both paths' inputs and outputs; needs PostgreSQL's migration 0003
+    "labels",  # late true labels joined to predictions: accuracy per model version (0005)
 )
 # Triton models of the inspect worker, loaded beside ``model_name`` once they are built.
 INSPECTION_MODELS = ("part_detector", "part_anomaly", "defect_detector")
@@ -79,10 +80,13 @@ class StackSettings(BaseSettings):
     inspect_replicas: int = Field(1, ge=1)
     parts_replicas: int = Field(1, ge=1)
     drift_replicas: int = Field(1, ge=1)
+    labels_replicas: int = Field(1, ge=1)
     cameras: int = Field(0, ge=0)  # simulated cameras; 0: none
     camera_fps: float = Field(2.0, gt=0)
     line_cameras: int = Field(0, ge=0, le=9)  # simulated conveyor lines for inspection; 0: none
     line_fps: float = Field(10.0, gt=0)  # the belt speed in infra/rules.yaml assumes 10
+    # The lines' ground truth as late labels this many seconds after each frame; None: none.
+    line_labels_delay_s: float | None = Field(None, ge=0)
     with_workers: bool = True
     with_triton: bool = True
     triton_venv: Path = REPO_ROOT / ".venv-triton"
@@ -229,6 +233,8 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
     if settings.line_cameras > 0:
         argv = ("-m", "visionline.camera", "lines")
         count = ("--count", str(settings.line_cameras), "--fps", str(settings.line_fps))
+        if settings.line_labels_delay_s is not None:
+            count += ("--labels-delay", str(settings.line_labels_delay_s))
         workers.append(WorkerSpec(name="lines", argv=(python, *argv, *count), stage=1))
     return workers
 

@@ -35,7 +35,7 @@ class CropSample:
     boxes: np.ndarray  # [K, 4] in crop pixels
     mask: np.ndarray  # bool [CROP, CROP]: any defect pixel
     condition: str
-    part_id: int
+    part_id: int | str
 
     @property
     def defective(self) -> bool:
@@ -106,7 +106,22 @@ def crop_sample(
     jitter: float,
 ) -> CropSample:
     """The part's crop, its defect boxes (tight around each mask in the crop) and mask."""
-    x0, y0, x1, y1 = part.box
+    defects = [(d.defect_class, d.mask.paste(truth.resolution)) for d in part.defects]
+    return crop_around(rgb, part.box, defects, condition, part.part_id, rng, jitter)
+
+
+def crop_around(
+    rgb: np.ndarray,
+    box: tuple[float, float, float, float],
+    defects: list[tuple[str, np.ndarray]],
+    condition: str,
+    part_id: int | str,
+    rng: np.random.Generator,
+    jitter: float,
+) -> CropSample:
+    """A part's crop from its frame box and its defects' frame-sized masks (generator truth,
+    or labels of real frames: ``visionline.retrain.traffic``)."""
+    x0, y0, x1, y1 = box
     if jitter:  # detector boxes are not exact: train on boxes moved and scaled a little
         w, h = x1 - x0, y1 - y0
         dx, dy = rng.uniform(-jitter, jitter, 2) * (w, h)
@@ -116,14 +131,13 @@ def crop_sample(
     crop = Crop.around((x0, y0, x1, y1))
     classes, boxes = [], []
     mask = np.zeros((CROP, CROP), bool)
-    for defect in part.defects:
-        full = defect.mask.paste(truth.resolution).astype(np.uint8) * 255
-        cut = crop.cut(full) >= 64
+    for defect_class, frame_mask in defects:
+        cut = crop.cut(frame_mask.astype(np.uint8) * 255) >= 64
         if cut.sum() < 2:
             continue
         ys, xs = np.nonzero(cut)
-        classes.append(DEFECT_CLASSES.index(defect.defect_class))
+        classes.append(DEFECT_CLASSES.index(defect_class))
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
         mask |= cut
     return CropSample(crop.cut(rgb), classes, np.array(boxes, np.float64).reshape(-1, 4),
-                      mask, condition, part.part_id)  # fmt: skip
+                      mask, condition, part_id)  # fmt: skip

@@ -1,0 +1,1 @@
+"""Labels: true labels joined to predictions, accuracy per camera and model version."""
