@@ -11,6 +11,7 @@ from rich.table import Table
 from visionline.annotations.cli import app as dataset_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
+from visionline.drift.cli import app as drift_app
 from visionline.inspection.cli import app as inspection_app
 from visionline.inspection.train.cli import eval_command, train_app
 from visionline.labels.cli import app as labels_app
@@ -28,6 +29,7 @@ app.add_typer(train_app, name="train")
 app.command("eval")(eval_command)
 app.add_typer(inspection_app, name="inspection")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(drift_app, name="drift")
 app.add_typer(labels_app, name="labels")
 alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")
 app.add_typer(alerts_app, name="alerts")

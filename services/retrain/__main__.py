@@ -1,8 +1,9 @@
 """python -m services.retrain: retraining jobs, one at a time per model.
 
-- ``visionline.retrain.requests`` (RetrainRequest, key = model): run the job
-  (``visionline.retrain.jobs.run_job`` with the real steps). The job runs in a thread, so the
-  consumer keeps its heartbeat; jobs of one model wait for each other, other models' do not.
+- ``visionline.retrain.requests`` (RetrainRequest, key = model): run the job in a child
+  process (``visionline jobs run``: ``run_job`` with the real steps), so the consumer keeps
+  its heartbeat; jobs of one model wait for each other, other models' do not. A child that
+  dies mid-job leaves the job failed.
   The request is acked once its job is final; a repeated request finds its job no longer
   queued and does nothing.
 - ``visionline.drift.events`` (DriftEvent): the bridge from the drift service. A drift that
@@ -19,22 +20,22 @@ published again for every queued job (one whose request was lost; duplicates are
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import defaultdict
 
 from visionline.db import make_engine
 from visionline.messages import DriftEvent, RetrainRequest, Topic, to_json
-from visionline.registry.store import get_job
+from visionline.registry.jobs import FINAL, JobState
+from visionline.registry.store import advance_job, get_job
+from visionline.retrain.cli import NOT_QUEUED
 from visionline.retrain.jobs import (
-    JobNotQueued,
     camera_pipeline,
     fail_interrupted,
     jobs_for_drift,
     queued_jobs,
     request_for,
-    run_job,
 )
 from visionline.retrain.schedule import create_scheduled_jobs
-from visionline.retrain.steps import RealSteps
 from visionline.settings import CommonSettings, RetrainSettings
 from visionline.worker import Worker, configure_logging
 
@@ -43,7 +44,6 @@ def main() -> None:
     common, settings = CommonSettings(), RetrainSettings()
     configure_logging(common, "retrain")
     engine = make_engine(common.database_url)
-    steps = RealSteps(engine, common.model_repository, settings, common.triton_grpc_url).steps()
     worker = Worker("retrain", common)
     requests = worker.topic(Topic.RETRAIN_REQUESTS)
     locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -58,13 +58,29 @@ def main() -> None:
     async def run(stream, event, request: RetrainRequest) -> None:
         try:
             async with locks[request.model]:
-                job = await asyncio.to_thread(run_job, engine, request.job_id, steps)
-            worker.log.warning("job %s (%s): %s: %s", job.id, job.model, job.state, job.reason)
-        except JobNotQueued as skipped:
-            worker.log.info("%s", skipped)
+                job = await run_in_child(request.job_id)
+            if job is not None:
+                worker.log.warning("job %s (%s): %s: %s", job.id, job.model, job.state,
+                                   job.reason)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - crash: the request comes back
             worker.crash(exc)
         await stream.ack(event)
+
+    async def run_in_child(job_id: int):
+        """The job in its own process (``visionline jobs run``): training would starve this
+        process's consumer of the interpreter. The final row, or None when not queued."""
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "visionline.retrain", "run", str(job_id)
+        )
+        status = await child.wait()
+        if status == NOT_QUEUED:
+            worker.log.info("job %s was not queued: nothing to do", job_id)
+            return None
+        job = get_job(engine, job_id)
+        if job.state not in {s.value for s in FINAL}:  # the child died mid-job
+            job = advance_job(engine, job_id, JobState.FAILED,
+                              f"the job's process exited with status {status}")  # fmt: skip
+        return job
 
     @worker.app.agent(requests, name="visionline.retrain.requests")
     async def run_requests(stream):

@@ -268,6 +268,20 @@ def test_page_hinkley_confirms_a_confidence_drop_and_not_a_rise():
     assert feed(tracker("confidence"), scalar_stream(rising, "confidence")) == []
 
 
+def test_a_signal_can_confirm_on_more_frames_than_the_policy():
+    spec = DEFAULT_DETECTORS["confidence"].model_copy(update={"confirm_frames": 150})
+    values = np.clip(step(0.7, 0.45, at=300, n=700, sd=0.1, seed=1), 0, 1)
+    events = feed(tracker("confidence", spec), scalar_stream(values, "confidence"))
+    assert len(events) == 1 and events[0][1].after.frames == 150
+    assert events[0][0] >= 300 + 149
+
+
+def test_the_detectors_file_gives_model_scores_a_longer_confirmation():
+    specs = load_detectors(DriftSettings().detectors_file)
+    assert specs["defect_score"].confirm_frames == specs["anomaly_score"].confirm_frames == 150
+    assert specs["brightness"].confirm_frames is None  # the policy's
+
+
 def test_kswin_confirms_a_change_of_shape_that_keeps_the_mean():
     rng = np.random.default_rng(3)
     sharp = rng.normal(300, 10, 400)  # in focus, steady

@@ -127,6 +127,13 @@ def test_default_workers_are_the_pipeline(tmp_path):
     assert workers["upload"].health_url == f"http://127.0.0.1:{s.upload_port}/healthz"
 
 
+def test_the_retrain_worker_runs_only_when_asked(tmp_path):
+    assert "retrain" not in {w.name for w in default_workers(free_port_settings(tmp_path))}
+    s = free_port_settings(tmp_path, with_retrain=True)
+    retrain = {w.name: w for w in default_workers(s)}["retrain"]
+    assert retrain.argv == (sys.executable, "-m", "services.retrain") and retrain.replicas == 1
+
+
 def test_cameras_start_last_and_only_when_asked(tmp_path):
     s = free_port_settings(tmp_path, cameras=3, camera_fps=1.5)
     camera = {w.name: w for w in default_workers(s)}["camera"]

@@ -31,12 +31,16 @@ class DetectorSpec(BaseModel):
     detector: DetectorKind
     params: dict[str, float | int | str] = Field(default_factory=dict)
     min_scale: float = Field(1e-6, gt=0)
+    # Frames to confirm an alarm on, instead of the policy's: model scores move with the product
+    # mix (a run of defective parts), so theirs need more than the input statistics.
+    confirm_frames: int | None = Field(None, ge=5)
 
 
 ADWIN = {"delta": 0.002, "clock": 32}
 KSWIN = {"alpha": 0.0005, "window_size": 200, "stat_size": 60}
 PH_DOWN = {"min_instances": 30, "delta": 0.2, "threshold": 30.0, "mode": "down"}
 PH_UP = {**PH_DOWN, "mode": "up"}
+SCORE_CONFIRM_FRAMES = 150  # anomaly and defect scores: see DetectorSpec.confirm_frames
 
 DEFAULT_DETECTORS: dict[str, DetectorSpec] = {
     "brightness": DetectorSpec(detector="adwin", params=ADWIN, min_scale=1.0),
@@ -45,8 +49,12 @@ DEFAULT_DETECTORS: dict[str, DetectorSpec] = {
     "blur": DetectorSpec(detector="kswin", params=KSWIN, min_scale=1.0),
     "confidence": DetectorSpec(detector="page_hinkley", params=PH_DOWN, min_scale=0.01),
     "part_confidence": DetectorSpec(detector="page_hinkley", params=PH_DOWN, min_scale=0.01),
-    "anomaly_score": DetectorSpec(detector="page_hinkley", params=PH_UP, min_scale=0.01),
-    "defect_score": DetectorSpec(detector="page_hinkley", params=PH_UP, min_scale=0.01),
+    "anomaly_score": DetectorSpec(
+        detector="page_hinkley", params=PH_UP, min_scale=0.01, confirm_frames=SCORE_CONFIRM_FRAMES
+    ),
+    "defect_score": DetectorSpec(
+        detector="page_hinkley", params=PH_UP, min_scale=0.01, confirm_frames=SCORE_CONFIRM_FRAMES
+    ),
     "class_mix": DetectorSpec(detector="kswin", params=KSWIN, min_scale=0.01),
     "embedding_distance": DetectorSpec(detector="adwin", params=ADWIN, min_scale=0.005),
 }

@@ -108,7 +108,8 @@ class SignalTracker:
         self.detector.update((value - self.mean) / self.scale)
         if self.suspicion is not None:
             self.suspicion.after.add(value, frame)
-            if len(self.suspicion.after.values) >= self.policy.confirm_frames:
+            needed = self.spec.confirm_frames or self.policy.confirm_frames
+            if len(self.suspicion.after.values) >= needed:
                 return self._decide(frame)
         elif self.detector.drift_detected and self.cooldown_left == 0:
             self.suspicion = Suspicion(detected=frame)

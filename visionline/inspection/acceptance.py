@@ -55,10 +55,14 @@ class CameraRun:
         return int(tail) if mine and tail.isdigit() else None
 
     def render(self, index: int) -> bytes:
+        return self.render_with_truth(index)[0]
+
+    def render_with_truth(self, index: int):
+        """The encoded frame and its ``FrameTruth`` (its part boxes kept for joining)."""
         data, truth = self.generator.encode(index)
         self.boxes[index] = [(p.part_id, p.box) for p in truth.parts]
         self.frames = max(self.frames, index + 1)
-        return data
+        return data, truth
 
     def part_of(self, frame_id: str, box: Iterable[float]) -> int | None:
         index = self.index_of(frame_id)

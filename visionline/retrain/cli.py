@@ -1,4 +1,4 @@
-"""`visionline jobs ...`: create retraining jobs by hand and list them.
+"""`visionline jobs ...`: create retraining jobs by hand, list them, run one.
 
 Like `visionline models promote`, these find the stack through the common settings
 (VISIONLINE_DATABASE_URL, VISIONLINE_KAFKA_BOOTSTRAP); defaults are the local stack's.
@@ -14,7 +14,7 @@ from rich.table import Table
 
 from visionline.retrain.policy import MODELS
 
-app = typer.Typer(help="Retraining jobs: create one (operator trigger), list them.",
+app = typer.Typer(help="Retraining jobs: create one (operator trigger), list them, run one.",
                   no_args_is_help=True)  # fmt: skip
 console = Console()
 
@@ -84,6 +84,35 @@ def list_command(
                       _opt(row.candidate_version), row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
                       row.reason)  # fmt: skip
     console.print(table if rows else "no retraining job")
+
+
+NOT_QUEUED = 3  # the exit status of `run` for a job already claimed: nothing was done
+
+
+@app.command("run")
+def run_command(job_id: Annotated[int, typer.Argument(help="A queued job.")]) -> None:
+    """Run a queued job to promoted, rejected or failed, in this process. The retrain worker
+    runs each job this way, in a child process: training holds the CPU and the interpreter
+    for minutes, and the worker's own consumer must keep its heartbeat meanwhile."""
+    from visionline.db import make_engine
+    from visionline.retrain.jobs import JobNotQueued, run_job
+    from visionline.retrain.steps import RealSteps
+    from visionline.settings import CommonSettings, RetrainSettings
+    from visionline.worker import configure_logging
+
+    common = CommonSettings()
+    configure_logging(common, "retrain")
+    engine = make_engine(common.database_url)
+    steps = RealSteps(engine, common.model_repository, RetrainSettings(),
+                      common.triton_grpc_url, bootstrap=common.kafka_bootstrap).steps()  # fmt: skip
+    try:
+        job = run_job(engine, job_id, steps)
+    except JobNotQueued as skipped:
+        console.print(f"[yellow]{skipped}[/]")
+        raise typer.Exit(NOT_QUEUED) from None
+    finally:
+        engine.dispose()
+    console.print(f"job {job.id} ({job.model}): {job.state}: {job.reason}")
 
 
 def _opt(value: int | None) -> str:

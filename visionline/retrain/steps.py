@@ -138,8 +138,10 @@ class RealSteps:
         by_frame = {x.frame_id: x for x in labels}
         first, last = labels[0].captured_at, labels[-1].captured_at
         frames, offsets = [], {}
+        # A frame reaches the broker after its capture, late when its camera lags: from a
+        # minute before the first label's capture time to now.
         for f in replay_frames(self.bootstrap, str(Topic.RAW_FRAMES), camera,
-                               int((first - 10) * 1000), int((last + 10) * 1000)):  # fmt: skip
+                               int((first - 60) * 1000), int(time.time() * 1000)):  # fmt: skip
             label = by_frame.get(f.frame_id)
             bgr = cv2_decode(f.data) if label is not None else None
             if bgr is None:

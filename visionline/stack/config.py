@@ -88,6 +88,9 @@ class StackSettings(BaseSettings):
     # The lines' ground truth as late labels this many seconds after each frame; None: none.
     line_labels_delay_s: float | None = Field(None, ge=0)
     with_workers: bool = True
+    # The retrain worker (services/retrain): off by default, its jobs train on this machine's
+    # CPU; `visionline drift scenario` turns it on.
+    with_retrain: bool = False
     with_triton: bool = True
     triton_venv: Path = REPO_ROOT / ".venv-triton"
     model_repository: Path = REPO_ROOT / "triton_models"
@@ -218,6 +221,8 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
         )
         for name in PIPELINE_SERVICES
     ]
+    if settings.with_retrain:
+        workers.append(WorkerSpec(name="retrain", argv=(python, "-m", "services.retrain")))
     workers.append(
         WorkerSpec(
             name="upload",
