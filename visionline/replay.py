@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -69,13 +69,14 @@ class _Range:
 def replay_frames(
     bootstrap: str,
     topic: str,
-    camera_id: str,
+    camera_id: str | Collection[str],
     start_ms: int,
     end_ms: int,
     timeout_s: float = 30.0,
 ) -> Iterator[ReplayedFrame]:
-    """``camera_id``'s frames of ``topic`` with Kafka timestamps in ``[start_ms, end_ms]``, in
-    offset order per partition (partitions interleaved). Raises TimeoutError when the broker
+    """``camera_id``'s frames (or those of several cameras, in one pass) of ``topic`` with Kafka
+    timestamps in ``[start_ms, end_ms]``, in offset order per partition (partitions
+    interleaved). Raises TimeoutError when the broker
     gives nothing for ``timeout_s`` before the window is read (however long the caller takes
     over each frame); an unknown topic is a LookupError."""
     deadline = time.monotonic() + timeout_s
@@ -85,7 +86,8 @@ def replay_frames(
         if not ranges:
             return
         consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges.values()])
-        pending, key = dict(ranges), camera_id.encode()
+        cameras = [camera_id] if isinstance(camera_id, str) else list(camera_id)
+        pending, keys = dict(ranges), {c.encode() for c in cameras}
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -104,8 +106,8 @@ def replay_frames(
                     del pending[part.partition]
                 if stamp > end_ms or offset >= part.end:
                     continue
-                if stamp >= start_ms and message.key() == key:
-                    yield _frame(message, camera_id)
+                if stamp >= start_ms and message.key() in keys:
+                    yield _frame(message, message.key().decode())
     finally:
         consumer.close()
 

@@ -212,18 +212,20 @@ class RetrainSettings(_Settings):
     # frames from the drift window on (replayed from Kafka), labelled by the labels feedback:
     # they wait up to ``traffic_wait_s`` for ``traffic_min_frames`` labelled frames (0: never
     # use traffic), and hold ``traffic_held_out`` of the parts out for the shadow evaluation.
-    traffic_min_frames: int = Field(150, ge=0)
-    traffic_max_frames: int = Field(400, ge=1)
+    traffic_min_frames: int = Field(300, ge=0)
+    traffic_max_frames: int = Field(600, ge=1)
     traffic_wait_s: float = Field(900.0, gt=0)
     traffic_held_out: float = Field(0.3, gt=0, lt=1)
-    rehearsal_frames_per_condition: int = Field(6, ge=1)  # generator frames per eval condition
+    rehearsal_frames_per_condition: int = Field(3, ge=1)  # generator frames per eval condition
     fine_tune_epochs: int = Field(4, ge=1)
     # A traffic job is promoted on the shadow run (``traffic_metric``, per-part decisions at
     # ``decision_threshold``, the lines' min_mean_score), if ``metric`` on the generator's
-    # held-out frames fell by no more than ``max_regression``.
+    # held-out frames fell by no more than ``max_regression`` and the F1 on the other cameras'
+    # held-out recent parts by no more than ``others_max_regression`` (about one part of 60).
     traffic_metric: str = "shadow.f1"
     decision_threshold: float = Field(0.3, gt=0, lt=1)
     max_regression: float = Field(0.01, ge=0)
+    others_max_regression: float = Field(0.03, ge=0)
     replicas: int = Field(1, ge=1, le=1)  # interrupted jobs are failed at start: one replica
     # Scheduled jobs: model -> every how many hours, in slots aligned to the epoch (one job per
     # slot, ``visionline.retrain.schedule``); empty: none. By env as JSON, e.g.

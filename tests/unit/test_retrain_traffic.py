@@ -108,13 +108,13 @@ GUARD = ("summary.nuisance_mean.detector_auroc", 0.01)
 
 def test_a_candidate_better_on_traffic_is_promoted_if_it_forgot_nothing() -> None:
     promote, why = decide_promotion(scores(0.9, 0.985), scores(0.7, 0.99), "shadow.f1", 0.005,
-                                    guard=GUARD)  # fmt: skip
+                                    guards=[GUARD])  # fmt: skip
     assert promote and why.startswith("promoted: shadow.f1 0.9000")
 
 
 def test_a_candidate_that_forgot_is_rejected_however_good_on_traffic() -> None:
     promote, why = decide_promotion(scores(0.95, 0.97), scores(0.7, 0.99), "shadow.f1", 0.005,
-                                    guard=GUARD)  # fmt: skip
+                                    guards=[GUARD])  # fmt: skip
     assert not promote and "forgot" in why and "0.9700" in why
 
 
@@ -123,3 +123,14 @@ def test_the_generators_rehearsal_frames_render() -> None:
 
     data = render(5, list(eval_conditions(0.4))[:2], 1, 0.7, 0.08)
     assert data.crops and {c.condition for c in data.crops} <= {"clean", "brightness"}
+
+
+def test_a_guard_with_no_figures_on_either_side_is_skipped() -> None:
+    both = ("shadow_others.f1", 0.03)
+    promote, _ = decide_promotion(scores(0.9, 0.99), scores(0.7, 0.99), "shadow.f1", 0.005,
+                                  guards=[GUARD, both])  # fmt: skip
+    assert promote
+    candidate = {**scores(0.9, 0.99), "shadow_others": {"f1": 0.80}}
+    serving = {**scores(0.7, 0.99), "shadow_others": {"f1": 0.85}}
+    promote, why = decide_promotion(candidate, serving, "shadow.f1", 0.005, guards=[GUARD, both])
+    assert not promote and "shadow_others.f1 fell to 0.8000" in why

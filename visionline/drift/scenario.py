@@ -45,8 +45,8 @@ DEFECT_DETECTOR = "defect_detector"
 # The retrain worker's settings for the run: a job trains on the drifting camera's first
 # labelled frames and stays within minutes on two cores.
 RETRAIN_ENV = {
-    "VISIONLINE_RETRAIN_TRAFFIC_MIN_FRAMES": "150",
-    "VISIONLINE_RETRAIN_TRAFFIC_MAX_FRAMES": "300",
+    "VISIONLINE_RETRAIN_TRAFFIC_MIN_FRAMES": "300",
+    "VISIONLINE_RETRAIN_TRAFFIC_MAX_FRAMES": "400",
     "VISIONLINE_RETRAIN_TRAFFIC_WAIT_S": "1200",
     "VISIONLINE_RETRAIN_FINE_TUNE_EPOCHS": "6",
     "VISIONLINE_RETRAIN_EVAL_FRAMES_PER_CONDITION": "6",
@@ -111,7 +111,7 @@ def phase_scores(run: CameraRun, verdicts: list[dict], onset: int, old: str | No
         part = run.part_of(v["best_frame_id"], v["box"])
         if part is not None:
             decided[part] = v
-    phases: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"p": [], "a": []})
+    phases: dict[str, dict[str, list]] = defaultdict(lambda: {"p": [], "a": [], "wrong": []})
     for label in run.generator.part_truth(run.frames):
         if label.first_frame <= 0 or label.last_frame >= run.frames - 1:
             continue  # not seen whole
@@ -125,15 +125,24 @@ def phase_scores(run: CameraRun, verdicts: list[dict], onset: int, old: str | No
             phase = "after"
         else:
             phase = "during"
-        phases[phase]["p"].append(bool(verdict and verdict["status"] == "rejected"))
+        rejected = bool(verdict and verdict["status"] == "rejected")
+        phases[phase]["p"].append(rejected)
         phases[phase]["a"].append(label.defective)
+        if rejected != label.defective:  # what was wrong, to read the run's figures by
+            seen = (
+                {k: verdict.get(k) for k in ("status", "frames_seen", "evidence")}
+                if verdict
+                else {}
+            )
+            phases[phase]["wrong"].append({"part_id": label.part_id, "classes": label.classes,
+                                           "version": version, **seen})  # fmt: skip
     out = {}
     for phase in ("before", "during", "after"):
         p, a = phases[phase]["p"], phases[phase]["a"]
         counts = binary_counts(p, a) if p else {}
         out[phase] = {"parts": len(p), "defective": sum(a),
                       **{k: round(float(counts[k]), 4) for k in ("recall", "precision", "f1")
-                         if k in counts}}  # fmt: skip
+                         if k in counts}, "wrong": phases[phase]["wrong"]}  # fmt: skip
     return out
 
 

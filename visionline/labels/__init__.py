@@ -8,6 +8,11 @@ frame's observed parts (or a tracked part's verdict) to its labelled parts, pure
 accuracy and dataset queries. The worker is ``services/labels``.
 """
 
-from visionline.labels.store import accuracy, labelled_frames, labels_for_frames
+from visionline.labels.store import (
+    accuracy,
+    labelled_cameras,
+    labelled_frames,
+    labels_for_frames,
+)
 
-__all__ = ["accuracy", "labelled_frames", "labels_for_frames"]
+__all__ = ["accuracy", "labelled_cameras", "labelled_frames", "labels_for_frames"]

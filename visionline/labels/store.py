@@ -286,3 +286,18 @@ def labelled_frames(
     with engine.connect() as conn:
         latest = _latest(conn.execute(query))
     return sorted(latest.values(), key=lambda label: (label.captured_at, label.frame_id))
+
+
+def labelled_cameras(
+    engine: Engine, start_captured_at: float | datetime, end_captured_at: float | datetime
+) -> list[str]:
+    """The cameras with labelled frames captured from start to end (both included)."""
+    t = FrameLabelRow
+    query = (
+        select(t.camera_id)
+        .where(t.captured_at >= _when(start_captured_at), t.captured_at <= _when(end_captured_at))
+        .distinct()
+        .order_by(t.camera_id)
+    )
+    with engine.connect() as conn:
+        return list(conn.scalars(query))

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from visionline.inspection.schedule import NUISANCES
@@ -121,14 +121,15 @@ def decide_promotion(
     serving_metrics: Mapping[str, Any],
     metric: str,
     margin: float,
-    guard: tuple[str, float] | None = None,
+    guards: Sequence[tuple[str, float]] = (),
 ) -> tuple[bool, str]:
     """Promote only if the candidate beats the serving version by at least ``margin`` on
-    ``metric`` (higher is better) and, with a ``guard`` (metric, largest drop), is not worse
+    ``metric`` (higher is better) and, for each guard (metric, largest drop), fell by no more
     than that on the guard's metric; the reason says why either way."""
-    if guard is not None:
-        path, largest_drop = guard
+    for path, largest_drop in guards:
         now, then = metric_value(candidate_metrics, path), metric_value(serving_metrics, path)
+        if now is None and then is None:
+            continue  # nothing to guard here (one camera: no other cameras' traffic)
         if now is None or then is None:
             return False, f"rejected: no {path} to guard against forgetting"
         if now < then - largest_drop - 1e-12:

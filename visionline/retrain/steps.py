@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from visionline.messages import Topic
 from visionline.registry import policy as version_policy
 from visionline.registry.store import serving_row
 from visionline.retrain.jobs import Evaluation, Job, JobSteps
@@ -112,12 +114,11 @@ class RealSteps:
 
     def _traffic_dataset(self, job: Job) -> dict[str, Any]:
         """Wait for ``traffic_min_frames`` labelled frames of the drifting camera from the drift
-        window's start, replay them from Kafka, crop and split them."""
+        window's start; replay them, and the other cameras' labelled frames of the same time,
+        from Kafka; crop and split each by part."""
         import numpy as np
 
-        from visionline.labels import labelled_frames
-        from visionline.messages import Topic
-        from visionline.replay import replay_frames
+        from visionline.labels import labelled_cameras, labelled_frames
         from visionline.retrain.traffic import labelled_crops, split_by_part
 
         s, drift, say = self.settings, job.dataset["drift"], _logger(job)
@@ -134,44 +135,67 @@ class RealSteps:
                 f"only {len(labels)} labelled frames of {camera} since the drift after "
                 f"{s.traffic_wait_s:.0f} s (need {s.traffic_min_frames})"
             )
-        labels = sorted(labels, key=lambda x: x.captured_at)[: s.traffic_max_frames]
-        by_frame = {x.frame_id: x for x in labels}
+        labels = labels[: s.traffic_max_frames]  # in capture order
         first, last = labels[0].captured_at, labels[-1].captured_at
-        frames, offsets = [], {}
-        # A frame reaches the broker after its capture, late when its camera lags: from a
-        # minute before the first label's capture time to now.
-        for f in replay_frames(self.bootstrap, str(Topic.RAW_FRAMES), camera,
-                               int((first - 60) * 1000), int(time.time() * 1000)):  # fmt: skip
-            label = by_frame.get(f.frame_id)
-            bgr = cv2_decode(f.data) if label is not None else None
-            if bgr is None:
-                continue
-            frames.append((bgr[..., ::-1].copy(), label))
-            low, high = offsets.get(f.partition, (f.offset, f.offset))
-            offsets[f.partition] = (min(low, f.offset), max(high, f.offset))
-        crops = labelled_crops(frames, np.random.default_rng(100 + job.id))
-        train, held_out = split_by_part(crops, s.traffic_held_out)
+        others = {c: labelled_frames(self.engine, c, first, last)[: s.traffic_max_frames]
+                  for c in labelled_cameras(self.engine, first, last) if c != camera}  # fmt: skip
+        frames, offsets = self._replay([labels, *others.values()], first)
+        rng = np.random.default_rng(100 + job.id)
+        train, held_out = split_by_part(labelled_crops(frames.get(camera, []), rng),
+                                        s.traffic_held_out)  # fmt: skip
+        other_frames = [f for c in others for f in frames.get(c, [])]
+        other_train, other_held = split_by_part(labelled_crops(other_frames, rng),
+                                                s.traffic_held_out)  # fmt: skip
+        if len(other_train) > len(train):  # the drifting camera keeps half of the training
+            keep = np.sort(rng.choice(len(other_train), len(train), replace=False))
+            other_train = [other_train[k] for k in keep]
         if not train or not held_out:
-            raise RuntimeError(f"{len(frames)} replayed frames of {camera} gave no crops to "
-                               "train on or hold out")  # fmt: skip
-        self._crops[job.id] = {"train": train, "held_out": held_out}
-        say(f"{len(frames)} labelled frames replayed: {len(train)} training crops, "
-            f"{len(held_out)} held out")  # fmt: skip
+            raise RuntimeError(f"{len(frames.get(camera, []))} replayed frames of {camera} gave "
+                               "no crops to train on or hold out")  # fmt: skip
+        self._crops[job.id] = {"train": train + other_train, "held_out": held_out,
+                               "held_out_others": other_held}  # fmt: skip
+        say(f"{sum(map(len, frames.values()))} labelled frames replayed: {len(train)} + "
+            f"{len(other_train)} training crops ({camera} + other cameras), {len(held_out)} + "
+            f"{len(other_held)} held out")  # fmt: skip
         return {
             "source": "traffic",
             "camera_id": camera,
+            "other_cameras": sorted(others),
             "topic": str(Topic.RAW_FRAMES),
             "offsets": {str(p): list(span) for p, span in sorted(offsets.items())},
             "captured_from": first,
             "captured_to": last,
-            "labelled_frames": len(labels),
-            "frames": len(frames),
+            "labelled_frames": {camera: len(labels), **{c: len(x) for c, x in others.items()}},
+            "frames": sum(map(len, frames.values())),
             "train_crops": len(train),
+            "other_train_crops": len(other_train),
             "held_out_crops": len(held_out),
             "held_out_parts": len({c.part_id for c in held_out}),
+            "other_held_out_parts": len({c.part_id for c in other_held}),
             "defective_train_crops": sum(c.defective for c in train),
             "seed": 100 + job.id,
         }
+
+    def _replay(self, label_lists, first: float) -> tuple[dict[str, list], dict]:
+        """The labelled frames' images from Kafka, decoded to RGB, per camera, with the offset
+        span read per partition. A frame reaches the broker after its capture (late when its
+        camera lags): from a minute before the first capture time to now."""
+        from visionline.replay import replay_frames
+
+        wanted = {x.frame_id: x for labels in label_lists for x in labels}
+        cameras = sorted({x.camera_id for x in wanted.values()})
+        frames: dict[str, list] = defaultdict(list)
+        offsets: dict[int, tuple[int, int]] = {}
+        for f in replay_frames(self.bootstrap, str(Topic.RAW_FRAMES), cameras,
+                               int((first - 60) * 1000), int(time.time() * 1000)):  # fmt: skip
+            label = wanted.get(f.frame_id)
+            bgr = cv2_decode(f.data) if label is not None else None
+            if bgr is None:
+                continue
+            frames[f.camera_id].append((bgr[..., ::-1].copy(), label))
+            low, high = offsets.get(f.partition, (f.offset, f.offset))
+            offsets[f.partition] = (min(low, f.offset), max(high, f.offset))
+        return frames, offsets
 
     def train(self, job: Job) -> int:
         import torch
@@ -240,17 +264,20 @@ class RealSteps:
         results = evaluate_versions(self.repository, [serving, {**serving, job.model: candidate}],
                                     job.dataset.get("eval", {}), drift, self.settings.threads,
                                     _logger(job))  # fmt: skip
-        held_out = self._crops.pop(job.id, {}).get("held_out")
-        if held_out:  # the shadow run: both versions on the camera's own recent parts
+        crops = self._crops.pop(job.id, {})
+        if crops.get("held_out"):  # the shadow run: both versions on recent real parts
             from visionline.inspection.train.serving import OnnxModel
             from visionline.retrain.traffic import shadow_scores
 
+            threshold = self.settings.decision_threshold
             for result in results:
                 version = result["versions"][job.model]
                 path = self.repository / job.model / str(version) / "model.onnx"
                 model = OnnxModel(path, self.settings.threads)
-                threshold = self.settings.decision_threshold
-                result["shadow"] = shadow_scores(model, held_out, threshold)
+                result["shadow"] = shadow_scores(model, crops["held_out"], threshold)
+                if crops.get("held_out_others"):  # the other cameras: nothing forgotten
+                    others = shadow_scores(model, crops["held_out_others"], threshold)
+                    result["shadow_others"] = others
         return Evaluation(candidate=results[1], serving=results[0],
                           serving_version=job.parent_version)  # fmt: skip
 
@@ -258,8 +285,8 @@ class RealSteps:
         s = self.settings
         if "shadow" not in candidate:
             return decide_promotion(candidate, serving, s.metric, s.margin)
-        return decide_promotion(candidate, serving, s.traffic_metric, s.margin,
-                                guard=(s.metric, s.max_regression))  # fmt: skip
+        guards = [(s.metric, s.max_regression), ("shadow_others.f1", s.others_max_regression)]
+        return decide_promotion(candidate, serving, s.traffic_metric, s.margin, guards)
 
     def promote(self, job: Job, candidate: int, metrics: dict, reason: str) -> None:
         from visionline.registry.promotion import promote, triton_control
