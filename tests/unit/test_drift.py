@@ -276,10 +276,12 @@ def test_a_signal_can_confirm_on_more_frames_than_the_policy():
     assert events[0][0] >= 300 + 149
 
 
-def test_the_detectors_file_gives_model_scores_a_longer_confirmation():
+def test_the_detectors_file_gives_content_signals_a_longer_confirmation():
     specs = load_detectors(DriftSettings().detectors_file)
-    assert specs["defect_score"].confirm_frames == specs["anomaly_score"].confirm_frames == 150
-    assert specs["brightness"].confirm_frames is None  # the policy's
+    content = ("defect_score", "anomaly_score", "class_mix", "embedding_distance")
+    assert {specs[s].confirm_frames for s in content} == {150}
+    light = ("brightness", "contrast", "saturation", "blur")
+    assert {specs[s].confirm_frames for s in light} == {None}  # the policy's
 
 
 def test_kswin_confirms_a_change_of_shape_that_keeps_the_mean():

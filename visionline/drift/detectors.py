@@ -31,8 +31,9 @@ class DetectorSpec(BaseModel):
     detector: DetectorKind
     params: dict[str, float | int | str] = Field(default_factory=dict)
     min_scale: float = Field(1e-6, gt=0)
-    # Frames to confirm an alarm on, instead of the policy's: model scores move with the product
-    # mix (a run of defective parts), so theirs need more than the input statistics.
+    # Frames to confirm an alarm on, instead of the policy's: model scores, the class mix and
+    # the colour histogram move with the product mix (a run of defective parts, of red parts),
+    # and neighbouring frames show the same parts, so they need more than the light's statistics.
     confirm_frames: int | None = Field(None, ge=5)
 
 
@@ -40,7 +41,9 @@ ADWIN = {"delta": 0.002, "clock": 32}
 KSWIN = {"alpha": 0.0005, "window_size": 200, "stat_size": 60}
 PH_DOWN = {"min_instances": 30, "delta": 0.2, "threshold": 30.0, "mode": "down"}
 PH_UP = {**PH_DOWN, "mode": "up"}
-SCORE_CONFIRM_FRAMES = 150  # anomaly and defect scores: see DetectorSpec.confirm_frames
+# Signals that move with what passes the camera (the product mix, its colours), not only with
+# the camera: confirmed on 150 frames, not the policy's 50 (see DetectorSpec.confirm_frames).
+CONTENT_CONFIRM_FRAMES = 150
 
 DEFAULT_DETECTORS: dict[str, DetectorSpec] = {
     "brightness": DetectorSpec(detector="adwin", params=ADWIN, min_scale=1.0),
@@ -50,13 +53,17 @@ DEFAULT_DETECTORS: dict[str, DetectorSpec] = {
     "confidence": DetectorSpec(detector="page_hinkley", params=PH_DOWN, min_scale=0.01),
     "part_confidence": DetectorSpec(detector="page_hinkley", params=PH_DOWN, min_scale=0.01),
     "anomaly_score": DetectorSpec(
-        detector="page_hinkley", params=PH_UP, min_scale=0.01, confirm_frames=SCORE_CONFIRM_FRAMES
+        detector="page_hinkley", params=PH_UP, min_scale=0.01, confirm_frames=CONTENT_CONFIRM_FRAMES
     ),
     "defect_score": DetectorSpec(
-        detector="page_hinkley", params=PH_UP, min_scale=0.01, confirm_frames=SCORE_CONFIRM_FRAMES
+        detector="page_hinkley", params=PH_UP, min_scale=0.01, confirm_frames=CONTENT_CONFIRM_FRAMES
     ),
-    "class_mix": DetectorSpec(detector="kswin", params=KSWIN, min_scale=0.01),
-    "embedding_distance": DetectorSpec(detector="adwin", params=ADWIN, min_scale=0.005),
+    "class_mix": DetectorSpec(
+        detector="kswin", params=KSWIN, min_scale=0.01, confirm_frames=CONTENT_CONFIRM_FRAMES
+    ),
+    "embedding_distance": DetectorSpec(
+        detector="adwin", params=ADWIN, min_scale=0.005, confirm_frames=CONTENT_CONFIRM_FRAMES
+    ),
 }
 
 
