@@ -20,6 +20,7 @@ published again for every queued job (one whose request was lost; duplicates are
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections import defaultdict
 
@@ -37,6 +38,7 @@ from visionline.retrain.jobs import (
 )
 from visionline.retrain.schedule import create_scheduled_jobs
 from visionline.settings import CommonSettings, RetrainSettings
+from visionline.stack.process import parent_death_signal
 from visionline.worker import Worker, configure_logging
 
 
@@ -70,8 +72,9 @@ def main() -> None:
         """The job in its own process (``visionline jobs run``): training would starve this
         process's consumer of the interpreter. The final row, or None when not queued."""
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "visionline.retrain", "run", str(job_id)
-        )
+            sys.executable, "-m", "visionline.retrain", "run", str(job_id),
+            preexec_fn=parent_death_signal(signal.SIGTERM),  # no orphan job when this one dies
+        )  # fmt: skip
         status = await child.wait()
         if status == NOT_QUEUED:
             worker.log.info("job %s was not queued: nothing to do", job_id)

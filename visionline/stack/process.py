@@ -31,7 +31,8 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _parent_death_signal(sig: int) -> Callable[[], None]:
+def parent_death_signal(sig: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets ``sig`` when this process dies (even by SIGKILL)."""
     parent = os.getpid()
 
     def preexec() -> None:  # runs in the child between fork and exec: keep it tiny
@@ -64,7 +65,7 @@ def spawn(
     ``death_signal`` is sent to the child when its parent dies (None: it outlives it). The signal
     fires when the *thread* that forked the child ends: spawn from a thread that lives as long.
     """
-    preexec = None if death_signal is None else _parent_death_signal(death_signal)
+    preexec = None if death_signal is None else parent_death_signal(death_signal)
     _rotate(log_path)
     with open(log_path, "ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
