@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from visionline.inspection.metrics import iou
 from visionline.messages import (
     FloatBox,
     LabelFeedback,
@@ -93,17 +94,6 @@ def confusion(predicted: bool, true: bool) -> str:
     if predicted:
         return "tp" if true else "fp"
     return "fn" if true else "tn"
-
-
-def iou(a: FloatBox, b: FloatBox) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 for empty ones."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def greedy_match(
