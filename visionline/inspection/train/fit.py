@@ -40,17 +40,18 @@ class TrainConfig:
     seed: int = 7
     max_strength: float = 0.6  # nuisance strengths seen in training: up to medium-high
     conditions: int = 60  # clean, each factor alone, then random mixes of three
-    # Defect detector crops come from these frames (about 7700). The detector is short of data,
+    # Defect detector crops come from these frames (about 15400). The detector is short of data,
     # not of epochs: 1900 -> 3800 crops took replay recall from 0.78 to 0.91; 3800 -> 7700 (and
-    # 16 -> 10 epochs) took held-out crop AUROC for missing_hole from 0.933 to 0.960, while 24
-    # epochs on 3800 crops overfit (any defect 0.989 -> 0.982).
-    frames_per_condition: int = 48
+    # 16 -> 10 epochs) took held-out crop AUROC for missing_hole from 0.933 to 0.960, 7700 ->
+    # 15400 (10 -> 8 epochs) from 0.960 to 0.975, while 24 epochs on 3800 crops overfit (any
+    # defect 0.989 -> 0.982).
+    frames_per_condition: int = 96
     part_frames: int = 600  # the part detector needs fewer: every k-th of those frames
     good_frames_per_condition: int = 8  # defect-free renders for the anomaly memory bank
     defect_rate: float = 0.7  # positives are what the defect detector lacks
     jitter: float = 0.08  # crop boxes moved/scaled like a detector's boxes are
     part_epochs: int = 12
-    defect_epochs: int = 10
+    defect_epochs: int = 8
     bank_size: int = 4000
     bank_patches: int = 150_000  # patches the coreset is chosen from
     threads: int = 2
