@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from visionline.annotations.cli import app as dataset_app
+from visionline.api.cli import app as api_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
 from visionline.drift.cli import app as drift_app
@@ -33,6 +34,7 @@ app.add_typer(drift_app, name="drift")
 app.add_typer(labels_app, name="labels")
 alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(api_app, name="api")
 console = Console()
 
 

@@ -266,6 +266,38 @@ class UploadSettings(_Settings):
         return value
 
 
+class ApiSettings(_Settings):
+    """The operator API and dashboard (services/api)."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_API_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(18090, gt=0)
+    # Bodies larger than this are refused (413) before they are read: the API takes JSON only.
+    max_body_bytes: int = Field(1 << 20, gt=0)
+    max_page: int = Field(500, ge=1)  # most items one list request returns
+    # Annotated snapshots the inspect worker stores (InspectSettings.snapshot_dir).
+    snapshot_dir: Path = REPO_ROOT / ".state" / "snapshots"
+    # Live stream: a comment line this often keeps proxies from closing an idle stream.
+    sse_keepalive_s: float = Field(15.0, gt=0)
+    # The upload keys the API rotates are hashed as the upload service checks them.
+    key_pepper: str = "dev"
+    replicas: int = Field(1, ge=1)
+
+
+class WebhookSettings(_Settings):
+    """The webhook worker (services/webhooks): alerts POSTed to subscribers, signed, retried."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_WEBHOOKS_")
+
+    timeout_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    backoff_s: float = Field(1.0, gt=0)  # doubled after each failed attempt
+    max_backoff_s: float = Field(300.0, gt=0)
+    poll_s: float = Field(0.5, gt=0)  # how often due deliveries are looked for
+    replicas: int = Field(1, ge=1)
+
+
 def refuse_dev_secrets(common: CommonSettings, **secrets: str) -> None:
     """Placeholder secrets are fine on a laptop and refused in production."""
     if common.is_production:

@@ -83,6 +83,15 @@ class AlertRow(Base):
     published: Mapped[bool] = mapped_column(Boolean, default=False)
     # An alert about a tracked part (inspection cameras): ``PartAlertDetail`` as JSON.
     part: Mapped[dict | None] = mapped_column(Json, nullable=True)
+    # What operators did with it (the API): open -> acknowledged -> resolved.
+    state: Mapped[str] = mapped_column(
+        String(16), default="open", server_default="open", index=True
+    )
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(String(2000))
 
 
 class PartDecisionRow(Base):
@@ -259,3 +268,84 @@ class LabelOutcomeRow(Base):
     iou: Mapped[float | None] = mapped_column(Float)
     captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiTokenRow(Base):
+    """An operator API token: only its SHA-256 is stored; ``token_id`` is its public prefix."""
+
+    __tablename__ = "api_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))  # viewer | operator | admin
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRow(Base):
+    """Who changed what through the API (or the CLI), and when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target", "target", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. alert.acknowledge, rules.update
+    target: Mapped[str] = mapped_column(String(300))  # e.g. alert:<id>, camera:<id>, rules
+    detail: Mapped[dict] = mapped_column(Json)
+
+
+class RuleSetRow(Base):
+    """One version of the rules document (``RulesFile`` as JSON); the highest is in effect.
+    With no row, the workers read ``infra/rules.yaml``."""
+
+    __tablename__ = "rule_sets"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    document: Mapped[dict] = mapped_column(Json)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    comment: Mapped[str] = mapped_column(String(2000), default="")
+
+
+class WebhookSubscriptionRow(Base):
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))  # signs each delivery (HMAC-SHA256)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    filter: Mapped[dict] = mapped_column(Json)  # e.g. {"camera_ids": [...], "severities": [...]}
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class WebhookDeliveryRow(Base):
+    """One alert to one subscriber: pending until delivered, or failed after the last retry."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+        ),  # fmt: skip
+    )
+
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    alert_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    payload: Mapped[dict] = mapped_column(Json)  # the Alert message as sent
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(2000))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,42 @@
+"""The operator API in-process (FastAPI's TestClient) on the session's real stack: its
+PostgreSQL and broker, with one token per role."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.api.app import create_app
+from services.api.routers.live import AlertFeed
+from visionline.kafka import producer
+from visionline.settings import ApiSettings, CommonSettings
+from visionline.tokens import ROLES, create_token
+
+
+@pytest.fixture(scope="session")
+def api_settings(stack) -> ApiSettings:
+    return ApiSettings(snapshot_dir=stack.settings.state_dir / "snapshots", max_body_bytes=64 << 10)
+
+
+@pytest.fixture(scope="session")
+def api_client(stack, engine, api_settings):
+    common = CommonSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url)
+    app = create_app(common, api_settings, engine, producer(stack.kafka_bootstrap),
+                     AlertFeed(stack.kafka_bootstrap))  # fmt: skip
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def tokens(engine) -> dict[str, str]:
+    return {role: create_token(engine, f"test-{role}", role) for role in ROLES}
+
+
+@pytest.fixture(scope="session")
+def as_role(tokens):
+    """Headers that authenticate as a role: ``as_role("operator")``."""
+
+    def headers(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[role]}"}
+
+    return headers
