@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 TORCH_WHEEL_DIR ?= /opt/wheels
 MODEL_ONNX := triton_models/efficientnet_lite0/1/model.onnx
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env models up down status demo test test-unit lint bench lock compose-check clean
+.PHONY: env models browser up down status demo test test-unit lint bench lock compose-check clean
 
 env: $(VENV)/.ready $(TVENV)/.ready
 
@@ -51,7 +53,14 @@ status:
 demo: models
 	$(BIN)/visionline demo
 
-test: models
+# The dashboard test drives Debian's chromium through chromedriver (../shared/STACK.md).
+browser: $(CHROMEDRIVER)
+
+$(CHROMEDRIVER):
+	$(SUDO) apt-get update -q
+	$(SUDO) apt-get install -y -q chromium chromium-driver
+
+test: models browser
 	$(BIN)/python -m pytest -q tests
 
 test-unit: models
