@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from river import drift
 
-from visionline.drift.bank import CameraBank, DriftMonitor, SavedBank
+from visionline.drift.bank import CameraBank, DriftMonitor, SavedBank, model_changes
 from visionline.drift.detectors import (
     DEFAULT_DETECTORS,
     DetectorSpec,
@@ -374,6 +374,36 @@ def test_distribution_signal_confirms_a_new_class_mix_and_takes_it_as_reference(
     assert bank.references["class_mix"].seen < POLICY.reference_frames or (
         bank.references["class_mix"].mean["cat"] < 0.5  # the new reference is the new mix
     )
+
+
+def test_a_new_model_version_restarts_the_references_and_a_drift_it_was_trained_for_is_normal():
+    """Glare confirmed as a drift, a version retrained for it promoted: the glare is the new
+    normal, so the rest of the ramp raises nothing; without the promotion it raises again."""
+    values = np.concatenate([step(120, 150, at=300, n=700, sd=4, seed=8),
+                             step(150, 175, at=200, n=900, sd=4, seed=9)])  # fmt: skip
+
+    def run(promote_at: int | None) -> list[int]:
+        bank, confirmed = CameraBank("cam", POLICY, dict(DEFAULT_DETECTORS)), []
+        for i, frame in enumerate(scalar_stream(values)):
+            version = "2" if promote_at is not None and i >= promote_at else "1"
+            frame.models.update({"defect_detector": version, "part_detector": "1"})
+            confirmed += [i for _ in bank.observe(frame)]
+        return confirmed
+
+    first, *again = run(None)
+    assert 300 <= first < 700 and again and again[0] > 900  # the ramp's second step
+    # promoted as the second step begins (the version was trained on the glare of the ramp's
+    # end): the new reference is taken under it
+    assert run(promote_at=905) == [first]
+
+
+def test_model_changes_names_what_changed_and_ignores_models_a_frame_does_not_name():
+    before = {"part_detector": "1", "defect_detector": "3"}
+    assert model_changes(before, {"part_detector": "1"}) == ""
+    assert model_changes(before, {"defect_detector": "4", "part_anomaly": "1"}) == (
+        "defect_detector 3 -> 4"
+    )
+    assert model_changes({}, {"defect_detector": "4"}) == ""
 
 
 # ================================ cameras and state ==========================================

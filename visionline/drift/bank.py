@@ -56,12 +56,16 @@ class CameraBank:
     references: dict[str, DistributionReference] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> last offset
     frames: int = 0
+    models: dict[str, str] = field(default_factory=dict)  # name -> version of the last frames
 
     def reflects(self, source: SourceRef) -> bool:
         return self.offsets.get(partition_key(source.topic, source.partition), -1) >= source.offset
 
     def observe(self, signals: FrameSignals, source: SourceRef | None = None) -> list[DriftEvent]:
         """Feed one frame's signals; the drifts it confirmed."""
+        if changed := model_changes(self.models, signals.models):
+            self.restart(changed)
+        self.models = {**self.models, **signals.models}
         frame, events = signals.frame, []
         for name, value in signals.scalars.items():
             if name in self.specs and (event := self.tracker(name).update(value, frame)):
@@ -81,6 +85,14 @@ class CameraBank:
             self.offsets[partition_key(source.topic, source.partition)] = source.offset
         self.frames += 1
         return events
+
+    def restart(self, reason: str) -> None:
+        """Every signal takes a new reference. After a promotion the conditions a version was
+        trained for are the normal ones: judged against the old references, the glare it was
+        retrained on would raise a second job (seen in the drift scenario)."""
+        log.info("drift references of %s restart: %s", self.camera_id, reason)
+        self.trackers.clear()
+        self.references.clear()
 
     def tracker(self, signal: str) -> SignalTracker:
         if signal not in self.trackers:
@@ -119,6 +131,13 @@ class CameraBank:
             log.warning("drift state not readable, starting afresh: %r", exc)
             return None
         return bank if version == STATE_FORMAT and isinstance(bank, CameraBank) else None
+
+
+def model_changes(before: dict[str, str], now: dict[str, str]) -> str:
+    """Each model whose version changed ("defect_detector 3 -> 4"); a model not seen before
+    (a frame without parts names fewer models) is no change."""
+    return ", ".join(f"{name} {before[name]} -> {version}" for name, version in sorted(now.items())
+                     if name in before and before[name] != version)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class FrameSignals:
     frame: FrameRef
     scalars: dict[str, float] = field(default_factory=dict)
     distributions: dict[str, Distribution] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)  # name -> version that made the frame
 
 
 def quality_signals(quality: Quality) -> dict[str, float]:
@@ -65,6 +66,7 @@ def from_prediction(p: Prediction) -> FrameSignals:
         frame=FrameRef(p.frame_id, p.captured_at),
         scalars={**quality_signals(p.quality), "confidence": p.confidence},
         distributions=distributions,
+        models={p.model.name: p.model.version},
     )
 
 
@@ -91,7 +93,8 @@ def from_observations(obs: PartObservations) -> FrameSignals:
             counts[part_category(part)] = counts.get(part_category(part), 0.0) + 1.0
         distributions["class_mix"] = normalised(counts)
     frame = FrameRef(obs.frame.frame_id, obs.frame.captured_at)
-    return FrameSignals(obs.frame.camera_id, frame, scalars, distributions)
+    models = {m.name: m.version for m in obs.models}
+    return FrameSignals(obs.frame.camera_id, frame, scalars, distributions, models)
 
 
 def extract(message: Prediction | PartObservations) -> FrameSignals:
