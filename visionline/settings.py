@@ -123,7 +123,8 @@ class InspectSettings(_Settings):
 class RulesSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="VISIONLINE_RULES_")
 
-    rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"
+    rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"  # while no version is in rule_sets
+    refresh_s: float = Field(2.0, gt=0)  # how often rule_sets is asked for a new version
     max_batch: int = Field(64, ge=1)
     max_wait_ms: float = Field(20.0, ge=0)
     replicas: int = Field(1, ge=1)
@@ -135,6 +136,7 @@ class PartsSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="VISIONLINE_PARTS_")
 
     rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"  # its ``inspection:`` list
+    refresh_s: float = Field(2.0, gt=0)  # how often rule_sets is asked for a new version
     # A camera silent this long has its open tracks decided (and its held offsets released).
     idle_flush_s: float = Field(5.0, gt=0)
     flush_check_s: float = Field(1.0, gt=0)  # how often silent cameras are looked for
@@ -295,6 +297,7 @@ class WebhookSettings(_Settings):
     backoff_s: float = Field(1.0, gt=0)  # doubled after each failed attempt
     max_backoff_s: float = Field(300.0, gt=0)
     poll_s: float = Field(0.5, gt=0)  # how often due deliveries are looked for
+    concurrency: int = Field(4, ge=1, le=32)  # deliveries in flight at once, per process
     replicas: int = Field(1, ge=1)
 
 

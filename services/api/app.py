@@ -7,12 +7,14 @@ can run side by side behind a load balancer.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
@@ -58,6 +60,7 @@ def create_app(common: CommonSettings, settings: ApiSettings, engine: Engine,
     app.state.producer, app.state.alert_feed = producer, alert_feed
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for module in ROUTERS:
         app.include_router(module.router)
 
@@ -77,6 +80,22 @@ def create_app(common: CommonSettings, settings: ApiSettings, engine: Engine,
 def _ping(engine: Engine) -> None:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+class AsciiJSONResponse(JSONResponse):
+    """Escapes everything outside ASCII: a lone surrogate a client sent cannot break it."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with where and what, less the rejected input FastAPI would echo: an input that
+    cannot be written back as JSON (1e999, NaN, a lone surrogate) turned the 422 into a 500."""
+    errors = [{"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+               "msg": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in exc.errors()]  # fmt: skip
+    return AsciiJSONResponse({"detail": errors}, status_code=422)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -28,7 +28,8 @@ from __future__ import annotations
 import time
 
 from services.parts.logic import Lines
-from visionline.inspection.config import load_inspection
+from visionline import rulesets
+from visionline.db import make_engine
 from visionline.messages import PartObservations, PartVerdict, Topic, to_json
 from visionline.settings import CommonSettings, PartsSettings
 from visionline.worker import Worker, configure_logging
@@ -37,7 +38,11 @@ from visionline.worker import Worker, configure_logging
 def main() -> None:
     common, settings = CommonSettings(), PartsSettings()
     configure_logging(common, "parts")
-    lines = Lines(load_inspection(settings.rules_file))
+    # The version of the rules in effect (rule_sets, else the file), looked for again at most
+    # every refresh_s when a frame comes: see Lines.reconfigure for what a change does.
+    engine = make_engine(common.database_url)
+    watcher = rulesets.watch(engine, settings.rules_file, settings.refresh_s)
+    lines = Lines(watcher.current.rules.inspection)
     worker = Worker("parts", common)
     decisions = worker.topic(Topic.PART_DECISIONS)
     acks = {}  # the manual-ack stream, once the agent runs
@@ -55,6 +60,8 @@ def main() -> None:
             manual.events(), PartObservations, ack=manual.ack
         ):
             try:
+                if (fresh := watcher.poll()) is not None:
+                    await publish(*lines.reconfigure(fresh.rules.inspection, time.time()))
                 tp, offset = event.message.tp, event.message.offset
                 verdicts, ready = lines.observe(
                     obs, event, time.monotonic(), time.time(), tp, offset

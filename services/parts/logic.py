@@ -313,3 +313,30 @@ class Lines:
         for camera_id in gone:
             del self.cameras[camera_id]
         return gone
+
+    def reconfigure(self, configs: list[InspectionConfig], wall: float):
+        """New inspection configs (a new rules version): (verdicts, events), as ``flush_idle``.
+
+        A camera whose tracking stays the same (belt, zone, line, frames) keeps its tracks and
+        decides them by the new thresholds from the next frame on. One whose tracking changed
+        has its open tracks decided now, under the old config, and starts afresh with the new
+        one on its next frame: a part on the belt at that moment may be decided twice."""
+        self.configs = configs
+        verdicts, events = [], []
+        for camera_id, line in list(self.cameras.items()):
+            config = config_for(configs, camera_id) or self.default
+            if config == line.config:
+                continue
+            if same_tracking(config, line.config):
+                line.config, line.tracker.rules = config, config.decision_rules()
+                continue
+            decided, released = line.flush(wall)
+            verdicts += decided
+            events += released
+            self._restart(camera_id, line)
+        return verdicts, events
+
+
+def same_tracking(a: InspectionConfig, b: InspectionConfig) -> bool:
+    """Whether two configs track parts alike (and differ at most in how parts are decided)."""
+    return a.tracker_config() == b.tracker_config() and a.speed_px_per_s == b.speed_px_per_s

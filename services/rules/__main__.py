@@ -10,20 +10,19 @@ Part verdicts (inspection cameras), per batch: write every verdict to ``part_dec
 (idempotent on the decision id) and, in the same transaction, one alert per rejected part
 whose camera's ``inspection:`` entry alerts, only for verdicts inserted just now (a replayed
 verdict raises nothing new); then the same outbox steps. No cooldown: one alert per part.
+
+Rules: the version in effect in ``rule_sets`` (``infra/rules.yaml`` while there is none),
+looked for again at the start of a batch at most every ``VISIONLINE_RULES_REFRESH_S``: a change
+through the API applies to the next batches, no restart.
 """
 
 from __future__ import annotations
 
 import redis
 
-from services.rules.logic import (
-    candidate_alerts,
-    cooldown_allows,
-    cooldown_key,
-    load_rules_file,
-    part_alert,
-)
+from services.rules.logic import candidate_alerts, cooldown_allows, cooldown_key, part_alert
 from services.rules.store import mark_published, record, record_parts
+from visionline import rulesets
 from visionline.db import make_engine
 from visionline.imaging import FrameRejected
 from visionline.messages import Alert, PartVerdict, Prediction, Topic, to_json
@@ -47,9 +46,8 @@ class Cooldowns:
 def main() -> None:
     common, settings = CommonSettings(), RulesSettings()
     configure_logging(common, "rules")
-    rules_file = load_rules_file(settings.rules_file)
-    rules, inspection = rules_file.rules, rules_file.inspection
     engine = make_engine(common.database_url)
+    watcher = rulesets.watch(engine, settings.rules_file, settings.refresh_s)
     cooldowns = Cooldowns(redis.Redis.from_url(common.redis_url))
     worker = Worker("rules", common)
     alerts_topic = worker.topic(Topic.ALERTS)
@@ -75,6 +73,8 @@ def main() -> None:
             done = worker.timed()
             try:
                 predictions = await parse(events)
+                watcher.poll()
+                rules = watcher.current.rules.rules
                 alerts = [
                     alert
                     for p in predictions
@@ -94,6 +94,8 @@ def main() -> None:
             done = worker.timed()
             try:
                 verdicts = await parse(events, PartVerdict)
+                watcher.poll()
+                inspection = watcher.current.rules.inspection
                 alerts = [a for v in verdicts if (a := part_alert(inspection, v)) is not None]
                 await publish(record_parts(engine, verdicts, alerts))
             except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
