@@ -1,5 +1,231 @@
-"""(to be written)"""
+"""The live alert stream: ``GET /v1/live/alerts`` as server-sent events.
 
-from fastapi import APIRouter
+One ``AlertFeed`` per API process reads the alerts topic on a thread of its own and hands each
+alert to every open stream. It assigns itself all partitions and never commits, so it joins no
+consumer group and disturbs none; replicas of the API each read the whole topic.
 
-router = APIRouter()
+Where it starts: at the partitions' high watermarks read once assigned, a known point after
+which nothing is missed (``ready`` is set there). The local broker, Tansu 0.6, reports a high
+watermark of *last batch's base offset + 1* (checked: after one batch of 5 records it said 1,
+not 5), so the feed may re-read the tail of the last batch written before it started; those
+records are older than the feed and are dropped by their timestamp. Kafka itself is exact, and
+the same code is right for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import ValidationError
+
+from services.api.auth import bearer, principal_of
+from visionline.messages import Alert, Topic, from_json
+from visionline.tokens import Principal, role_allows
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/live", tags=["live"])
+
+QUEUE_SIZE = 256  # alerts a stream may fall behind before it loses the oldest
+STALE_GRACE_S = 1.0  # record timestamps have millisecond resolution and clocks differ a bit
+
+
+@dataclass(eq=False)
+class Subscriber:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue  # of Alert, then None when the feed stops
+
+
+def offer(queue: asyncio.Queue, item: Alert | None) -> None:
+    """Put without waiting (on the queue's loop): a full queue drops its oldest alert, so a
+    slow client loses events rather than holding back the others."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(item)
+
+
+class AlertFeed:
+    """The alerts topic, fanned out to subscribers' asyncio queues."""
+
+    def __init__(self, bootstrap: str, queue_size: int = QUEUE_SIZE, poll_s: float = 0.5,
+                 retry_s: float = 2.0) -> None:  # fmt: skip
+        self.bootstrap, self.queue_size = bootstrap, queue_size
+        self.poll_s, self.retry_s = poll_s, retry_s
+        self.ready = threading.Event()  # set once positioned: later alerts all arrive
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._subscribers: set[Subscriber] = set()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.ready.clear()
+        self._thread = threading.Thread(target=self._run, name="alert-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for s in subscribers:  # open streams end instead of waiting forever
+            self._hand_off(s, None)
+
+    def subscribe(self) -> Subscriber:
+        """A new queue on the running loop; ``unsubscribe`` it when the stream ends."""
+        s = Subscriber(asyncio.get_running_loop(), asyncio.Queue(self.queue_size))
+        with self._lock:
+            self._subscribers.add(s)
+        return s
+
+    def unsubscribe(self, s: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(s)
+
+    @property
+    def subscribers(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    def publish(self, alert: Alert) -> None:
+        """Hand ``alert`` to every subscriber (from any thread)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for s in subscribers:
+            self._hand_off(s, alert)
+
+    def _hand_off(self, s: Subscriber, item: Alert | None) -> None:
+        try:
+            s.loop.call_soon_threadsafe(offer, s.queue, item)
+        except RuntimeError:  # its loop is closed: the stream is gone
+            self.unsubscribe(s)
+
+    def _run(self) -> None:
+        """Read until stopped; a broker that fails is retried, not fatal to the API."""
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except Exception as exc:  # noqa: BLE001 - log, wait, reconnect
+                log.warning("alert feed failed (%s: %s); retrying", type(exc).__name__, exc)
+                self._stop.wait(self.retry_s)
+
+    def _consume(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": "visionline-api-live",  # librdkafka needs one; never joined
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,  # some brokers hold a fetch until this expires
+            }
+        )
+        try:
+            started_ms = self._assign_at_end(consumer)
+            self.ready.set()
+            while not self._stop.is_set():
+                message = consumer.poll(self.poll_s)
+                if message is not None and message.error() is None:
+                    self._dispatch(message, started_ms)
+        finally:
+            consumer.close()
+
+    def _assign_at_end(self, consumer: Consumer) -> float:
+        """Assign every partition at its high watermark; the epoch ms from which records are
+        live (older ones are the tail Tansu's watermark may replay)."""
+        started_ms = time.time() * 1000 - STALE_GRACE_S * 1000
+        name = str(Topic.ALERTS)
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        assignment = []
+        for p in partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+            assignment.append(TopicPartition(name, p, high))
+        consumer.assign(assignment)
+        return started_ms
+
+    def _dispatch(self, message, started_ms: float) -> None:
+        kind, at_ms = message.timestamp()
+        if kind != TIMESTAMP_NOT_AVAILABLE and at_ms < started_ms:
+            return
+        try:
+            alert = from_json(message.value() or b"", Alert)
+        except ValidationError as exc:
+            log.warning("live feed skipped an unparsable alert: %s", str(exc)[:300])
+            return
+        self.publish(alert)
+
+
+async def live_viewer(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    access_token: Annotated[
+        str | None,
+        Query(max_length=200, description="The token, for EventSource (it cannot send headers)"),
+    ] = None,
+) -> Principal:
+    """Viewer, by header or, here only, by ``access_token`` query parameter."""
+    token = credentials.credentials if credentials else access_token
+    principal = await principal_of(request, token)
+    if not role_allows(principal.role, "viewer"):
+        raise HTTPException(403, f"role {principal.role} may not do this; needs viewer")
+    return principal
+
+
+def event(alert: Alert) -> str:
+    # An id with a line break would end the field early: the SSE framing must hold.
+    alert_id = "".join(c for c in alert.alert_id if c not in "\r\n\0")
+    return f"event: alert\nid: {alert_id}\ndata: {alert.model_dump_json()}\n\n"
+
+
+def wanted(alert: Alert, camera_id: str | None, severity: str | None) -> bool:
+    return (camera_id is None or alert.camera_id == camera_id) and (
+        severity is None or alert.severity == severity
+    )
+
+
+async def events(feed: AlertFeed, keepalive_s: float, camera_id: str | None,
+                 severity: str | None) -> AsyncIterator[str]:  # fmt: skip
+    subscriber = feed.subscribe()
+    try:
+        yield ": connected\n\n"  # headers and a first line out at once: the stream is open
+        while True:
+            try:
+                alert = await asyncio.wait_for(subscriber.queue.get(), keepalive_s)
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if alert is None:  # the feed stopped: the API is shutting down
+                return
+            if wanted(alert, camera_id, severity):
+                yield event(alert)
+    finally:
+        feed.unsubscribe(subscriber)
+
+
+@router.get(
+    "/alerts",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Alerts as SSE"}},
+)
+async def live_alerts(
+    request: Request,
+    _: Annotated[Principal, Depends(live_viewer)],
+    camera_id: Annotated[str | None, Query(max_length=200)] = None,
+    severity: Literal["info", "warning", "critical"] | None = None,
+) -> StreamingResponse:
+    """New alerts as they are raised: ``event: alert``, ``id: <alert_id>``, the alert as JSON
+    data; a comment line every ``sse_keepalive_s`` keeps proxies from closing an idle stream."""
+    feed: AlertFeed | None = request.app.state.alert_feed
+    if feed is None:
+        raise HTTPException(503, "the live alert feed is not running in this process")
+    stream = events(feed, request.app.state.settings.sse_keepalive_s, camera_id, severity)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)

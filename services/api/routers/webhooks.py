@@ -1,5 +1,214 @@
-"""(to be written)"""
+"""Webhook subscriptions (Admin) and their deliveries; the worker that sends them is
+``services.webhooks`` and the signature a receiver checks is in ``visionline.webhooks``.
 
-from fastapi import APIRouter
+A subscription's secret is shown once: in the answer to the POST that generated it. It is
+never listed, and never written to the audit log.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from services.api.auth import Admin
+from visionline import audit
+from visionline.db.models import WebhookDeliveryRow, WebhookSubscriptionRow
+from visionline.webhooks import MAX_URL_LENGTH, MIN_SECRET_LENGTH, check_url, generate_secret
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+Severity = Literal["info", "warning", "critical"]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text and JSONB refuse NUL characters
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+SubscriptionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Secret = Annotated[str, Field(min_length=MIN_SECRET_LENGTH, max_length=200, pattern=NO_NUL)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookFilter(_Body):
+    """Each list given must contain the alert's value; absent or null: any value."""
+
+    camera_ids: list[Name] | None = Field(None, max_length=1000)
+    severities: list[Severity] | None = Field(None, max_length=3)
+    rules: list[Name] | None = Field(None, max_length=1000)
+
+
+class WebhookIn(_Body):
+    url: str = Field(max_length=MAX_URL_LENGTH, description="http:// or https://")
+    secret: Secret | None = Field(None, description="Generated (and returned once) if absent")
+    filter: WebhookFilter = Field(default_factory=WebhookFilter)
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_url(value)
+
+
+class WebhookPatch(_Body):
+    """Fields to change; absent ones stay as they are."""
+
+    url: str | None = Field(None, max_length=MAX_URL_LENGTH)
+    secret: Secret | None = None
+    filter: WebhookFilter | None = None
+    enabled: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    enabled: bool
+    filter: dict
+    created_at: datetime
+    created_by: str
+
+
+class WebhookCreated(WebhookOut):
+    secret: str | None = Field(description="The generated secret, shown only now; else null")
+
+
+class DeliveryOut(BaseModel):
+    subscription_id: int
+    alert_id: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _out(row: WebhookSubscriptionRow) -> WebhookOut:
+    return WebhookOut(id=row.id, url=row.url, enabled=row.enabled, filter=row.filter,
+                      created_at=row.created_at, created_by=row.created_by)  # fmt: skip
+
+
+def _filter(f: WebhookFilter) -> dict:
+    return f.model_dump(exclude_none=True)
+
+
+def create_subscription(engine: Engine, body: WebhookIn, actor: str) -> WebhookCreated:
+    secret = body.secret or generate_secret()
+    row = WebhookSubscriptionRow(url=body.url, secret=secret, enabled=body.enabled,
+                                 filter=_filter(body.filter), created_at=datetime.now(UTC),
+                                 created_by=actor)  # fmt: skip
+    with Session(engine) as session, session.begin():
+        session.add(row)
+        session.flush()
+        audit.record(session, actor, "webhook.create", f"webhook:{row.id}", url=row.url,
+                     filter=row.filter, enabled=row.enabled)  # fmt: skip
+        out = _out(row)
+    return WebhookCreated(**out.model_dump(), secret=None if body.secret else secret)
+
+
+def _get(session: Session, webhook_id: int) -> WebhookSubscriptionRow:
+    row = session.get(WebhookSubscriptionRow, webhook_id)
+    if row is None:
+        raise HTTPException(404, f"no webhook subscription {webhook_id}")
+    return row
+
+
+def update_subscription(engine: Engine, webhook_id: int, body: WebhookPatch,
+                        actor: str) -> WebhookOut:  # fmt: skip
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "filter" in changes:
+        changes["filter"] = _filter(body.filter)
+    with Session(engine) as session, session.begin():
+        row = _get(session, webhook_id)
+        for name, value in changes.items():
+            setattr(row, name, value)
+        detail = {k: v for k, v in changes.items() if k != "secret"}
+        audit.record(session, actor, "webhook.update", f"webhook:{row.id}", **detail,
+                     secret_changed="secret" in changes)  # fmt: skip
+        return _out(row)
+
+
+def delete_subscription(engine: Engine, webhook_id: int, actor: str) -> None:
+    with Session(engine) as session, session.begin():
+        row = _get(session, webhook_id)
+        audit.record(session, actor, "webhook.delete", f"webhook:{row.id}", url=row.url)
+        session.delete(row)
+
+
+def list_deliveries(engine: Engine, webhook_id: int, state: str | None,
+                    limit: int) -> list[DeliveryOut]:  # fmt: skip
+    d = WebhookDeliveryRow
+    stmt = select(d).where(d.subscription_id == webhook_id)
+    if state is not None:
+        stmt = stmt.where(d.state == state)
+    stmt = stmt.order_by(d.created_at.desc(), d.alert_id).limit(limit)
+    with Session(engine) as session:
+        _get(session, webhook_id)
+        return [DeliveryOut.model_validate(r, from_attributes=True) for r in session.scalars(stmt)]
+
+
+def _limit(request: Request, limit: int) -> int:
+    most = request.app.state.settings.max_page
+    if limit > most:
+        raise HTTPException(422, f"limit must be at most {most}")
+    return limit
+
+
+Limit = Annotated[int, Query(ge=1, le=100_000)]
+
+
+@router.post("", status_code=201, response_model=WebhookCreated)
+def create(request: Request, body: WebhookIn, principal: Admin) -> WebhookCreated:
+    """Subscribe a URL to alerts. Without ``secret`` one is generated and returned once."""
+    return create_subscription(request.app.state.engine, body, principal.name)
+
+
+@router.get("", response_model=list[WebhookOut])
+def list_(request: Request, _: Admin, limit: Limit = 50) -> list[WebhookOut]:
+    """Subscriptions, newest first (secrets are never shown)."""
+    stmt = select(WebhookSubscriptionRow).order_by(WebhookSubscriptionRow.id.desc())
+    with Session(request.app.state.engine) as session:
+        rows = session.scalars(stmt.limit(_limit(request, limit)))
+        return [_out(r) for r in rows]
+
+
+@router.get("/{webhook_id}", response_model=WebhookOut)
+def get(request: Request, webhook_id: SubscriptionId, _: Admin) -> WebhookOut:
+    with Session(request.app.state.engine) as session:
+        return _out(_get(session, webhook_id))
+
+
+@router.patch("/{webhook_id}", response_model=WebhookOut)
+def patch(request: Request, webhook_id: SubscriptionId, body: WebhookPatch,
+          principal: Admin) -> WebhookOut:  # fmt: skip
+    """Change url, secret, filter or enabled; deliveries already queued keep going."""
+    return update_subscription(request.app.state.engine, webhook_id, body, principal.name)
+
+
+@router.delete("/{webhook_id}", status_code=204)
+def delete(request: Request, webhook_id: SubscriptionId, principal: Admin) -> None:
+    """Unsubscribe; its deliveries go with it."""
+    delete_subscription(request.app.state.engine, webhook_id, principal.name)
+
+
+@router.get("/{webhook_id}/deliveries", response_model=list[DeliveryOut])
+def deliveries(
+    request: Request,
+    webhook_id: SubscriptionId,
+    _: Admin,
+    state: Literal["pending", "delivered", "failed"] | None = None,
+    limit: Limit = 50,
+) -> list[DeliveryOut]:
+    """The subscription's deliveries, newest first: state, attempts, last status and error."""
+    limit = _limit(request, limit)
+    return list_deliveries(request.app.state.engine, webhook_id, state, limit)
