@@ -343,6 +343,7 @@ class LabelFeedback(Schema):
     source: Literal["generator", "annotation", "operator"]
     parts: list[LabelledPart]
     labelled_at: float = Field(default_factory=time.time)
+    label: str | None = None  # classify cameras: the frame's true class (their parts are [])
 
 
 class DeadLetter(Schema):

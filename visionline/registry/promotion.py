@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,6 +67,20 @@ class PromotionError(RuntimeError):
     """A promotion or rollback was refused or did not complete; the message says why."""
 
 
+class VersionMissing(PromotionError):
+    """The version's folder holds no model: nothing to serve."""
+
+
+class PromotionRefused(PromotionError):
+    """The registry's state forbids it (already serving, nothing to roll back to, another
+    model's job): nothing was asked of Triton."""
+
+
+# Called in the transaction that records a switch, with the version now serving: an audit
+# entry written there lands together with the lineage, or not at all.
+OnRecorded = Callable[[Session, VersionInfo], None]
+
+
 def triton_control(grpc_url: str) -> ModelControl:
     import tritonclient.grpc
 
@@ -75,7 +90,7 @@ def triton_control(grpc_url: str) -> ModelControl:
 def version_dir(repository: Path, model: str, version: int) -> Path:
     folder = repository / model / str(version)
     if not folder.is_dir() or not any(folder.glob("model.*")):
-        raise PromotionError(f"no model in {folder} (expected model.onnx / model.py there)")
+        raise VersionMissing(f"no model in {folder} (expected model.onnx / model.py there)")
     return folder
 
 
@@ -156,12 +171,14 @@ def promote(
     promoted_by: str = "operator",
     reason: str = "",
     timeout_s: float = 120.0,
+    on_recorded: OnRecorded | None = None,
 ) -> VersionInfo:
     """Serve ``repository/model/version`` in place of the version served now, and record it.
 
     Metrics: ``metrics``, else the job's when it has any, else the ``metrics`` of the version's
     metadata.json.
     With ``job_id``, the job (in state ``evaluating``, for this model) becomes ``promoted``.
+    ``on_recorded`` runs in the transaction that records it (an audit entry).
     """
     folder = version_dir(repository, model, version)
     with model_lock(engine, model):
@@ -169,11 +186,11 @@ def promote(
             current = serving_row(session, model)
             previous = current.version if current else serving_now(control, repository, model)
         if previous == version:
-            raise PromotionError(f"{model} version {version} is already serving")
+            raise PromotionRefused(f"{model} version {version} is already serving")
         if job_id is not None:
             job = get_job(engine, job_id)
             if job.model != model:
-                raise PromotionError(f"job {job_id} retrained {job.model}, not {model}")
+                raise PromotionRefused(f"job {job_id} retrained {job.model}, not {model}")
             check_transition(job.state, JobState.PROMOTED)
             metrics = metrics if metrics is not None else (dict(job.metrics or {}) or None)
         metrics = metrics if metrics is not None else version_metrics(folder)
@@ -194,6 +211,8 @@ def promote(
                             candidate_version=version)  # fmt: skip
             session.flush()
             info = VersionInfo.of(row)
+            if on_recorded is not None:
+                on_recorded(session, info)
     log.info("%s version %s serving (was %s)", model, version, previous)
     return info
 
@@ -216,16 +235,18 @@ def rollback(
     model: str,
     *,
     timeout_s: float = 120.0,
+    on_recorded: OnRecorded | None = None,
 ) -> VersionInfo:
-    """Serve again the version the current one replaced; the current one becomes rolled_back."""
+    """Serve again the version the current one replaced; the current one becomes rolled_back.
+    ``on_recorded`` runs in the transaction that records it (an audit entry)."""
     with model_lock(engine, model):
         with Session(engine) as session:
             current = serving_row(session, model)
             if current is None:
-                raise PromotionError(f"no promotion of {model} recorded: nothing to roll back")
+                raise PromotionRefused(f"no promotion of {model} recorded: nothing to roll back")
             version, target = current.version, current.parent_version
         if target is None:
-            raise PromotionError(f"{model} version {version} replaced no version: nothing to "
+            raise PromotionRefused(f"{model} version {version} replaced no version: nothing to "
                                  "roll back to")  # fmt: skip
         version_dir(repository, model, target)
         switch_serving(control, repository, model, target, timeout_s)
@@ -238,5 +259,7 @@ def rollback(
             set_status(row, VersionStatus.SERVING)
             session.flush()
             info = VersionInfo.of(row)
+            if on_recorded is not None:
+                on_recorded(session, info)
     log.info("%s rolled back from version %s to %s", model, version, target)
     return info

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,8 +41,10 @@ def create_job(
     parent_version: int | None = None,
     reason: str = "",
     dataset: dict[str, Any] | None = None,
+    on_created: Callable[[Session, int], None] | None = None,
 ) -> int:
-    """A new job in state ``queued``; returns its id."""
+    """A new job in state ``queued``; returns its id. ``on_created`` runs in the inserting
+    transaction with the new id (an audit entry lands with the job or not at all)."""
     now = _now()
     entry = {"from": None, "to": JobState.QUEUED.value, "at": now.isoformat(), "reason": reason}
     row = RetrainJobRow(
@@ -61,6 +63,8 @@ def create_job(
     with Session(engine) as session, session.begin():
         session.add(row)
         session.flush()
+        if on_created is not None:
+            on_created(session, row.id)
         return row.id
 
 

@@ -65,9 +65,11 @@ def create_job_once(
     trigger_ref: str | None = None,
     reason: str = "",
     dataset: dict[str, Any] | None = None,
+    on_created: Callable[[Session, int], None] | None = None,
 ) -> Created:
     """A new queued job for ``model``, unless one is queued or running already (then none).
-    Check and insert happen under a per-model lock (PostgreSQL advisory lock)."""
+    Check and insert happen under a per-model lock (PostgreSQL advisory lock). ``on_created``:
+    as for ``visionline.registry.store.create_job``."""
     with model_lock(engine, f"retrain-jobs:{model}"):
         existing = open_job(engine, model)
         if existing is not None:
@@ -75,7 +77,7 @@ def create_job_once(
                    f"({reason})")  # fmt: skip
             return Created(model, None, why[:MAX_REASON], existing.id)
         job_id = create_job(engine, model, trigger, trigger_ref, reason=reason[:MAX_REASON],
-                            dataset=dataset)  # fmt: skip
+                            dataset=dataset, on_created=on_created)  # fmt: skip
     return Created(model, job_id, reason)
 
 
@@ -130,10 +132,15 @@ def request_for(job: RetrainJobRow) -> RetrainRequest:
     )
 
 
-def list_jobs(engine: Engine, model: str | None = None, limit: int = 50) -> list[RetrainJobRow]:
+def list_jobs(
+    engine: Engine, model: str | None = None, limit: int = 50, state: str | None = None
+) -> list[RetrainJobRow]:
+    """Jobs newest first, of ``model`` and in ``state`` when given."""
     query = select(RetrainJobRow).order_by(RetrainJobRow.id.desc()).limit(limit)
     if model:
         query = query.where(RetrainJobRow.model == model)
+    if state:
+        query = query.where(RetrainJobRow.state == state)
     with Session(engine, expire_on_commit=False) as session:
         return list(session.scalars(query))
 

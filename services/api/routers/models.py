@@ -1,5 +1,364 @@
-"""(to be written)"""
+"""Served models and their versions; promotion and rollback through Triton's model control;
+retraining jobs (``visionline.registry``, ``visionline.retrain.jobs``).
 
-from fastapi import APIRouter
+A model is a folder of the Triton repository (``common.model_repository``) with a
+``config.pbtxt``: the classifier and the inspection models. Promote and rollback do what
+``visionline models promote|rollback`` do (``visionline.registry.promotion``), recording the
+caller as ``promoted_by`` and in the audit log, in the transaction that records the lineage.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.api.auth import Admin, Operator, Viewer
+from visionline import audit
+from visionline.db.models import ModelVersionRow, RetrainJobRow
+from visionline.messages import Topic, to_json
+from visionline.registry import policy
+from visionline.registry.jobs import InvalidTransition, JobState, Trigger
+from visionline.registry.promotion import (
+    PromotionError,
+    PromotionRefused,
+    VersionInfo,
+    VersionMissing,
+    promote,
+    rollback,
+    serving_now,
+    triton_control,
+    version_metrics,
+)
+from visionline.registry.store import JobNotFound, VersionStatus, get_job, list_versions
+from visionline.retrain.jobs import create_job_once, request_for
+from visionline.retrain.jobs import list_jobs as query_jobs
+from visionline.retrain.policy import MODELS as RETRAINABLE
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["models"])
+
+INT32 = 2**31 - 1  # the database's integer columns
+PROMOTE_TIMEOUT_S = 120.0  # as the CLI: a version not ready by then is not promoted
+PUBLISH_TIMEOUT_S = 10.0
+NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
+ModelName = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+
+class VersionOut(BaseModel):
+    model: str
+    version: int
+    status: str  # serving | retired | rolled_back
+    parent_version: int | None
+    job_id: int | None
+    metrics: dict[str, Any]
+    promoted_at: datetime | None
+    promoted_by: str
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, info: VersionInfo) -> VersionOut:
+        return cls(model=info.model, version=info.version, status=info.status,
+                   parent_version=info.parent_version, job_id=info.job_id, metrics=info.metrics,
+                   promoted_at=info.promoted_at, promoted_by=info.promoted_by,
+                   updated_at=info.updated_at)  # fmt: skip
+
+
+class ModelOut(BaseModel):
+    model: str
+    serving_version: int | None = Field(
+        description="Recorded by the registry, else asked of Triton (its highest ready version)"
+    )
+    recorded: bool = Field(description="Whether the registry recorded the serving version")
+    metrics: dict[str, Any] = Field(description="Of the serving version: recorded at its "
+                                    "promotion, else its metadata.json")  # fmt: skip
+    available_versions: list[int] = Field(description="Version folders in the repository")
+    retrainable: bool
+
+
+class VersionsOut(BaseModel):
+    model: str
+    serving_version: int | None
+    available_versions: list[int]
+    versions: list[VersionOut] = Field(description="Recorded versions, newest number first")
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, le=INT32)
+    job_id: int | None = Field(None, ge=1, le=INT32, description="The job that trained it: "
+                               "it must be evaluating, and becomes promoted")  # fmt: skip
+    reason: str = Field("", max_length=500, pattern=r"^[^\x00]*$")
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal[RETRAINABLE]  # type: ignore[valid-type]
+    reason: str = Field("", max_length=1000, pattern=r"^[^\x00]*$")
+
+
+class JobOut(BaseModel):
+    id: int
+    model: str
+    state: str
+    trigger: str
+    trigger_ref: str | None
+    reason: str
+    history: list[dict[str, Any]]
+    parent_version: int | None
+    candidate_version: int | None
+    metrics: dict[str, Any]
+    dataset: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: RetrainJobRow) -> JobOut:
+        return cls(id=row.id, model=row.model, state=row.state, trigger=row.trigger,
+                   trigger_ref=row.trigger_ref, reason=row.reason, history=list(row.history),
+                   parent_version=row.parent_version, candidate_version=row.candidate_version,
+                   metrics=dict(row.metrics or {}), dataset=dict(row.dataset or {}),
+                   created_at=row.created_at, updated_at=row.updated_at)  # fmt: skip
+
+
+class JobCreated(JobOut):
+    published: bool = Field(description="Whether the broker took the request; if not, the job "
+                            "stays queued until the retrain worker starts (it runs queued jobs "
+                            "then)")  # fmt: skip
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobOut]
+
+
+# --- plain functions ---------------------------------------------------------------------------
+
+
+def repository_models(repository: FsPath) -> list[str]:
+    """The models of a Triton repository: folders with a config.pbtxt."""
+    if not repository.is_dir():
+        return []
+    return sorted(p.name for p in repository.iterdir()
+                  if not p.name.startswith(".") and (p / policy.CONFIG).is_file())  # fmt: skip
+
+
+def version_folders(repository: FsPath, model: str) -> list[int]:
+    folder = repository / model
+    return sorted(int(p.name) for p in folder.glob("[0-9]*")
+                  if p.name.isdigit() and any(p.glob("model.*")))  # fmt: skip
+
+
+def recorded_serving(engine, model: str) -> ModelVersionRow | None:
+    """The registry's serving row of ``model`` (read only: no row lock)."""
+    query = select(ModelVersionRow).where(
+        ModelVersionRow.model == model, ModelVersionRow.status == VersionStatus.SERVING.value
+    )
+    with Session(engine) as session:
+        return session.scalars(query).one_or_none()
+
+
+def model_summary(engine, control, repository: FsPath, model: str) -> ModelOut:
+    """What serves now: the registry's record, else what Triton reports ready."""
+    row = recorded_serving(engine, model)
+    if row is not None:
+        version, metrics = row.version, dict(row.metrics or {})
+    else:
+        version = _ask_triton(control, repository, model)
+        metrics = version_metrics(repository / model / str(version)) if version else {}
+    return ModelOut(model=model, serving_version=version, recorded=row is not None,
+                    metrics=metrics, available_versions=version_folders(repository, model),
+                    retrainable=model in RETRAINABLE)  # fmt: skip
+
+
+def _ask_triton(control, repository: FsPath, model: str) -> int | None:
+    try:
+        return serving_now(control, repository, model)
+    except (OSError, ValueError) as exc:  # an unreadable config: say nothing serves
+        log.warning("serving version of %s unknown: %s", model, exc)
+        return None
+
+
+def _known(request: Request, model: str) -> FsPath:
+    repository = request.app.state.common.model_repository
+    if model not in repository_models(repository):
+        raise HTTPException(404, f"no model {model!r} in the model repository")
+    return repository
+
+
+def _limit(request: Request, limit: int) -> int:
+    most = request.app.state.settings.max_page
+    if limit > most:
+        raise HTTPException(422, f"limit must be at most {most}")
+    return limit
+
+
+class _Control:
+    """A Triton client for one request, closed after it."""
+
+    def __init__(self, request: Request) -> None:
+        self.url = request.app.state.common.triton_grpc_url
+
+    def __enter__(self):
+        try:
+            self.client = triton_control(self.url)
+        except Exception as exc:  # noqa: BLE001 - a bad URL or no client: Triton unavailable
+            raise HTTPException(503, f"Triton at {self.url} unavailable: {exc}") from exc
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+
+
+def _switch_failed(exc: Exception) -> HTTPException:
+    """Refusals are the caller's (404, 409); anything else failed in Triton (502)."""
+    if isinstance(exc, VersionMissing):
+        return HTTPException(404, str(exc))
+    if isinstance(exc, PromotionRefused | InvalidTransition):
+        return HTTPException(409, str(exc))
+    if isinstance(exc, JobNotFound):
+        return HTTPException(404, str(exc))
+    return HTTPException(502, f"Triton did not switch: {exc}")
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+@router.get("/models", response_model=list[ModelOut])
+def list_models(request: Request, _: Viewer) -> list[ModelOut]:
+    """Each model of the repository with the version in service and its metrics."""
+    repository = request.app.state.common.model_repository
+    engine = request.app.state.engine
+    with _Control(request) as control:
+        return [model_summary(engine, control, repository, m)
+                for m in repository_models(repository)]  # fmt: skip
+
+
+@router.get("/models/{model}/versions", response_model=VersionsOut)
+def model_versions(request: Request, model: ModelName, _: Viewer) -> VersionsOut:
+    """Recorded versions (status, parent, job, metrics, promoted at/by) and version folders."""
+    repository = _known(request, model)
+    row = recorded_serving(request.app.state.engine, model)
+    versions = list_versions(request.app.state.engine, model)
+    return VersionsOut(model=model, serving_version=row.version if row else None,
+                       available_versions=version_folders(repository, model),
+                       versions=[VersionOut.of(v) for v in versions])  # fmt: skip
+
+
+def _audit(actor: str, action: str, detail: dict[str, Any]):
+    def record(session: Session, info: VersionInfo) -> None:
+        audit.record(session, actor, action, f"model:{info.model}", version=info.version,
+                     parent_version=info.parent_version, **detail)  # fmt: skip
+
+    return record
+
+
+@router.post("/models/{model}/promote", response_model=VersionOut)
+def promote_version(request: Request, model: ModelName, body: PromoteIn,
+                    principal: Admin) -> VersionOut:  # fmt: skip
+    """Serve ``version`` in place of the current one (Triton model control), and record it.
+    404 unknown model or version; 409 already serving or a job not evaluating; 502 Triton
+    failed to load it (Triton keeps serving the previous version)."""
+    repository = _known(request, model)
+    with _Control(request) as control:
+        try:
+            info = promote(request.app.state.engine, control, repository, model, body.version,
+                           job_id=body.job_id, promoted_by=principal.name, reason=body.reason,
+                           timeout_s=PROMOTE_TIMEOUT_S,
+                           on_recorded=_audit(principal.name, "model.promote",
+                                              {"job_id": body.job_id,
+                                               "reason": body.reason}))  # fmt: skip
+        except (PromotionError, InvalidTransition, JobNotFound, policy.PolicyError) as exc:
+            raise _switch_failed(exc) from exc
+    return VersionOut.of(info)
+
+
+@router.post("/models/{model}/rollback", response_model=VersionOut)
+def rollback_version(request: Request, model: ModelName, principal: Admin) -> VersionOut:
+    """Serve again the version the current one replaced (that one becomes rolled_back).
+    404 unknown model; 409 nothing to roll back to; 502 Triton failed to load it."""
+    repository = _known(request, model)
+    with _Control(request) as control:
+        try:
+            info = rollback(request.app.state.engine, control, repository, model,
+                            timeout_s=PROMOTE_TIMEOUT_S,
+                            on_recorded=_audit(principal.name, "model.rollback", {}))  # fmt: skip
+        except (PromotionError, policy.PolicyError) as exc:
+            raise _switch_failed(exc) from exc
+    return VersionOut.of(info)
+
+
+# --- retraining jobs ----------------------------------------------------------------------------
+
+
+def publish_request(producer, job: RetrainJobRow) -> bool:
+    """Ask the retrain worker to run ``job``; whether the broker acked it."""
+    if producer is None:
+        return False
+    errors: list[str] = []
+
+    def delivered(err, _message) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    producer.produce(str(Topic.RETRAIN_REQUESTS), to_json(request_for(job)), job.model.encode(),
+                     on_delivery=delivered)  # fmt: skip
+    return producer.flush(PUBLISH_TIMEOUT_S) == 0 and not errors
+
+
+@router.post("/jobs", response_model=JobCreated, status_code=201)
+def create_job(request: Request, body: JobIn, principal: Operator) -> JobCreated:
+    """Queue a retraining job (trigger ``operator``) and publish its request, as
+    ``visionline jobs create``. 409 while the model has a queued or running job."""
+    engine = request.app.state.engine
+    reason = body.reason or f"requested by {principal.name}"
+
+    def record(session: Session, job_id: int) -> None:
+        audit.record(session, principal.name, "job.create", f"job:{job_id}", model=body.model,
+                     reason=reason)  # fmt: skip
+
+    created = create_job_once(engine, body.model, Trigger.OPERATOR, None, reason,
+                              on_created=record)  # fmt: skip
+    if created.job_id is None:
+        raise HTTPException(409, created.reason)
+    job = get_job(engine, created.job_id)
+    published = publish_request(request.app.state.producer, job)
+    if not published:
+        log.warning("retrain request of job %s not acked; it stays queued", job.id)
+    return JobCreated(**JobOut.of(job).model_dump(), published=published)
+
+
+@router.get("/jobs", response_model=JobsOut)
+def list_jobs(
+    request: Request,
+    _: Viewer,
+    model: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+) -> JobsOut:
+    """Retraining jobs, newest first."""
+    rows = query_jobs(request.app.state.engine, model, _limit(request, limit),
+                 state.value if state else None)  # fmt: skip
+    return JobsOut(jobs=[JobOut.of(r) for r in rows])
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def job_detail(request: Request, job_id: Annotated[int, Path(ge=1, le=INT32)],
+               _: Viewer) -> JobOut:  # fmt: skip
+    """A job: state, history of transitions, metrics, dataset."""
+    try:
+        return JobOut.of(get_job(request.app.state.engine, job_id))
+    except JobNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
