@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -18,8 +20,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from visionline import audit
 from visionline.db.models import Camera
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -138,3 +142,83 @@ def _registered(row: Camera) -> RegisteredCamera:
     return RegisteredCamera(
         row.camera_id, row.enabled, row.max_fps, row.upload_key_hash, row.pipeline or "classify"
     )
+
+
+# --- changes through the operator API, each audited in its own transaction -----------------
+
+
+class CameraNotFound(LookupError):
+    pass
+
+
+class CameraExists(Exception):
+    pass
+
+
+def new_upload_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def list_camera_rows(engine: Engine, limit: int, after: str | None = None) -> list[Camera]:
+    """By camera id; ``after``: the last id of the previous page."""
+    stmt = select(Camera).order_by(Camera.camera_id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Camera.camera_id > after)
+    with Session(engine) as session:
+        return list(session.scalars(stmt))
+
+
+def get_camera(engine: Engine, camera_id: str) -> Camera:
+    with Session(engine) as session:
+        row = session.get(Camera, camera_id)
+    if row is None:
+        raise CameraNotFound(camera_id)
+    return row
+
+
+def register_camera(
+    engine: Engine, spec: CameraSpec, pepper: str, actor: str
+) -> tuple[Camera, str]:
+    """A new camera and its upload key (returned only here; only its HMAC is stored)."""
+    key = new_upload_key()
+    fields = spec.model_dump(exclude={"upload_key"})
+    row = Camera(**fields, upload_key_hash=hash_upload_key(key, pepper),
+                 created_at=datetime.now(UTC))  # fmt: skip
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            if session.get(Camera, spec.camera_id) is not None:
+                raise CameraExists(spec.camera_id)
+            session.add(row)
+            audit.record(session, actor, "camera.register", f"camera:{spec.camera_id}", **fields)
+    except IntegrityError:  # registered concurrently, between the check and the insert
+        raise CameraExists(spec.camera_id) from None
+    return row, key
+
+
+def update_camera(engine: Engine, camera_id: str, changes: dict, actor: str) -> Camera:
+    """Set the given fields (name, max_fps, enabled, pipeline); audits only what changed."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        row = session.get(Camera, camera_id, with_for_update=True)
+        if row is None:
+            raise CameraNotFound(camera_id)
+        changed = {k: v for k, v in changes.items() if getattr(row, k) != v}
+        for name, value in changed.items():
+            setattr(row, name, value)
+        if changed:
+            audit.record(session, actor, "camera.update", f"camera:{camera_id}", **changed)
+    return row
+
+
+def rotate_upload_key(
+    engine: Engine, camera_id: str, pepper: str, actor: str
+) -> tuple[Camera, str]:
+    """A new upload key; the old one stops working once the upload service's registry cache
+    refreshes (``CameraRegistry.refresh_s``)."""
+    key = new_upload_key()
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        row = session.get(Camera, camera_id, with_for_update=True)
+        if row is None:
+            raise CameraNotFound(camera_id)
+        row.upload_key_hash = hash_upload_key(key, pepper)
+        audit.record(session, actor, "camera.rotate_key", f"camera:{camera_id}")
+    return row, key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from services.ingest.logic import (
@@ -15,6 +17,7 @@ from services.ingest.logic import (
     source_token,
     validate_frame,
 )
+from visionline.camera_health import record_frame
 from visionline.cameras import CameraRegistry
 from visionline.db import make_engine
 from visionline.imaging import FrameRejected
@@ -58,6 +61,8 @@ class Ingest:
     def handle(self, event) -> tuple[Topic, bytes, bytes]:
         raw = raw_frame(event)
         meta, topic = self.admit(raw)
+        # Per-camera activity for the operator API (last frame, fps, health).
+        record_frame(self.redis, meta.camera_id, meta.frame_id, meta.captured_at, time.time())
         return topic, raw.key, pack_envelope(meta, raw.value)
 
 

@@ -19,9 +19,18 @@ def api_settings(stack) -> ApiSettings:
 
 
 @pytest.fixture(scope="session")
-def api_client(stack, engine, api_settings):
-    common = CommonSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url)
-    app = create_app(common, api_settings, engine, producer(stack.kafka_bootstrap),
+def stack_common(stack) -> CommonSettings:
+    """The settings the stack hands its workers: its broker, databases, Triton and models."""
+    return CommonSettings(
+        kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url,
+        redis_url=stack.redis_url, triton_grpc_url=stack.triton_grpc_url,
+        model_repository=stack.settings.model_repository,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def api_client(stack, engine, api_settings, stack_common):
+    app = create_app(stack_common, api_settings, engine, producer(stack.kafka_bootstrap),
                      AlertFeed(stack.kafka_bootstrap))  # fmt: skip
     with TestClient(app) as client:
         yield client
