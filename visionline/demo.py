@@ -136,6 +136,27 @@ def summary_table(figures: dict) -> Table:
     return table
 
 
+def dashboard_token(database_url: str) -> str:
+    """A viewer token for this run's dashboard link (the stack's database is the run's own)."""
+    from visionline.db import make_engine
+    from visionline.tokens import create_token
+
+    return create_token(make_engine(database_url), "demo dashboard", "viewer", created_by="demo")
+
+
+def api_check(api_url: str, token: str) -> str:
+    """What the operator API answers about the run: its cameras and stored alerts."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=10) as client:
+        cameras = client.get("/v1/cameras", params={"limit": 500}).raise_for_status().json()
+        alerts = client.get("/v1/alerts", params={"limit": 500}).raise_for_status().json()
+    healthy = sum(c["health"] == "ok" for c in cameras["items"])
+    return (f"operator API: {len(cameras['items'])} cameras ({healthy} healthy), "
+            f"{len(alerts['items'])} alerts stored (first page of 500)")  # fmt: skip
+
+
 def run_demo(
     cameras: int, fps: float, seconds: float, state_dir: Path, console: Console, lines: int = 0
 ) -> dict:
@@ -153,8 +174,11 @@ def run_demo(
         console.print(
             f"stack ready in {time.monotonic() - started:.1f} s; watching {seconds:.0f} s"
         )
+        token = dashboard_token(stack.database_url)
+        console.print(f"dashboard (while the demo runs): {stack.api_url}/dashboard#token={token}")
         since = time.time() + WARMUP_S
         summary = watch(stack.kafka_bootstrap, seconds, console)
+        console.print(api_check(stack.api_url, token))
         figures = summary.as_dict()
         steady = after_warmup(summary, since).as_dict()
         for key in ("capture_to_prediction_ms", "capture_to_alert_ms", "stage_ms"):

@@ -121,7 +121,7 @@ def test_masked_url_hides_passwords():
 def test_default_workers_are_the_pipeline(tmp_path):
     s = free_port_settings(tmp_path, rules_replicas=2)
     workers = {w.name: w for w in default_workers(s)}
-    assert set(workers) == {*PIPELINE_SERVICES, "upload"}
+    assert set(workers) == {*PIPELINE_SERVICES, "upload", "api"}
     assert workers["ingest"].argv == (sys.executable, "-m", "services.ingest")
     assert workers["rules"].replicas == 2
     assert workers["upload"].health_url == f"http://127.0.0.1:{s.upload_port}/healthz"
@@ -163,7 +163,7 @@ def test_start_order_servers_then_triton_then_workers_then_cameras(tmp_path):
     stages = start_stages(s, default_workers(s))
     assert sorted(stages[0]) == ["broker", "postgres", "redis"]
     assert stages[1] == ["triton"]
-    assert set(stages[2]) == {*PIPELINE_SERVICES, "upload"}
+    assert set(stages[2]) == {*PIPELINE_SERVICES, "upload", "api"}
     assert stages[3] == ["camera"]
     assert stop_order(stages) == stages[::-1]
 

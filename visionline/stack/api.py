@@ -103,6 +103,10 @@ class LocalStack:
     def upload_url(self) -> str:
         return self.endpoints.upload_url
 
+    @property
+    def api_url(self) -> str:
+        return self.endpoints.api_url
+
     def common_env(self) -> dict[str, str]:
         """The ``VISIONLINE_*`` variables the workers get: give them to your own processes."""
         return common_env(self.settings)

@@ -29,6 +29,7 @@ PIPELINE_SERVICES = (
     "parts",  # inspection cameras: tracking, one decision per part
     "drift",  # drift of both paths' inputs and outputs; needs PostgreSQL's migration 0003
     "labels",  # late true labels joined to predictions: accuracy per model version (0005)
+    "webhooks",  # alerts POSTed to the API's webhook subscribers, signed and retried (0006)
 )
 # Triton models of the inspect worker, loaded beside ``model_name`` once they are built.
 INSPECTION_MODELS = ("part_detector", "part_anomaly", "defect_detector")
@@ -43,6 +44,7 @@ PORT_FIELDS = (
     "triton_grpc_port",
     "triton_metrics_port",
     "upload_port",
+    "api_port",
 )
 # Every process the supervisor starts carries this variable (value: the state folder), and so do
 # their descendants: `stack down` finds leftovers by it even when the supervisor is gone.
@@ -64,6 +66,7 @@ class StackSettings(BaseSettings):
     postgres_port: int = Field(15432, gt=0, lt=65536)
     redis_port: int = Field(16379, gt=0, lt=65536)
     upload_port: int = Field(18080, gt=0, lt=65536)
+    api_port: int = Field(18090, gt=0, lt=65536)  # operator API and dashboard (services/api)
     # Existing servers given by address (testcontainers, a shared dev server): the stack then
     # starts none of its own, only checks their health and provisions them.
     kafka_bootstrap: str | None = None
@@ -81,6 +84,7 @@ class StackSettings(BaseSettings):
     parts_replicas: int = Field(1, ge=1)
     drift_replicas: int = Field(1, ge=1)
     labels_replicas: int = Field(1, ge=1)
+    webhooks_replicas: int = Field(1, ge=1)
     cameras: int = Field(0, ge=0)  # simulated cameras; 0: none
     camera_fps: float = Field(2.0, gt=0)
     line_cameras: int = Field(0, ge=0, le=9)  # simulated conveyor lines for inspection; 0: none
@@ -134,6 +138,7 @@ class StackSettings(BaseSettings):
             triton_http_url=self.triton_http_url or f"http://{host}:{self.triton_http_port}",
             triton_grpc_url=self.triton_grpc_url or f"{host}:{self.triton_grpc_port}",
             upload_url=f"http://{host}:{self.upload_port}",
+            api_url=f"http://{host}:{self.api_port}",
         )
 
 
@@ -145,6 +150,7 @@ class Endpoints:
     triton_http_url: str
     triton_grpc_url: str  # host:port
     upload_url: str
+    api_url: str
 
 
 def sqlalchemy_postgres_url(url: str) -> str:
@@ -176,6 +182,8 @@ def common_env(settings: StackSettings) -> dict[str, str]:
         "VISIONLINE_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "VISIONLINE_UPLOAD_PORT": str(settings.upload_port),
         "VISIONLINE_UPLOAD_HOST": settings.host,
+        "VISIONLINE_API_PORT": str(settings.api_port),
+        "VISIONLINE_API_HOST": settings.host,
         "PYTHONUNBUFFERED": "1",
     }
     _check_env(env)
@@ -188,7 +196,7 @@ def _check_env(env: dict[str, str]) -> None:
     fields = {
         k[len(prefix) :].lower(): v
         for k, v in env.items()
-        if k.startswith(prefix) and not k.startswith(f"{prefix}UPLOAD_")
+        if k.startswith(prefix) and not k.startswith((f"{prefix}UPLOAD_", f"{prefix}API_"))
     }
     CommonSettings(**fields)
 
@@ -231,6 +239,15 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
             ports=(settings.upload_port,),
         )
     )
+    workers.append(
+        WorkerSpec(
+            name="api",
+            argv=(python, "-m", "services.api"),
+            health_url=f"{settings.endpoints().api_url}/healthz",
+            env=worker_env(settings, "api"),
+            ports=(settings.api_port,),
+        )
+    )
     if settings.cameras > 0:
         argv = ("-m", "visionline.camera", "simulate")
         count = ("--count", str(settings.cameras), "--fps", str(settings.camera_fps))
@@ -247,6 +264,8 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
 def worker_env(settings: StackSettings, name: str) -> dict[str, str]:
     """A worker's own settings that depend on the stack: the inspect worker's snapshots live in
     the stack's state folder."""
+    if name == "api":  # serves the snapshots the inspect worker stores
+        return {"VISIONLINE_API_SNAPSHOT_DIR": str(settings.state_dir / "snapshots")}
     if name == "inspect":
         return {
             "VISIONLINE_INSPECT_SNAPSHOT_DIR": str(settings.state_dir / "snapshots"),

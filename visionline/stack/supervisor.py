@@ -139,6 +139,7 @@ class Supervisor:
             "triton_grpc_url": urls.triton_grpc_url if self.settings.with_triton else "",
             "triton_http_url": urls.triton_http_url if self.settings.with_triton else "",
             "upload_url": urls.upload_url if self.settings.with_workers else "",
+            "dashboard_url": f"{urls.api_url}/dashboard" if self.settings.with_workers else "",
         }
 
     def request_stop(self, signum: int, _frame: object) -> None:

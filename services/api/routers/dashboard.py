@@ -88,8 +88,6 @@ def _round(value: float | None) -> float | None:
 
 
 @router.get("/v1/stats", tags=["dashboard"])
-def stats(
-    request: Request, _: Viewer, minutes: Annotated[int, Query(ge=1, le=1440)] = 30
-) -> Stats:
+def stats(request: Request, _: Viewer, minutes: Annotated[int, Query(ge=1, le=1440)] = 30) -> Stats:
     """Per minute: frames classified, parts decided, alerts, latency (p50, p95)."""
     return minute_stats(request.app.state.engine, minutes)

@@ -41,7 +41,7 @@ class DriftEventOut(BaseModel):
 
 
 class DriftEventsOut(BaseModel):
-    events: list[DriftEventOut]
+    items: list[DriftEventOut]
 
 
 class CameraDriftOut(BaseModel):
@@ -61,7 +61,7 @@ class CameraDriftOut(BaseModel):
 
 class DriftStateOut(BaseModel):
     window_minutes: int
-    cameras: list[CameraDriftOut]
+    items: list[CameraDriftOut]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -89,7 +89,7 @@ def events(
     if since is not None and until is not None and since > until:
         raise HTTPException(422, "since is after until")
     rows = list_events(request.app.state.engine, camera_id, signal, since, until, limit)
-    return DriftEventsOut(events=[DriftEventOut.of(r) for r in rows])
+    return DriftEventsOut(items=[DriftEventOut.of(r) for r in rows])
 
 
 @router.get("/events/{event_id:path}", response_model=DriftEventOut)
@@ -114,4 +114,4 @@ def state(
     since = datetime.now(UTC) - timedelta(minutes=window_minutes)
     cameras = camera_drift(request.app.state.engine, since)
     return DriftStateOut(window_minutes=window_minutes,
-                         cameras=[CameraDriftOut.of(c) for c in cameras])  # fmt: skip
+                         items=[CameraDriftOut.of(c) for c in cameras])  # fmt: skip

@@ -139,7 +139,7 @@ class JobCreated(JobOut):
 
 
 class JobsOut(BaseModel):
-    jobs: list[JobOut]
+    items: list[JobOut]
 
 
 # --- plain functions ---------------------------------------------------------------------------
@@ -351,7 +351,7 @@ def list_jobs(
     """Retraining jobs, newest first."""
     rows = query_jobs(request.app.state.engine, model, _limit(request, limit),
                  state.value if state else None)  # fmt: skip
-    return JobsOut(jobs=[JobOut.of(r) for r in rows])
+    return JobsOut(items=[JobOut.of(r) for r in rows])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)

@@ -93,30 +93,30 @@ def test_drift_events_filtered(api_client, as_role, drift):
     viewer = as_role("viewer")
     found = api_client.get("/v1/drift/events", params={"camera_id": hot}, headers=viewer)
     assert found.status_code == 200, found.text
-    assert [e["event_id"] for e in found.json()["events"]] == [events[1].event_id,
+    assert [e["event_id"] for e in found.json()["items"]] == [events[1].event_id,
                                                                 events[0].event_id]  # fmt: skip
     blur = api_client.get("/v1/drift/events", params={"camera_id": hot, "signal": "blur"},
-                          headers=viewer).json()["events"]  # fmt: skip
+                          headers=viewer).json()["items"]  # fmt: skip
     assert [e["signal"] for e in blur] == ["blur"]
     assert blur[0]["before"]["frames"] == 50 and blur[0]["detector_params"] == {"delta": 0.002}
     recent = datetime.now(UTC) - timedelta(minutes=10)
     params = {"camera_id": hot, "since": recent.isoformat()}
-    since = api_client.get("/v1/drift/events", params=params, headers=viewer).json()["events"]
+    since = api_client.get("/v1/drift/events", params=params, headers=viewer).json()["items"]
     assert [e["signal"] for e in since] == ["blur"]
     # A time without zone is UTC; epoch seconds work too.
     naive = recent.replace(tzinfo=None).isoformat()
     until = api_client.get("/v1/drift/events", params={"camera_id": hot, "until": naive},
-                           headers=viewer).json()["events"]  # fmt: skip
+                           headers=viewer).json()["items"]  # fmt: skip
     assert [e["signal"] for e in until] == ["brightness"]
     epoch = api_client.get("/v1/drift/events", params={"camera_id": hot,
                            "since": int(recent.timestamp())}, headers=viewer).json()  # fmt: skip
-    assert [e["signal"] for e in epoch["events"]] == ["blur"]
+    assert [e["signal"] for e in epoch["items"]] == ["blur"]
     one = api_client.get("/v1/drift/events", params={"camera_id": hot, "limit": 1},
-                         headers=viewer).json()["events"]  # fmt: skip
+                         headers=viewer).json()["items"]  # fmt: skip
     assert len(one) == 1
     none = api_client.get("/v1/drift/events", params={"camera_id": "no-such-camera"},
                           headers=viewer)  # fmt: skip
-    assert none.status_code == 200 and none.json()["events"] == []
+    assert none.status_code == 200 and none.json()["items"] == []
 
 
 def test_drift_events_bad_input(api_client, as_role):
@@ -152,7 +152,7 @@ def test_drift_state_per_camera(api_client, as_role, drift):
     response = api_client.get("/v1/drift/state", headers=viewer)
     assert response.status_code == 200, response.text
     assert response.json()["window_minutes"] == 30
-    cameras = {c["camera_id"]: c for c in response.json()["cameras"]}
+    cameras = {c["camera_id"]: c for c in response.json()["items"]}
     assert cameras[hot]["drifting"] is True and cameras[hot]["drifting_signals"] == ["blur"]
     assert (cameras[hot]["last_event_id"], cameras[hot]["last_signal"]) == (events[1].event_id,
                                                                              "blur")  # fmt: skip
@@ -160,7 +160,7 @@ def test_drift_state_per_camera(api_client, as_role, drift):
     # Registered cameras without events are listed too (infra/cameras.yaml's line-1).
     assert "line-1" in cameras and cameras["line-1"]["drifting"] in (True, False)
     wide = api_client.get("/v1/drift/state", params={"window_minutes": 24 * 60}, headers=viewer)
-    states = {c["camera_id"]: c for c in wide.json()["cameras"]}
+    states = {c["camera_id"]: c for c in wide.json()["items"]}
     assert states[hot]["drifting_signals"] == ["blur", "brightness"]
     assert states[cold]["drifting"] is True
     for bad in (0, 10081, "x"):

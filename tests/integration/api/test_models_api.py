@@ -266,11 +266,11 @@ def test_create_list_and_read_a_job(client, as_role, engine, stack, free_model):
     assert one.status_code == 200 and one.json()["state"] == "queued"
     assert one.json()["dataset"] == {} and one.json()["metrics"] == {}
     listed = client.get("/v1/jobs", params={"model": free_model, "state": "queued"},
-                        headers=viewer).json()["jobs"]  # fmt: skip
+                        headers=viewer).json()["items"]  # fmt: skip
     assert [j["id"] for j in listed] == [job["id"]]
     promoted = client.get("/v1/jobs", params={"state": "promoted", "limit": 5}, headers=viewer)
-    assert all(j["state"] == "promoted" for j in promoted.json()["jobs"])
-    newest = client.get("/v1/jobs", params={"limit": 1}, headers=viewer).json()["jobs"]
+    assert all(j["state"] == "promoted" for j in promoted.json()["items"])
+    newest = client.get("/v1/jobs", params={"limit": 1}, headers=viewer).json()["items"]
     assert len(newest) == 1 and newest[0]["id"] >= job["id"]
 
 
