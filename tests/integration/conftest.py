@@ -13,12 +13,20 @@ from tests.integration.pipeline import TopicReader
 from visionline.db import make_engine
 from visionline.messages import Topic
 
+# Webhook retries a test can wait for (tests/integration/api/test_webhooks.py).
+WORKER_ENV = {
+    "VISIONLINE_WEBHOOKS_BACKOFF_S": "0.5",
+    "VISIONLINE_WEBHOOKS_MAX_ATTEMPTS": "3",
+    "VISIONLINE_WEBHOOKS_POLL_S": "0.2",
+    "VISIONLINE_WEBHOOKS_TIMEOUT_S": "3",
+}
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     from visionline.stack.testing import pipeline_stack
 
-    with pipeline_stack(tmp_path_factory.mktemp("stack")) as running:
+    with pipeline_stack(tmp_path_factory.mktemp("stack"), worker_env=WORKER_ENV) as running:
         yield running
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi import HTTPException
 
-from services.api.routers.alerts import alert_out, decode_cursor, encode_cursor, storable, utc
+from services.api.params import utc
+from services.api.routers.alerts import alert_out, decode_cursor, encode_cursor, storable
 from visionline import camera_health as ch
 from visionline.alerts import AlertConflict, snapshot_file, snapshot_ref, transition
 from visionline.db.models import AlertRow

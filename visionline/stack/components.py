@@ -223,7 +223,7 @@ def _triton_options(
 def worker_components(
     settings: StackSettings, workers: list[WorkerSpec], env: dict[str, str]
 ) -> list[ComponentSpec]:
-    worker_env = {**env, **common_env(settings)}
+    worker_env = {**env, **common_env(settings), **settings.worker_env}
     specs = []
     for worker in workers:
         check = partial(health.http_ok, worker.health_url) if worker.health_url else _noop

@@ -96,6 +96,8 @@ class StackSettings(BaseSettings):
     # CPU; `visionline drift scenario` turns it on.
     with_retrain: bool = False
     with_triton: bool = True
+    # Added to every worker's environment, e.g. shorter webhook retries for the tests.
+    worker_env: dict[str, str] = Field(default_factory=dict)
     triton_venv: Path = REPO_ROOT / ".venv-triton"
     model_repository: Path = REPO_ROOT / "triton_models"
     model_name: str = "efficientnet_lite0"

@@ -7,7 +7,7 @@ never ``/``, so one path segment carries them; other characters are percent-enco
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.api.auth import Operator, Viewer
+from services.api.params import utc
 from visionline import alerts
 from visionline.db.models import AlertRow
 
@@ -96,18 +97,6 @@ def alert_out(row: AlertRow) -> AlertOut:
         resolved_by=row.resolved_by, resolved_at=row.resolved_at, resolution=row.resolution,
         snapshot_url=url,
     )  # fmt: skip
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """In UTC (PostgreSQL refuses offsets past +-15:59); a time without a zone is UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00+16:00
-        raise HTTPException(422, f"time {value.isoformat()} is out of range") from None
 
 
 def encode_cursor(row: AlertRow) -> str:

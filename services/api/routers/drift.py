@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from services.api.auth import Viewer
+from services.api.params import utc
 from visionline.db.models import DriftEventRow
 from visionline.drift.store import CameraDrift, camera_drift, get_event, list_events
 
@@ -64,13 +65,6 @@ class DriftStateOut(BaseModel):
     items: list[CameraDriftOut]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """A time without zone is taken as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 @router.get("/events", response_model=DriftEventsOut)
 def events(
     request: Request,
@@ -85,7 +79,7 @@ def events(
     most = request.app.state.settings.max_page
     if limit > most:
         raise HTTPException(422, f"limit must be at most {most}")
-    since, until = _utc(since), _utc(until)
+    since, until = utc(since), utc(until)
     if since is not None and until is not None and since > until:
         raise HTTPException(422, "since is after until")
     rows = list_events(request.app.state.engine, camera_id, signal, since, until, limit)

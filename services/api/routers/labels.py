@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from sqlalchemy.orm import Session
 
 from services.api.auth import Operator, Viewer
+from services.api.params import utc
 from visionline import audit
 from visionline.db.models import Camera
 from visionline.labels.join import label_problem
@@ -203,7 +204,6 @@ def label_accuracy(
     most = request.app.state.settings.max_page
     if limit > most:
         raise HTTPException(422, f"limit must be at most {most}")
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
+    since = utc(since)
     rows = accuracy(request.app.state.engine, camera_id, model, since)[:limit]
     return AccuracyList(accuracy=[AccuracyOut(**r.as_dict()) for r in rows])

@@ -1,12 +1,10 @@
-"""Webhook subscriptions through the API, and the worker (``python -m services.webhooks``, a
-subprocess on the session's stack) delivering alerts to a real HTTP receiver."""
+"""Webhook subscriptions through the API, and the stack's webhooks worker (``python -m
+services.webhooks``, short retries from conftest's WORKER_ENV) delivering alerts to a real HTTP
+receiver."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +20,6 @@ from visionline.audit import history
 from visionline.db.models import WebhookDeliveryRow
 from visionline.kafka import producer
 from visionline.messages import Alert, ModelRef, Topic, to_json
-from visionline.settings import REPO_ROOT
 from visionline.webhooks import (
     ALERT_ID_HEADER,
     ATTEMPT_HEADER,
@@ -222,22 +219,11 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def worker(stack, tmp_path_factory) -> Iterator[subprocess.Popen]:
-    env = {**os.environ, **stack.common_env(), "VISIONLINE_WEBHOOKS_BACKOFF_S": "0.5",
-           "VISIONLINE_WEBHOOKS_MAX_ATTEMPTS": "3", "VISIONLINE_WEBHOOKS_POLL_S": "0.2",
-           "VISIONLINE_WEBHOOKS_TIMEOUT_S": "3", "VISIONLINE_LOG_FORMAT": "text"}  # fmt: skip
-    log = tmp_path_factory.mktemp("webhooks") / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.webhooks"], cwd=REPO_ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 0, log.read_text()[-3000:]
+def worker(stack) -> Iterator[list[int]]:
+    """The stack's own webhooks worker, with the short retries of WORKER_ENV (conftest)."""
+    pids = stack.pids("webhooks")
+    yield pids
+    assert stack.pids("webhooks") == pids  # nothing it saw made it crash and restart
 
 
 def wait_for_state(api_client, as_role, webhook_id: int, state: str, timeout: float = 60):
@@ -287,4 +273,4 @@ def test_an_alert_is_delivered_signed_and_retried(api_client, as_role, engine, s
     assert failed["attempts"] == 3 and failed["last_status"] == 500
     assert failed["last_error"] == "HTTP 500"
     assert rows(engine, other["id"]) == []  # its filter wants critical alerts only
-    assert worker.poll() is None  # the unparsable message did not stop it
+    assert stack.pids("webhooks") == worker  # the unparsable message did not stop it
