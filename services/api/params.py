@@ -1,10 +1,12 @@
-"""Query and body values every router reads the same way."""
+"""What every router does the same way: read times, publish on Kafka."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from fastapi import HTTPException
+
+from visionline.messages import Schema, Topic, to_json
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -17,3 +19,20 @@ def utc(value: datetime | None) -> datetime | None:
         return value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00+16:00
         raise HTTPException(422, f"time {value.isoformat()} is out of range") from None
+
+
+PUBLISH_TIMEOUT_S = 10.0  # how long a request waits for the broker's ack
+
+
+def publish(producer, topic: Topic, key: str, message: Schema) -> bool:
+    """Publish ``message`` and wait for the broker; whether it acked (False without producer)."""
+    if producer is None:
+        return False
+    errors: list[str] = []
+
+    def delivered(err, _message) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    producer.produce(str(topic), to_json(message), key.encode(), on_delivery=delivered)
+    return producer.flush(PUBLISH_TIMEOUT_S) == 0 and not errors

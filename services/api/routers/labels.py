@@ -19,17 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from sqlalchemy.orm import Session
 
 from services.api.auth import Operator, Viewer
-from services.api.params import utc
+from services.api.params import publish, utc
 from visionline import audit
 from visionline.db.models import Camera
 from visionline.labels.join import label_problem
 from visionline.labels.store import accuracy
-from visionline.messages import LabelFeedback, LabelledDefect, LabelledPart, Topic, to_json
+from visionline.messages import LabelFeedback, LabelledDefect, LabelledPart, Topic
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
 
-PUBLISH_TIMEOUT_S = 10.0
 LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: later times have no datetime
 NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -151,21 +150,6 @@ def check_kind(pipeline: str, body: LabelIn) -> None:
         raise HTTPException(422, f"camera {body.camera_id} classifies frames: give label")
 
 
-def publish(producer, message: LabelFeedback) -> bool:
-    """Whether the broker acked the message."""
-    if producer is None:
-        return False
-    errors: list[str] = []
-
-    def delivered(err, _message) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    producer.produce(str(Topic.LABELS_FEEDBACK), to_json(message), message.camera_id.encode(),
-                     on_delivery=delivered)  # fmt: skip
-    return producer.flush(PUBLISH_TIMEOUT_S) == 0 and not errors
-
-
 @router.post("", response_model=LabelPosted, status_code=202)
 def post_label(request: Request, body: LabelIn, principal: Operator) -> LabelPosted:
     """The correct labels of a frame. Accepted (202) once the broker has it; the labels worker
@@ -180,7 +164,7 @@ def post_label(request: Request, body: LabelIn, principal: Operator) -> LabelPos
     problem = label_problem(message)  # what the labels worker would dead-letter
     if problem is not None:
         raise HTTPException(422, problem)
-    if not publish(request.app.state.producer, message):
+    if not publish(request.app.state.producer, Topic.LABELS_FEEDBACK, message.camera_id, message):
         raise HTTPException(503, "the broker did not acknowledge the label; post it again")
     with Session(engine) as session, session.begin():
         audit.record(session, principal.name, "label.post", f"frame:{body.camera_id}/"

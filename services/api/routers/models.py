@@ -20,9 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin, Operator, Viewer
+from services.api.params import publish
 from visionline import audit
 from visionline.db.models import ModelVersionRow, RetrainJobRow
-from visionline.messages import Topic, to_json
+from visionline.messages import Topic
 from visionline.registry import policy
 from visionline.registry.jobs import InvalidTransition, JobState, Trigger
 from visionline.registry.promotion import (
@@ -46,7 +47,6 @@ router = APIRouter(prefix="/v1", tags=["models"])
 
 INT32 = 2**31 - 1  # the database's integer columns
 PROMOTE_TIMEOUT_S = 120.0  # as the CLI: a version not ready by then is not promoted
-PUBLISH_TIMEOUT_S = 10.0
 NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
 ModelName = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
@@ -303,21 +303,6 @@ def rollback_version(request: Request, model: ModelName, principal: Admin) -> Ve
 # --- retraining jobs ----------------------------------------------------------------------------
 
 
-def publish_request(producer, job: RetrainJobRow) -> bool:
-    """Ask the retrain worker to run ``job``; whether the broker acked it."""
-    if producer is None:
-        return False
-    errors: list[str] = []
-
-    def delivered(err, _message) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    producer.produce(str(Topic.RETRAIN_REQUESTS), to_json(request_for(job)), job.model.encode(),
-                     on_delivery=delivered)  # fmt: skip
-    return producer.flush(PUBLISH_TIMEOUT_S) == 0 and not errors
-
-
 @router.post("/jobs", response_model=JobCreated, status_code=201)
 def create_job(request: Request, body: JobIn, principal: Operator) -> JobCreated:
     """Queue a retraining job (trigger ``operator``) and publish its request, as
@@ -334,7 +319,8 @@ def create_job(request: Request, body: JobIn, principal: Operator) -> JobCreated
     if created.job_id is None:
         raise HTTPException(409, created.reason)
     job = get_job(engine, created.job_id)
-    published = publish_request(request.app.state.producer, job)
+    published = publish(request.app.state.producer, Topic.RETRAIN_REQUESTS, job.model,
+                        request_for(job))  # fmt: skip
     if not published:
         log.warning("retrain request of job %s not acked; it stays queued", job.id)
     return JobCreated(**JobOut.of(job).model_dump(), published=published)
