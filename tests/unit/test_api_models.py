@@ -8,7 +8,7 @@ import pytest
 from fastapi import HTTPException
 from pydantic import ValidationError
 
-from services.api.routers.drift import _utc
+from services.api.params import utc as _utc
 from services.api.routers.labels import LabelIn, check_kind, feedback_of
 from services.api.routers.models import _switch_failed, repository_models, version_folders
 from visionline.registry.jobs import InvalidTransition
