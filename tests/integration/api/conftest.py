@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from services.api.app import create_app
 from services.api.routers.live import AlertFeed
+from visionline.db import make_engine, migrate
 from visionline.kafka import producer
 from visionline.settings import ApiSettings, CommonSettings
 from visionline.tokens import ROLES, create_token
@@ -49,3 +51,22 @@ def as_role(tokens):
         return {"Authorization": f"Bearer {tokens[role]}"}
 
     return headers
+
+
+@pytest.fixture(scope="session")
+def scratch_database(stack):
+    """``scratch_database(name)``: a new, migrated database of that name on the stack's
+    PostgreSQL, its URL. No worker reads it, so a test can write what the workers must not see
+    or race for."""
+
+    def create(name: str) -> str:
+        admin = make_engine(stack.database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = stack.database_url.rsplit("/", 1)[0] + f"/{name}"
+        migrate(url)
+        return url
+
+    return create

@@ -15,10 +15,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from services.api.app import create_app
-from visionline.db import make_engine, migrate
+from visionline.db import make_engine
 from visionline.settings import ApiSettings, CommonSettings
 from visionline.tokens import create_token
 
@@ -40,15 +40,8 @@ def _operations() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_database(stack) -> str:
-    url = stack.database_url.rsplit("/", 1)[0] + "/visionline_fuzz"
-    admin = make_engine(stack.database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text("DROP DATABASE IF EXISTS visionline_fuzz"))
-        connection.execute(text("CREATE DATABASE visionline_fuzz"))
-    admin.dispose()
-    migrate(url)
-    return url
+def fuzz_database(scratch_database) -> str:
+    return scratch_database("visionline_fuzz")
 
 
 @pytest.fixture(scope="module")

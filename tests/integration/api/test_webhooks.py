@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -17,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from services.webhooks.store import claim_due, enqueue
 from visionline.audit import history
-from visionline.db.models import WebhookDeliveryRow
+from visionline.db import make_engine
+from visionline.db.models import WebhookDeliveryRow, WebhookSubscriptionRow
 from visionline.kafka import producer
 from visionline.messages import Alert, ModelRef, Topic, to_json
 from visionline.webhooks import (
@@ -153,7 +155,7 @@ def test_only_admins(api_client, as_role, method, path):
 # --- claiming: replicas never send the same delivery at once -----------------------------------
 
 
-def test_a_claimed_delivery_is_skipped_by_other_claims(api_client, as_role, engine):
+def test_enabling_a_subscription_queues_alerts_once(api_client, as_role, engine):
     camera = f"claim-{uuid.uuid4().hex[:8]}"
     created = create(api_client, as_role, filter={"camera_ids": [camera]}, enabled=False)
     first, second = new_alert(camera), new_alert(camera)
@@ -165,13 +167,27 @@ def test_a_claimed_delivery_is_skipped_by_other_claims(api_client, as_role, engi
     enqueue(engine, [first, second])  # a replay adds nothing
     assert sorted(r.alert_id for r in rows(engine, created["id"])) == sorted(
         [first.alert_id, second.alert_id])  # fmt: skip
+    api_client.delete(f"/v1/webhooks/{created['id']}", headers=as_role("admin"))
+
+
+def test_a_claimed_delivery_is_skipped_by_other_claims(scratch_database):
+    """Two senders, two due deliveries: each gets one. On a database of its own: the stack's
+    webhooks worker would claim the rows first."""
+    quiet = make_engine(scratch_database("visionline_webhook_claims"))
+    with Session(quiet) as session, session.begin():
+        session.add(WebhookSubscriptionRow(
+            url="http://127.0.0.1:9/", secret=SECRET, enabled=True, filter={},
+            created_at=datetime.now(UTC), created_by="test",
+        ))  # fmt: skip
+    camera = f"claim-{uuid.uuid4().hex[:8]}"
+    enqueue(quiet, [new_alert(camera), new_alert(camera)])
     try:
-        with claim_due(engine) as a, claim_due(engine) as b:
-            assert a is not None and b is not None
-            keys = {(c[0].subscription_id, c[0].alert_id) for c in (a, b)}
+        with claim_due(quiet) as a, claim_due(quiet) as b, claim_due(quiet) as c:
+            assert a is not None and b is not None and c is None
+            keys = {(d[0].subscription_id, d[0].alert_id) for d in (a, b)}
             assert len(keys) == 2  # the second claim skipped the locked row
     finally:
-        api_client.delete(f"/v1/webhooks/{created['id']}", headers=as_role("admin"))
+        quiet.dispose()
 
 
 # --- the worker and a real receiver ------------------------------------------------------------
