@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import httpx
 from confluent_kafka import Consumer, KafkaException
+from prometheus_client import Counter, start_http_server
 from sqlalchemy import Engine
 
 from services.webhooks.logic import Retry, parse_alerts
@@ -27,12 +28,17 @@ from services.webhooks.store import Due, claim_due, enqueue
 from visionline.db import make_engine
 from visionline.logs import configure
 from visionline.messages import Topic
+from visionline.observability import MESSAGES_IN, STAGE_SECONDS
 from visionline.settings import CommonSettings, WebhookSettings
 from visionline.webhooks import delivery_headers
 
 log = logging.getLogger("visionline.webhooks")
 GROUP = "visionline-webhooks"
 BATCH = 100
+SERVICE = "webhooks"
+ATTEMPTS = Counter("visionline_webhook_attempts_total",
+                   "Webhook POSTs, by result: delivered, or error (a retry or the last try)",
+                   ["result"])  # fmt: skip
 
 
 def alert_consumer(common: CommonSettings) -> Consumer:
@@ -63,6 +69,7 @@ def intake(engine: Engine, common: CommonSettings, settings: WebhookSettings,
             values = [m.value() for m in messages if m.error() is None]
             if not values:
                 continue
+            MESSAGES_IN.labels(SERVICE).inc(len(values))
             queued = enqueue(engine, parse_alerts(values))
             commit(consumer)
             if queued:
@@ -97,7 +104,9 @@ def send_due(engine: Engine, client: httpx.Client, retry: Retry) -> bool:
         if claimed is None:
             return False
         due, record = claimed
-        status, error = post(client, due)
+        with STAGE_SECONDS.labels(SERVICE).time():
+            status, error = post(client, due)
+        ATTEMPTS.labels("error" if error else "delivered").inc()
         record(status, error, retry)
     log.info("delivery of %s to subscription %d: %s", due.alert_id, due.subscription_id,
              error or status)  # fmt: skip
@@ -126,7 +135,9 @@ def guarded(target: Callable[..., None], stop: threading.Event, failed: list) ->
 
 def main() -> None:
     common, settings = CommonSettings(), WebhookSettings()
-    configure(common.log_level, common.log_format, "webhooks")
+    configure(common.log_level, common.log_format, SERVICE)
+    if common.metrics_port:
+        start_http_server(common.metrics_port)
     # One connection per thread at most: the intake plus the senders.
     engine = make_engine(common.database_url, pool_size=settings.concurrency + 1)
     stop, failed = threading.Event(), []
