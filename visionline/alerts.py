@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -10,12 +11,15 @@ from pathlib import Path
 from typing import Literal
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from pydantic import ValidationError
 from sqlalchemy import Engine, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from visionline import audit
 from visionline.db.models import AlertRow
 from visionline.messages import Alert, Topic, from_json
+
+log = logging.getLogger(__name__)
 
 
 def topic_consumer(
@@ -56,12 +60,26 @@ def read_topic(consumer: Consumer, until: float | None = None) -> Iterator[bytes
 
 
 def tail_alerts(bootstrap: str, from_beginning: bool = False, until: float | None = None):
+    """Alerts as they arrive (None on each idle second); a message that is not an alert is
+    logged and stepped over: the topic is public, anything may be written to it."""
     consumer = topic_consumer(bootstrap, Topic.ALERTS, from_beginning)
     try:
         for value in read_topic(consumer, until):
-            yield None if value is None else from_json(value, Alert)
+            if value is None:
+                yield None
+            elif (alert := _alert_or_none(value)) is not None:
+                yield alert
     finally:
         consumer.close()
+
+
+def _alert_or_none(value: bytes) -> Alert | None:
+    try:
+        return from_json(value, Alert)
+    except ValidationError as exc:
+        log.warning("skipped a message on %s that is not an alert: %s", Topic.ALERTS,
+                    exc.errors(include_input=False)[:1])  # fmt: skip
+        return None
 
 
 @dataclass(frozen=True)

@@ -86,13 +86,15 @@ class TopicReader:
         self.consumer.close()
 
 
-def _json_or_none(value: bytes):
-    """Topics are public: a test may publish garbage on one (the webhooks tests do) and every
-    reader must step over it, as the workers do."""
+def _json_or_none(value: bytes) -> dict | None:
+    """One of our messages (a JSON object with a ``schema_version``), else None. Topics are
+    public: the API tests publish garbage on the alerts topic, and every reader must step over
+    it, as the workers do."""
     try:
-        return json.loads(value)
+        message = json.loads(value)
     except ValueError:
         return None
+    return message if isinstance(message, dict) and "schema_version" in message else None
 
 
 def rows(engine: Engine, sql: str, **params) -> list[dict]:
