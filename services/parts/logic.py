@@ -289,10 +289,9 @@ class Lines:
         for camera_id, line in list(self.cameras.items()):
             if now - line.last_seen < idle_s or self.behind(line.source, highwater):
                 continue
-            decided, released = line.flush(wall)
+            decided, released = self._retire(camera_id, line, wall)
             verdicts += decided
             events += released
-            self._restart(camera_id, line)
         return verdicts, events
 
     def behind(self, source: Hashable | None, highwater: Callable[[Hashable], int | None]) -> bool:
@@ -301,9 +300,12 @@ class Lines:
         end = highwater(source)
         return end is not None and self.positions[source] + 1 < end
 
-    def _restart(self, camera_id: str, line: CameraLine) -> None:
+    def _retire(self, camera_id: str, line: CameraLine, wall: float):
+        """Decide the camera's open tracks; it starts afresh (counts carried) on its next frame."""
+        decided, released = line.flush(wall)
         del self.cameras[camera_id]
         self.carried[camera_id] = line.counts
+        return decided, released
 
     def drop(self, sources: Iterable[Hashable]) -> list[str]:
         """Forget the cameras whose partitions this worker lost: their new owner replays them
@@ -330,10 +332,9 @@ class Lines:
             if same_tracking(config, line.config):
                 line.config, line.tracker.rules = config, config.decision_rules()
                 continue
-            decided, released = line.flush(wall)
+            decided, released = self._retire(camera_id, line, wall)
             verdicts += decided
             events += released
-            self._restart(camera_id, line)
         return verdicts, events
 
 
