@@ -7,9 +7,10 @@ UV := $(BIN)/uv
 TORCH_WHEEL_DIR ?= /opt/wheels
 MODEL_ONNX := triton_models/efficientnet_lite0/1/model.onnx
 CHROMEDRIVER := /usr/bin/chromedriver
+PROMETHEUS := /usr/bin/prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env models browser up down status demo test test-unit lint bench lock compose-check clean
+.PHONY: env models browser prometheus up down status demo test test-unit lint bench lock compose-check clean
 
 env: $(VENV)/.ready $(TVENV)/.ready
 
@@ -60,7 +61,14 @@ $(CHROMEDRIVER):
 	$(SUDO) apt-get update -q
 	$(SUDO) apt-get install -y -q chromium chromium-driver
 
-test: models browser
+# tests/integration/test_prometheus_scrape.py runs Debian's prometheus and promtool (one package).
+prometheus: $(PROMETHEUS)
+
+$(PROMETHEUS):
+	$(SUDO) apt-get update -q
+	$(SUDO) apt-get install -y -q --no-install-recommends prometheus
+
+test: models browser prometheus
 	$(BIN)/python -m pytest -q tests
 
 test-unit: models

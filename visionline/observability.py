@@ -126,6 +126,7 @@ class LagGauge:
         self.gauge = gauge
         self.internal_prefix = internal_prefix  # Faust's own topics: not shown
         self.shown: set[tuple[str, int]] = set()
+        LAG_ERRORS.labels(service)  # the series exists at 0: a dashboard shows 0, not no data
 
     def show(self, lags: Mapping[tuple[str, int], int]) -> None:
         for (topic, partition), lag in lags.items():

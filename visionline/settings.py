@@ -213,19 +213,24 @@ class RetrainSettings(_Settings):
     # Jobs for a drift on an inspection camera fine-tune the defect detector on that camera's own
     # frames from the drift window on (replayed from Kafka), labelled by the labels feedback:
     # they wait up to ``traffic_wait_s`` for ``traffic_min_frames`` labelled frames (0: never
-    # use traffic), and hold ``traffic_held_out`` of the parts out for the shadow evaluation.
+    # use traffic), and hold each camera's last ``traffic_held_out`` of them out for the shadow
+    # run.
     traffic_min_frames: int = Field(300, ge=0)
     traffic_max_frames: int = Field(600, ge=1)
     traffic_wait_s: float = Field(900.0, gt=0)
     traffic_held_out: float = Field(0.3, gt=0, lt=1)
     rehearsal_frames_per_condition: int = Field(3, ge=1)  # generator frames per eval condition
+    # After a lighting drift, the camera's last labelled frames from before it, relit to the
+    # drift's histogram, train beside its new frames (0: none).
+    relight_frames: int = Field(300, ge=0)
     fine_tune_epochs: int = Field(4, ge=1)
-    # A traffic job is promoted on the shadow run (``traffic_metric``, per-part decisions at
-    # ``decision_threshold``, the lines' min_mean_score), if ``metric`` on the generator's
-    # held-out frames fell by no more than ``max_regression`` and the F1 on the other cameras'
-    # held-out recent parts by no more than ``others_max_regression`` (about one part of 60).
+    # A traffic job is promoted on the shadow run (``traffic_metric``: the held-out frames
+    # through the models and each camera's tracker and rules, ``rules_file`` while no rules
+    # version is saved), if ``metric`` on the generator's held-out frames fell by no more than
+    # ``max_regression`` and the other cameras' shadow F1 by no more than
+    # ``others_max_regression`` (about one part of 60).
     traffic_metric: str = "shadow.f1"
-    decision_threshold: float = Field(0.3, gt=0, lt=1)
+    rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"
     max_regression: float = Field(0.01, ge=0)
     others_max_regression: float = Field(0.03, ge=0)
     replicas: int = Field(1, ge=1, le=1)  # interrupted jobs are failed at start: one replica

@@ -1,6 +1,7 @@
 """A retraining job's dataset from real traffic, on the real stack: two cameras' frames on the
 raw-frames topic, their labels through the labels worker into PostgreSQL, and the job's dataset
-step replaying the drifting camera's labelled frames and the other camera's of the same time."""
+step replaying the drifting camera's labelled frames and the other camera's of the same time,
+holding each camera's last frames out for the shadow run."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_a_drift_job_builds_its_dataset_from_replayed_labelled_frames(
                                traffic_wait_s=30, traffic_held_out=0.3)  # fmt: skip
     steps = RealSteps(engine, tmp_path, settings, "unused:1", bootstrap=bootstrap)
     window = {"first_captured_at": t0 + 2 * 2}  # the drift began at the third frame
-    drift = {"drift": {"camera_id": drifting, "window": window}}
+    drift = {"drift": {"camera_id": drifting, "window": window, "signal": "brightness"}}
     job = Job(id=7, model="defect_detector", trigger="drift", trigger_ref=f"e-{run}",
               parent_version=None, dataset=drift)  # fmt: skip
     assert steps.uses_traffic(job)
@@ -68,15 +69,26 @@ def test_a_drift_job_builds_its_dataset_from_replayed_labelled_frames(
     assert dataset["other_cameras"] == [other]
     # the other camera's labelled frames captured between the drifting camera's first and last
     assert 0 < dataset["labelled_frames"][other] <= expected
-    assert dataset["frames"] == sum(dataset["labelled_frames"].values())  # all replayed
+    # a lighting drift: the two labelled frames from before it are relit and trained on too
+    assert dataset["relit_frames"] == 2 and dataset["relit_crops"] > 0
+    assert dataset["crops_cut_by"] == "the labels' boxes"  # no part detector installed here
+    assert dataset["frames"] == sum(dataset["labelled_frames"].values()) + 2  # all replayed
     assert dataset["captured_from"] == pytest.approx(t0 + 4, abs=1e-3)
     spans = dataset["offsets"]
     assert spans and all(first <= last for first, last in spans.values())
-    crops = steps._crops[job.id]
-    held, train = crops["held_out"], crops["train"]
-    assert dataset["train_crops"] > 0 and dataset["held_out_crops"] == len(held) > 0
-    assert {c.part_id for c in held}.isdisjoint({c.part_id for c in train})
-    assert all(str(c.part_id).startswith(f"{drifting}:") for c in held)
-    assert all(str(c.part_id).startswith(f"{other}:") for c in crops["held_out_others"])
+    held = steps._held[job.id]
+    train, shadow = held["train"], held["shadow"]
+    assert dataset["train_crops"] > 0
+    kinds = ("train_crops", "relit_crops", "other_train_crops")
+    assert len(train) == sum(dataset[k] for k in kinds)
     assert dataset["other_train_crops"] <= dataset["train_crops"]
-    assert len(train) == dataset["train_crops"] + dataset["other_train_crops"]
+    # the drifting camera's last labelled frames, in capture order, held out whole
+    captured = [label.captured_at for _, label in shadow]
+    assert captured == sorted(captured) and len(shadow) == dataset["shadow_frames"][drifting]
+    assert {label.camera_id for _, label in shadow} == {drifting}
+    assert captured[-1] == pytest.approx(dataset["captured_to"], abs=1e-3)
+    assert dataset["shadow_from"] == pytest.approx(captured[0], abs=1e-3)
+    shadow_parts = {f"{drifting}:{p.part_id}" for _, label in shadow for p in label.parts}
+    assert shadow_parts.isdisjoint({c.part_id for c in train})  # never trained on
+    assert list(held["shadow_others"]) == [other]
+    assert all(label.camera_id == other for _, label in held["shadow_others"][other])

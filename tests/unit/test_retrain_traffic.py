@@ -1,5 +1,5 @@
-"""A retraining job's traffic data: crops from labelled frames, the split by part, the shadow
-scores; and the promotion guard against forgetting."""
+"""A retraining job's traffic data: crops from labelled frames, the shadow frames held out, the
+shadow run's per-part scores; and the promotion guard against forgetting."""
 
 from __future__ import annotations
 
@@ -8,17 +8,20 @@ import numpy as np
 import pytest
 
 from visionline.inspection.generator import LineGenerator
-from visionline.inspection.train.data import CropSample, render
-from visionline.inspection.vision import CROP, DEFECT_CLASSES, DEFECT_OUTPUTS
+from visionline.inspection.nuisance import veiling_glare
+from visionline.inspection.tracking import PartDecision, PartDetection
+from visionline.inspection.train.data import render
+from visionline.inspection.vision import CROP, DEFECT_CLASSES, Crop
 from visionline.labels.truth import feedback_from_truth
-from visionline.messages import LabelledDefect, LabelledPart
+from visionline.messages import LabelFeedback, LabelledDefect, LabelledPart
 from visionline.retrain.policy import decide_promotion
+from visionline.retrain.shadow import part_truth, pooled, score_decisions
 from visionline.retrain.traffic import (
     defect_masks,
     labelled_crops,
-    part_scores,
-    shadow_scores,
-    split_by_part,
+    relight,
+    relighting,
+    split_by_time,
 )
 
 
@@ -52,51 +55,62 @@ def test_crops_of_labelled_frames_match_the_generators_own() -> None:
         assert all(DEFECT_CLASSES[k] in DEFECT_CLASSES for k in c.classes)
 
 
-def crop(part: str, defective: bool) -> CropSample:
-    image = np.zeros((CROP, CROP, 3), np.uint8)
-    return CropSample(image, [0] if defective else [], np.zeros((1 if defective else 0, 4)),
-                      np.zeros((CROP, CROP), bool), "t", part)  # fmt: skip
+def labelled(index: int, parts: dict[str, bool]) -> tuple[np.ndarray, LabelFeedback]:
+    """A frame at capture time ``index`` with parts {id: defective}, boxes side by side."""
+    label = LabelFeedback(label_id=f"l{index}", camera_id="cam", frame_id=f"f{index}",
+                          captured_at=float(index), source="generator",
+                          parts=[LabelledPart(part_id=p, box=(100.0 * k, 0, 100.0 * k + 80, 80),
+                                              defective=d)
+                                 for k, (p, d) in enumerate(parts.items())])  # fmt: skip
+    return np.zeros((4, 4, 3), np.uint8), label
 
 
-def test_the_split_keeps_every_part_on_one_side_and_is_stable() -> None:
-    crops = [crop(f"cam:{p}", p % 3 == 0) for p in range(200) for _ in range(3)]
-    train, test = split_by_part(crops, 0.3)
-    assert {c.part_id for c in train}.isdisjoint({c.part_id for c in test})
-    assert len(train) + len(test) == len(crops) and 0.2 < len(test) / len(crops) < 0.4
-    assert [c.part_id for c in split_by_part(crops, 0.3)[1]] == [c.part_id for c in test]
+def test_the_shadow_frames_are_the_last_and_their_parts_never_trained_on() -> None:
+    frames = [labelled(k, {f"p{k // 3}": False, f"p{k // 3 + 1}": False}) for k in range(10)]
+    train, shadow = split_by_time(frames[::-1], 0.3)  # any order in: capture order out
+    assert [label.captured_at for _, label in shadow] == [7.0, 8.0, 9.0]
+    assert [label.captured_at for _, label in train] == [float(k) for k in range(7)]
+    in_shadow = {p.part_id for _, label in shadow for p in label.parts}
+    assert in_shadow == {"p2", "p3", "p4"}
+    trained = {p.part_id for _, label in train for p in label.parts}
+    assert trained == {"p0", "p1"}  # p2 also shows in frames 6 and 5, dropped there
 
 
-class Heatmaps:
-    """An exported detector's interface, answering a fixed peak per crop and class."""
-
-    def __init__(self, peaks: np.ndarray) -> None:
-        self.peaks = peaks
-
-    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        grid = CROP // 8
-        heat = np.zeros((len(images), len(DEFECT_CLASSES), grid, grid), np.float32)
-        heat[:, :, 3, 4] = self.peaks[: len(images)]
-        return {DEFECT_OUTPUTS[0]: heat}
+def decision(frame: int, box: tuple, defective: bool = True) -> PartDecision:
+    part = PartDetection(box=box, confidence=0.9)
+    return PartDecision(camera="cam", track_id=frame, status="rejected" if defective else
+                        "accepted", defective=defective, frames_seen=3, defect_frames=0,
+                        max_defect_score=0.0, top_class=None, class_votes={}, best_box=box,
+                        best_area=0.0, first_frame=frame, last_frame=frame, crossed_line=True,
+                        ref=None, best_frame=frame, best_part=part)  # fmt: skip
 
 
-def test_a_part_is_scored_by_its_strongest_class_mean_over_its_crops() -> None:
-    crops = [crop("a", True), crop("a", True), crop("b", False)]
-    peaks = np.zeros((3, len(DEFECT_CLASSES)))
-    peaks[0, 1], peaks[1, 1], peaks[0, 2] = 0.6, 0.2, 0.5  # class 1: mean 0.4; class 2: 0.25
-    peaks[2, 0] = 0.1
-    heat = Heatmaps(peaks).run(np.zeros((3, 1)))[DEFECT_OUTPUTS[0]]
-    scored = part_scores(heat, crops)
-    assert scored["a"] == (pytest.approx(0.4), True) and scored["b"] == (pytest.approx(0.1), False)
+def test_shadow_decisions_are_scored_per_part_seen_whole() -> None:
+    # a (defective) and b seen whole in frames 1-2; c is in the last frame; z in the first.
+    labels = [labelled(0, {"z": True})[1], labelled(1, {"a": True, "b": False})[1],
+              labelled(2, {"a": True, "b": False})[1], labelled(3, {"c": True})[1]]  # fmt: skip
+    assert part_truth(labels) == {"a": True, "b": False}
+    missed = score_decisions(labels, [decision(2, (100, 0, 180, 80), defective=False)])
+    assert (missed["tp"], missed["fn"], missed["recall"]) == (0, 1, 0.0)
+    found = [
+        decision(1, (2, 2, 78, 78)),
+        decision(3, (0, 0, 80, 80)),  # c: not whole, ignored
+        decision(2, (500, 300, 560, 360)),
+    ]  # on no labelled part: a false alert
+    figures = score_decisions(labels, found)
+    assert (figures["tp"], figures["fp"], figures["false_alerts"]) == (1, 1, 1)
+    assert figures["recall"] == 1.0 and figures["precision"] == 0.5
 
 
-def test_shadow_scores_count_decisions_at_the_threshold() -> None:
-    crops = [crop(f"p{k}", k < 4) for k in range(10)]
-    peaks = np.zeros((10, len(DEFECT_CLASSES)))
-    peaks[:, 0] = [0.9, 0.8, 0.35, 0.1, 0.05, 0.02, 0.5, 0.0, 0.0, 0.0]  # 3 of 4 found, 1 false
-    figures = shadow_scores(Heatmaps(peaks), crops, threshold=0.3)
-    assert figures["parts"] == 10 and figures["defective_parts"] == 4
-    assert figures["recall"] == 0.75 and figures["precision"] == 0.75
-    assert figures["part_auroc"] == pytest.approx((6 + 6 + 5 + 5) / 24, abs=1e-4)
+def test_pooled_shadow_scores_sum_counts_before_rates() -> None:
+    one = {"tp": 1, "fp": 0, "fn": 1, "tn": 8, "parts": 10, "defective_parts": 2,
+           "false_alerts": 0, "frames": 30}  # fmt: skip
+    two = {"tp": 9, "fp": 1, "fn": 0, "tn": 10, "parts": 20, "defective_parts": 9,
+           "false_alerts": 1, "frames": 30}  # fmt: skip
+    figures = pooled([one, two])
+    assert (figures["tp"], figures["fp"], figures["fn"], figures["parts"]) == (10, 1, 1, 30)
+    assert figures["recall"] == pytest.approx(10 / 11, abs=1e-4)
+    assert figures["precision"] == pytest.approx(10 / 11, abs=1e-4)
 
 
 def scores(shadow: float, generator: float) -> dict:
@@ -134,3 +148,32 @@ def test_a_guard_with_no_figures_on_either_side_is_skipped() -> None:
     serving = {**scores(0.7, 0.99), "shadow_others": {"f1": 0.85}}
     promote, why = decide_promotion(candidate, serving, "shadow.f1", 0.005, guards=[GUARD, both])
     assert not promote and "shadow_others.f1 fell to 0.8000" in why
+
+
+def test_relighting_learns_a_lighting_change_from_two_sets_of_frames() -> None:
+    generator = LineGenerator(seed=8)
+    before = [cv2.cvtColor(generator.frame(i)[0], cv2.COLOR_BGR2RGB) for i in (20, 30, 40)]
+    lit = [cv2.cvtColor(generator.frame(i)[0], cv2.COLOR_BGR2RGB) for i in (50, 60, 70)]
+    lit = [np.clip(veiling_glare(f.astype(np.float32), 1.0), 0, 255).astype(np.uint8) for f in lit]
+    table = relighting(before, lit)  # other frames on each side: only the light is shared
+    assert table.shape == (256, 3) and (np.diff(table.astype(int), axis=0) >= 0).all()
+    relit = relight(before[0], table)
+    expected = veiling_glare(before[0].astype(np.float32), 1.0)
+    assert np.abs(relit.astype(float) - expected).mean() < 4  # of 256 levels
+    assert np.abs(before[0].astype(float) - expected).mean() > 40
+
+
+def test_crops_are_cut_around_detected_boxes_and_undetected_parts_left_out() -> None:
+    generator = LineGenerator(seed=3, defect_rate=1.0)
+    bgr, truth = generator.frame(29)
+    rgb, label = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), feedback_from_truth("cam", "f", 0.0, truth)
+    assert len(label.parts) >= 2
+    seen, missed = label.parts[0], label.parts[1]
+    x0, y0, x1, y1 = seen.box
+    shifted = (x0 + 6, y0 - 4, x1 + 6, y1 - 4)  # the detector's box: near, not exact
+
+    crops = labelled_crops([(rgb, label)], np.random.default_rng(0), jitter=0.0,
+                           detect=lambda frame: [shifted, (0.0, 0.0, 5.0, 5.0)])  # fmt: skip
+    assert [c.part_id for c in crops] == [f"cam:{seen.part_id}"]
+    assert np.array_equal(crops[0].image, Crop.around(shifted).cut(rgb))
+    assert f"cam:{missed.part_id}" not in {c.part_id for c in crops}

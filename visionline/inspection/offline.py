@@ -20,6 +20,7 @@ from visionline.inspection.acceptance import CameraRun, score
 from visionline.inspection.config import InspectionConfig
 from visionline.inspection.tracking import PartDecision, PartDetection, PartDetections, PartTracker
 from visionline.inspection.train.evaluate import load_models
+from visionline.inspection.train.serving import OnnxModel
 from visionline.inspection.vision import CropDecoding
 
 
@@ -27,6 +28,31 @@ from visionline.inspection.vision import CropDecoding
 class Observed:
     run: CameraRun
     frames: list[list[PartDetection]]  # per frame index
+
+
+def local_inspector(
+    models: dict[str, OnnxModel],
+    versions: dict[str, int],
+    decoding: CropDecoding | None = None,
+    min_part_score: float = 0.3,
+):
+    """The inspect worker's own ``Inspector`` on in-process ONNX models instead of Triton."""
+    from services.inspect.logic import Inspector
+
+    async def infer(model: str, input_name: str, batch: np.ndarray, outputs: Sequence[str]):
+        found = models[model].run(batch)
+        return {name: found[name] for name in outputs}, str(versions[model])
+
+    async def served_version(model: str) -> str:
+        return str(versions[model])
+
+    return Inspector(infer, served_version, min_part_score=min_part_score,
+                     decoding=decoding or CropDecoding())  # fmt: skip
+
+
+def inspect_frame(inspector, rgb: np.ndarray) -> list[PartDetection]:
+    parts, _ = asyncio.run(inspector.inspect(rgb))
+    return parts
 
 
 def observe(
@@ -38,25 +64,12 @@ def observe(
     log: Callable[[str], None] = print,
 ) -> Observed:
     """The line's frames through the inspect worker's own ``Inspector``, on local models."""
-    from services.inspect.logic import Inspector
-
-    models, versions = load_models(repository, threads=2)
-
-    async def infer(model: str, input_name: str, batch: np.ndarray, outputs: Sequence[str]):
-        found = models[model].run(batch)
-        return {name: found[name] for name in outputs}, str(versions[model])
-
-    async def served_version(model: str) -> str:
-        return str(versions[model])
-
-    inspector = Inspector(infer, served_version, min_part_score=min_part_score,
-                          decoding=decoding or CropDecoding())  # fmt: skip
+    inspector = local_inspector(*load_models(repository, threads=2), decoding, min_part_score)
     out = []
     for index in range(frames):
         jpeg = np.frombuffer(run.render(index), np.uint8)  # the bytes a camera would send
         rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        parts, _ = asyncio.run(inspector.inspect(rgb))
-        out.append(parts)
+        out.append(inspect_frame(inspector, rgb))
         if index % 50 == 49:
             log(f"{run.camera}: {index + 1}/{frames} frames")
     return Observed(run, out)
@@ -64,11 +77,27 @@ def observe(
 
 def decide(observed: Observed, config: InspectionConfig) -> list[PartDecision]:
     run = observed.run
-    tracker = PartTracker(run.camera, run.generator.resolution, config.tracker_config(),
-                          config.decision_rules())  # fmt: skip
+    return decide_frames(run.camera, run.generator.resolution, observed.frames, config)
+
+
+def decide_frames(
+    camera: str,
+    resolution: tuple[int, int],
+    frames: Sequence[list[PartDetection]],
+    config: InspectionConfig,
+    captured_at: Sequence[float] | None = None,
+) -> list[PartDecision]:
+    """Frames' detections through the parts worker's tracker and rules; a frame's index in
+    ``frames`` is its frame index in the decisions. With capture times, the belt travel
+    comes from them (as in the parts worker: a missing frame is no jump), else frames are
+    taken as consecutive."""
+    tracker = PartTracker(camera, resolution, config.tracker_config(), config.decision_rules())
     decisions = []
-    for index, parts in enumerate(observed.frames):
-        frame = PartDetections(camera=run.camera, frame_index=index, parts=parts)
+    for index, parts in enumerate(frames):
+        shift = None
+        if captured_at is not None:
+            shift = (captured_at[index] - captured_at[0]) * config.speed_px_per_s
+        frame = PartDetections(camera=camera, frame_index=index, parts=parts, belt_shift=shift)
         decisions += tracker.update(frame)
     return decisions + tracker.flush()
 

@@ -2,8 +2,9 @@
 
 - dataset, for the defect detector after a drift on a camera (``traffic``): that camera's
   frames from the drift window on, replayed from Kafka offsets, with the labels that arrived for
-  them (``visionline.labels``), split by part into training and held-out crops; the job waits
-  for enough labelled frames. Otherwise (a schedule, an operator, other models), a seeded
+  them (``visionline.labels``), and the other cameras' of the same time; each camera's last
+  frames are held out for the shadow run (``traffic.split_by_time``); the job waits for
+  enough labelled frames. Otherwise (a schedule, an operator, other models), a seeded
   generator dataset (``policy.dataset_plan``) whose conditions add the drift window's
   nuisances. The description is the job's ``dataset`` JSON (offsets or seed and conditions).
 - train: on traffic, the serving defect detector fine-tuned on the training crops plus a few
@@ -14,9 +15,10 @@
   pinned, so the new version is only a candidate.
 - evaluate: candidate and serving version on the same held-out frames (``visionline eval``'s
   conditions and seeds, plus the drift's nuisances at 0.7), the two other models being the
-  versions serving; on traffic also a shadow run of both on the held-out parts of the
-  camera's own recent frames (``traffic.shadow_scores``), which decides, while the generator
-  frames guard against forgetting (``max_regression``).
+  versions serving; on traffic also the shadow run (``visionline.retrain.shadow``): each
+  camera's held-out recent frames through both versions, the line's tracker and rules, scored
+  per part as its alerts would have been. The drifting camera's decides, while the other
+  cameras' and the generator frames guard against forgetting (``max_regression``).
 - promote: ``visionline.registry.promotion.promote`` with the job (Triton switches versions).
 
 torch, onnxruntime and the generator are imported inside the steps: the worker starts light.
@@ -49,6 +51,9 @@ from visionline.retrain.policy import (
 from visionline.settings import RetrainSettings
 
 log = logging.getLogger(__name__)
+# Drift signals of the light on the scene: their jobs also train on the camera's frames from
+# before the drift, relit to the drift's histogram (``traffic.relighting``).
+LIGHTING_SIGNALS = ("brightness", "contrast", "saturation", "embedding_distance")
 EVAL_SEED = 9001  # visionline eval's held-out seeds; training seeds are 100 + job id
 EVAL_STRENGTH = 0.5
 DRIFT_EVAL_STRENGTH = 0.7
@@ -91,8 +96,9 @@ class RealSteps:
     settings: RetrainSettings
     triton_grpc_url: str
     bootstrap: str | None = None  # the broker to replay recent frames from (traffic datasets)
-    # A job's traffic crops, between its steps (one process runs a job from start to end).
-    _crops: dict[int, dict[str, list]] = field(default_factory=dict, compare=False)
+    # A job's traffic data between its steps (one process runs a job from start to end):
+    # training crops, and the frames held out for the shadow run, per camera.
+    _held: dict[int, dict[str, Any]] = field(default_factory=dict, compare=False)
 
     def uses_traffic(self, job: Job) -> bool:
         drift = job.dataset.get("drift") or {}
@@ -114,12 +120,13 @@ class RealSteps:
 
     def _traffic_dataset(self, job: Job) -> dict[str, Any]:
         """Wait for ``traffic_min_frames`` labelled frames of the drifting camera from the drift
-        window's start; replay them, and the other cameras' labelled frames of the same time,
-        from Kafka; crop and split each by part."""
+        window's start; replay them, the other cameras' labelled frames of the same time and,
+        for a lighting drift, the camera's last ``relight_frames`` from before it, from Kafka;
+        hold each camera's last frames out and crop the rest."""
         import numpy as np
 
         from visionline.labels import labelled_cameras, labelled_frames
-        from visionline.retrain.traffic import labelled_crops, split_by_part
+        from visionline.retrain.traffic import labelled_crops, relight, relighting, split_by_time
 
         s, drift, say = self.settings, job.dataset["drift"], _logger(job)
         camera, start = drift["camera_id"], float(drift["window"]["first_captured_at"])
@@ -139,24 +146,42 @@ class RealSteps:
         first, last = labels[0].captured_at, labels[-1].captured_at
         others = {c: labelled_frames(self.engine, c, first, last)[: s.traffic_max_frames]
                   for c in labelled_cameras(self.engine, first, last) if c != camera}  # fmt: skip
-        frames, offsets = self._replay([labels, *others.values()], first)
+        before = []
+        if s.relight_frames and drift.get("signal") in LIGHTING_SIGNALS:
+            before = labelled_frames(self.engine, camera, start - 86400, start)[-s.relight_frames :]
+        frames, offsets = self._replay([labels, *others.values(), before],
+                                       before[0].captured_at if before else first)  # fmt: skip
+        earlier = [f for f in frames.get(camera, []) if f[1].captured_at < start]
+        frames[camera] = [f for f in frames.get(camera, []) if f[1].captured_at >= start]
         rng = np.random.default_rng(100 + job.id)
-        train, held_out = split_by_part(labelled_crops(frames.get(camera, []), rng),
-                                        s.traffic_held_out)  # fmt: skip
-        other_frames = [f for c in others for f in frames.get(c, [])]
-        other_train, other_held = split_by_part(labelled_crops(other_frames, rng),
-                                                s.traffic_held_out)  # fmt: skip
+        detect, cut_by = self._part_boxes()
+        split = {c: split_by_time(f, s.traffic_held_out) for c, f in frames.items() if f}
+        train_frames, shadow = split.get(camera, ([], []))
+        if not train_frames or not shadow:
+            raise RuntimeError(f"{len(frames[camera])} replayed frames of {camera} since the "
+                               "drift: none to train on or to hold out")  # fmt: skip
+        train = labelled_crops(train_frames, rng, detect=detect)
+        other_frames = [f for c in others for f in split.get(c, ([], []))[0]]
+        other_train = labelled_crops(other_frames, rng, detect=detect)
         if len(other_train) > len(train):  # the drifting camera keeps half of the training
             keep = np.sort(rng.choice(len(other_train), len(train), replace=False))
             other_train = [other_train[k] for k in keep]
-        if not train or not held_out:
-            raise RuntimeError(f"{len(frames.get(camera, []))} replayed frames of {camera} gave "
-                               "no crops to train on or hold out")  # fmt: skip
-        self._crops[job.id] = {"train": train + other_train, "held_out": held_out,
-                               "held_out_others": other_held}  # fmt: skip
-        say(f"{sum(map(len, frames.values()))} labelled frames replayed: {len(train)} + "
-            f"{len(other_train)} training crops ({camera} + other cameras), {len(held_out)} + "
-            f"{len(other_held)} held out")  # fmt: skip
+        relit = []
+        if earlier:  # the drift's light on the camera's earlier frames: more of the new condition
+            table = relighting([f for f, _ in earlier[:: max(1, len(earlier) // 30)]],
+                               [f for f, _ in train_frames[-30:]])  # fmt: skip
+            relit = labelled_crops(((relight(f, table), label) for f, label in earlier), rng,
+                                   detect=detect)  # fmt: skip
+        if not train:
+            raise RuntimeError(f"no part crops in {len(train_frames)} frames of {camera}")
+        shadow_others = {c: split[c][1] for c in others if c in split}
+        self._held[job.id] = {"train": train + relit + other_train, "shadow": shadow,
+                              "shadow_others": shadow_others}  # fmt: skip
+        say(f"{sum(map(len, frames.values())) + len(earlier)} labelled frames replayed: "
+            f"{len(train)} + {len(relit)} relit + {len(other_train)} training crops ({camera}, "
+            f"its {len(earlier)} frames from before the drift relit, other cameras; cut by "
+            f"{cut_by}), the last {len(shadow)} frames of each camera held out for the shadow "
+            "run")  # fmt: skip
         return {
             "source": "traffic",
             "camera_id": camera,
@@ -166,15 +191,29 @@ class RealSteps:
             "captured_from": first,
             "captured_to": last,
             "labelled_frames": {camera: len(labels), **{c: len(x) for c, x in others.items()}},
-            "frames": sum(map(len, frames.values())),
+            "frames": sum(map(len, frames.values())) + len(earlier),
             "train_crops": len(train),
             "other_train_crops": len(other_train),
-            "held_out_crops": len(held_out),
-            "held_out_parts": len({c.part_id for c in held_out}),
-            "other_held_out_parts": len({c.part_id for c in other_held}),
+            "relit_frames": len(earlier),
+            "relit_crops": len(relit),
+            "crops_cut_by": cut_by,
+            "shadow_frames": {c: len(f) for c, f in [(camera, shadow), *shadow_others.items()]},
+            "shadow_from": shadow[0][1].captured_at,
             "defective_train_crops": sum(c.defective for c in train),
             "seed": 100 + job.id,
         }
+
+    def _part_boxes(self):
+        """The serving part detector, to cut training crops as the inspect worker does, and
+        what cut them; None (the labels' boxes) where no part detector is installed."""
+        from visionline.inspection.train.serving import OnnxModel
+        from visionline.retrain.traffic import part_detector
+
+        version = serving_version(self.engine, self.repository, PART_DETECTOR)
+        if version is None:
+            return None, "the labels' boxes"
+        path = self.repository / PART_DETECTOR / str(version) / "model.onnx"
+        return part_detector(OnnxModel(path, self.settings.threads)), f"part_detector v{version}"
 
     def _replay(self, label_lists, first: float) -> tuple[dict[str, list], dict]:
         """The labelled frames' images from Kafka, decoded to RGB, per camera, with the offset
@@ -218,7 +257,7 @@ class RealSteps:
             fit.train_all(self.repository, version, config, say, only={PART_ANOMALY})
             return version
         torch.set_num_threads(s.threads)
-        if job.id in self._crops:
+        if job.id in self._held:
             return self._fine_tune(job, version, config, say)
         conditions = [(name, dict(factors)) for name, factors in job.dataset["conditions"]]
         data = render(job.dataset["seed"], conditions, job.dataset["frames_per_condition"],
@@ -237,7 +276,7 @@ class RealSteps:
         rehearsal = render(job.dataset["seed"], list(eval_conditions(0.4)),
                            self.settings.rehearsal_frames_per_condition, config.defect_rate,
                            config.jitter).crops  # fmt: skip
-        crops = self._crops[job.id]["train"] + rehearsal
+        crops = self._held[job.id]["train"] + rehearsal
         parent = self.repository / job.model / str(job.parent_version) / "model.onnx"
         say(f"fine-tuning version {job.parent_version} on {len(crops)} crops "
             f"({len(rehearsal)} rehearsal)")  # fmt: skip
@@ -264,22 +303,39 @@ class RealSteps:
         results = evaluate_versions(self.repository, [serving, {**serving, job.model: candidate}],
                                     job.dataset.get("eval", {}), drift, self.settings.threads,
                                     _logger(job))  # fmt: skip
-        crops = self._crops.pop(job.id, {})
-        if crops.get("held_out"):  # the shadow run: both versions on recent real parts
-            from visionline.inspection.train.serving import OnnxModel
-            from visionline.retrain.traffic import shadow_scores
-
-            threshold = self.settings.decision_threshold
+        held = self._held.pop(job.id, {})
+        if held.get("shadow"):
             for result in results:
-                version = result["versions"][job.model]
-                path = self.repository / job.model / str(version) / "model.onnx"
-                model = OnnxModel(path, self.settings.threads)
-                result["shadow"] = shadow_scores(model, crops["held_out"], threshold)
-                if crops.get("held_out_others"):  # the other cameras: nothing forgotten
-                    others = shadow_scores(model, crops["held_out_others"], threshold)
-                    result["shadow_others"] = others
+                result.update(self._shadow_runs(result["versions"], held, _logger(job)))
         return Evaluation(candidate=results[1], serving=results[0],
                           serving_version=job.parent_version)  # fmt: skip
+
+    def _shadow_runs(self, versions: dict[str, int], held: dict[str, Any], say) -> dict:
+        """The held-out recent frames through ``versions`` and each camera's tracker and
+        rules, as the stack would have decided them: the drifting camera's (``shadow``), and
+        the other cameras' pooled (``shadow_others``, what the candidate must not forget)."""
+        from visionline.inspection.config import config_for
+        from visionline.retrain.shadow import load_versions, pooled, shadow_run
+        from visionline.rulesets import current
+
+        inspection = current(self.engine, self.settings.rules_file).rules.inspection
+        models = load_versions(self.repository, versions, self.settings.threads)
+
+        def run(frames: list) -> dict | None:
+            config = config_for(inspection, frames[0][1].camera_id)
+            return None if config is None else shadow_run(frames, models, versions, config)
+
+        out = {"shadow": run(held["shadow"])}
+        if out["shadow"] is None:
+            raise RuntimeError(f"no inspection rules name {held['shadow'][0][1].camera_id}: "
+                               "its frames cannot be decided in a shadow run")  # fmt: skip
+        # the other cameras with inspection rules (labels of others cannot be decided here)
+        others = [r for r in map(run, held["shadow_others"].values()) if r is not None]
+        if others:
+            out["shadow_others"] = pooled(others)
+        say(f"shadow run of {versions}: F1 {out['shadow']['f1']} on {out['shadow']['parts']} "
+            f"parts" + (f", others {out['shadow_others']['f1']}" if others else ""))  # fmt: skip
+        return out
 
     def decide(self, candidate: dict, serving: dict) -> tuple[bool, str]:
         s = self.settings

@@ -1,27 +1,29 @@
 """A retraining job's data from real traffic: the drifting camera's recent frames, replayed from
 Kafka, with the labels that arrived for them later (``services/labels``).
 
-- ``labelled_crops``: part crops of labelled frames, defect boxes and masks from the labels.
-- ``split_by_part``: training and held-out crops by physical part, so the shadow evaluation
-  scores parts the candidate never saw, not other views of parts it trained on.
-- ``shadow_scores``: a detector version scored on held-out crops the way the line decides a
-  part: each class's score averaged over the part's crops, the strongest class against the
-  line's threshold (``min_mean_score`` in ``infra/rules.yaml``); per-part AUROC and F1.
+- ``labelled_crops``: part crops of labelled frames, defect boxes and masks from the labels,
+  cut around the serving part detector's boxes (``part_detector``) as the stack cuts them.
+- ``relighting``/``relight``: the camera's frames from before a lighting drift, mapped to the
+  drift's light, as more training frames of the new condition.
+- ``split_by_time``: training frames, and the last frames held out for the shadow run
+  (``visionline.retrain.shadow``), without the parts seen in those.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
 
-from visionline.inspection.metrics import binary_counts, roc_auc
+from visionline.inspection.metrics import iou
+from visionline.inspection.tracking import FloatBox
 from visionline.inspection.train.data import MIN_VISIBLE, CropSample, crop_around
-from visionline.inspection.vision import DEFECT_CLASSES, DEFECT_OUTPUTS, class_scores
+from visionline.inspection.vision import DEFECT_CLASSES, decode_parts, frame_tensor
 from visionline.messages import LabelFeedback, LabelledPart
+
+LABEL_JITTER, DETECTED_JITTER = 0.08, 0.03
+MATCH_IOU = 0.3  # a detected box is a labelled part's (as verdicts are joined to parts: acceptance)
 
 
 def defect_masks(part: LabelledPart, size: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
@@ -43,68 +45,89 @@ def defect_masks(part: LabelledPart, size: tuple[int, int]) -> list[tuple[str, n
 def labelled_crops(
     frames: Iterable[tuple[np.ndarray, LabelFeedback]],
     rng: np.random.Generator,
-    jitter: float = 0.08,
+    jitter: float | None = None,
+    detect: Callable[[np.ndarray], list[FloatBox]] | None = None,
 ) -> list[CropSample]:
     """Crops of every labelled part mostly inside its frame (RGB frames with their labels).
-    Part ids become ``<camera>:<part>``: unique across cameras."""
+    Part ids become ``<camera>:<part>``: unique across cameras.
+
+    With ``detect`` (a frame's part boxes: the serving part detector), a part is cut around the
+    box found on it, as the inspect worker cuts it, however little of it shows; a part the
+    detector misses is left out: the stack never inspects it. Boxes move by up to ``jitter``
+    of their size: by default 0.03 around detected boxes, 0.08 around labelled ones (which
+    detected boxes never match exactly)."""
+    if jitter is None:
+        jitter = LABEL_JITTER if detect is None else DETECTED_JITTER
     crops = []
     for rgb, label in frames:
         size = (rgb.shape[1], rgb.shape[0])
+        boxes = _matched_boxes(label, detect(rgb)) if detect is not None else None
         for part in label.parts:
-            if part.visible_fraction < MIN_VISIBLE:
+            box = part.box if boxes is None else boxes.get(part.part_id)
+            if box is None or (boxes is None and part.visible_fraction < MIN_VISIBLE):
                 continue
             known = [d for d in part.defects if d.defect_class in DEFECT_CLASSES]
             part = part.model_copy(update={"defects": known})
-            crops.append(crop_around(rgb, part.box, defect_masks(part, size),
+            crops.append(crop_around(rgb, box, defect_masks(part, size),
                                      f"traffic:{label.camera_id}",
                                      f"{label.camera_id}:{part.part_id}", rng, jitter))  # fmt: skip
     return crops
 
 
-def held_out(part_id: int | str, fraction: float) -> bool:
-    """Stable across runs and processes (unlike ``hash``)."""
-    return zlib.crc32(str(part_id).encode()) % 1000 < fraction * 1000
-
-
-def split_by_part(
-    crops: Sequence[CropSample], fraction: float = 0.3
-) -> tuple[list[CropSample], list[CropSample]]:
-    """(training, held-out) crops; every crop of one part falls on the same side."""
-    train = [c for c in crops if not held_out(c.part_id, fraction)]
-    test = [c for c in crops if held_out(c.part_id, fraction)]
-    return train, test
-
-
-def part_scores(heatmaps: np.ndarray, crops: Sequence[CropSample]) -> dict[str, tuple[float, bool]]:
-    """Per part: the strongest class's score averaged over the part's crops, and whether the
-    part is defective (any crop shows a defect)."""
-    per_part: dict[str, list[dict[str, float]]] = defaultdict(list)
-    defective: dict[str, bool] = defaultdict(bool)
-    for heatmap, crop in zip(heatmaps, crops, strict=True):
-        per_part[str(crop.part_id)].append(class_scores(heatmap, DEFECT_CLASSES))
-        defective[str(crop.part_id)] |= crop.defective
-    out = {}
-    for part, scores in per_part.items():
-        means = [float(np.mean([s[c] for s in scores])) for c in DEFECT_CLASSES]
-        out[part] = (max(means), defective[part])
+def _matched_boxes(label: LabelFeedback, boxes: list[FloatBox]) -> dict[str, FloatBox]:
+    """Each labelled part's best-overlapping detected box, if it overlaps by ``MATCH_IOU``."""
+    out: dict[str, FloatBox] = {}
+    for part in label.parts:
+        scored = [(iou(part.box, box), box) for box in boxes]
+        best = max(scored, default=(0.0, None), key=lambda s: s[0])
+        if best[1] is not None and best[0] >= MATCH_IOU:
+            out[part.part_id] = best[1]
     return out
 
 
-def shadow_scores(model, crops: Sequence[CropSample], threshold: float) -> dict[str, float | int]:
-    """A detector version (``OnnxModel``) on held-out crops: per-part AUROC, and recall,
-    precision and F1 of "reject when the strongest class's mean score reaches ``threshold``"."""
-    images = np.stack([c.image for c in crops])
-    heatmaps = model.run(images)[DEFECT_OUTPUTS[0]]
-    scored = part_scores(heatmaps, crops)
-    scores = np.array([s for s, _ in scored.values()])
-    truth = np.array([d for _, d in scored.values()])
-    counts = binary_counts(list(scores >= threshold), list(truth))
-    both = truth.any() and not truth.all()
-    return {
-        "parts": len(scored),
-        "defective_parts": int(truth.sum()),
-        "crops": len(crops),
-        "part_auroc": round(roc_auc(scores, truth), 4) if both else None,
-        **{k: round(float(counts[k]), 4) for k in ("recall", "precision", "f1")},
-        "threshold": threshold,
-    }
+def part_detector(model, min_score: float = 0.3) -> Callable[[np.ndarray], list[FloatBox]]:
+    """A frame's part boxes from a part detector version (``OnnxModel``), decoded as the inspect
+    worker decodes them."""
+
+    def detect(rgb: np.ndarray) -> list[FloatBox]:
+        tensor, letterbox = frame_tensor(rgb)
+        outputs = {name: value[0] for name, value in model.run(tensor[None]).items()}
+        return [box for box, _ in decode_parts(outputs, letterbox, min_score)]
+
+    return detect
+
+
+def relighting(source: Sequence[np.ndarray], target: Sequence[np.ndarray]) -> np.ndarray:
+    """Per channel, the map of pixel values (a [256, 3] lookup table) that gives the
+    ``source`` frames the ``target`` frames' histogram: quantile to quantile. A lighting change
+    (a new lamp, stray light, gain) moves values mostly the same way across the frame, so the
+    camera's labelled frames from before a drift, relit, show the parts as the drift does."""
+    quantiles = np.linspace(0, 1, 257)
+    table = np.zeros((256, 3), np.uint8)
+    for c in range(3):
+        a = np.quantile(np.stack([f[..., c] for f in source]), quantiles)
+        b = np.quantile(np.stack([f[..., c] for f in target]), quantiles)
+        mapped = np.interp(np.arange(256), a + np.arange(257) * 1e-6, b)  # ties: still rising
+        table[:, c] = np.clip(mapped, 0, 255).round().astype(np.uint8)
+    return table
+
+
+def relight(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
+    return np.stack([cv2.LUT(rgb[..., c], table[:, c]) for c in range(3)], axis=-1)
+
+
+def split_by_time(
+    frames: Sequence[tuple[np.ndarray, LabelFeedback]], fraction: float
+) -> tuple[list[tuple[np.ndarray, LabelFeedback]], list[tuple[np.ndarray, LabelFeedback]]]:
+    """(training, shadow) frames: the last ``fraction`` of the frames, in capture order, are
+    the shadow run's (consecutive, as the line's tracker needs them); a part seen in any of
+    them is dropped from the training frames, so the shadow run scores parts never trained on."""
+    ordered = sorted(frames, key=lambda f: f[1].captured_at)
+    cut = len(ordered) - max(1, round(len(ordered) * fraction)) if ordered else 0
+    train, shadow = ordered[:cut], ordered[cut:]
+    seen = {p.part_id for _, label in shadow for p in label.parts}
+    kept = []
+    for rgb, label in train:
+        parts = [p for p in label.parts if p.part_id not in seen]
+        kept.append((rgb, label.model_copy(update={"parts": parts})))
+    return kept, shadow

@@ -4,6 +4,7 @@ provisioning it needs once healthy (topics, database, migrations, cameras)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -18,15 +19,18 @@ from visionline.settings import REPO_ROOT, UploadSettings
 from visionline.stack import health, postgres
 from visionline.stack.config import (
     MEMBER_ENV,
+    PROMETHEUS_TARGETS_FILE,
     RUN_ENV,
     TRITON,
     StackSettings,
     WorkerSpec,
     common_env,
     masked_url,
+    metrics_ports,
+    prometheus_targets,
     replica_names,
 )
-from visionline.stack.state import StatePaths
+from visionline.stack.state import StatePaths, write_json_atomic
 from visionline.stack.triton import prepare_backends, served_models, triton_tree
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,19 @@ def build_components(
     if settings.with_triton:
         specs.append(triton(settings, paths, base_env))
     specs += worker_components(settings, workers, base_env)
+    write_prometheus_targets(settings, paths, workers)
     return {spec.name: spec for spec in specs}
+
+
+def write_prometheus_targets(
+    settings: StackSettings, paths: StatePaths, workers: list[WorkerSpec]
+) -> Path:
+    """``prometheus-targets.json`` in the state folder, for Prometheus' file_sd_configs
+    (infra/prometheus/local.yml): every worker replica's /metrics and Triton's."""
+    path = paths.root / PROMETHEUS_TARGETS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, json.dumps(prometheus_targets(settings, workers), indent=1))
+    return path
 
 
 def broker(settings: StackSettings, env: dict[str, str]) -> ComponentSpec:
@@ -224,10 +240,12 @@ def worker_components(
     settings: StackSettings, workers: list[WorkerSpec], env: dict[str, str]
 ) -> list[ComponentSpec]:
     worker_env = {**env, **common_env(settings), **settings.worker_env}
+    metrics = metrics_ports(settings, workers)
     specs = []
     for worker in workers:
         check = partial(health.http_ok, worker.health_url) if worker.health_url else _noop
         for name in replica_names(worker):
+            own = {"VISIONLINE_METRICS_PORT": str(metrics[name])} if name in metrics else {}
             specs.append(
                 ComponentSpec(
                     name=name,
@@ -235,11 +253,11 @@ def worker_components(
                     kind="worker",
                     address=worker.health_url or "",
                     argv=list(worker.argv),
-                    env={**worker_env, **worker.env},
+                    env={**worker_env, **worker.env, **own},
                     check=check,
                     ready_timeout_s=60.0,
                     stop_timeout_s=settings.stop_timeout_s,
-                    ports=worker.ports,
+                    ports=(*worker.ports, *((metrics[name],) if name in metrics else ())),
                 )
             )
     return specs

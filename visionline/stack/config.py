@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,12 @@ PIPELINE_SERVICES = (
 )
 # Triton models of the inspect worker, loaded beside ``model_name`` once they are built.
 INSPECTION_MODELS = ("part_detector", "part_anomaly", "defect_detector")
+# The workers that serve Prometheus metrics on VISIONLINE_METRICS_PORT (visionline/worker.py,
+# services/webhooks). Not upload, api (no /metrics endpoint) nor the camera simulators.
+METRICS_SERVICES = (*PIPELINE_SERVICES, "retrain")
+# A Prometheus file_sd targets file in the state folder: every metrics replica and Triton
+# (infra/prometheus/local.yml reads the default stack's).
+PROMETHEUS_TARGETS_FILE = "prometheus-targets.json"
 INFRA = ("broker", "redis", "postgres")
 TRITON = "triton"
 DATABASE_NAME = "visionline"
@@ -67,6 +74,9 @@ class StackSettings(BaseSettings):
     redis_port: int = Field(16379, gt=0, lt=65536)
     upload_port: int = Field(18080, gt=0, lt=65536)
     api_port: int = Field(18090, gt=0, lt=65536)  # operator API and dashboard (services/api)
+    # The workers' /metrics: replica i of METRICS_SERVICES (in start order) listens on this
+    # port + i (metrics_ports); None: no worker serves metrics.
+    worker_metrics_port: int | None = Field(19100, gt=0, lt=65536)
     # Existing servers given by address (testcontainers, a shared dev server): the stack then
     # starts none of its own, only checks their health and provisions them.
     kafka_bootstrap: str | None = None
@@ -329,8 +339,59 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return ports
 
 
+def metrics_ports(settings: StackSettings, workers: list[WorkerSpec]) -> dict[str, int]:
+    """The metrics port of each replica of METRICS_SERVICES (replica name -> port)."""
+    if settings.worker_metrics_port is None:
+        return {}
+    names = [n for w in workers if w.name in METRICS_SERVICES for n in replica_names(w)]
+    return {name: settings.worker_metrics_port + i for i, name in enumerate(names)}
+
+
+def prometheus_targets(settings: StackSettings, workers: list[WorkerSpec]) -> list[dict]:
+    """Prometheus file_sd target groups: each metrics replica (``job`` = its service, as in
+    docker-compose's scrape config; ``replica``) and the stack's own Triton (``job`` = triton)."""
+    group = {n: w.name for w in workers for n in replica_names(w)}
+    targets = [
+        {
+            "targets": [f"{settings.host}:{port}"],
+            "labels": {"job": group[name], "replica": name},
+        }
+        for name, port in metrics_ports(settings, workers).items()
+    ]
+    if settings.with_triton and settings.triton_http_url is None:  # a given Triton: port unknown
+        address = f"{settings.host}:{settings.triton_metrics_port}"
+        targets.append({"targets": [address], "labels": {"job": TRITON, "replica": TRITON}})
+    return targets
+
+
+def free_port_block(count: int, host: str = "127.0.0.1", avoid: Iterable[int] = ()) -> int:
+    """The first of ``count`` consecutive ports free right now (none of them in ``avoid``)."""
+    for _ in range(100):
+        first = free_ports(1, host)[0]
+        block = range(first, first + count)
+        if block[-1] >= 65536 or set(avoid).intersection(block):
+            continue
+        try:
+            with ExitStack() as stack:
+                for port in block:
+                    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind((host, port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports on {host}")
+
+
 def free_port_settings(state_dir: Path, **overrides: Any) -> StackSettings:
-    """Settings with a free port for every server: a test stack never meets a `make up` one."""
+    """Settings with a free port for every server and worker metrics endpoint: a test stack
+    never meets a `make up` one."""
     host = overrides.get("host", "127.0.0.1")
-    ports = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS), host), strict=True))
+    ports: dict[str, Any] = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS), host), strict=True))
+    if "worker_metrics_port" not in overrides:
+        settings = StackSettings(state_dir=state_dir, **{**ports, **overrides})
+        if settings.with_workers:  # room for retrain too: `drift scenario` turns it on after
+            settings = settings.model_copy(update={"with_retrain": True})
+        count = len(metrics_ports(settings, default_workers(settings)))
+        avoid = set(ports.values())
+        ports["worker_metrics_port"] = free_port_block(count, host, avoid) if count else None
     return StackSettings(state_dir=state_dir, **{**ports, **overrides})
