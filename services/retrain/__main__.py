@@ -62,8 +62,9 @@ def main() -> None:
             async with locks[request.model]:
                 job = await run_in_child(request.job_id)
             if job is not None:
-                worker.log.warning("job %s (%s): %s: %s", job.id, job.model, job.state,
-                                   job.reason)  # fmt: skip
+                said = job.reason or ""  # a decision's reason begins with it already
+                outcome = said if said.startswith(job.state) else f"{job.state}: {said}"
+                worker.log.warning("job %s (%s): %s", job.id, job.model, outcome)
         except Exception as exc:  # noqa: BLE001 - crash: the request comes back
             worker.crash(exc)
         await stream.ack(event)
