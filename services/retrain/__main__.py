@@ -33,6 +33,7 @@ from visionline.retrain.jobs import (
     camera_pipeline,
     fail_interrupted,
     jobs_for_drift,
+    outcome,
     queued_jobs,
     request_for,
 )
@@ -62,9 +63,7 @@ def main() -> None:
             async with locks[request.model]:
                 job = await run_in_child(request.job_id)
             if job is not None:
-                said = job.reason or ""  # a decision's reason begins with it already
-                outcome = said if said.startswith(job.state) else f"{job.state}: {said}"
-                worker.log.warning("job %s (%s): %s", job.id, job.model, outcome)
+                worker.log.warning("job %s (%s): %s", job.id, job.model, outcome(job))
         except Exception as exc:  # noqa: BLE001 - crash: the request comes back
             worker.crash(exc)
         await stream.ack(event)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from visionline.db.models import Base, Camera
+from visionline.db.models import Base, Camera, RetrainJobRow
 from visionline.messages import DriftEvent, RetrainRequest, Topic, WindowStats, from_json, to_json
 from visionline.registry.store import advance_job, get_job
 from visionline.retrain.jobs import (
@@ -21,6 +21,7 @@ from visionline.retrain.jobs import (
     create_job_once,
     fail_interrupted,
     jobs_for_drift,
+    outcome,
     request_for,
     run_job,
 )
@@ -326,3 +327,15 @@ def test_retrain_request_round_trip_and_version() -> None:
         RetrainRequest.model_validate({**request.model_dump(), "trigger": "whim"})
     with pytest.raises(ValidationError):
         RetrainRequest.model_validate({**request.model_dump(), "surprise": 1})
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "said"),
+    [
+        ("promoted", "promoted: shadow.f1 1.0 vs 0.6", "promoted: shadow.f1 1.0 vs 0.6"),
+        ("failed", "RuntimeError: no frames", "failed: RuntimeError: no frames"),
+        ("failed", None, "failed: "),
+    ],
+)
+def test_a_jobs_outcome_names_its_state_once(state: str, reason: str | None, said: str) -> None:
+    assert outcome(RetrainJobRow(model="defect_detector", state=state, reason=reason)) == said

@@ -95,7 +95,7 @@ def run_command(job_id: Annotated[int, typer.Argument(help="A queued job.")]) ->
     runs each job this way, in a child process: training holds the CPU and the interpreter
     for minutes, and the worker's own consumer must keep its heartbeat meanwhile."""
     from visionline.db import make_engine
-    from visionline.retrain.jobs import JobNotQueued, run_job
+    from visionline.retrain.jobs import JobNotQueued, outcome, run_job
     from visionline.retrain.steps import RealSteps
     from visionline.settings import CommonSettings, RetrainSettings
     from visionline.worker import configure_logging
@@ -112,7 +112,7 @@ def run_command(job_id: Annotated[int, typer.Argument(help="A queued job.")]) ->
         raise typer.Exit(NOT_QUEUED) from None
     finally:
         engine.dispose()
-    console.print(f"job {job.id} ({job.model}): {job.state}: {job.reason}")
+    console.print(f"job {job.id} ({job.model}): {outcome(job)}")
 
 
 def _opt(value: int | None) -> str:

@@ -132,6 +132,12 @@ def request_for(job: RetrainJobRow) -> RetrainRequest:
     )
 
 
+def outcome(job: RetrainJobRow) -> str:
+    """A job's state and reason in one line (a decision's reason begins with its state already)."""
+    said = job.reason or ""
+    return said if said.startswith(job.state) else f"{job.state}: {said}"
+
+
 def list_jobs(
     engine: Engine, model: str | None = None, limit: int = 50, state: str | None = None
 ) -> list[RetrainJobRow]:
