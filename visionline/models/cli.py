@@ -53,6 +53,28 @@ def build(
 
 
 @app.command()
+def assemble(
+    release: Annotated[Path, typer.Option(help="The release folder.")] = Path("models/release"),
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild, and replace models trained here.")
+    ] = False,
+) -> None:
+    """Build the released inspection models (models/release) into Triton version folders.
+
+    Checks every file against the release's manifest, rebuilds each ONNX graph from the frozen
+    backbone and the released weights, and checks it answers as the trained graph did.
+    """
+    from visionline.inspection.train.release import ReleaseError
+    from visionline.inspection.train.release import assemble as do_assemble
+
+    try:
+        do_assemble(release, repository, force=force, log=console.print)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
 def info(
     repository: RepositoryOption = DEFAULT_REPOSITORY,
     model: Annotated[str, typer.Option(help="Model folder name.")] = MODEL_NAME,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,7 +15,12 @@ from visionline.inspection.train.backbone import Backbone, extract, stride8
 from visionline.inspection.train.data import CropSample, Samples, conditions, render
 from visionline.inspection.train.heads import Head, build_targets, train_head
 from visionline.inspection.train.patchcore import PatchCore, fit_bank, raw_scores
-from visionline.inspection.train.serving import TensorSpec, config_pbtxt, export_version
+from visionline.inspection.train.serving import (
+    FROZEN_PREFIX,
+    TensorSpec,
+    config_pbtxt,
+    export_version,
+)
 from visionline.inspection.vision import (
     ANOMALY_OUTPUTS,
     CROP,
@@ -69,8 +74,51 @@ class PartDetectorNet(nn.Module):
 DefectDetectorNet = PartDetectorNet  # same wiring: backbone, stride-8 features, head
 
 
-def _specs_crop(outputs: list[TensorSpec]) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    return [TensorSpec(CROP_INPUT, "TYPE_UINT8", (CROP, CROP, 3))], outputs
+FRAME_GRID = (FRAME_H // STRIDE, FRAME_W // STRIDE)
+CROP_GRID = (CROP // STRIDE, CROP // STRIDE)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How Triton serves a model: its tensors, its batching and the note atop config.pbtxt."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch: int
+    preferred: tuple[int, ...]
+    doc: str
+
+    def config(self, name: str) -> str:
+        specs = (self.inputs, self.outputs, self.max_batch, self.preferred, self.doc)
+        return config_pbtxt(name, *specs)
+
+
+def install(
+    module: nn.Module, name: str, example: np.ndarray, repository: Path, version: int, meta: dict
+) -> Path:
+    """Export ``module`` as version ``version`` of model ``name``, with its serving config."""
+    s = SERVING[name]
+    specs = (s.inputs, s.outputs, meta, s.config(name))
+    return export_version(module, example, repository / name, version, *specs)
+
+
+def part_head() -> Head:
+    return Head(classes=1, offset=True, mask=False)
+
+
+def build_model(name: str, backbone: Backbone, learned: Mapping[str, np.ndarray]) -> nn.Module:
+    """Model ``name`` on ``backbone`` with the weights training learned (``learned_state`` of a
+    trained one): the same module training exported, so the same ONNX graph."""
+    if name == PART_ANOMALY:
+        module: nn.Module = PatchCore(backbone, torch.from_numpy(np.asarray(learned["bank"])))
+    else:
+        module = PartDetectorNet(backbone, part_head() if name == PART_DETECTOR else defect_head())
+    state = {key: torch.from_numpy(np.asarray(value)) for key, value in learned.items()}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.startswith(FROZEN_PREFIX)] + list(unexpected)
+    if wrong:
+        raise ValueError(f"{name}: the learned weights do not fit the model: {wrong[:5]}")
+    return module.eval()
 
 
 def train_all(repository: Path, version: int, config: TrainConfig = TrainConfig(),
@@ -106,22 +154,14 @@ def fit_part_detector(backbone: Backbone, data: Samples, repository: Path, versi
     images = np.stack([f.image for f in frames])
     features = extract(backbone, images)
     log(f"part detector: features of {len(images)} frames ({time.perf_counter() - t:.0f} s)")
-    grid = (FRAME_H // STRIDE, FRAME_W // STRIDE)
     boxes = [f.boxes for f in frames]
-    targets = build_targets(boxes, [[0] * len(b) for b in boxes], 1, grid)
-    head = Head(classes=1, offset=True, mask=False)
+    targets = build_targets(boxes, [[0] * len(b) for b in boxes], 1, FRAME_GRID)
+    head = part_head()
     history = train_head(head, features, targets, config.part_epochs, config.seed, log=log)
-    net = PartDetectorNet(backbone, head)
-    grid_dims = (1, *grid)
-    outputs = [TensorSpec(PART_OUTPUTS[0], "TYPE_FP32", grid_dims),
-               TensorSpec(PART_OUTPUTS[1], "TYPE_FP32", (2, *grid)),
-               TensorSpec(PART_OUTPUTS[2], "TYPE_FP32", (2, *grid))]  # fmt: skip
-    inputs = [TensorSpec(FRAME_INPUT, "TYPE_UINT8", (FRAME_H, FRAME_W, 3))]
     seconds = round(time.perf_counter() - t, 1)
     meta = {"model": PART_DETECTOR, "frames": len(images), "loss": history, "seconds": seconds,
             "config": asdict(config)}  # fmt: skip
-    export_version(net, images[:2], repository / PART_DETECTOR, version, inputs, outputs, meta,
-                   config_pbtxt(PART_DETECTOR, inputs, outputs, 8, [4, 8], PART_DOC))  # fmt: skip
+    install(PartDetectorNet(backbone, head), PART_DETECTOR, images[:2], repository, version, meta)
     log(f"part detector: version {version} installed ({seconds} s)")
     return {"frames": len(images), "final_loss": history[-1], "seconds": seconds}
 
@@ -173,24 +213,17 @@ def _fit_defect_head(backbone: Backbone, crop_samples: list[CropSample], head: H
     crops = np.stack([c.image for c in crop_samples])
     features = extract(backbone, crops)
     log(f"defect detector: features of {len(crops)} crops ({time.perf_counter() - t:.0f} s)")
-    grid = (CROP // STRIDE, CROP // STRIDE)
-    targets = build_targets([c.boxes for c in crop_samples], [c.classes for c in crop_samples],
-                            len(DEFECT_CLASSES), grid, [c.mask for c in crop_samples])  # fmt: skip
+    boxes, classes = [c.boxes for c in crop_samples], [c.classes for c in crop_samples]
+    masks = [c.mask for c in crop_samples]
+    targets = build_targets(boxes, classes, len(DEFECT_CLASSES), CROP_GRID, masks)
     history = train_head(head, features, targets, epochs, config.seed, lr=lr, log=log)
-    net = DefectDetectorNet(backbone, head)
-    inputs, outputs = _specs_crop([
-        TensorSpec(DEFECT_OUTPUTS[0], "TYPE_FP32", (len(DEFECT_CLASSES), *grid)),
-        TensorSpec(DEFECT_OUTPUTS[1], "TYPE_FP32", (2, *grid)),
-        TensorSpec(DEFECT_OUTPUTS[2], "TYPE_FP32", grid),
-    ])  # fmt: skip
     seconds = round(time.perf_counter() - t, 1)
     meta = {"model": DEFECT_DETECTOR, "crops": len(crops), "classes": list(DEFECT_CLASSES),
             "defective_crops": sum(c.defective for c in crop_samples), "loss": history,
             "seconds": seconds, "config": asdict(config), "fine_tuned_from": parent,
             "epochs": epochs, "lr": lr}  # fmt: skip
-    config_text = config_pbtxt(DEFECT_DETECTOR, inputs, outputs, 16, [8, 16], DEFECT_DOC)
-    export_version(net, crops[:2], repository / DEFECT_DETECTOR, version, inputs, outputs, meta,
-                   config_text)  # fmt: skip
+    net = DefectDetectorNet(backbone, head)
+    install(net, DEFECT_DETECTOR, crops[:2], repository, version, meta)
     log(f"defect detector: version {version} installed ({seconds} s)")
     return {"crops": len(crops), "final_loss": history[-1], "seconds": seconds}
 
@@ -214,15 +247,10 @@ def fit_anomaly(backbone: Backbone, repository: Path, version: int, config: Trai
     bad = np.array([c.defective for c in held_out.crops])
     calibration = model.calibrate(scores[~bad], scores[bad])
     log(f"anomaly: calibrated on {len(bad)} held-out crops: {calibration}")
-    grid = (CROP // STRIDE, CROP // STRIDE)
-    inputs, outputs = _specs_crop([TensorSpec(ANOMALY_OUTPUTS[0], "TYPE_FP32", grid),
-                                   TensorSpec(ANOMALY_OUTPUTS[1], "TYPE_FP32", ())])  # fmt: skip
     seconds = round(time.perf_counter() - t, 1)
     meta = {"model": PART_ANOMALY, "good_crops": len(crops), "bank": len(bank),
             "calibration": calibration, "seconds": seconds, "config": asdict(config)}  # fmt: skip
-    config_text = config_pbtxt(PART_ANOMALY, inputs, outputs, 16, [8, 16], ANOMALY_DOC)
-    export_version(model, crops[:2], repository / PART_ANOMALY, version, inputs, outputs, meta,
-                   config_text)  # fmt: skip
+    install(model, PART_ANOMALY, crops[:2], repository, version, meta)
     log(f"anomaly: version {version} installed ({seconds} s)")
     return {"good_crops": len(crops), "bank": len(bank), **calibration, "seconds": seconds}
 
@@ -242,3 +270,39 @@ defect_detector: boxes and classes of defects on a 224x224 part crop. Outputs on
 grid: heatmaps of scratch, crack, stain, missing_hole, deformation; log(box size / 8); and a
 defect mask (vision.decode_crop).
 """
+
+_CROP_IN = (TensorSpec(CROP_INPUT, "TYPE_UINT8", (CROP, CROP, 3)),)
+SERVING = {
+    PART_DETECTOR: Serving(
+        (TensorSpec(FRAME_INPUT, "TYPE_UINT8", (FRAME_H, FRAME_W, 3)),),
+        (
+            TensorSpec(PART_OUTPUTS[0], "TYPE_FP32", (1, *FRAME_GRID)),
+            TensorSpec(PART_OUTPUTS[1], "TYPE_FP32", (2, *FRAME_GRID)),
+            TensorSpec(PART_OUTPUTS[2], "TYPE_FP32", (2, *FRAME_GRID)),
+        ),
+        8,
+        (4, 8),
+        PART_DOC,
+    ),
+    PART_ANOMALY: Serving(
+        _CROP_IN,
+        (
+            TensorSpec(ANOMALY_OUTPUTS[0], "TYPE_FP32", CROP_GRID),
+            TensorSpec(ANOMALY_OUTPUTS[1], "TYPE_FP32", ()),
+        ),
+        16,
+        (8, 16),
+        ANOMALY_DOC,
+    ),
+    DEFECT_DETECTOR: Serving(
+        _CROP_IN,
+        (
+            TensorSpec(DEFECT_OUTPUTS[0], "TYPE_FP32", (len(DEFECT_CLASSES), *CROP_GRID)),
+            TensorSpec(DEFECT_OUTPUTS[1], "TYPE_FP32", (2, *CROP_GRID)),
+            TensorSpec(DEFECT_OUTPUTS[2], "TYPE_FP32", CROP_GRID),
+        ),
+        16,
+        (8, 16),
+        DEFECT_DOC,
+    ),
+}

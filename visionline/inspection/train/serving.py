@@ -24,6 +24,11 @@ from visionline.models.spec import MODEL_FILENAME, TRITON_MODEL_PY
 
 OPSET = 17
 METADATA = "metadata.json"
+# What training learned, beside the ONNX graph: the module's state without the frozen backbone
+# (a head's weights, or PatchCore's memory bank and calibration). `visionline models release`
+# collects these; `make models` rebuilds the ONNX graphs from them.
+LEARNED = "learned.npz"
+FROZEN_PREFIX = "backbone."
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,19 @@ def export_version(
                 dynamic_axes={name: {0: "batch"} for name in names}, do_constant_folding=True,
             )  # fmt: skip
         shutil.copyfile(TRITON_MODEL_PY, folder / "model.py")
+        np.savez(folder / LEARNED, **learned_state(module))
         (folder / METADATA).write_text(json.dumps(metadata, indent=1, default=float))
         if target.exists():
             shutil.rmtree(target)
         os.replace(folder, target)
     write_config(model_dir, config)
     return target
+
+
+def learned_state(module) -> dict[str, np.ndarray]:
+    """The module's parameters and buffers that training set: all but the frozen backbone's."""
+    state = module.state_dict().items()
+    return {k: v.detach().cpu().numpy() for k, v in state if not k.startswith(FROZEN_PREFIX)}
 
 
 def write_config(model_dir: Path, config: str) -> None:

