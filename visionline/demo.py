@@ -132,8 +132,18 @@ def summary_table(figures: dict) -> Table:
         label = name.replace("_", " ") + f" (after {WARMUP_S:.0f} s)"
         table.add_row(label, f"p50 {p['p50']}  p95 {p['p95']}  p99 {p['p99']}")
     table.add_row("alerts by rule", json.dumps(figures["alerts_by_rule"]))
-    table.add_row("parts decided (lines)", json.dumps(figures["parts"]))
+    decided, insufficient = part_counts(figures["parts"])
+    passed, rejected = figures["parts"].get("accepted", 0), figures["parts"].get("rejected", 0)
+    table.add_row("parts decided (lines)", f"{decided} (passed {passed}, rejected {rejected})")
+    table.add_row("parts insufficient (seen in too few frames)", str(insufficient))
     return table
+
+
+def part_counts(parts: dict[str, int]) -> tuple[int, int]:
+    """(decided, insufficient) of the lines' part verdicts: a part seen in fewer than its
+    line's ``min_frames`` frames comes out insufficient, neither passed nor rejected."""
+    insufficient = parts.get("insufficient", 0)
+    return sum(parts.values()) - insufficient, insufficient
 
 
 def dashboard_token(database_url: str) -> str:

@@ -33,3 +33,11 @@ def test_part_verdicts_are_counted_and_part_alerts_kept_out_of_frame_latency():
     assert figures["parts"] == {"accepted": 2, "rejected": 1}
     assert figures["capture_to_alert_ms"]["p99"] == 100.0
     assert figures["alerts_by_rule"] == {"cat": 1, "line-defect": 1}
+
+
+def test_demo_counts_insufficient_parts_apart_from_decided_ones():
+    from visionline.demo import part_counts
+
+    assert part_counts({"accepted": 30, "rejected": 4, "insufficient": 2}) == (34, 2)
+    assert part_counts({"accepted": 3}) == (3, 0)
+    assert part_counts({}) == (0, 0)

@@ -196,7 +196,10 @@ def _assemble_one(release: Path, repository: Path, name: str, manifest: dict, st
     meta = json.loads((release / name / METADATA).read_text())
     meta["release"] = stamp
     torch.set_num_threads(2)
-    model = build_model(name, Backbone(), learned)
+    try:
+        model = build_model(name, Backbone(), learned)
+    except (ValueError, RuntimeError) as exc:  # missing or misshapen weights
+        raise ReleaseError(f"{release / name / LEARNED}: {exc}") from exc
     example = np.zeros((2, *model_input_dims(name)), np.uint8)
     folder = install(model, name, example, repository, RELEASE_VERSION, meta)
     wrong = probe_mismatches(manifest["probes"][name], probe(folder))
