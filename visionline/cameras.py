@@ -27,6 +27,9 @@ from visionline import audit
 from visionline.db.models import Camera
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Simulated conveyor lines are PREFIX-1, PREFIX-2, ... (`visionline camera lines --prefix`).
+LINE_PREFIX_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+LINE_PREFIX = re.compile(LINE_PREFIX_PATTERN)
 # Which path a camera's frames take after ingest: the classifier (preprocess -> inference ->
 # postprocess) or the inspection of parts on a conveyor (inspect -> parts).
 Pipeline = Literal["classify", "inspect"]

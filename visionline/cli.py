@@ -97,12 +97,14 @@ def demo(
     fps: float = typer.Option(2.0, min=0.1, max=30, help="Frames per second per camera."),
     seconds: float = typer.Option(45, min=5, help="How long to watch the pipeline."),
     state_dir: str = typer.Option(".state/demo", help="Where the demo stack keeps its files."),
-    lines: int = typer.Option(2, min=0, max=3, help="Simulated conveyor lines (inspection)."),
+    lines: int = typer.Option(
+        1, min=0, max=3, help="Conveyor lines (inspection) at infra/rules.yaml's demo-line-* fps."
+    ),
 ) -> None:
     """Start the local stack with simulated cameras, show alerts live, summarise, stop."""
     from pathlib import Path
 
-    from visionline.demo import run_demo
+    from visionline.demo import part_counts, run_demo
 
     figures = run_demo(cameras, fps, seconds, Path(state_dir).absolute(), console, lines)
     if not figures["frames_predicted"]:
@@ -111,6 +113,15 @@ def demo(
     if lines and not figures["parts"]:
         console.print("[red]no part decision came from the conveyor lines[/]")
         raise typer.Exit(1)
+    if lines:
+        decided, insufficient = part_counts(figures["parts"])
+        console.print(f"conveyor parts: {decided} decided, {insufficient} insufficient")
+        if insufficient > 0.1 * (decided + insufficient):
+            console.print(
+                "[yellow]many parts were seen in too few frames: this machine did not keep up. "
+                "Fewer --lines or --cameras, or a lower fps for demo-line-* in "
+                "infra/rules.yaml, gives it room.[/]"
+            )
 
 
 @app.command()

@@ -18,6 +18,20 @@ from visionline.report import RunSummary, capture_to_alert
 
 WATCHED = (Topic.PREDICTIONS, Topic.ALERTS, Topic.DEAD_LETTER, Topic.PART_DECISIONS)
 WARMUP_S = 5.0  # latency figures leave out frames captured this early
+# The demo's conveyor lines, demo-line-1, ...: the rules file's entry for them sets their frame
+# rate (the belt speed is per second, so camera and tracker must agree on it).
+DEMO_LINE_PREFIX = "demo-line"
+
+
+def demo_line_fps(rules_file: Path) -> float:
+    """The frame rate ``rules_file``'s inspection entry for the demo's lines was written for."""
+    from visionline.inspection.config import config_for, load_inspection
+
+    camera = f"{DEMO_LINE_PREFIX}-1"
+    config = config_for(load_inspection(rules_file), camera)
+    if config is None:
+        raise ValueError(f"no inspection entry in {rules_file} names {camera}")
+    return config.fps
 
 
 def _alerts_table(recent: deque) -> Table:
@@ -170,10 +184,13 @@ def api_check(api_url: str, token: str) -> str:
 def run_demo(
     cameras: int, fps: float, seconds: float, state_dir: Path, console: Console, lines: int = 0
 ) -> dict:
+    from visionline.settings import PartsSettings
     from visionline.stack import LocalStack
     from visionline.stack.config import free_port_settings
 
-    settings = free_port_settings(state_dir, cameras=cameras, camera_fps=fps, line_cameras=lines)
+    line_fps = demo_line_fps(PartsSettings().rules_file)
+    lines_at = {"line_cameras": lines, "line_fps": line_fps, "line_prefix": DEMO_LINE_PREFIX}
+    settings = free_port_settings(state_dir, cameras=cameras, camera_fps=fps, **lines_at)
     console.print(
         f"[bold]Starting the local stack[/] ({cameras} simulated cameras at {fps} fps, "
         f"{lines} conveyor lines at {settings.line_fps:g} fps)"

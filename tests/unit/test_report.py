@@ -1,3 +1,5 @@
+import pytest
+
 from visionline.demo import after_warmup
 from visionline.report import RunSummary, percentiles, stage_latencies
 
@@ -41,3 +43,16 @@ def test_demo_counts_insufficient_parts_apart_from_decided_ones():
     assert part_counts({"accepted": 30, "rejected": 4, "insufficient": 2}) == (34, 2)
     assert part_counts({"accepted": 3}) == (3, 0)
     assert part_counts({}) == (0, 0)
+
+
+def test_the_demo_runs_its_lines_at_the_rate_their_rules_entry_was_written_for(tmp_path):
+    from visionline.demo import demo_line_fps
+    from visionline.settings import REPO_ROOT
+
+    assert demo_line_fps(REPO_ROOT / "infra" / "rules.yaml") == 5
+    other = tmp_path / "rules.yaml"
+    other.write_text("inspection:\n  - {cameras: ['demo-line-*'], fps: 7, belt_px_per_s: 900}\n")
+    assert demo_line_fps(other) == 7
+    other.write_text("inspection:\n  - {cameras: ['line-*'], belt_px_per_s: 900}\n")
+    with pytest.raises(ValueError, match="names demo-line-1"):
+        demo_line_fps(other)

@@ -1,6 +1,8 @@
 import logging
 import sys
 
+import pytest
+
 from visionline.stack.components import _triton_options
 from visionline.stack.config import INSPECTION_MODELS, default_workers, free_port_settings
 from visionline.stack.state import StatePaths
@@ -62,5 +64,11 @@ def test_conveyor_lines_run_as_a_camera_process_only_when_asked(tmp_path):
     assert "lines" not in {w.name for w in default_workers(free_port_settings(tmp_path))}
     s = free_port_settings(tmp_path, line_cameras=2, line_fps=10)
     lines = {w.name: w for w in default_workers(s)}["lines"]
-    assert lines.argv[1:] == ("-m", "visionline.camera", "lines", "--count", "2", "--fps", "10.0")
+    expected = ("-m", "visionline.camera", "lines", "--count", "2", "--fps", "10.0")
+    assert lines.argv[1:] == (*expected, "--prefix", "line")
     assert lines.stage == 1
+    demo = free_port_settings(tmp_path, line_cameras=1, line_fps=5, line_prefix="demo-line")
+    argv = {w.name: w for w in default_workers(demo)}["lines"].argv
+    assert argv[-4:] == ("--fps", "5.0", "--prefix", "demo-line")
+    with pytest.raises(ValueError, match="line_prefix"):
+        free_port_settings(tmp_path, line_prefix="Line 1")

@@ -16,7 +16,7 @@ from rich.table import Table
 from visionline.camera.publisher import CameraStats, FramePublisher, run_camera, run_cameras
 from visionline.camera.simulator import Resolution, parse_resolution
 from visionline.camera.sources import SPEC_HELP, FrameSource, SourceError, open_source, redact
-from visionline.cameras import CAMERA_ID, CameraSpec, upsert_cameras
+from visionline.cameras import CAMERA_ID, LINE_PREFIX, CameraSpec, upsert_cameras
 from visionline.settings import CommonSettings
 
 app = typer.Typer(help="Push frames from cameras into Kafka.", no_args_is_help=True)
@@ -127,10 +127,24 @@ def simulate(
     _finish(publisher, stats)
 
 
+def _line_prefix(value: str) -> str:
+    if not LINE_PREFIX.match(value):
+        raise typer.BadParameter("1-40 of a-z 0-9 - starting with a letter")
+    return value
+
+
 @app.command()
 def lines(
     count: Annotated[int, typer.Option(min=1, max=9, help="Conveyor cameras: line-1, ...")] = 3,
     fps: Fps = 10.0,
+    prefix: Annotated[
+        str,
+        typer.Option(
+            help="Camera ids are PREFIX-1, PREFIX-2, ...: the infra/rules.yaml inspection entry "
+            "that names them gives their belt speed, so it must be written for FPS.",
+            callback=_line_prefix,
+        ),
+    ] = "line",
     duration: Duration = None,
     register: Annotated[
         bool, typer.Option(help="Register them as inspection cameras first.")
@@ -158,7 +172,7 @@ def lines(
     from visionline.labels.delayed import DelayedLabels
 
     common = _settings()
-    ids = [f"line-{k}" for k in range(1, count + 1)]
+    ids = [f"{prefix}-{k}" for k in range(1, count + 1)]
     if register:
         specs = [CameraSpec(camera_id=cid, name=f"simulated conveyor {cid}", pipeline="inspect",
                             max_fps=round(fps * 1.2 + 1, 2)) for cid in ids]  # fmt: skip
@@ -178,7 +192,7 @@ def lines(
                 camera=cid,
                 fps=fps,
                 realtime_fps=fps,
-                nuisances=CAMERA_MIXES.get(cid, {}),
+                nuisances=CAMERA_MIXES.get(f"line-{k + 1}", {}),  # the k-th line's mix
                 **truth_of(),
             ),
         )  # fmt: skip

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from visionline.cameras import LINE_PREFIX_PATTERN
 from visionline.settings import REPO_ROOT, CommonSettings
 
 PIPELINE_SERVICES = (
@@ -99,6 +100,8 @@ class StackSettings(BaseSettings):
     camera_fps: float = Field(2.0, gt=0)
     line_cameras: int = Field(0, ge=0, le=9)  # simulated conveyor lines for inspection; 0: none
     line_fps: float = Field(10.0, gt=0)  # the belt speed in infra/rules.yaml assumes 10
+    # Their camera ids: PREFIX-1, ...; the rules' inspection entry naming them has their fps.
+    line_prefix: str = Field("line", pattern=LINE_PREFIX_PATTERN)
     # The lines' ground truth as late labels this many seconds after each frame; None: none.
     line_labels_delay_s: float | None = Field(None, ge=0)
     with_workers: bool = True
@@ -267,6 +270,7 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
     if settings.line_cameras > 0:
         argv = ("-m", "visionline.camera", "lines")
         count = ("--count", str(settings.line_cameras), "--fps", str(settings.line_fps))
+        count += ("--prefix", settings.line_prefix)
         if settings.line_labels_delay_s is not None:
             count += ("--labels-delay", str(settings.line_labels_delay_s))
         workers.append(WorkerSpec(name="lines", argv=(python, *argv, *count), stage=1))
