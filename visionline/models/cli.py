@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from visionline.models.spec import DEFAULT_REPOSITORY, MODEL_NAME
+from visionline.models.spec import DEFAULT_RELEASE, DEFAULT_REPOSITORY, MODEL_NAME
 
 app = typer.Typer(
     help="Build and inspect the models Triton serves; promote and roll back their versions.",
@@ -54,7 +54,7 @@ def build(
 
 @app.command()
 def assemble(
-    release: Annotated[Path, typer.Option(help="The release folder.")] = Path("models/release"),
+    release: Annotated[Path, typer.Option(help="The release folder.")] = DEFAULT_RELEASE,
     repository: RepositoryOption = DEFAULT_REPOSITORY,
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild, and replace models trained here.")

@@ -3,6 +3,8 @@
 from pathlib import Path
 
 DEFAULT_REPOSITORY = Path("triton_models")
+# The released inspection models (`visionline models assemble` builds them into the repository).
+DEFAULT_RELEASE = Path("models/release")
 MODEL_NAME = "efficientnet_lite0"
 INPUT_NAME = "image"  # uint8 RGB, NHWC [batch, 224, 224, 3]
 OUTPUT_NAME = "logits"  # float32 [batch, 1000], ImageNet-1k class order

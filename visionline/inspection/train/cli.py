@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from visionline.models.spec import DEFAULT_REPOSITORY
+from visionline.models.spec import DEFAULT_RELEASE, DEFAULT_REPOSITORY
 
 train_app = typer.Typer(
     help="Train the inspection models on generated line data and install them for Triton.",
@@ -77,9 +77,7 @@ def train_all_command(
 @train_app.command("release")
 def release_command(
     trained: Annotated[Path, typer.Argument(help="A model repository with trained versions.")],
-    release: Annotated[Path, typer.Option(help="The release folder to write.")] = Path(
-        "models/release"
-    ),
+    release: Annotated[Path, typer.Option(help="The release folder to write.")] = DEFAULT_RELEASE,
     command: Annotated[
         str, typer.Option(help="The command that trained them (recorded).")
     ] = "visionline train all",

@@ -31,7 +31,6 @@ from visionline.inspection.train.serving import LEARNED, METADATA, OnnxModel, la
 from visionline.inspection.vision import INSPECTION_MODELS
 from visionline.models.spec import MODEL_FILENAME
 
-DEFAULT_RELEASE = Path("models/release")
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.json"
 FORMAT = 1
