@@ -70,8 +70,7 @@ def decode_frame(meta: FrameMeta, image: bytes) -> tuple[np.ndarray, Quality]:
 def frame_quality(bgr: np.ndarray) -> Quality:
     """Quality measures of the frame as the part detector sees it (scaled, no padding)."""
     height, width = bgr.shape[:2]
-    scale = Letterbox.of(width, height).scale
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = Letterbox.of(width, height).size
     return quality_measures(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA))
 
 

@@ -210,3 +210,17 @@ def test_a_frame_that_will_not_decode_is_rejected():
     with pytest.raises(FrameRejected) as info:
         decode_frame(meta(), b"\xff\xd8\xff" + b"\x00" * 100 + b"\xff\xd9")
     assert info.value.error_type == "decode_failed"
+
+
+@pytest.mark.parametrize("shape", [(1, 4000), (20000, 1), (1, 1), (3, 2), (4000, 3)])
+def test_frames_of_any_aspect_ratio_are_inspected_not_crashed_on(shape):
+    """A 1 x 4000 PNG crashed the inspect worker in a loop (issue 15): a poison pill."""
+    rgb = np.full((*shape, 3), 120, np.uint8)
+    parts, models = run(inspector(FakeTriton())[0].inspect(rgb))
+    assert len(models) == 3
+    for part in parts:  # boxes stay inside the frame, however thin
+        x0, y0, x1, y1 = part.box
+        assert 0 <= x0 <= x1 <= shape[1] and 0 <= y0 <= y1 <= shape[0]
+    ok, png = cv2.imencode(".png", rgb)
+    bgr, quality = decode_frame(meta(width=shape[1], height=shape[0]), png.tobytes())
+    assert bgr.shape[:2] == shape and quality.brightness == pytest.approx(120, abs=1)

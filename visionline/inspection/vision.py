@@ -51,6 +51,13 @@ class Letterbox:
     def of(cls, width: int, height: int) -> Letterbox:
         return cls(min(FRAME_W / width, FRAME_H / height), width, height)
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the scaled frame inside the input: at least a pixel each way, so
+        a 1 x 4000 frame becomes a thin line to decide on, never an empty resize."""
+        width = min(FRAME_W, max(1, round(self.width * self.scale)))
+        return width, min(FRAME_H, max(1, round(self.height * self.scale)))
+
     def to_frame(self, boxes: np.ndarray) -> np.ndarray:
         out = boxes / self.scale
         out[:, [0, 2]] = out[:, [0, 2]].clip(0, self.width)
@@ -62,7 +69,7 @@ def frame_tensor(rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
     """An RGB frame as the part detector's uint8 [FRAME_H, FRAME_W, 3] input."""
     height, width = rgb.shape[:2]
     box = Letterbox.of(width, height)
-    w, h = min(FRAME_W, round(width * box.scale)), min(FRAME_H, round(height * box.scale))
+    w, h = box.size
     out = np.zeros((FRAME_H, FRAME_W, 3), np.uint8)
     out[:h, :w] = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
     return out, box
