@@ -23,14 +23,21 @@ class FrameRejected(Exception):
     """A frame that cannot go on; ``error_type`` is the dead-letter reason, ``frame`` what is
     known of the frame (its id and original coordinates) when the rejecting stage knows it."""
 
-    def __init__(self, error_type: str, message: str, frame: FrameMeta | None = None) -> None:
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        frame: FrameMeta | None = None,
+        frame_id: str | None = None,  # when ``frame`` is not known but its id is
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.frame = frame
+        self.frame_id = frame.frame_id if frame is not None else frame_id
 
     def of(self, frame: FrameMeta) -> FrameRejected:
-        self.frame = frame
+        self.frame, self.frame_id = frame, frame.frame_id
         return self
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from services.ingest.logic import frame_id_of, header_text, parse_captured_at
+from services.ingest.logic import auto_frame_id, frame_id_of, header_text, parse_captured_at
 from visionline.imaging import FrameRejected, sniff_content_type
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_CONTENT_TYPE, SourceRef
 
@@ -201,9 +201,9 @@ def _frame(message: Message, camera_id: str) -> ReplayedFrame:
                        offset=message.offset())  # fmt: skip
     stamp_s = message.timestamp()[1] / 1000
     try:
-        frame_id = frame_id_of(headers, source)
+        frame_id = frame_id_of(headers, source, stamp_s)
     except FrameRejected:
-        frame_id = f"auto-{source.partition}-{source.offset}"
+        frame_id = auto_frame_id(source, stamp_s)
     try:
         captured_at = parse_captured_at(header_text(headers, HEADER_CAPTURED_AT), stamp_s)
     except FrameRejected:

@@ -112,7 +112,7 @@ class Worker:
             value=message.value,
             headers=message.headers,
             camera_id=frame.camera_id if frame else _printable_key(message.key),
-            frame_id=frame.frame_id if frame else None,
+            frame_id=error.frame_id,
         )
         await self.send_dead_letter(letter, message.key)
 

@@ -83,11 +83,20 @@ def parse_captured_at(text: str | None, default: float) -> float:
     return captured
 
 
-def frame_id_of(headers: list[tuple[str, bytes | None]], source: SourceRef) -> str:
-    """The camera's frame id; without one, an id from the record's position, stable on replay."""
+def auto_frame_id(source: SourceRef, timestamp_s: float) -> str:
+    """The id of a frame sent without one: the record's position and broker timestamp. Stable
+    on replay, and unique for the life of a deployment: a new or restarted broker counts
+    offsets from 0 again (issue 15: ``auto-0-0`` came back, and its alerts were lost)."""
+    return f"auto-{source.partition}-{source.offset}-{round(timestamp_s * 1000)}"
+
+
+def frame_id_of(
+    headers: list[tuple[str, bytes | None]], source: SourceRef, timestamp_s: float
+) -> str:
+    """The camera's frame id; without one, ``auto_frame_id`` of the record."""
     frame_id = header_text(headers, HEADER_FRAME_ID)
     if frame_id is None:
-        return f"auto-{source.partition}-{source.offset}"
+        return auto_frame_id(source, timestamp_s)
     if not FRAME_ID.match(frame_id):
         raise FrameRejected("malformed_header", f"{HEADER_FRAME_ID} {frame_id[:80]!r} is not valid")
     return frame_id
@@ -106,7 +115,7 @@ def validate_frame(raw: RawFrame, limits: Limits) -> FrameMeta:
     declared = header_text(raw.headers, HEADER_CONTENT_TYPE)
     if declared is not None and declared not in CONTENT_TYPES:
         raise FrameRejected("unsupported_format", f"{HEADER_CONTENT_TYPE} {declared[:60]!r}")
-    frame_id = frame_id_of(raw.headers, raw.source)
+    frame_id = frame_id_of(raw.headers, raw.source, raw.timestamp_s)
     captured_at = parse_captured_at(header_text(raw.headers, HEADER_CAPTURED_AT), raw.timestamp_s)
     header = inspect_header(value, declared)
     if header.width * header.height > limits.max_pixels:

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import redis
 
-from services.rules.logic import candidate_alerts, cooldown_allows, cooldown_key, part_alert
+from services.rules.logic import (
+    candidate_alerts,
+    cooldown_allows,
+    cooldown_key,
+    frame_id_taken,
+    part_alert,
+)
 from services.rules.store import mark_published, record, record_parts
 from visionline import rulesets
 from visionline.db import make_engine
@@ -52,15 +58,16 @@ def main() -> None:
     worker = Worker("rules", common)
     alerts_topic = worker.topic(Topic.ALERTS)
 
-    async def parse(events, schema=Prediction) -> list:
-        messages = []
+    async def parse(events, schema=Prediction) -> list[tuple]:
+        """(event, message) of each event that parses; the others are dead-lettered."""
+        parsed = []
         for event in events:
             try:
                 value = event.message.value
-                messages.append(decode_message(value, schema, envelope=False, bind=False))
+                parsed.append((event, decode_message(value, schema, envelope=False, bind=False)))
             except FrameRejected as rejected:
                 await worker.reject(event, rejected)
-        return messages
+        return parsed
 
     async def publish(alerts: list[Alert]) -> None:
         await worker.send_many(alerts_topic, [(a.camera_id.encode(), to_json(a)) for a in alerts])
@@ -72,7 +79,8 @@ def main() -> None:
             worker.batch_in(len(events), Topic.PREDICTIONS)
             done = worker.timed()
             try:
-                predictions = await parse(events)
+                parsed = await parse(events)
+                predictions = [p for _, p in parsed]
                 watcher.poll()
                 rules = watcher.current.rules.rules
                 alerts = [
@@ -81,8 +89,11 @@ def main() -> None:
                     for rule, alert in candidate_alerts(rules, p)
                     if cooldowns.allows(rule, alert)
                 ]
-                pending = record(engine, predictions, alerts)
+                pending, clashes = record(engine, predictions, alerts)
                 await publish([a for a in alerts if a.alert_id in pending])
+                event_of = {id(p): event for event, p in parsed}
+                for clash in clashes:
+                    await worker.reject(event_of[id(clash)], frame_id_taken(clash))
             except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
                 worker.crash(exc)
             done()
@@ -93,7 +104,7 @@ def main() -> None:
             worker.batch_in(len(events), Topic.PART_DECISIONS)
             done = worker.timed()
             try:
-                verdicts = await parse(events, PartVerdict)
+                verdicts = [v for _, v in await parse(events, PartVerdict)]
                 watcher.poll()
                 inspection = watcher.current.rules.inspection
                 alerts = [a for v in verdicts if (a := part_alert(inspection, v)) is not None]

@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from visionline.imaging import FrameRejected
 from visionline.inspection.config import InspectionConfig, check_unique_names, config_for
 from visionline.messages import Alert, ModelRef, PartAlertDetail, PartVerdict, Prediction, alert_id
 
@@ -153,4 +154,15 @@ def part_alert(
         created_at=time.time() if now is None else now,
         model=defect_model(verdict.models),
         part=part_detail(verdict),
+    )
+
+
+def frame_id_taken(prediction: Prediction) -> FrameRejected:
+    """The dead letter of a frame whose id another frame of its camera already holds: stored,
+    it would vanish (no row, no alert), so it is set aside with the reason instead."""
+    return FrameRejected(
+        "frame_id_conflict",
+        f"frame id {prediction.frame_id} of camera {prediction.camera_id} is already taken by a "
+        "frame captured at another time; give each frame its own id",
+        frame_id=prediction.frame_id,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -54,15 +54,45 @@ def alert_row(a: Alert) -> dict:
     }
 
 
-def record(engine: Engine, predictions: Sequence[Prediction], alerts: Sequence[Alert]) -> set[str]:
-    """Insert predictions and alerts (a repeat is a no-op); return the ids of alerts that are
-    not yet on the alerts topic."""
+# A redelivered prediction carries its frame's capture time exactly; another frame sent under
+# the same id (a camera that reuses ids, ids counted again by a new broker) does not.
+SAME_FRAME_S = 0.001
+
+
+def record(
+    engine: Engine, predictions: Sequence[Prediction], alerts: Sequence[Alert]
+) -> tuple[set[str], list[Prediction]]:
+    """Insert predictions and alerts (a repeat is a no-op). Returns the ids of alerts that are
+    not yet on the alerts topic, and the predictions of frames whose id another frame of the
+    camera already holds: neither they nor their alerts are stored, so the caller must
+    dead-letter them rather than let them vanish."""
+    clashes: list[Prediction] = []
     with engine.begin() as conn:
         if predictions:
             stmt = insert(PredictionRow).values([prediction_row(p) for p in predictions])
-            conn.execute(stmt.on_conflict_do_nothing(constraint="uq_predictions_frame"))
-        rows = [alert_row(a) for a in alerts]
-        return outbox.insert_unpublished(conn, AlertRow.alert_id, AlertRow.published, rows)
+            stmt = stmt.on_conflict_do_nothing(constraint="uq_predictions_frame")
+            keys = (PredictionRow.camera_id, PredictionRow.frame_id)
+            inserted = set(conn.execute(stmt.returning(*keys)).tuples())
+            repeats = [p for p in predictions if (p.camera_id, p.frame_id) not in inserted]
+            clashes = frame_id_clashes(conn, repeats)
+        taken = {(p.camera_id, p.frame_id) for p in clashes}
+        rows = [alert_row(a) for a in alerts if (a.camera_id, a.frame_id) not in taken]
+        return outbox.insert_unpublished(conn, AlertRow.alert_id, AlertRow.published, rows), clashes
+
+
+def frame_id_clashes(conn, repeats: Sequence[Prediction]) -> list[Prediction]:
+    """Of predictions whose (camera, frame id) is stored already, those of another frame."""
+    if not repeats:
+        return []
+    keys = {(p.camera_id, p.frame_id) for p in repeats}
+    query = select(PredictionRow.camera_id, PredictionRow.frame_id, PredictionRow.captured_at)
+    query = query.where(tuple_(PredictionRow.camera_id, PredictionRow.frame_id).in_(keys))
+    stored = {(c, f): at.timestamp() for c, f, at in conn.execute(query)}
+    return [
+        p
+        for p in repeats
+        if abs(stored.get((p.camera_id, p.frame_id), p.captured_at) - p.captured_at) > SAME_FRAME_S
+    ]
 
 
 def mark_published(engine: Engine, alert_ids: Sequence[str]) -> None:

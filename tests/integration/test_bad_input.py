@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
-from tests.integration.pipeline import Camera, chelsea_jpeg, new_camera
+import pytest
+
+from tests.integration.pipeline import Camera, chelsea_jpeg, new_camera, rows, wait_rows
 from tests.unit.images import jpeg_claiming
+from visionline.kafka import producer
+from visionline.messages import Topic
 
 CASES = {
     "empty_payload": lambda good: b"",
@@ -78,3 +83,37 @@ def test_duplicate_frame_id_is_dropped(stack, engine, predictions, dead_letters)
         lambda seen: any(p["frame_id"] == frame_id for p in seen), timeout=60
     )
     assert sum(p["frame_id"] == frame_id for p in seen) == 1
+
+
+def test_a_frame_under_an_id_another_frame_holds_is_dead_lettered_not_dropped(
+    stack, engine, predictions, dead_letters
+):
+    """Issue 15: frames whose ids were already stored reached the predictions topic, then made
+    no prediction row and no alert, without a trace. A redelivery of the same frame (same
+    capture time) stays a silent no-op; another frame under the id is dead-lettered."""
+    camera_id = new_camera(engine)
+    frame_id = f"reused-{uuid.uuid4().hex[:6]}"
+    camera = Camera(stack.kafka_bootstrap)
+    camera.send(camera_id, chelsea_jpeg(640, 480), frame_id)
+    camera.flush()
+    seen = predictions.wait_for(lambda s: any(p["frame_id"] == frame_id for p in s), timeout=60)
+    first = next(p for p in seen if p["frame_id"] == frame_id)
+    query = "SELECT captured_at FROM predictions WHERE camera_id = :c AND frame_id = :f"
+    wait_rows(engine, query, lambda r: len(r) == 1, timeout=30, c=camera_id, f=frame_id)
+    out = producer(stack.kafka_bootstrap)
+    other = {**first, "captured_at": first["captured_at"] + 30.0}
+    for message in (first, other):  # a redelivery, then another frame under the same id
+        out.produce(str(Topic.PREDICTIONS), key=camera_id.encode(), value=json.dumps(message))
+    assert out.flush(30) == 0
+
+    def conflicts(letters):
+        return [d for d in letters if d["camera_id"] == camera_id and d["frame_id"] == frame_id]
+
+    letters = conflicts(dead_letters.wait_for(lambda s: conflicts(s), timeout=60))
+    assert [(d["error_type"], d["stage"]) for d in letters] == [("frame_id_conflict", "rules")]
+    assert "already taken" in letters[0]["error_message"]
+    assert letters[0]["source"]["topic"] == str(Topic.PREDICTIONS)
+    stored = rows(engine, query, c=camera_id, f=frame_id)
+    assert len(stored) == 1 and stored[0]["captured_at"].timestamp() == pytest.approx(
+        first["captured_at"], abs=0.001
+    )

@@ -89,7 +89,7 @@ def test_headers_missing_fall_back_to_the_kafka_record(bootstrap, published) -> 
     (frame,) = replay_frames(bootstrap, topic, camera_a, base, base)
     partition, offset = landed[f"{camera_a}-0"]
     assert (frame.partition, frame.offset) == (partition, offset)
-    assert frame.frame_id == f"auto-{partition}-{offset}"
+    assert frame.frame_id == f"auto-{partition}-{offset}-{base}"  # as ingest names it
     assert frame.captured_at == base / 1000 and frame.content_type == "image/jpeg"  # sniffed
 
 

@@ -1,6 +1,7 @@
 import pytest
 
 from services.ingest.logic import (
+    FRAME_ID,
     Limits,
     RateLimiter,
     RawFrame,
@@ -33,7 +34,7 @@ def reason(frame: RawFrame) -> str:
 
 def test_good_frame_with_defaults():
     meta = validate_frame(raw(), LIMITS)
-    assert meta.camera_id == "cam-1" and meta.frame_id == "auto-2-7"
+    assert meta.camera_id == "cam-1" and meta.frame_id == f"auto-2-7-{int(NOW * 1000)}"
     assert meta.captured_at == NOW and (meta.width, meta.height) == (320, 240)
 
 
@@ -108,3 +109,13 @@ def test_inspection_cameras_route_to_the_inspect_path():
     inspect = RegisteredCamera("line-1", True, 15.0, None, pipeline="inspect")
     assert route(classify) == Topic.VALID_FRAMES
     assert route(inspect) == Topic.INSPECTION_FRAMES
+
+
+def test_frame_ids_made_for_frames_without_one_never_repeat_on_a_new_broker():
+    """A restarted broker counts offsets from 0 again: the same position, another record
+    (issue 15). The id keeps the record's timestamp, so it is new, and stable on replay."""
+    first = validate_frame(raw(), LIMITS).frame_id
+    assert validate_frame(raw(), LIMITS).frame_id == first  # the same record, replayed
+    later = RawFrame(b"cam-1", jpeg(), [], SOURCE, NOW + 3600.0)  # same offset, new broker
+    assert validate_frame(later, LIMITS).frame_id != first
+    assert FRAME_ID.match(first)
