@@ -9,7 +9,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from visionline.messages import SourceRef, Topic
-from visionline.settings import CommonSettings
+from visionline.settings import KAFKA_MAX_MESSAGE_BYTES, CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ def faust_app(service: str, common: CommonSettings, **overrides):
         web_enabled=False,
         producer_linger_ms=1,
         producer_acks=-1,
+        # aiokafka's 1 MB defaults refused a 5 MB frame the ingest cap admits (issue 15).
+        producer_max_request_size=KAFKA_MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=KAFKA_MAX_MESSAGE_BYTES,
     )
     options.update(overrides)
     return faust.App(f"visionline-{service}", **options)
@@ -93,8 +96,11 @@ RETENTION_MS = {
 
 
 def topic_config(name: str) -> dict[str, str]:
+    """Per topic: its retention, and records up to KAFKA_MAX_MESSAGE_BYTES (Apache Kafka's
+    default, about 1 MB, would refuse most frames)."""
+    config = {"max.message.bytes": str(KAFKA_MAX_MESSAGE_BYTES)}
     retention = RETENTION_MS.get(Topic(name)) if name in set(Topic) else None
-    return {"retention.ms": str(retention)} if retention else {}
+    return config | ({"retention.ms": str(retention)} if retention else {})
 
 
 def create_topics(
@@ -131,7 +137,7 @@ def producer(bootstrap: str, **config) -> Producer:
         "enable.idempotence": False,  # not every Kafka-protocol broker supports it
         "max.in.flight.requests.per.connection": 1,
         "linger.ms": 2,
-        "message.max.bytes": 16 << 20,
+        "message.max.bytes": KAFKA_MAX_MESSAGE_BYTES,
     }
     base.update(config)
     return Producer(base)

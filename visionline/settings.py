@@ -20,6 +20,13 @@ class _Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
 
+# The largest Kafka record any hop produces, fetches or a topic accepts: a frame at the ingest
+# cap (8 MiB) in its envelope, with room to spare. Every limit on the way derives from this one:
+# a frame the cap admits must never be refused by a producer, a consumer or the broker.
+KAFKA_MAX_MESSAGE_BYTES = 16 << 20
+ENVELOPE_ROOM_BYTES = 1 << 20  # frame metadata around the image bytes, at most
+
+
 class CommonSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="VISIONLINE_")
 
@@ -50,7 +57,8 @@ class CommonSettings(_Settings):
 class IngestSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="VISIONLINE_INGEST_")
 
-    max_bytes: int = Field(8 << 20, gt=0)
+    # At most KAFKA_MAX_MESSAGE_BYTES - ENVELOPE_ROOM_BYTES: the envelope must fit a record.
+    max_bytes: int = Field(8 << 20, gt=0, le=KAFKA_MAX_MESSAGE_BYTES - ENVELOPE_ROOM_BYTES)
     max_pixels: int = Field(40_000_000, gt=0)
     dedup_ttl_s: int = Field(3600, gt=0)
     registry_refresh_s: float = Field(5.0, gt=0)

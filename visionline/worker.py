@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
@@ -139,7 +140,11 @@ class Worker:
                     continue
                 except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
                     self.crash(exc)
-                await self.send(topics[topic], key, value)
+                try:
+                    await self.send(topics[topic], key, value)
+                except MessageSizeTooLargeError as exc:  # never lost: set aside with the reason
+                    size = f"{len(value)} bytes do not fit a Kafka record here ({exc})"
+                    await self.reject(event, FrameRejected("payload_too_large", size))
                 done()
 
     async def decoded(self, events, schema: type[M], envelope: bool = False, ack=None):

@@ -103,7 +103,17 @@ def frame_id_of(
 
 
 def validate_frame(raw: RawFrame, limits: Limits) -> FrameMeta:
-    """Everything about a frame that can be checked without state or decoding."""
+    """Everything about a frame that can be checked without state or decoding. A rejection
+    names the frame's id whenever it is known, so its dead letter can be found by it."""
+    frame_id = frame_id_of(raw.headers, raw.source, raw.timestamp_s)
+    try:
+        return _checked(raw, limits, frame_id)
+    except FrameRejected as rejected:
+        rejected.frame_id = frame_id
+        raise
+
+
+def _checked(raw: RawFrame, limits: Limits, frame_id: str) -> FrameMeta:
     camera_id = camera_id_of(raw.key)
     value = raw.value or b""
     if not value:
@@ -115,7 +125,6 @@ def validate_frame(raw: RawFrame, limits: Limits) -> FrameMeta:
     declared = header_text(raw.headers, HEADER_CONTENT_TYPE)
     if declared is not None and declared not in CONTENT_TYPES:
         raise FrameRejected("unsupported_format", f"{HEADER_CONTENT_TYPE} {declared[:60]!r}")
-    frame_id = frame_id_of(raw.headers, raw.source, raw.timestamp_s)
     captured_at = parse_captured_at(header_text(raw.headers, HEADER_CAPTURED_AT), raw.timestamp_s)
     header = inspect_header(value, declared)
     if header.width * header.height > limits.max_pixels:

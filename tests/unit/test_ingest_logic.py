@@ -119,3 +119,17 @@ def test_frame_ids_made_for_frames_without_one_never_repeat_on_a_new_broker():
     later = RawFrame(b"cam-1", jpeg(), [], SOURCE, NOW + 3600.0)  # same offset, new broker
     assert validate_frame(later, LIMITS).frame_id != first
     assert FRAME_ID.match(first)
+
+
+def test_a_rejected_frame_is_named_by_its_id_when_the_headers_give_it():
+    """Issue 15: header-caused dead letters said frame_id null though the id was there."""
+    headers = [("frame-id", b"f-7"), ("captured-at", b"yesterday")]
+    with pytest.raises(FrameRejected) as info:
+        validate_frame(raw(headers=headers), LIMITS)
+    assert (info.value.error_type, info.value.frame_id) == ("malformed_header", "f-7")
+    with pytest.raises(FrameRejected) as info:
+        validate_frame(raw(b"x" * (LIMITS.max_bytes + 1), headers=headers[:1]), LIMITS)
+    assert (info.value.error_type, info.value.frame_id) == ("payload_too_large", "f-7")
+    with pytest.raises(FrameRejected) as info:  # no key: still named
+        validate_frame(raw(key=None, headers=headers[:1]), LIMITS)
+    assert (info.value.error_type, info.value.frame_id) == ("missing_camera_id", "f-7")
