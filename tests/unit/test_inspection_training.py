@@ -105,3 +105,17 @@ def test_a_new_config_keeps_the_versions_a_promotion_pinned(tmp_path):
     write_config(tmp_path, fresh.replace("8", "16"))
     text = (tmp_path / "config.pbtxt").read_text()
     assert served_versions(text) == [2] and "max_batch_size: 16" in text
+
+
+def test_heads_start_from_their_seed_so_training_is_repeatable():
+    """The part detector's head once drew its initial weights from torch's unseeded global
+    generator: the same command trained another model each time."""
+    from visionline.inspection.train.fit import defect_head, part_head
+
+    for make in (part_head, defect_head):
+        torch.manual_seed(1)
+        first = [p.detach().clone() for p in make(7).parameters()]
+        torch.manual_seed(2)  # whatever ran before
+        again = list(make(7).parameters())
+        assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+        assert not all(torch.equal(a, b) for a, b in zip(first, make(8).parameters(), strict=True))

@@ -102,8 +102,17 @@ def install(
     return export_version(module, example, repository / name, version, *specs)
 
 
-def part_head() -> Head:
-    return Head(classes=1, offset=True, mask=False)
+def part_head(seed: int | None = None) -> Head:
+    """A new part detector head; with ``seed``, its initial weights come from it."""
+    return _seeded(seed, lambda: Head(classes=1, offset=True, mask=False))
+
+
+def _seeded(seed: int | None, make: Callable[[], Head]) -> Head:
+    # torch's global generator is not seeded per process here: an unseeded head started from
+    # other weights on every run, so the same command trained another part detector.
+    if seed is not None:
+        torch.manual_seed(seed)
+    return make()
 
 
 def build_model(name: str, backbone: Backbone, learned: Mapping[str, np.ndarray]) -> nn.Module:
@@ -156,7 +165,7 @@ def fit_part_detector(backbone: Backbone, data: Samples, repository: Path, versi
     log(f"part detector: features of {len(images)} frames ({time.perf_counter() - t:.0f} s)")
     boxes = [f.boxes for f in frames]
     targets = build_targets(boxes, [[0] * len(b) for b in boxes], 1, FRAME_GRID)
-    head = part_head()
+    head = part_head(config.seed)
     history = train_head(head, features, targets, config.part_epochs, config.seed, log=log)
     seconds = round(time.perf_counter() - t, 1)
     meta = {"model": PART_DETECTOR, "frames": len(images), "loss": history, "seconds": seconds,
@@ -172,8 +181,10 @@ def fit_part_detector(backbone: Backbone, data: Samples, repository: Path, versi
 DEFECT_HEAD = {"width": 96, "dilations": (1, 2, 4, 8)}
 
 
-def defect_head() -> Head:
-    return Head(classes=len(DEFECT_CLASSES), offset=False, mask=True, **DEFECT_HEAD)
+def defect_head(seed: int | None = None) -> Head:
+    """A new defect detector head; with ``seed``, its initial weights come from it."""
+    classes = len(DEFECT_CLASSES)
+    return _seeded(seed, lambda: Head(classes=classes, offset=False, mask=True, **DEFECT_HEAD))
 
 
 def head_from_onnx(path: Path, head: Head) -> Head:
@@ -192,7 +203,7 @@ def head_from_onnx(path: Path, head: Head) -> Head:
 def fit_defect_detector(backbone: Backbone, data: Samples, repository: Path, version: int,
                         config: TrainConfig, log: Log) -> dict:  # fmt: skip
     """A new defect detector on ``data``'s crops."""
-    return _fit_defect_head(backbone, data.crops, defect_head(), repository, version,
+    return _fit_defect_head(backbone, data.crops, defect_head(config.seed), repository, version,
                             config.defect_epochs, config, log)  # fmt: skip
 
 
