@@ -73,24 +73,36 @@ def record(
             stmt = stmt.on_conflict_do_nothing(constraint="uq_predictions_frame")
             keys = (PredictionRow.camera_id, PredictionRow.frame_id)
             inserted = set(conn.execute(stmt.returning(*keys)).tuples())
-            repeats = [p for p in predictions if (p.camera_id, p.frame_id) not in inserted]
-            clashes = frame_id_clashes(conn, repeats)
+            clashes = frame_id_clashes(conn, repeats(predictions, inserted))
         taken = {(p.camera_id, p.frame_id) for p in clashes}
         rows = [alert_row(a) for a in alerts if (a.camera_id, a.frame_id) not in taken]
         return outbox.insert_unpublished(conn, AlertRow.alert_id, AlertRow.published, rows), clashes
 
 
-def frame_id_clashes(conn, repeats: Sequence[Prediction]) -> list[Prediction]:
+def repeats(predictions: Sequence[Prediction], inserted: set[tuple]) -> list[Prediction]:
+    """The predictions whose (camera, frame id) was stored before: not inserted now, or
+    inserted by an earlier one of the same batch."""
+    seen: set[tuple] = set()
+    out = []
+    for p in predictions:
+        key = (p.camera_id, p.frame_id)
+        if key not in inserted or key in seen:
+            out.append(p)
+        seen.add(key)
+    return out
+
+
+def frame_id_clashes(conn, stored_before: Sequence[Prediction]) -> list[Prediction]:
     """Of predictions whose (camera, frame id) is stored already, those of another frame."""
-    if not repeats:
+    if not stored_before:
         return []
-    keys = {(p.camera_id, p.frame_id) for p in repeats}
+    keys = {(p.camera_id, p.frame_id) for p in stored_before}
     query = select(PredictionRow.camera_id, PredictionRow.frame_id, PredictionRow.captured_at)
     query = query.where(tuple_(PredictionRow.camera_id, PredictionRow.frame_id).in_(keys))
     stored = {(c, f): at.timestamp() for c, f, at in conn.execute(query)}
     return [
         p
-        for p in repeats
+        for p in stored_before
         if abs(stored.get((p.camera_id, p.frame_id), p.captured_at) - p.captured_at) > SAME_FRAME_S
     ]
 

@@ -160,3 +160,14 @@ def test_rules_file_with_inspection_section():
         RulesFile.model_validate({"rules": [], "inspection": [entry, entry]})
     with pytest.raises(ValidationError):
         RulesFile.model_validate({"rules": [], "inspection": [{**entry, "typo": 1}]})
+
+
+def test_repeats_are_the_predictions_of_ids_stored_before_or_earlier_in_the_batch():
+    from types import SimpleNamespace
+
+    from services.rules.store import repeats
+
+    a, b, a_again = (SimpleNamespace(camera_id="c", frame_id=f) for f in ("a", "b", "a"))
+    assert repeats([a, b, a_again], inserted={("c", "a"), ("c", "b")}) == [a_again]
+    assert repeats([a, b], inserted={("c", "b")}) == [a]
+    assert repeats([], inserted=set()) == []
