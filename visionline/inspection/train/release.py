@@ -170,9 +170,10 @@ def assemble(
             todo.append(name)
     if todo:
         check_backbone(manifest)
+        backbone = _frozen_backbone()  # loaded once, shared by the models built on it
         for name in todo:
             started = time.perf_counter()
-            _assemble_one(release, repository, name, manifest, stamp)
+            _assemble_one(release, repository, name, manifest, stamp, backbone)
             done[name] = f"assembled ({time.perf_counter() - started:.1f} s)"
     for name, what in done.items():
         log(f"{name}: {what}")
@@ -184,33 +185,34 @@ def _trained_here(folder: Path) -> bool:
     return meta.is_file() and "release" not in json.loads(meta.read_text())
 
 
-def _assemble_one(release: Path, repository: Path, name: str, manifest: dict, stamp: dict):
+def _frozen_backbone():
     import torch
 
     from visionline.inspection.train.backbone import Backbone
-    from visionline.inspection.train.fit import build_model, install
+
+    torch.set_num_threads(2)
+    return Backbone()
+
+
+def _assemble_one(
+    release: Path, repository: Path, name: str, manifest: dict, stamp: dict, backbone
+) -> None:
+    from visionline.inspection.train.fit import SERVING, build_model, install
 
     with np.load(release / name / LEARNED) as npz:
         learned = {key: npz[key] for key in npz.files}
     meta = json.loads((release / name / METADATA).read_text())
     meta["release"] = stamp
-    torch.set_num_threads(2)
     try:
-        model = build_model(name, Backbone(), learned)
+        model = build_model(name, backbone, learned)
     except (ValueError, RuntimeError) as exc:  # missing or misshapen weights
         raise ReleaseError(f"{release / name / LEARNED}: {exc}") from exc
-    example = np.zeros((2, *model_input_dims(name)), np.uint8)
+    example = np.zeros((2, *SERVING[name].inputs[0].dims), np.uint8)
     folder = install(model, name, example, repository, RELEASE_VERSION, meta)
     wrong = probe_mismatches(manifest["probes"][name], probe(folder))
     if wrong:
         shutil.rmtree(folder)
         raise ReleaseError(f"{name} assembled from {release} does not answer as trained: {wrong}")
-
-
-def model_input_dims(name: str) -> tuple[int, ...]:
-    from visionline.inspection.train.fit import SERVING
-
-    return SERVING[name].inputs[0].dims
 
 
 def write_release(
