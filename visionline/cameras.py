@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
+import os
 import re
 import secrets
 import time
@@ -18,14 +21,16 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from visionline import audit
 from visionline.db.models import Camera
+from visionline.resilience import dependency_down
 
+log = logging.getLogger(__name__)
 CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Simulated conveyor lines are PREFIX-1, PREFIX-2, ... (`visionline camera lines --prefix`).
 LINE_PREFIX_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
@@ -67,6 +72,15 @@ def hash_upload_key(key: str, pepper: str) -> str:
     return hmac.new(pepper.encode(), key.encode(), hashlib.sha256).hexdigest()
 
 
+# infra/cameras.yaml once seeded every camera with ``dev-key-<camera>``: a key anyone can
+# guess from the id. The upload service refuses such keys outside development.
+PLACEHOLDER_KEY_PREFIX = "dev-key-"
+
+
+def is_placeholder_key(key: str) -> bool:
+    return key.startswith(PLACEHOLDER_KEY_PREFIX)
+
+
 def upsert_cameras(engine: Engine, cameras: list[CameraSpec], pepper: str) -> None:
     """Register or update cameras (idempotent); a camera without a key keeps its old key."""
     with engine.begin() as conn:
@@ -85,6 +99,49 @@ def upsert_cameras(engine: Engine, cameras: list[CameraSpec], pepper: str) -> No
             conn.execute(stmt.on_conflict_do_update(index_elements=["camera_id"], set_=update))
 
 
+def seed_upload_keys(engine: Engine, camera_ids: list[str], pepper: str) -> dict[str, str]:
+    """A random upload key for each of ``camera_ids`` that has no key yet, or still has its
+    placeholder ``dev-key-<camera>``; the keys made, by camera (the only time they are seen)."""
+    made: dict[str, str] = {}
+    with engine.begin() as conn:
+        for camera_id in camera_ids:
+            key = new_upload_key()
+            placeholder = hash_upload_key(f"{PLACEHOLDER_KEY_PREFIX}{camera_id}", pepper)
+            stored = Camera.upload_key_hash
+            done = conn.execute(
+                update(Camera)
+                .where(Camera.camera_id == camera_id)
+                .where(or_(stored.is_(None), stored == placeholder))
+                .values(upload_key_hash=hash_upload_key(key, pepper))
+            )
+            if done.rowcount == 1:
+                made[camera_id] = key
+    return made
+
+
+def write_upload_keys(path: Path, keys: dict[str, str]) -> None:
+    """Add ``keys`` (camera id -> upload key) to the JSON file at ``path``, readable by its
+    owner only; written whole then renamed, so a reader never sees half of it."""
+    known = json.loads(path.read_text()) if path.exists() else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp")
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        json.dump({**known, **keys}, out, indent=2, sort_keys=True)
+    os.replace(partial, path)
+
+
+def provision_cameras(
+    engine: Engine, cameras: list[CameraSpec], pepper: str, keys_file: Path | None = None
+) -> dict[str, str]:
+    """Register ``cameras``; those the file gives no key get a random one (``seed_upload_keys``),
+    added to ``keys_file`` when given. The keys made, by camera."""
+    upsert_cameras(engine, cameras, pepper)
+    made = seed_upload_keys(engine, [c.camera_id for c in cameras if not c.upload_key], pepper)
+    if made and keys_file is not None:
+        write_upload_keys(keys_file, made)
+    return made
+
+
 @dataclass(frozen=True)
 class RegisteredCamera:
     camera_id: str
@@ -100,6 +157,8 @@ class CameraRegistry:
     The whole table is reloaded every ``refresh_s`` seconds. An id not in the cache is looked up
     on its own at once (a camera registered a moment ago is accepted on its first frame); a miss
     is remembered for ``miss_ttl_s`` so a flood from an unknown camera costs one query a second.
+    While PostgreSQL is down, the cameras already loaded go on being served; only an id not in
+    the cache waits for it (the error goes to the caller).
     """
 
     def __init__(self, engine: Engine, refresh_s: float = 5.0, miss_ttl_s: float = 1.0) -> None:
@@ -113,7 +172,13 @@ class CameraRegistry:
     def get(self, camera_id: str) -> RegisteredCamera | None:
         now = time.monotonic()
         if now - self._loaded_at > self._refresh_s:
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as exc:
+                if not self._cameras or dependency_down(exc) is None:
+                    raise
+                log.warning("camera registry not refreshed, %d kept: %s", len(self._cameras), exc)
+                self._loaded_at = now  # the next try after refresh_s, not on every frame
         camera = self._cameras.get(camera_id)
         if (
             camera is not None

@@ -127,22 +127,34 @@ def demo(
 @app.command()
 def setup(
     cameras_file: str = typer.Option("infra/cameras.yaml", help="Cameras to register."),
+    keys_file: str = typer.Option(
+        ".state/upload-keys.json",
+        help="Where the upload keys made for cameras the file gives none go (owner-only).",
+    ),
 ) -> None:
-    """Create the topics, migrate the database and register cameras (idempotent)."""
+    """Create the topics, migrate the database and register cameras (idempotent); a camera
+    without an upload key gets a random one, written to --keys-file."""
     from pathlib import Path
 
-    from visionline.cameras import load_cameras, upsert_cameras
+    from visionline.cameras import is_placeholder_key, load_cameras, provision_cameras
     from visionline.db import make_engine, migrate
     from visionline.kafka import create_topics
     from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secrets
 
     common, upload = CommonSettings(), UploadSettings()
     refuse_dev_secrets(common, VISIONLINE_UPLOAD_KEY_PEPPER=upload.key_pepper)
+    cameras = load_cameras(Path(cameras_file))
+    guessable = [c.camera_id for c in cameras if c.upload_key and is_placeholder_key(c.upload_key)]
+    if guessable and not common.is_development:
+        console.print(f"[red]dev-key-* upload keys are for development only: {guessable}[/]")
+        raise typer.Exit(1)
     create_topics(common.kafka_bootstrap, common.topic_partitions)
     migrate(common.database_url)
-    cameras = load_cameras(Path(cameras_file))
-    upsert_cameras(make_engine(common.database_url), cameras, upload.key_pepper)
+    engine = make_engine(common.database_url)
+    made = provision_cameras(engine, cameras, upload.key_pepper, Path(keys_file))
     console.print(f"topics ready, schema migrated, {len(cameras)} cameras registered")
+    if made:
+        console.print(f"upload keys made for {len(made)} cameras, written to {keys_file}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ consumer has moved.
 from __future__ import annotations
 
 import base64
+import json
+import re
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -52,6 +54,17 @@ HEADER_CAPTURED_AT = "captured-at"  # epoch milliseconds, or ISO 8601
 HEADER_CONTENT_TYPE = "content-type"  # image/jpeg or image/png
 
 CONTENT_TYPES = ("image/jpeg", "image/png")
+# What a frame id may be, over Kafka and over HTTP alike.
+FRAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def image_media_type(value: str) -> str | None:
+    """The supported image type (one of ``CONTENT_TYPES``) a content type names, or None.
+    Media types are case-insensitive and may carry parameters (RFC 9110, 8.3.1), so
+    ``IMAGE/JPEG; q=1`` is image/jpeg. The one rule of ingest and of the upload service."""
+    media_type = value.split(";", 1)[0].strip().lower()
+    return media_type if media_type in CONTENT_TYPES else None
+
 
 _ENVELOPE_MAGIC = b"VLE"
 _ENVELOPE_VERSION = 1
@@ -383,6 +396,28 @@ def unpack_envelope(value: bytes, schema: type[M]) -> tuple[M, memoryview]:
     start = _ENVELOPE_HEAD.size
     meta = schema.model_validate_json(value[start : start + head_len])
     return meta, memoryview(value)[start + head_len :]
+
+
+def frame_named_in(value: bytes | None) -> tuple[str | None, str | None]:
+    """(camera id, frame id) of whatever frame an envelope or JSON message is about, best
+    effort and for dead letters only: (None, None) when it says nothing readable."""
+    try:
+        if value and len(value) >= _ENVELOPE_HEAD.size and value[:3] == _ENVELOPE_MAGIC:
+            _, _, head_len = _ENVELOPE_HEAD.unpack_from(value)
+            start = _ENVELOPE_HEAD.size
+            fields = json.loads(bytes(value[start : start + head_len]))
+        else:
+            fields = json.loads(value or b"")
+    except (ValueError, struct.error):
+        return None, None
+    if not isinstance(fields, dict):
+        return None, None
+    frame = fields.get("frame") if isinstance(fields.get("frame"), dict) else fields
+    camera_id, frame_id = frame.get("camera_id"), frame.get("frame_id")
+    return (
+        camera_id if isinstance(camera_id, str) else None,
+        frame_id if isinstance(frame_id, str) else None,
+    )
 
 
 def to_json(message: Schema) -> bytes:

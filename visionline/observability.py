@@ -22,6 +22,11 @@ MESSAGES_OUT = Counter("visionline_messages_out_total", "Messages produced", ["s
 DEAD_LETTERS = Counter(
     "visionline_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "reason"]
 )
+DEPENDENCY_WAITS = Counter(
+    "visionline_dependency_waits_total",
+    "Retries of a message while a server the worker needs was down",
+    ["service", "dependency"],
+)
 STAGE_SECONDS = Histogram(
     "visionline_stage_seconds",
     "Processing time of one message (or batch) in a stage",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +48,27 @@ class CommonSettings(_Settings):
     log_format: Literal["json", "text"] = "json"
     metrics_port: int = Field(0, ge=0)  # 0: no Prometheus endpoint
     lag_refresh_s: float = Field(5.0, gt=0)  # how often visionline_consumer_lag is read
+    # A message that crashed a worker this many times is dead-lettered (poison_message).
+    poison_after_crashes: int = Field(3, ge=1)
+    crash_ledger_refresh_s: float = Field(2.0, gt=0)
+    # Fault injection for tests and drills, never in production: the worker named here crashes
+    # on any message whose bytes hold the marker, as a bug would.
+    fault_crash_marker: str = ""
+    fault_crash_service: str = ""
+
+    @model_validator(mode="after")
+    def _no_faults_in_production(self) -> CommonSettings:
+        if self.fault_crash_marker and self.is_production:
+            raise ValueError("VISIONLINE_FAULT_CRASH_MARKER is for tests and drills only")
+        return self
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
 
 
 class IngestSettings(_Settings):
@@ -272,6 +289,12 @@ class UploadSettings(_Settings):
     # both give up together.
     ack_timeout_s: float = Field(10.0, gt=0)
     key_pepper: str = "dev"
+    # Wrong upload keys (and unknown cameras, answered alike): from the auth_max_failures-th in
+    # auth_window_s from one client address, or the auth_max_failures_per_camera-th for one
+    # camera id from all clients together, requests get 429 until the window ends.
+    auth_max_failures: int = Field(20, ge=1)
+    auth_max_failures_per_camera: int = Field(60, ge=1)
+    auth_window_s: int = Field(60, ge=1)
 
     @field_validator("key_pepper")
     @classmethod
@@ -297,6 +320,10 @@ class ApiSettings(_Settings):
     sse_keepalive_s: float = Field(15.0, gt=0)
     # The upload keys the API rotates are hashed as the upload service checks them.
     key_pepper: str = "dev"
+    # Wrong or revoked tokens: from the auth_max_failures-th in auth_window_s from one client
+    # address on, its requests get 429 until the window ends.
+    auth_max_failures: int = Field(20, ge=1)
+    auth_window_s: int = Field(60, ge=1)
     replicas: int = Field(1, ge=1)
 
 
@@ -312,6 +339,11 @@ class WebhookSettings(_Settings):
     poll_s: float = Field(0.5, gt=0)  # how often due deliveries are looked for
     concurrency: int = Field(4, ge=1, le=32)  # deliveries in flight at once, per process
     replicas: int = Field(1, ge=1)
+    # Receivers on a private network: loopback, private and link-local addresses are refused
+    # as targets (registration in the API, each connection in the worker) unless inside one of
+    # these networks, e.g. '["10.20.0.0/16", "192.168.7.12/32"]'. Metadata addresses never.
+    # Both the API and the webhooks worker read it: give them the same value.
+    allowed_networks: tuple[IPvAnyNetwork, ...] = ()
 
 
 def refuse_dev_secrets(common: CommonSettings, **secrets: str) -> None:

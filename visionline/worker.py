@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import redis
 from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import start_http_server
 from pydantic import ValidationError
@@ -23,6 +25,7 @@ from visionline.messages import (
     ModelRef,
     Topic,
     dead_letter,
+    frame_named_in,
     from_json,
     to_json,
     unpack_envelope,
@@ -30,11 +33,20 @@ from visionline.messages import (
 from visionline.observability import (
     BATCH_SIZE,
     DEAD_LETTERS,
+    DEPENDENCY_WAITS,
     MESSAGES_IN,
     MESSAGES_OUT,
     STAGE_SECONDS,
     LagGauge,
     ModelVersions,
+)
+from visionline.resilience import (
+    Backoff,
+    CrashLedger,
+    coordinates,
+    dependency_down,
+    is_poison,
+    split_suspects,
 )
 from visionline.settings import CommonSettings
 
@@ -56,6 +68,15 @@ def decode_message(value: bytes, schema: type[M], envelope: bool = True, bind: b
 
 def _printable_key(key: bytes | None) -> str | None:
     return key.decode("utf-8", errors="backslashreplace")[:64] if key else None
+
+
+def _coordinates(event) -> str:
+    message = event.message
+    return coordinates(message.topic, message.partition, message.offset)
+
+
+class InjectedFault(Exception):
+    """Raised on purpose (``VISIONLINE_FAULT_CRASH_MARKER``) to test the crash policy."""
 
 
 def configure_logging(common: CommonSettings, service: str | None = None) -> None:
@@ -82,10 +103,23 @@ class Worker:
         # Faust's own topics (its leader topic, changelogs) are named after the app.
         self.lag = LagGauge(self.service, internal_prefix=f"{self.app.conf.id}-")
         logs.set_service(self.service)
+        self.backoff = Backoff()
+        ledger_redis = redis.Redis.from_url(
+            self.common.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        self.ledger = CrashLedger(ledger_redis, self.app.conf.id)
+        self.ledger.refresh()
 
         @self.app.timer(self.common.lag_refresh_s, name=f"visionline.{self.service}.lag")
         async def refresh_lag() -> None:
             await self.lag.refresh(self.app.consumer)
+
+        # Another replica's crashes count too: it may have held these partitions before.
+        every = self.common.crash_ledger_refresh_s
+
+        @self.app.timer(every, name=f"visionline.{self.service}.ledger")
+        async def refresh_ledger() -> None:
+            await asyncio.to_thread(self.ledger.refresh)
 
     def topic(self, topic: Topic):
         return faust_topic(self.app, topic)
@@ -133,18 +167,52 @@ class Worker:
             async for event in stream.events():
                 self.counted_in()
                 done = self.timed()
+                if await self.poisoned(event):
+                    continue
                 try:
-                    topic, key, value = handle(event)
+                    topic, key, value = await self.attempt(lambda e=event: handle(e), [event])
                 except FrameRejected as rejected:
                     await self.reject(event, rejected)
                     continue
-                except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
-                    self.crash(exc)
                 try:
                     await self.send(topics[topic], key, value)
                 except MessageSizeTooLargeError as exc:  # never lost: set aside with the reason
                     size = f"{len(value)} bytes do not fit a Kafka record here ({exc})"
                     await self.reject(event, FrameRejected("payload_too_large", size))
+                done()
+
+    def batched(
+        self,
+        source: Topic,
+        schema: type[M],
+        handle: Callable[[list[tuple]], Awaitable[None]],
+        max_batch: int,
+        max_wait_ms: float,
+        envelope: bool = False,
+    ) -> None:
+        """The batch agent: ``await handle([(event, message), ...])`` on up to ``max_batch``
+        messages (waiting at most ``max_wait_ms`` for them). Malformed and poison messages are
+        dead-lettered first; a message that crashed the worker before is handled alone; the
+        handler is retried while a dependency is down and crashes the worker on anything else,
+        so nothing of the batch is committed before ``handle`` returns."""
+
+        @self.app.agent(self.topic(source), name=f"visionline.{self.service}.{source.name.lower()}")
+        async def process(stream):
+            async for batch in stream.take_events(max_batch, max_wait_ms / 1000):
+                self.batch_in(len(batch), source)
+                done = self.timed()
+                for events in await self.unpoisoned(batch):
+                    parsed = []
+                    for event in events:
+                        try:
+                            value = event.message.value
+                            message = decode_message(value, schema, envelope=envelope, bind=False)
+                        except FrameRejected as rejected:
+                            await self.reject(event, rejected)
+                            continue
+                        parsed.append((event, message))
+                    if parsed:
+                        await self.attempt(lambda p=parsed: handle(p), events)
                 done()
 
     async def decoded(self, events, schema: type[M], envelope: bool = False, ack=None):
@@ -154,6 +222,10 @@ class Worker:
         async for event in events:
             self.counted_in()
             done = self.timed()
+            if await self.poisoned(event):
+                if ack is not None:
+                    await ack(event)
+                continue
             try:
                 message = decode_message(event.message.value, schema, envelope=envelope)
             except FrameRejected as rejected:
@@ -162,6 +234,71 @@ class Worker:
                     await ack(event)
                 continue
             yield event, message, done
+
+    async def poisoned(self, event) -> bool:
+        """Whether ``event`` crashed this worker often enough to be poison: then it is
+        dead-lettered with the error it caused, rather than retried forever."""
+        coords = _coordinates(event)
+        crashes = self.ledger.crashes(coords)
+        threshold = self.common.poison_after_crashes
+        if not is_poison(crashes, self.ledger.crashed_alone(coords), threshold):
+            return False
+        error = self.ledger.last_error(coords) or "unknown error"
+        why = f"crashed the {self.service} worker {crashes} times; last: {error}"
+        camera_id, frame_id = frame_named_in(event.message.value)
+        letter = dead_letter(
+            error_type="poison_message",
+            error_message=why,
+            stage=self.service,
+            source=source_of(event),
+            value=event.message.value,
+            headers=event.message.headers,
+            camera_id=camera_id or _printable_key(event.message.key),
+            frame_id=frame_id,
+        )
+        await self.send_dead_letter(letter, event.message.key)
+        self.ledger.forget(coords)
+        return True
+
+    async def unpoisoned(self, events: list) -> list[list]:
+        """A batch without its poison events (dead-lettered), as the groups to handle: each
+        event that crashed the worker before alone, so that its next crash names it."""
+        kept = [event for event in events if not await self.poisoned(event)]
+        return split_suspects(kept, [self.ledger.crashes(_coordinates(e)) > 0 for e in kept])
+
+    async def attempt(self, call: Callable[[], object | Awaitable], events: list):
+        """``call()``'s result (awaited if need be) for ``events``. While a server it needs is
+        down (Triton, PostgreSQL, Redis) it waits with backoff and calls again, as often as it
+        takes: the messages are not at fault. A FrameRejected goes to the caller; any other
+        exception crashes the worker, counted against ``events`` (see ``poisoned``)."""
+        failures = 0
+        while True:
+            try:
+                self._injected_fault(events)
+                result = call()
+                if inspect.isawaitable(result):
+                    result = await result
+            except FrameRejected:
+                raise
+            except Exception as exc:  # noqa: BLE001 - sorted below: wait, or crash
+                dependency = dependency_down(exc)
+                if dependency is None:
+                    self.crash(exc, events)
+                failures += 1
+                delay = self.backoff.delay(failures)
+                DEPENDENCY_WAITS.labels(self.service, dependency).inc()
+                self.log.warning("%s is down (%s); trying again in %.1f s", dependency, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                self.log.info("dependency back after %d failed attempts", failures)
+            return result
+
+    def _injected_fault(self, events: list) -> None:
+        marker = self.common.fault_crash_marker
+        if marker and self.common.fault_crash_service == self.service:
+            if any(marker.encode() in (e.message.value or b"") for e in events):
+                raise InjectedFault(f"fault injected on purpose: payload holds {marker!r}")
 
     async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
         await self.send(self.dead_letters, key, to_json(letter))
@@ -194,9 +331,15 @@ class Worker:
         """The models (and versions) that answered the last request: ``visionline_model_info``."""
         self.models.record(refs)
 
-    def crash(self, exc: BaseException) -> None:
+    def crash(self, exc: BaseException, events: list = ()) -> None:
         """Exit at once, without committing: the supervisor restarts the worker and the
-        message that failed comes back (Faust would otherwise restart only the agent)."""
+        message that failed comes back (Faust would otherwise restart only the agent).
+
+        The crash counts against ``events`` unless a server was down: a message that keeps
+        crashing the worker is dead-lettered once it reaches ``poison_after_crashes``."""
+        if dependency_down(exc) is None:
+            error = f"{type(exc).__name__}: {exc}"
+            self.ledger.record([_coordinates(e) for e in events], error)
         self.log.critical("unexpected error, exiting so the message is redelivered", exc_info=exc)
         logging.shutdown()
         os._exit(70)

@@ -65,7 +65,7 @@ def main() -> None:
                     await publish(seen.events)
                     await ack(monitor.checkpoint(monitor.due()))
                 except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
-                    worker.crash(exc)
+                    worker.crash(exc, [event])
                 done()
 
     watch(Topic.PREDICTIONS, Prediction)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from services.inference.backends import local_backend, triton_backend
 from services.inference.logic import ResilientModel, RetryPolicy, results, stack_batch
-from visionline.imaging import FrameRejected
 from visionline.messages import (
     PreprocessedFrame,
     Topic,
     pack_envelope,
 )
 from visionline.settings import CommonSettings, InferenceSettings
-from visionline.worker import Worker, configure_logging, decode_message
+from visionline.worker import Worker, configure_logging
 
 
 def build_model(common: CommonSettings, settings: InferenceSettings) -> ResilientModel:
@@ -35,38 +34,25 @@ def main() -> None:
     worker = Worker("inference", common)
     out_topic = worker.topic(Topic.INFERENCE)
 
-    async def decode(events):
-        frames, tensors, keys = [], [], []
-        for event in events:
-            try:
-                frame, tensor = decode_message(event.message.value, PreprocessedFrame, bind=False)
-            except FrameRejected as rejected:
-                await worker.reject(event, rejected)
-                continue
-            frames.append(frame)
-            tensors.append(tensor)
-            keys.append(event.message.key)
-        return frames, tensors, keys
+    async def infer(parsed: list[tuple]) -> None:
+        frames = [frame for _, (frame, _) in parsed]
+        tensors = [tensor for _, (_, tensor) in parsed]
+        logits, ref = await model.infer(stack_batch(frames, tensors))
+        worker.model_in_use(ref)
+        out = results(frames, logits, ref)
+        keys = [event.message.key for event, _ in parsed]
+        await worker.send_many(
+            out_topic, [(k, pack_envelope(r, p)) for k, (r, p) in zip(keys, out, strict=True)]
+        )
 
-    @worker.app.agent(worker.topic(Topic.PREPROCESSED))
-    async def infer_batches(stream):
-        async for events in stream.take_events(settings.max_batch, settings.max_wait_ms / 1000):
-            worker.batch_in(len(events), Topic.PREPROCESSED)
-            frames, tensors, keys = await decode(events)
-            if not frames:
-                continue
-            done = worker.timed()
-            try:
-                logits, ref = await model.infer(stack_batch(frames, tensors))
-            except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
-                worker.crash(exc)
-            worker.model_in_use(ref)
-            out = results(frames, logits, ref)
-            await worker.send_many(
-                out_topic, [(k, pack_envelope(r, p)) for k, (r, p) in zip(keys, out, strict=True)]
-            )
-            done()
-
+    worker.batched(
+        Topic.PREPROCESSED,
+        PreprocessedFrame,
+        infer,
+        settings.max_batch,
+        settings.max_wait_ms,
+        envelope=True,
+    )
     worker.run()
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from visionline.messages import InferenceResult, ModelRef, PreprocessedFrame, TensorSpec
+from visionline.resilience import DependencyDown
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +19,11 @@ log = logging.getLogger(__name__)
 Backend = Callable[[np.ndarray], Awaitable[tuple[np.ndarray, str]]]
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(DependencyDown):
     """The model server did not answer (down, restarting, overloaded, model not loaded)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("triton", message)
 
 
 def stack_batch(frames: Sequence[PreprocessedFrame], tensors: Sequence[bytes]) -> np.ndarray:

@@ -44,7 +44,8 @@ class Ingest:
         set_frame(meta.camera_id, meta.frame_id)  # this frame's log records say which it is
         try:
             camera = check_registered(meta.camera_id, self.registry.get(meta.camera_id))
-            if not self.rate.allow(meta.camera_id, meta.captured_at, camera.max_fps):
+            rate = camera.max_fps
+            if not self.rate.allow(meta.camera_id, meta.captured_at, rate, meta.frame_id):
                 raise FrameRejected("rate_limited", f"camera exceeds {camera.max_fps} frames/s")
             if not self._claim(meta, raw):
                 raise FrameRejected("duplicate_frame", f"frame id {meta.frame_id} already seen")

@@ -9,16 +9,16 @@ from datetime import datetime
 from visionline.cameras import CAMERA_ID, RegisteredCamera
 from visionline.imaging import FrameRejected, check_complete, inspect_header
 from visionline.messages import (
-    CONTENT_TYPES,
+    FRAME_ID,
     HEADER_CAPTURED_AT,
     HEADER_CONTENT_TYPE,
     HEADER_FRAME_ID,
     FrameMeta,
     SourceRef,
     Topic,
+    image_media_type,
 )
 
-FRAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # A capture time further than this from the broker's clock is a camera bug, not a frame.
 MAX_CLOCK_SKEW_S = 7 * 24 * 3600
 
@@ -123,8 +123,11 @@ def _checked(raw: RawFrame, limits: Limits, frame_id: str) -> FrameMeta:
             "payload_too_large", f"{len(value)} bytes exceeds the {limits.max_bytes} byte cap"
         )
     declared = header_text(raw.headers, HEADER_CONTENT_TYPE)
-    if declared is not None and declared not in CONTENT_TYPES:
-        raise FrameRejected("unsupported_format", f"{HEADER_CONTENT_TYPE} {declared[:60]!r}")
+    if declared is not None:
+        media_type = image_media_type(declared)
+        if media_type is None:
+            raise FrameRejected("unsupported_format", f"{HEADER_CONTENT_TYPE} {declared[:60]!r}")
+        declared = media_type
     captured_at = parse_captured_at(header_text(raw.headers, HEADER_CAPTURED_AT), raw.timestamp_s)
     header = inspect_header(value, declared)
     if header.width * header.height > limits.max_pixels:
@@ -163,12 +166,23 @@ class RateLimiter:
 
     Capture time rather than wall time, so a replay of the same frames gives the same answer.
     A camera's frames share one partition, hence one worker: the state can live in-process.
+    Asked again about the frame it decided last (the worker retrying it while Redis was down),
+    it gives the same answer without taking another token.
     """
 
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}  # camera -> (tokens, at)
+        self._last: dict[str, tuple[str, bool]] = {}  # camera -> (frame id, answer)
 
-    def allow(self, camera_id: str, captured_at: float, max_fps: float) -> bool:
+    def allow(self, camera_id: str, captured_at: float, max_fps: float, frame_id: str) -> bool:
+        last = self._last.get(camera_id)
+        if last is not None and last[0] == frame_id:
+            return last[1]
+        allowed = self._take(camera_id, captured_at, max_fps)
+        self._last[camera_id] = (frame_id, allowed)
+        return allowed
+
+    def _take(self, camera_id: str, captured_at: float, max_fps: float) -> bool:
         capacity = max(1.0, max_fps)
         tokens, at = self._buckets.get(camera_id, (capacity, captured_at))
         tokens = min(capacity, tokens + max(0.0, captured_at - at) * max_fps)

@@ -69,6 +69,8 @@ def main() -> None:
         async for event in stream.events():
             worker.counted_in()
             done = worker.timed()
+            if await worker.poisoned(event):
+                continue
             try:
                 meta, image = decode_message(event.message.value, FrameMeta)
                 try:
@@ -78,11 +80,13 @@ def main() -> None:
             except FrameRejected as rejected:
                 await worker.reject(event, rejected)
                 continue
-            try:
+
+            async def inspect_frame(bgr=bgr, meta=meta):
                 parts, models = await inspector.inspect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                ref = await asyncio.to_thread(snapshot, meta, bgr, parts)
-            except Exception as exc:  # noqa: BLE001 - Triton stayed down: crash, redeliver
-                worker.crash(exc)
+                return parts, models, await asyncio.to_thread(snapshot, meta, bgr, parts)
+
+            # Triton down: wait for it; any other error crashes (and counts against the frame).
+            parts, models, ref = await worker.attempt(inspect_frame, [event])
             worker.model_in_use(*models)
             message = observations(meta, quality, parts, models, ref)
             await asyncio.to_thread(keep_sample, message, bytes(image))

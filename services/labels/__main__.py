@@ -60,11 +60,9 @@ def main() -> None:
                 manual.events(), schema, ack=manual.ack
             ):
                 try:
-                    count(handle(message))
+                    count(await worker.attempt(lambda m=message: handle(m), [event]))
                 except FrameRejected as rejected:
                     await worker.reject(event, rejected)
-                except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
-                    worker.crash(exc)
                 await manual.ack(event)
                 done()
 

@@ -68,7 +68,7 @@ def main() -> None:
                 )
                 await publish(verdicts, ready)
             except Exception as exc:  # noqa: BLE001 - crash so the frames are redelivered
-                worker.crash(exc)
+                worker.crash(exc, [event])
             done()
 
     @worker.app.timer(settings.flush_check_s)

@@ -65,7 +65,7 @@ def main() -> None:
             if job is not None:
                 worker.log.warning("job %s (%s): %s", job.id, job.model, outcome(job))
         except Exception as exc:  # noqa: BLE001 - crash: the request comes back
-            worker.crash(exc)
+            worker.crash(exc, [event])
         await stream.ack(event)
 
     async def run_in_child(job_id: int):
@@ -97,15 +97,16 @@ def main() -> None:
 
     @worker.app.agent(worker.topic(Topic.DRIFT_EVENTS), name="visionline.retrain.drift")
     async def drift_to_jobs(stream):
-        async for _, drift, done in worker.decoded(stream.events(), DriftEvent):
-            try:
-                pipeline = camera_pipeline(engine, drift.camera_id)
-                created = jobs_for_drift(engine, drift, pipeline, settings.enabled_models)
-                if created.job_id is not None and created.publish:
-                    await publish(get_job(engine, created.job_id))
-                worker.log.warning("drift %s: %s", drift.event_id, created.reason)
-            except Exception as exc:  # noqa: BLE001 - crash so the event is redelivered
-                worker.crash(exc)
+        async def jobs_for(drift: DriftEvent):
+            pipeline = camera_pipeline(engine, drift.camera_id)
+            created = jobs_for_drift(engine, drift, pipeline, settings.enabled_models)
+            if created.job_id is not None and created.publish:
+                await publish(get_job(engine, created.job_id))
+            return created
+
+        async for event, drift, done in worker.decoded(stream.events(), DriftEvent):
+            created = await worker.attempt(lambda d=drift: jobs_for(d), [event])
+            worker.log.warning("drift %s: %s", drift.event_id, created.reason)
             done()
 
     if settings.schedule_hours:

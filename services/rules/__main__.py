@@ -30,10 +30,9 @@ from services.rules.logic import (
 from services.rules.store import mark_published, record, record_parts
 from visionline import rulesets
 from visionline.db import make_engine
-from visionline.imaging import FrameRejected
 from visionline.messages import Alert, PartVerdict, Prediction, Topic, to_json
 from visionline.settings import CommonSettings, RulesSettings
-from visionline.worker import Worker, configure_logging, decode_message
+from visionline.worker import Worker, configure_logging
 
 
 class Cooldowns:
@@ -58,60 +57,37 @@ def main() -> None:
     worker = Worker("rules", common)
     alerts_topic = worker.topic(Topic.ALERTS)
 
-    async def parse(events, schema=Prediction) -> list[tuple]:
-        """(event, message) of each event that parses; the others are dead-lettered."""
-        parsed = []
-        for event in events:
-            try:
-                value = event.message.value
-                parsed.append((event, decode_message(value, schema, envelope=False, bind=False)))
-            except FrameRejected as rejected:
-                await worker.reject(event, rejected)
-        return parsed
-
     async def publish(alerts: list[Alert]) -> None:
         await worker.send_many(alerts_topic, [(a.camera_id.encode(), to_json(a)) for a in alerts])
         mark_published(engine, [a.alert_id for a in alerts])
 
-    @worker.app.agent(worker.topic(Topic.PREDICTIONS))
-    async def raise_alerts(stream):
-        async for events in stream.take_events(settings.max_batch, settings.max_wait_ms / 1000):
-            worker.batch_in(len(events), Topic.PREDICTIONS)
-            done = worker.timed()
-            try:
-                parsed = await parse(events)
-                predictions = [p for _, p in parsed]
-                watcher.poll()
-                rules = watcher.current.rules.rules
-                alerts = [
-                    alert
-                    for p in predictions
-                    for rule, alert in candidate_alerts(rules, p)
-                    if cooldowns.allows(rule, alert)
-                ]
-                pending, clashes = record(engine, predictions, alerts)
-                await publish([a for a in alerts if a.alert_id in pending])
-                event_of = {id(p): event for event, p in parsed}
-                for clash in clashes:
-                    await worker.reject(event_of[id(clash)], frame_id_taken(clash))
-            except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
-                worker.crash(exc)
-            done()
+    async def raise_alerts(parsed: list[tuple]) -> None:
+        predictions = [p for _, p in parsed]
+        watcher.poll()
+        rules = watcher.current.rules.rules
+        alerts = [
+            alert
+            for p in predictions
+            for rule, alert in candidate_alerts(rules, p)
+            if cooldowns.allows(rule, alert)
+        ]
+        pending, clashes = record(engine, predictions, alerts)
+        await publish([a for a in alerts if a.alert_id in pending])
+        event_of = {id(p): event for event, p in parsed}
+        for clash in clashes:
+            await worker.reject(event_of[id(clash)], frame_id_taken(clash))
 
-    @worker.app.agent(worker.topic(Topic.PART_DECISIONS), name="visionline.rules.parts")
-    async def record_part_verdicts(stream):
-        async for events in stream.take_events(settings.max_batch, settings.max_wait_ms / 1000):
-            worker.batch_in(len(events), Topic.PART_DECISIONS)
-            done = worker.timed()
-            try:
-                verdicts = [v for _, v in await parse(events, PartVerdict)]
-                watcher.poll()
-                inspection = watcher.current.rules.inspection
-                alerts = [a for v in verdicts if (a := part_alert(inspection, v)) is not None]
-                await publish(record_parts(engine, verdicts, alerts))
-            except Exception as exc:  # noqa: BLE001 - crash so the batch is redelivered
-                worker.crash(exc)
-            done()
+    async def record_part_verdicts(parsed: list[tuple]) -> None:
+        verdicts = [v for _, v in parsed]
+        watcher.poll()
+        inspection = watcher.current.rules.inspection
+        alerts = [a for v in verdicts if (a := part_alert(inspection, v)) is not None]
+        await publish(record_parts(engine, verdicts, alerts))
+
+    # A crash anywhere in a batch redelivers it (nothing is committed before the outbox is done).
+    batches = settings.max_batch, settings.max_wait_ms
+    worker.batched(Topic.PREDICTIONS, Prediction, raise_alerts, *batches)
+    worker.batched(Topic.PART_DECISIONS, PartVerdict, record_part_verdicts, *batches)
 
     worker.run()
 

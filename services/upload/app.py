@@ -11,6 +11,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
@@ -20,16 +21,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from visionline.auth_limits import FailureLimiter, Subject, client_of, limiter_for
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import CAMERA_ID, RegisteredCamera, hash_upload_key
+from visionline.cameras import CAMERA_ID, RegisteredCamera, hash_upload_key, is_placeholder_key
+from visionline.http_headers import SecurityHeaders
 from visionline.logs import set_frame
-from visionline.messages import CONTENT_TYPES
+from visionline.messages import CONTENT_TYPES, FRAME_ID, image_media_type
 from visionline.settings import CommonSettings, UploadSettings
 
 log = logging.getLogger(__name__)
 
 MULTIPART_OVERHEAD = 16 << 10  # boundaries and part headers around the image
-MAX_FRAME_ID = 128  # the length of predictions.frame_id
 
 
 class Registry(Protocol):
@@ -56,8 +58,21 @@ def create_app(
         yield
         await run_in_threadpool(publisher.close)
 
-    docs = None if common.is_production else "/docs"
-    app = FastAPI(title="visionline upload", lifespan=lifespan, docs_url=docs, redoc_url=None)
+    # No schema and no docs pages: callers are cameras, the one endpoint is in the README.
+    app = FastAPI(
+        title="visionline upload",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(SecurityHeaders)
+    keys = KeyCheck(
+        registry,
+        limiter_for(common.redis_url, upload_settings.auth_window_s),
+        upload_settings,
+        placeholders_allowed=common.is_development,
+    )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -73,12 +88,11 @@ def create_app(
         camera_id: str,
         request: Request,
         x_camera_key: Annotated[str | None, Header()] = None,
-        x_frame_id: Annotated[str | None, Header()] = None,
         x_captured_at: Annotated[str | None, Header()] = None,
     ) -> dict[str, str]:
         """Accept one frame: raw image body (image/jpeg, image/png) or multipart field ``image``."""
-        await _authorize(registry, camera_id, x_camera_key, upload_settings.key_pepper)
-        frame_id, captured_at = _frame_id(x_frame_id), _captured_at(x_captured_at)
+        await run_in_threadpool(keys.authorize, request, camera_id, x_camera_key)
+        frame_id, captured_at = _frame_id(request), _captured_at(x_captured_at)
         set_frame(camera_id, frame_id)  # this request's log records name the frame
         data, content_type = await read_image(request, upload_settings.max_bytes)
         frame_id = await _deliver(
@@ -98,34 +112,72 @@ async def _check(probe) -> str:
     return "ok"
 
 
-async def _authorize(registry: Registry, camera_id: str, key: str | None, pepper: str) -> None:
-    """404 unknown camera, 401 missing or wrong key, 403 disabled (told only to key holders)."""
-    if not key:
-        raise HTTPException(401, "missing X-Camera-Key header")
-    camera = await _lookup(registry, camera_id)
-    if camera is None:
-        raise HTTPException(404, "unknown camera")
-    # The same answer whether the key is wrong or the camera has none: keys stay secret.
-    stored = camera.upload_key_hash or ""
-    if not hmac.compare_digest(hash_upload_key(key, pepper), stored):
-        raise HTTPException(401, "invalid camera key")
-    if not camera.enabled:
-        raise HTTPException(403, "camera disabled")
+@dataclass(frozen=True)
+class KeyCheck:
+    """Who may upload as a camera: its key (only its HMAC is stored), with failed attempts
+    counted per client address and per camera id (``visionline.auth_limits``)."""
+
+    registry: Registry
+    limiter: FailureLimiter
+    settings: UploadSettings
+    # ``dev-key-<camera>`` keys, guessable from the id, work only in development.
+    placeholders_allowed: bool
+
+    def authorize(self, request: Request, camera_id: str, key: str | None) -> None:
+        """401 missing or wrong key, the same for an unknown camera (ids cannot be told from
+        the answers); 429 while the client or the camera is locked out; 403 disabled (told
+        only to key holders). Blocking: run it in a thread."""
+        if not key:
+            raise HTTPException(401, "missing X-Camera-Key header")
+        subjects = self._subjects(request, camera_id)
+        wait = self.limiter.retry_after(subjects)
+        if wait:
+            retry = {"Retry-After": str(wait)}
+            raise HTTPException(429, "too many failed authentications, retry later", retry)
+        camera = _lookup(self.registry, camera_id)
+        # Hashed whether or not the camera exists, so that both take the same work.
+        given = hash_upload_key(key, self.settings.key_pepper)
+        stored = camera.upload_key_hash if camera is not None else None
+        valid = hmac.compare_digest(given, stored or "") and camera is not None
+        if not valid or (is_placeholder_key(key) and not self.placeholders_allowed):
+            self.limiter.failed(subjects)
+            raise HTTPException(401, "invalid camera key")
+        if not camera.enabled:
+            raise HTTPException(403, "camera disabled")
+
+    def _subjects(self, request: Request, camera_id: str) -> list[Subject]:
+        host = request.client.host if request.client else None
+        subjects = [Subject("upload-client", client_of(host), self.settings.auth_max_failures)]
+        if CAMERA_ID.match(camera_id):  # others cannot be registered: no camera to protect
+            most = self.settings.auth_max_failures_per_camera
+            subjects.append(Subject("upload-camera", camera_id, most))
+        return subjects
 
 
-async def _lookup(registry: Registry, camera_id: str) -> RegisteredCamera | None:
+def _lookup(registry: Registry, camera_id: str) -> RegisteredCamera | None:
     if not CAMERA_ID.match(camera_id):
         return None  # cannot be registered: spare the database
     try:
-        return await run_in_threadpool(registry.get, camera_id)
+        return registry.get(camera_id)
     except Exception as exc:
         log.exception("camera registry lookup failed")
         raise HTTPException(503, "camera registry unavailable") from exc
 
 
-def _frame_id(value: str | None) -> str | None:
-    if value is not None and not (0 < len(value) <= MAX_FRAME_ID and value.isprintable()):
-        raise HTTPException(400, f"X-Frame-Id must be 1-{MAX_FRAME_ID} printable characters")
+def _frame_id(request: Request) -> str | None:
+    """X-Frame-Id as sent: UTF-8 (Starlette reads header bytes as Latin-1), and by the rule
+    ingest applies to frames over Kafka, so that a 202 is never followed by a dead letter."""
+    raw = request.headers.get("x-frame-id")
+    if raw is None:
+        return None
+    try:
+        value = raw.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, "X-Frame-Id is not UTF-8") from None
+    if not FRAME_ID.fullmatch(value):
+        raise HTTPException(
+            400, "X-Frame-Id must be 1-128 of A-Z a-z 0-9 . _ : - and start alphanumeric"
+        )
     return value
 
 
@@ -137,16 +189,13 @@ def _captured_at(value: str | None) -> int | None:
     return int(value)
 
 
-def _media_type(value: str | None) -> str:
-    return (value or "").split(";", 1)[0].strip().lower()
-
-
 async def read_image(request: Request, max_bytes: int) -> tuple[bytes, str]:
     """The image and its content type, from a raw body or the multipart field ``image``."""
-    content_type = _media_type(request.headers.get("content-type"))
-    if content_type == "multipart/form-data":
+    declared = request.headers.get("content-type", "")
+    if declared.split(";", 1)[0].strip().lower() == "multipart/form-data":
         return await _read_multipart(request, max_bytes)
-    if content_type not in CONTENT_TYPES:
+    content_type = image_media_type(declared)
+    if content_type is None:
         raise HTTPException(415, f"send {' or '.join(CONTENT_TYPES)}, or multipart field image")
     body = bytearray()
     async for chunk in _limited(request, max_bytes):
@@ -180,8 +229,8 @@ async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, str]
         image = form.get("image")
         if not isinstance(image, UploadFile):
             raise HTTPException(400, "multipart body needs a file field named image")
-        content_type = _media_type(image.content_type)
-        if content_type not in CONTENT_TYPES:
+        content_type = image_media_type(image.content_type or "")
+        if content_type is None:
             raise HTTPException(415, f"field image must be {' or '.join(CONTENT_TYPES)}")
         data = await image.read(max_bytes + 1)
     finally:

@@ -6,7 +6,8 @@ Two kinds of threads share a stop event:
   its offsets: a crash repeats the batch, the conflict on (subscription, alert) drops repeats;
 - ``concurrency`` senders each claim one due delivery at a time (FOR UPDATE SKIP LOCKED), so
   replicas and threads never send the same delivery at once.
-Any thread's unexpected error stops the process (exit 1) so that its supervisor restarts it.
+While PostgreSQL is down, each thread waits for it with backoff. Any thread's unexpected error
+stops the process (exit 1) so that its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 
 import httpx
 from confluent_kafka import Consumer, KafkaException
@@ -25,16 +27,26 @@ from sqlalchemy import Engine
 
 from services.webhooks.logic import Retry, parse_alerts
 from services.webhooks.store import Due, claim_due, enqueue
+from services.webhooks.transport import checked_client
 from visionline.db import make_engine
 from visionline.logs import configure
 from visionline.messages import Topic
 from visionline.observability import MESSAGES_IN, STAGE_SECONDS
+from visionline.resilience import Backoff, waiting_while_down
 from visionline.settings import CommonSettings, WebhookSettings
-from visionline.webhooks import delivery_headers
+from visionline.webhooks import (
+    NO_RESPONSE,
+    REFUSED,
+    TargetRefused,
+    check_url,
+    coarse_error,
+    delivery_headers,
+)
 
 log = logging.getLogger("visionline.webhooks")
 GROUP = "visionline-webhooks"
 BATCH = 100
+BACKOFF = Backoff()
 SERVICE = "webhooks"
 ATTEMPTS = Counter("visionline_webhook_attempts_total",
                    "Webhook POSTs, by result: delivered, or error (a retry or the last try)",
@@ -70,7 +82,8 @@ def intake(engine: Engine, common: CommonSettings, settings: WebhookSettings,
             if not values:
                 continue
             MESSAGES_IN.labels(SERVICE).inc(len(values))
-            queued = enqueue(engine, parse_alerts(values))
+            enqueued = partial(enqueue, engine, parse_alerts(values))
+            queued = waiting_while_down(enqueued, BACKOFF, stop.wait, log)
             commit(consumer)
             if queued:
                 log.info("queued %d deliveries from %d alerts", queued, len(values))
@@ -88,14 +101,27 @@ def commit(consumer: Consumer) -> None:
 
 
 def post(client: httpx.Client, due: Due) -> tuple[int | None, str | None]:
-    """One attempt: (HTTP status or None, error or None)."""
+    """One attempt: (HTTP status or None, coarse error or None). The error says only that the
+    target is refused, that no answer came, or the status class (``coarse_error``); the kind of
+    network failure goes to the log, not where the API shows it."""
     body = json.dumps(due.payload, separators=(",", ":")).encode()
     headers = delivery_headers(due.secret, body, due.alert_id, due.attempts + 1)
     try:
+        check_url(due.url)  # a row stored before URLs with credentials were refused
+    except ValueError as exc:
+        log.warning("subscription %d: URL refused (%s)", due.subscription_id, exc)
+        return None, REFUSED
+    try:
         response = client.post(due.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:  # timeouts, refused connections, bad answers
-        return None, f"{type(exc).__name__}: {exc}"
-    return response.status_code, None if response.is_success else f"HTTP {response.status_code}"
+    except TargetRefused as exc:  # an address that is not allowed
+        log.warning("subscription %d: target refused (%s)", due.subscription_id, exc)
+        return None, REFUSED
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # timeouts, refused connections, ...
+        detail = f"{type(exc).__name__}: {exc}"
+        log.info("subscription %d: no response (%s)", due.subscription_id, detail)
+        return None, NO_RESPONSE
+    status = response.status_code
+    return status, None if response.is_success else coarse_error(None, status)
 
 
 def send_due(engine: Engine, client: httpx.Client, retry: Retry) -> bool:
@@ -115,9 +141,11 @@ def send_due(engine: Engine, client: httpx.Client, retry: Retry) -> bool:
 
 def sender(engine: Engine, settings: WebhookSettings, stop: threading.Event) -> None:
     retry = Retry(settings.max_attempts, settings.backoff_s, settings.max_backoff_s)
-    with httpx.Client(timeout=settings.timeout_s, follow_redirects=False) as client:
+    with checked_client(settings.timeout_s, settings.allowed_networks) as client:
+        send_one = partial(send_due, engine, client, retry)
         while not stop.is_set():
-            if not send_due(engine, client, retry):
+            sent = waiting_while_down(send_one, BACKOFF, stop.wait, log)
+            if not sent:
                 stop.wait(settings.poll_s)
 
 

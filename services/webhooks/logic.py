@@ -11,10 +11,9 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from visionline.messages import Alert, from_json
-from visionline.webhooks import backoff_s, matches
+from visionline.webhooks import backoff_s, coarse_error, matches
 
 log = logging.getLogger("visionline.webhooks")
-MAX_ERROR_LENGTH = 2000  # webhook_deliveries.last_error
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,9 @@ def outcome(attempts_before: int, status: int | None, error: str | None, retry: 
     changes = {"attempts": attempts, "last_status": status, "updated_at": now}
     if status is not None and 200 <= status < 300:
         return {**changes, "state": "delivered", "delivered_at": now, "last_error": None}
-    changes["last_error"] = (error or f"HTTP {status}")[:MAX_ERROR_LENGTH]
+    # Coarse (visionline.webhooks.coarse_error): the API shows it, and the kind of a network
+    # failure would tell an admin which internal ports are open.
+    changes["last_error"] = coarse_error(error or "failed", status)
     if attempts >= retry.max_attempts:
         return {**changes, "state": "failed"}
     wait = backoff_s(attempts, retry.backoff_s, retry.max_backoff_s)

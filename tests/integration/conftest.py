@@ -7,18 +7,28 @@ PostgreSQL, Redis and every worker) under a temporary state folder.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.integration.pipeline import TopicReader
 from visionline.db import make_engine
 from visionline.messages import Topic
 
-# Webhook retries a test can wait for (tests/integration/api/test_webhooks.py).
+# The inspect worker crashes on a frame holding this marker, as on a bug (poison messages:
+# tests/integration/test_poison_message.py).
+FAULT_MARKER = "visionline-fault-crash"
+# Webhook receivers in the tests listen on 127.0.0.1: allowed although loopback (127.0.0.2
+# stays refused). Webhook retries a test can wait for (tests/integration/api/test_webhooks.py).
+WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
 WORKER_ENV = {
+    "VISIONLINE_FAULT_CRASH_MARKER": FAULT_MARKER,
+    "VISIONLINE_FAULT_CRASH_SERVICE": "inspect",
     "VISIONLINE_WEBHOOKS_BACKOFF_S": "0.5",
     "VISIONLINE_WEBHOOKS_MAX_ATTEMPTS": "3",
     "VISIONLINE_WEBHOOKS_POLL_S": "0.2",
     "VISIONLINE_WEBHOOKS_TIMEOUT_S": "3",
+    "VISIONLINE_WEBHOOKS_ALLOWED_NETWORKS": json.dumps(WEBHOOK_ALLOWED_NETWORKS),
 }
 
 

@@ -3,25 +3,37 @@ end-to-end test of ``python -m services.upload``, which runs on a real PostgreSQ
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from services.upload.app import create_app
-from tests.integration.pipeline import frames_of, free_port
+from tests.integration.pipeline import Camera, chelsea_jpeg, frames_of, free_port, new_camera
+from visionline.auth_limits import PREFIX
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import CameraSpec, RegisteredCamera, hash_upload_key, upsert_cameras
+from visionline.cameras import (
+    CameraSpec,
+    RegisteredCamera,
+    hash_upload_key,
+    is_placeholder_key,
+    load_cameras,
+    upsert_cameras,
+)
 from visionline.messages import Topic
 from visionline.settings import CommonSettings, UploadSettings
 
@@ -63,17 +75,34 @@ REGISTRY = MemoryRegistry(
 )
 
 
+@pytest.fixture(autouse=True)
+def _stack_redis(stack, monkeypatch) -> None:
+    """Upload apps count failed keys in the stack's Redis (CommonSettings reads the env)."""
+    monkeypatch.setenv("VISIONLINE_REDIS_URL", stack.redis_url)
+
+
 @contextmanager
 def api(
-    bootstrap: str, registry: MemoryRegistry = REGISTRY, ack_timeout_s: float = 10.0
+    bootstrap: str,
+    registry: MemoryRegistry = REGISTRY,
+    ack_timeout_s: float = 10.0,
+    *,
+    host: str = "testclient",
+    environment: str = "development",
+    **settings,
 ) -> Iterator[TestClient]:
-    common = CommonSettings(kafka_bootstrap=bootstrap)
-    upload = UploadSettings(max_bytes=MAX_BYTES, key_pepper=PEPPER)
+    """The upload app, its requests coming from ``host``."""
+    common = CommonSettings(kafka_bootstrap=bootstrap, environment=environment)
+    upload = UploadSettings(max_bytes=MAX_BYTES, key_pepper=PEPPER, **settings)
     publisher = FramePublisher(bootstrap, delivery_timeout_s=ack_timeout_s)
-    with TestClient(
-        create_app(common, upload, registry, publisher, ack_timeout_s=ack_timeout_s)
-    ) as c:
+    app = create_app(common, upload, registry, publisher, ack_timeout_s=ack_timeout_s)
+    with TestClient(app, client=(host, 50000)) as c:
         yield c
+
+
+def address() -> str:
+    """A documentation address (RFC 5737): failed keys from it lock no other test out."""
+    return f"192.0.2.{random.randint(1, 254)}"
 
 
 def jpeg(value: int = 128, size: tuple[int, int] = (48, 64)) -> bytes:
@@ -136,8 +165,8 @@ def test_multipart_png_with_default_frame_id_and_time(bootstrap: str) -> None:
         ("cam-rej", {}, jpeg(), 401, "missing X-Camera-Key header"),
         ("cam-rej", {"X-Camera-Key": "wrong"}, jpeg(), 401, "invalid camera key"),
         ("cam-nokey", {"X-Camera-Key": "secret"}, jpeg(), 401, "invalid camera key"),
-        ("nobody", {"X-Camera-Key": "secret"}, jpeg(), 404, "unknown camera"),
-        ("bad%20id", {"X-Camera-Key": "secret"}, jpeg(), 404, "unknown camera"),
+        ("nobody", {"X-Camera-Key": "secret"}, jpeg(), 401, "invalid camera key"),
+        ("bad%20id", {"X-Camera-Key": "secret"}, jpeg(), 401, "invalid camera key"),
         ("cam-off", {"X-Camera-Key": "secret"}, jpeg(), 403, "camera disabled"),
         ("cam-off", {"X-Camera-Key": "wrong"}, jpeg(), 401, "invalid camera key"),
         ("cam-rej", {"X-Camera-Key": "secret"}, b"x" * (MAX_BYTES + 1), 413, None),
@@ -209,6 +238,136 @@ def test_broker_down_gives_503(bootstrap: str) -> None:
         )
     assert health.status_code == 503 and health.json()["detail"]["kafka"].startswith("unreachable")
     assert upload.status_code == 503 and "retry later" in upload.json()["detail"]
+
+
+# --- issue 15: failed keys limited, ids not enumerable, dev keys, one rule with ingest -------
+
+
+def test_an_unknown_camera_is_answered_as_a_wrong_key(bootstrap: str) -> None:
+    """Issue 15: 404 for an unknown camera and 401 for a wrong key let camera ids be listed."""
+    headers = {"X-Camera-Key": "wrong", "Content-Type": "image/jpeg"}
+    with api(bootstrap, host=address()) as client:
+        answers = [
+            client.post(f"/v1/cameras/{cam}/frames", content=jpeg(), headers=headers)
+            for cam in ("cam-rej", "nobody", "bad%20id", "cam-nokey")
+        ]
+    assert {(a.status_code, a.content) for a in answers} == {
+        (401, b'{"detail":"invalid camera key"}')
+    }
+    assert len({tuple((k, v) for k, v in a.headers.items() if k != "date") for a in answers}) == 1
+
+
+def test_wrong_keys_are_refused_429_per_client_and_per_camera(bootstrap: str, stack) -> None:
+    """Issue 15: 200 wrong keys in 0.2 s, all 401. Counted in Redis, per address and per
+    camera; while locked, even the right key gets 429 (so guessing cannot go on)."""
+    cam, ghost = f"cam-limit-{uuid.uuid4().hex[:6]}", f"ghost-{uuid.uuid4().hex[:6]}"
+    registry = MemoryRegistry(camera(cam))
+    limits = {"auth_max_failures": 3, "auth_max_failures_per_camera": 5, "auth_window_s": 60}
+    wrong = {"X-Camera-Key": "wrong", "Content-Type": "image/jpeg"}
+    right = {"X-Camera-Key": "secret", "Content-Type": "text/plain"}  # let in: 415, unpublished
+    a, b, c, d = hosts = [f"192.0.2.{n}" for n in random.sample(range(1, 255), 4)]
+    with ExitStack() as opened:
+        clients = {
+            h: opened.enter_context(api(bootstrap, registry, host=h, **limits)) for h in hosts
+        }
+        opened.callback(_forget_failures, stack.redis_url, [cam, ghost], hosts)
+
+        def status(host: str, camera_id: str, headers: dict, times: int = 1) -> list:
+            url = f"/v1/cameras/{camera_id}/frames"
+            return [clients[host].post(url, content=b"hi", headers=headers) for _ in range(times)]
+
+        assert [r.status_code for r in status(a, cam, wrong, 3)] == [401] * 3
+        [locked] = status(a, cam, right)
+        assert locked.status_code == 429, locked.text
+        assert 50 <= int(locked.headers["retry-after"]) <= 60
+        assert [r.status_code for r in status(b, cam, right)] == [415]  # the camera: 3 of 5
+        assert [r.status_code for r in status(b, cam, wrong, 2)] == [401] * 2
+        assert [r.status_code for r in status(c, cam, right)] == [429]  # from any address
+        # An unknown camera is locked alike: a 429 tells no registered id from another.
+        assert [r.status_code for r in status(d, ghost, wrong, 3)] == [401] * 3
+        assert [r.status_code for r in status(c, ghost, wrong, 3)] == [401, 401, 429]
+
+
+def _forget_failures(redis_url: str, cameras: list[str], hosts: list[str]) -> None:
+    store = redis.Redis.from_url(redis_url)
+    for kind, value in [("camera", c) for c in cameras] + [("client", h) for h in hosts]:
+        store.delete(f"{PREFIX}:upload-{kind}:{value}")
+    store.close()
+
+
+def test_dev_keys_open_a_camera_in_development_only(bootstrap: str) -> None:
+    cam = f"cam-dev-{uuid.uuid4().hex[:6]}"
+    registry = MemoryRegistry(camera(cam, key=f"dev-key-{cam}"))
+    headers = {"X-Camera-Key": f"dev-key-{cam}", "Content-Type": "text/plain"}
+    url = f"/v1/cameras/{cam}/frames"
+    with api(bootstrap, registry) as dev, api(bootstrap, registry, environment="staging") as other:
+        assert dev.post(url, content=b"hi", headers=headers).status_code == 415  # let in
+        refused = other.post(url, content=b"hi", headers=headers)
+    assert refused.status_code == 401 and refused.json() == {"detail": "invalid camera key"}
+
+
+def test_the_stack_seeds_random_upload_keys_and_no_dev_key_opens_its_cameras(stack) -> None:
+    """Issue 15: infra/cameras.yaml seeded ``dev-key-<camera>``, guessable from the id."""
+    keys = json.loads((stack.settings.state_dir / "upload-keys.json").read_text())
+    assert set(keys) == {c.camera_id for c in load_cameras(REPO / "infra" / "cameras.yaml")}
+    assert all(len(key) >= 40 and not is_placeholder_key(key) for key in keys.values())
+    url = f"{stack.upload_url}/v1/cameras/dock-door-1/frames"
+    for key, status in ((keys["dock-door-1"], 415), ("dev-key-dock-door-1", 401)):
+        headers = {"X-Camera-Key": key, "Content-Type": "text/plain"}  # 415: let in
+        assert httpx.post(url, content=b"hi", headers=headers).status_code == status
+
+
+def test_no_schema_no_docs_and_security_headers(bootstrap: str, stack) -> None:
+    with api(bootstrap) as client:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert client.get(path).status_code == 404, path
+        answers = [client.get("/healthz"), client.post("/v1/cameras/nobody/frames")]
+    answers.append(httpx.get(f"{stack.upload_url}/openapi.json"))  # the stack's own process
+    assert answers[-1].status_code == 404
+    for answer in answers:
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_a_content_type_is_read_by_one_rule_over_kafka_and_http(bootstrap, engine, predictions):
+    """Issue 15: the upload service took IMAGE/JPEG, ingest dead-lettered it."""
+    camera_id, frame_id = new_camera(engine), f"upper-{uuid.uuid4().hex[:6]}"
+    sender = Camera(bootstrap)
+    sender.send(camera_id, chelsea_jpeg(640, 480), frame_id, [("content-type", b"IMAGE/JPEG")])
+    sender.flush()
+    predictions.wait_for(lambda seen: any(p["frame_id"] == frame_id for p in seen), timeout=60)
+    cam = f"cam-type-{uuid.uuid4().hex[:6]}"
+    headers = {"X-Camera-Key": "secret", "Content-Type": "IMAGE/JPEG"}
+    with api(bootstrap, MemoryRegistry(camera(cam))) as client:
+        accepted = client.post(f"/v1/cameras/{cam}/frames", content=jpeg(), headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    [message] = frames_of(bootstrap, cam, 1)
+    assert dict(message.headers())["content-type"] == b"image/jpeg"
+
+
+def test_x_frame_id_is_read_as_utf8_and_by_the_rule_of_kafka_frames(
+    bootstrap, stack, engine
+) -> None:
+    """Issue 15: a UTF-8 X-Frame-Id was read as Latin-1 and published garbled (then ingest
+    dead-lettered it: frame ids are ASCII on the wire). Now refused at the door, clearly."""
+    # The stack's own upload service: over a socket, the header's bytes arrive as sent.
+    cam, key = f"cam-fid-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    upsert_cameras(engine, [CameraSpec(camera_id=cam, upload_key=key)], UploadSettings().key_pepper)
+    url = f"{stack.upload_url}/v1/cameras/{cam}/frames"
+    base = {"X-Camera-Key": key, "Content-Type": "image/jpeg"}
+    utf8 = httpx.post(url, content=jpeg(), headers={**base, "X-Frame-Id": "caméra-1".encode()})
+    broken = httpx.post(url, content=jpeg(), headers={**base, "X-Frame-Id": b"f-\xff\xfe"})
+    assert utf8.status_code == 400 and "A-Z a-z 0-9 . _ : -" in utf8.json()["detail"]
+    assert broken.status_code == 400 and broken.json() == {"detail": "X-Frame-Id is not UTF-8"}
+    cam = f"cam-fid-{uuid.uuid4().hex[:6]}"  # in memory: its frame stays out of the pipeline
+    with api(bootstrap, MemoryRegistry(camera(cam))) as client:
+        headers = {"X-Camera-Key": "secret", "Content-Type": "image/jpeg", "X-Frame-Id": "f:1.a_b"}
+        plain = client.post(f"/v1/cameras/{cam}/frames", content=jpeg(), headers=headers)
+    assert plain.status_code == 202 and plain.json()["frame_id"] == "f:1.a_b"
+    [message] = frames_of(bootstrap, cam, 1)
+    assert dict(message.headers())["frame-id"] == b"f:1.a_b"
 
 
 def test_upload_service_end_to_end(bootstrap: str, database_url: str) -> None:

@@ -45,8 +45,13 @@ def test_version_folders_hold_a_model(tmp_path):
     ],
 )
 def test_switch_failures_map_to_statuses(error, status):
-    failed = _switch_failed(error)
-    assert failed.status_code == status and str(error) in failed.detail
+    failed = _switch_failed(error, "m", 2)
+    assert failed.status_code == status
+    if isinstance(error, VersionMissing):  # issue 15: the folder is a server path, not said
+        assert failed.detail == "m has no version 2 in the model repository"
+        assert "/" not in _switch_failed(error, "m").detail
+    else:
+        assert str(error) in failed.detail
 
 
 DENT = {"defect_class": "dent", "box": [0, 0, 1, 1]}

@@ -86,16 +86,25 @@ def test_registry_check():
 def test_rate_limiter_allows_max_fps_after_a_one_second_burst():
     limiter = RateLimiter()
     sent = [NOW + i * 0.05 for i in range(200)]  # 20 fps for 10 s against a 5 fps limit
-    allowed = sum(limiter.allow("cam", t, 5.0) for t in sent)
+    allowed = sum(limiter.allow("cam", t, 5.0, f"f{i}") for i, t in enumerate(sent))
     assert 5 * 10 <= allowed <= 5 * 10 + 6
-    assert RateLimiter().allow("other", NOW, 5.0)
+    assert RateLimiter().allow("other", NOW, 5.0, "f0")
 
 
 def test_rate_limiter_is_per_camera():
     limiter = RateLimiter()
-    assert all(limiter.allow("a", NOW, 1.0) for _ in range(1))
-    assert not limiter.allow("a", NOW, 1.0)
-    assert limiter.allow("b", NOW, 1.0)
+    assert limiter.allow("a", NOW, 1.0, "f1")
+    assert not limiter.allow("a", NOW, 1.0, "f2")
+    assert limiter.allow("b", NOW, 1.0, "f1")
+
+
+def test_rate_limiter_answers_a_retried_frame_as_before_without_a_token():
+    limiter = RateLimiter()
+    assert limiter.allow("a", NOW, 1.0, "f1")
+    assert limiter.allow("a", NOW, 1.0, "f1")  # the worker retrying it: Redis was down
+    assert not limiter.allow("a", NOW, 1.0, "f2")  # one token in the burst, and f1 took it
+    assert not limiter.allow("a", NOW, 1.0, "f2")
+    assert limiter.allow("a", NOW + 1.0, 1.0, "f3")
 
 
 def test_claim_decision_tells_redelivery_from_duplicate():
@@ -133,3 +142,11 @@ def test_a_rejected_frame_is_named_by_its_id_when_the_headers_give_it():
     with pytest.raises(FrameRejected) as info:  # no key: still named
         validate_frame(raw(key=None, headers=headers[:1]), LIMITS)
     assert (info.value.error_type, info.value.frame_id) == ("missing_camera_id", "f-7")
+
+
+def test_a_declared_content_type_is_read_as_the_upload_service_reads_it():
+    """Issue 15: the upload service took IMAGE/JPEG, ingest refused it. One rule now."""
+    for declared in (b"IMAGE/JPEG", b"image/jpeg; charset=binary"):
+        meta = validate_frame(raw(headers=[("content-type", declared)]), LIMITS)
+        assert meta.content_type == "image/jpeg"
+    assert reason(raw(headers=[("content-type", b"IMAGE/PNG")])) == "content_type_mismatch"

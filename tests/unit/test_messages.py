@@ -111,3 +111,30 @@ def test_malformed_messages_become_rejections():
         assert info.value.error_type == "malformed_message"
     frame, _ = decode_message(pack_envelope(meta(), b"x"), FrameMeta)
     assert frame.frame_id == "f-1"
+
+
+def test_a_dead_letter_names_the_frame_a_message_is_about():
+    from visionline.messages import frame_named_in, pack_envelope
+
+    assert frame_named_in(pack_envelope(meta(), b"\xff\xd8")) == ("cam-1", "f-1")
+    assert frame_named_in(b'{"camera_id": "cam-2", "frame_id": "f-2", "x": 1}') == ("cam-2", "f-2")
+    assert frame_named_in(b'{"frame": {"camera_id": "c", "frame_id": "f"}}') == ("c", "f")
+    for unreadable in (b"", b"\xff\xd8\xff", b"[1, 2]", b"VLE\x01", b'{"frame_id": 7}'):
+        assert frame_named_in(unreadable) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("declared", "media_type"),
+    [
+        ("image/jpeg", "image/jpeg"),
+        ("IMAGE/JPEG", "image/jpeg"),  # media types are case-insensitive (RFC 9110, 8.3.1)
+        (" Image/PNG ; q=1", "image/png"),
+        ("image/gif", None),
+        ("image/jpegx", None),
+        ("", None),
+    ],
+)
+def test_one_content_type_rule_for_ingest_and_upload(declared, media_type):
+    from visionline.messages import image_media_type
+
+    assert image_media_type(declared) == media_type

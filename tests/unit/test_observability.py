@@ -34,6 +34,7 @@ from visionline.observability import (
     BATCH_SIZE,
     CONSUMER_LAG,
     DEAD_LETTERS,
+    DEPENDENCY_WAITS,
     LABELLED_PARTS,
     LAG_ERRORS,
     MESSAGES_IN,
@@ -56,6 +57,7 @@ OUR_METRICS = (
     MESSAGES_IN,
     MESSAGES_OUT,
     DEAD_LETTERS,
+    DEPENDENCY_WAITS,
     STAGE_SECONDS,
     BATCH_SIZE,
     CONSUMER_LAG,
@@ -343,6 +345,7 @@ def test_metric_names_and_labels():
         "visionline_messages_in": ("counter", ("service",)),
         "visionline_messages_out": ("counter", ("service", "topic")),
         "visionline_dead_letters": ("counter", ("service", "reason")),
+        "visionline_dependency_waits": ("counter", ("service", "dependency")),
         "visionline_stage_seconds": ("histogram", ("service",)),
         "visionline_batch_size": ("histogram", ("service", "topic")),
         "visionline_consumer_lag": ("gauge", ("service", "topic", "partition")),
@@ -384,8 +387,8 @@ def test_worker_counts_batches_and_models():
     info = labels | {"model": "m", "version": "4", "served_by": "triton"}
     assert REGISTRY.get_sample_value("visionline_model_info", info) == 1
     # the lag timer is wired, and with no consumer running it counts a failure, never raises
-    (timer,) = worker.app._app_tasks
-    refresh = timer.__wrapped__.__wrapped__  # Faust's task and timer wrappers, then ours
+    lag, ledger = worker.app._app_tasks  # the lag timer, the crash ledger's
+    refresh = lag.__wrapped__.__wrapped__  # Faust's task and timer wrappers, then ours
     errors = REGISTRY.get_sample_value("visionline_consumer_lag_errors_total", labels) or 0
     assert asyncio.run(refresh()) is None
     assert REGISTRY.get_sample_value("visionline_consumer_lag_errors_total", labels) == errors + 1
@@ -547,7 +550,10 @@ def test_decoded_dead_letters_and_acks_malformed_messages_and_yields_the_rest():
 
     worker = Worker("decoded-test", CommonSettings())
     good = RetrainRequest(job_id=7, model="defect_detector", trigger="operator")
-    events = [SimpleNamespace(message=SimpleNamespace(value=v)) for v in (b"{", to_json(good))]
+    events = [
+        SimpleNamespace(message=SimpleNamespace(value=v, topic="t", partition=0, offset=i))
+        for i, v in enumerate((b"{", to_json(good)))
+    ]
     rejected, acked = [], []
 
     async def reject(event, error):

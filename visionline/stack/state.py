@@ -217,8 +217,8 @@ def running_supervisor(paths: StatePaths) -> int | None:
 
 
 def summarize(components: list[ComponentStatus]) -> StackState:
-    """The state of a running stack: ``unhealthy`` when an infrastructure server is down (it is
-    not restarted), ``degraded`` while a worker is down (it is), else ``ready``."""
+    """The state of a running stack: ``unhealthy`` while an infrastructure server is down,
+    ``degraded`` while a worker is down or crash-looping, else ``ready``."""
     if any(c.kind == "infra" and c.state != "healthy" for c in components):
         return "unhealthy"
     if any(c.state != "healthy" for c in components):

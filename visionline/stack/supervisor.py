@@ -2,7 +2,8 @@
 
 It reads ``DIR/stack.json``, starts the components stage by stage (broker, PostgreSQL and Redis
 together; then Triton; then the workers), waits for each to pass its health check, restarts
-crashed workers with backoff, publishes ``DIR/status.json``, and on SIGTERM stops everything in
+crashed workers and servers with backoff (all but the in-memory broker), calls a worker that
+keeps crashing unhealthy, publishes ``DIR/status.json``, and on SIGTERM stops everything in
 reverse order. It holds ``DIR/supervisor.lock`` for as long as it lives.
 
 Single-threaded on purpose: children are forked from the main thread only, because their
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from visionline.settings import REPO_ROOT
@@ -59,6 +60,10 @@ log = logging.getLogger("visionline.stack.supervisor")
 STARTUP_RESTARTS = 2  # a worker that dies more often than this before it is healthy fails `up`
 CHECK_EVERY_S = 5.0  # health checks of running components
 FAILED_CHECKS = 3  # in a row before a running component is called unhealthy
+# A component that exited this often within the window is in a crash loop: unhealthy, even
+# while a restart passes its health check, until the window holds fewer exits.
+CRASH_LOOP_EXITS = 3
+CRASH_LOOP_WINDOW_S = 300.0
 LOOP_S = 0.2
 PUBLISH_EVERY_S = 2.0
 
@@ -88,6 +93,15 @@ class Proc:
     failed_checks: int = 0
     last_error: str | None = None
     provisioned: bool = False
+    exits: list[float] = field(default_factory=list)  # time.monotonic() of recent exits
+
+    def crash_loop(self, now: float) -> str | None:
+        """What to say while the component is in a crash loop, else None."""
+        self.exits = [t for t in self.exits if now - t < CRASH_LOOP_WINDOW_S]
+        if len(self.exits) < CRASH_LOOP_EXITS:
+            return None
+        minutes = CRASH_LOOP_WINDOW_S / 60
+        return f"crash loop: exited {len(self.exits)} times in the last {minutes:.0f} min"
 
     @property
     def alive(self) -> bool:
@@ -312,23 +326,27 @@ class Supervisor:
     def _on_exit(self, proc: Proc) -> None:
         code = proc.popen.returncode if proc.popen else None
         self._end_session(proc)
-        if proc.spec.kind == "worker":
+        if proc.spec.restartable:
             self._schedule_restart(proc, code)
             return
-        # Infrastructure is not restarted: a broker restart loses every topic (memory storage)
-        # and the workers would carry on against an empty one. Report it instead.
+        # The in-memory broker is not restarted: it would come back without a topic, and the
+        # workers would carry on against an empty one. Report it instead.
         proc.popen, proc.state = None, "unhealthy"
         proc.last_error = f"exited with code {code}; see {proc.log_path}"
         log.error("%s %s", proc.spec.name, proc.last_error)
 
     def _schedule_restart(self, proc: Proc, code: int | None) -> None:
         self._end_session(proc)
-        uptime = time.monotonic() - proc.started_at
+        now = time.monotonic()
+        uptime = now - proc.started_at
         proc.failures = self.policy.failures_after_crash(proc.failures, uptime)
         delay = self.policy.delay(proc.failures)
         proc.popen, proc.state = None, "unhealthy"
-        proc.restart_at = time.monotonic() + delay
+        proc.restart_at = now + delay
+        proc.exits.append(now)
         proc.last_error = f"exited with code {code} after {uptime:.1f} s; restart in {delay:.1f} s"
+        if looping := proc.crash_loop(now):
+            proc.last_error = f"{looping}; {proc.last_error}"
         log.warning("%s %s", proc.spec.name, proc.last_error)
 
     def _relaunch(self, proc: Proc) -> None:
@@ -342,15 +360,28 @@ class Supervisor:
             proc.last_error = str(exc).splitlines()[0]
 
     def _check_restarted(self, proc: Proc, now: float) -> None:
-        if now - proc.started_at < self.settings.worker_settle_s:
+        # A worker's check may pass before it has joined its group; a server's answer counts.
+        settling = (
+            proc.spec.kind == "worker" and now - proc.started_at < self.settings.worker_settle_s
+        )
+        if settling:
             return
         try:
             proc.spec.check()
         except Unhealthy as exc:
             proc.last_error = str(exc)
             return
-        proc.state, proc.last_error, proc.last_check = "healthy", None, now
-        log.info("%s healthy again (restart %d)", proc.spec.name, proc.restarts)
+        proc.last_check = now
+        self._passed(proc, now)
+        if proc.state == "healthy":
+            log.info("%s healthy again (restart %d)", proc.spec.name, proc.restarts)
+
+    def _passed(self, proc: Proc, now: float) -> None:
+        """A health check passed: healthy, unless the component is in a crash loop."""
+        if looping := proc.crash_loop(now):
+            proc.state, proc.last_error = "unhealthy", f"{looping}; up again since the last"
+            return
+        proc.state, proc.failed_checks, proc.last_error = "healthy", 0, None
 
     def _periodic_check(self, proc: Proc, now: float) -> None:
         proc.last_check = now
@@ -363,9 +394,10 @@ class Supervisor:
                 proc.state = "unhealthy"
                 log.error("%s unhealthy: %s", proc.spec.name, exc)
             return
-        if proc.state != "healthy":
+        was = proc.state
+        self._passed(proc, now)
+        if was != "healthy" and proc.state == "healthy":
             log.info("%s healthy again", proc.spec.name)
-        proc.state, proc.failed_checks, proc.last_error = "healthy", 0, None
 
     def publish(self, force: bool = False) -> None:
         components = [proc.status() for proc in self.procs.values()]

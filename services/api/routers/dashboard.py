@@ -3,7 +3,11 @@ its charts draw: frames, parts, alerts and capture-to-result latency."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +19,7 @@ from sqlalchemy import Engine, text
 from services.api.auth import Viewer
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+NONE = "'none'"
 router = APIRouter()
 
 
@@ -26,7 +31,36 @@ def root() -> RedirectResponse:
 @router.get("/dashboard", include_in_schema=False)
 def dashboard() -> FileResponse:
     """The page itself needs no token: it asks for one and sends it with every request."""
-    return FileResponse(STATIC / "dashboard.html", headers={"Cache-Control": "no-cache"})
+    page = STATIC / "dashboard.html"
+    headers = {"Cache-Control": "no-cache", "Content-Security-Policy": page_csp(page)}
+    return FileResponse(page, headers=headers)
+
+
+@cache
+def page_csp(page: Path) -> str:
+    """The strictest policy the page works under: its own inline script and style block only
+    (by their SHA-256, so no other inline code runs), images from the API or blob URLs (the
+    snapshots, fetched with the token), requests to the API only, never framed."""
+    html = page.read_text(encoding="utf-8")
+    scripts = [_sha256(s) for s in re.findall(r"<script>(.*?)</script>", html, re.S)]
+    styles = [_sha256(s) for s in re.findall(r"<style>(.*?)</style>", html, re.S)]
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {' '.join(scripts) or NONE}",
+            f"style-src {' '.join(styles) or NONE}",
+            "img-src 'self' blob:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def _sha256(inline: str) -> str:
+    digest = hashlib.sha256(inline.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
 class MinuteStats(BaseModel):

@@ -222,10 +222,14 @@ class _Control:
             close()
 
 
-def _switch_failed(exc: Exception) -> HTTPException:
+def _switch_failed(exc: Exception, model: str, version: int | None = None) -> HTTPException:
     """Refusals are the caller's (404, 409); anything else failed in Triton (502)."""
-    if isinstance(exc, VersionMissing):
-        return HTTPException(404, str(exc))
+    if isinstance(exc, VersionMissing):  # its message names the folder: a server path
+        if version is None:
+            detail = f"the {model} version to roll back to is not in the model repository"
+        else:
+            detail = f"{model} has no version {version} in the model repository"
+        return HTTPException(404, detail)
     if isinstance(exc, PromotionRefused | InvalidTransition):
         return HTTPException(409, str(exc))
     if isinstance(exc, JobNotFound):
@@ -281,7 +285,7 @@ def promote_version(request: Request, model: ModelName, body: PromoteIn,
                                               {"job_id": body.job_id,
                                                "reason": body.reason}))  # fmt: skip
         except (PromotionError, InvalidTransition, JobNotFound, policy.PolicyError) as exc:
-            raise _switch_failed(exc) from exc
+            raise _switch_failed(exc, model, body.version) from exc
     return VersionOut.of(info)
 
 
@@ -296,7 +300,7 @@ def rollback_version(request: Request, model: ModelName, principal: Admin) -> Ve
                             timeout_s=PROMOTE_TIMEOUT_S,
                             on_recorded=_audit(principal.name, "model.rollback", {}))  # fmt: skip
         except (PromotionError, policy.PolicyError) as exc:
-            raise _switch_failed(exc) from exc
+            raise _switch_failed(exc, model) from exc
     return VersionOut.of(info)
 
 

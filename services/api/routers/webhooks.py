@@ -3,6 +3,12 @@
 
 A subscription's secret is shown once: in the answer to the POST that generated it. It is
 never listed, and never written to the audit log.
+
+A URL is refused (422) when its host is, or resolves to, an address that is not allowed
+(``visionline.webhooks.check_target``: loopback, private, link-local, metadata) unless inside
+``WebhookSettings.allowed_networks``, which ``python -m services.api`` puts in
+``app.state.webhook_allowed_networks`` (none there: none allowed). The worker checks again at
+each connection. Delivery errors are shown coarse.
 """
 
 from __future__ import annotations
@@ -11,14 +17,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin
 from visionline import audit
 from visionline.db.models import WebhookDeliveryRow, WebhookSubscriptionRow
-from visionline.webhooks import MAX_URL_LENGTH, MIN_SECRET_LENGTH, check_url, generate_secret
+from visionline.webhooks import (
+    MAX_URL_LENGTH,
+    MIN_SECRET_LENGTH,
+    TargetRefused,
+    check_target,
+    check_url,
+    coarse_error,
+    generate_secret,
+)
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -92,6 +106,12 @@ class DeliveryOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @model_validator(mode="after")
+    def _coarse(self) -> DeliveryOut:
+        """Rows written before errors were coarse said which network failure it was."""
+        self.last_error = coarse_error(self.last_error, self.last_status)
+        return self
+
 
 def _out(row: WebhookSubscriptionRow) -> WebhookOut:
     return WebhookOut(id=row.id, url=row.url, enabled=row.enabled, filter=row.filter,
@@ -157,6 +177,19 @@ def list_deliveries(engine: Engine, webhook_id: int, state: str | None,
         return [DeliveryOut.model_validate(r, from_attributes=True) for r in session.scalars(stmt)]
 
 
+def _check_target(request: Request, url: str | None) -> None:
+    """422 when the URL's host is not an allowed webhook target (nothing of its resolution
+    said)."""
+    if url is None:
+        return
+    allowed = getattr(request.app.state, "webhook_allowed_networks", ())
+    try:
+        check_target(url, allowed)
+    except TargetRefused as exc:
+        error = {"loc": ["body", "url"], "msg": f"Value error, {exc}", "type": "value_error"}
+        raise HTTPException(422, [error]) from None
+
+
 def _limit(request: Request, limit: int) -> int:
     most = request.app.state.settings.max_page
     if limit > most:
@@ -169,7 +202,10 @@ Limit = Annotated[int, Query(ge=1, le=100_000)]
 
 @router.post("", status_code=201, response_model=WebhookCreated)
 def create(request: Request, body: WebhookIn, principal: Admin) -> WebhookCreated:
-    """Subscribe a URL to alerts. Without ``secret`` one is generated and returned once."""
+    """Subscribe a URL to alerts. Without ``secret`` one is generated and returned once. A URL
+    whose host is or resolves to a loopback, private, link-local or metadata address is refused
+    (422) unless the deployment allows that network."""
+    _check_target(request, body.url)
     return create_subscription(request.app.state.engine, body, principal.name)
 
 
@@ -191,7 +227,9 @@ def get(request: Request, webhook_id: SubscriptionId, _: Admin) -> WebhookOut:
 @router.patch("/{webhook_id}", response_model=WebhookOut)
 def patch(request: Request, webhook_id: SubscriptionId, body: WebhookPatch,
           principal: Admin) -> WebhookOut:  # fmt: skip
-    """Change url, secret, filter or enabled; deliveries already queued keep going."""
+    """Change url, secret, filter or enabled; deliveries already queued keep going. The URL is
+    checked as at creation."""
+    _check_target(request, body.url)
     return update_subscription(request.app.state.engine, webhook_id, body, principal.name)
 
 
@@ -209,6 +247,7 @@ def deliveries(
     state: Literal["pending", "delivered", "failed"] | None = None,
     limit: Limit = 50,
 ) -> list[DeliveryOut]:
-    """The subscription's deliveries, newest first: state, attempts, last status and error."""
+    """The subscription's deliveries, newest first: state, attempts, last status and a coarse
+    error (``refused: target not allowed``, ``failed: no response``, ``failed: HTTP 5xx``)."""
     limit = _limit(request, limit)
     return list_deliveries(request.app.state.engine, webhook_id, state, limit)

@@ -9,15 +9,22 @@ from sqlalchemy import text
 
 from services.api.app import create_app
 from services.api.routers.live import AlertFeed
+from tests.integration.conftest import WEBHOOK_ALLOWED_NETWORKS
 from visionline.db import make_engine, migrate
 from visionline.kafka import producer
-from visionline.settings import ApiSettings, CommonSettings
+from visionline.settings import ApiSettings, CommonSettings, WebhookSettings
 from visionline.tokens import ROLES, create_token
 
 
 @pytest.fixture(scope="session")
 def api_settings(stack) -> ApiSettings:
-    return ApiSettings(snapshot_dir=stack.settings.state_dir / "snapshots", max_body_bytes=64 << 10)
+    # Every TestClient request comes from one address, and the refusal tests send wrong tokens
+    # on purpose: a limit they never reach (test_api_security.py tests the limiter).
+    return ApiSettings(
+        snapshot_dir=stack.settings.state_dir / "snapshots",
+        max_body_bytes=64 << 10,
+        auth_max_failures=10_000,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +41,9 @@ def stack_common(stack) -> CommonSettings:
 def api_client(stack, engine, api_settings, stack_common):
     app = create_app(stack_common, api_settings, engine, producer(stack.kafka_bootstrap),
                      AlertFeed(stack.kafka_bootstrap))  # fmt: skip
+    # As python -m services.api does, with the networks the stack's workers allow.
+    webhooks = WebhookSettings(allowed_networks=WEBHOOK_ALLOWED_NETWORKS)
+    app.state.webhook_allowed_networks = webhooks.allowed_networks
     with TestClient(app) as client:
         yield client
 

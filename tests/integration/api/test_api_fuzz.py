@@ -2,8 +2,9 @@
 admin and without a token, and not one server error.
 
 The fuzzed app writes to a database of its own on the stack's PostgreSQL (created and migrated
-here), publishes nothing (no producer) and sees a model repository without versions: random but
-valid rules, camera changes or promotions must not reach the workers the other tests watch.
+here), publishes nothing (its producer only acks) and sees a model repository without
+versions: random but valid rules, camera changes or promotions must not reach the workers the
+other tests watch.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ def _operations() -> list[tuple[str, str]]:
     )
 
 
+class NullProducer:
+    """Acks every message and sends none: a label for a camera the fuzzing registered is
+    accepted (without a producer it was a 503), and nothing reaches the workers."""
+
+    def produce(self, *_args, on_delivery=None, **_kwargs) -> None:
+        if on_delivery is not None:
+            on_delivery(None, None)
+
+    def flush(self, _timeout: float | None = None) -> int:
+        return 0
+
+
 @pytest.fixture(scope="module")
 def fuzz_database(scratch_database) -> str:
     return scratch_database("visionline_fuzz")
@@ -50,16 +63,20 @@ def fuzz_schema(stack, fuzz_database, tmp_path_factory):
     for config in stack.settings.model_repository.glob("*/config.pbtxt"):
         (repository / config.parent.name).mkdir()
         shutil.copy(config, repository / config.parent.name)  # configs only, no versions
+    # A Redis database of its own too: its wrong tokens count against no other test's client.
+    redis_url = stack.redis_url.rsplit("/", 1)[0] + "/1"
     common = CommonSettings(
         kafka_bootstrap=stack.kafka_bootstrap, database_url=fuzz_database,
-        redis_url=stack.redis_url, triton_grpc_url=stack.triton_grpc_url,
+        redis_url=redis_url, triton_grpc_url=stack.triton_grpc_url,
         model_repository=repository,
     )  # fmt: skip
     engine = make_engine(fuzz_database)
-    app = create_app(common, ApiSettings(snapshot_dir=tmp_path_factory.mktemp("snapshots")),
-                     engine)  # fmt: skip
+    snapshots = tmp_path_factory.mktemp("snapshots")
+    settings = ApiSettings(snapshot_dir=snapshots, auth_max_failures=10**6)
+    app = create_app(common, settings, engine, producer=NullProducer())
     admin = create_token(engine, "fuzz-admin", "admin")
-    yield schemathesis.openapi.from_asgi("/openapi.json", app), admin
+    headers = {"Authorization": f"Bearer {admin}"}  # the schema is for token holders
+    yield schemathesis.openapi.from_asgi("/openapi.json", app, headers=headers), admin
     engine.dispose()
 
 

@@ -106,12 +106,12 @@ def test_update_disable_enable(api_client, engine, as_role) -> None:
 
 
 def test_rotated_key_replaces_the_old_one_at_the_upload_service(
-    api_client, engine, as_role, api_settings, bootstrap
+    api_client, engine, as_role, api_settings, bootstrap, stack_common
 ) -> None:
     made = register(api_client, as_role)
     cam, old = made["camera_id"], made["upload_key"]
     upload = create_upload_app(
-        CommonSettings(kafka_bootstrap=bootstrap),
+        CommonSettings(kafka_bootstrap=bootstrap, redis_url=stack_common.redis_url),
         UploadSettings(key_pepper=api_settings.key_pepper),
         CameraRegistry(engine, refresh_s=0),  # no cache: each upload reads the table
         FramePublisher(bootstrap),

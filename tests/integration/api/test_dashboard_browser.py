@@ -55,6 +55,7 @@ def browser():
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--window-size=1400,900"):  # fmt: skip
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, CSP reports
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
@@ -86,6 +87,9 @@ def test_an_alert_published_during_the_test_appears_in_the_live_feed(
     row = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
     assert "scratch" in row.text and alert.camera_id in row.text
     assert "critical" in row.text
+    # The page works under its Content-Security-Policy: the browser blocked nothing on it.
+    console = [entry["message"] for entry in browser.get_log("browser")]
+    assert not [m for m in console if "Content Security Policy" in m], console
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / "dashboard-browser-test.png"
     assert browser.save_screenshot(str(path))

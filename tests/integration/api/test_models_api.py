@@ -135,7 +135,9 @@ def test_unknown_models_and_bad_input(client, as_role, test_model):
     assert unknown.status_code == 404 and "no_such_model" in unknown.json()["detail"]
     assert client.post("/v1/models/no_such_model/rollback", headers=admin).status_code == 404
     missing = client.post(f"/v1/models/{test_model}/promote", json={"version": 9}, headers=admin)
-    assert missing.status_code == 404 and "no model in" in missing.json()["detail"]
+    assert missing.status_code == 404, missing.text
+    # Issue 15: the answer named the version's folder, a path on the server.
+    assert missing.json()["detail"] == f"{test_model} has no version 9 in the model repository"
     for body in ({}, {"version": 0}, {"version": "two"}, {"version": 2, "extra": 1},
                  {"version": 2**40}, {"version": 2, "job_id": 0}):  # fmt: skip
         bad = client.post(f"/v1/models/{test_model}/promote", json=body, headers=admin)

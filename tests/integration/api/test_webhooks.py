@@ -1,6 +1,7 @@
 """Webhook subscriptions through the API, and the stack's webhooks worker (``python -m
 services.webhooks``, short retries from conftest's WORKER_ENV) delivering alerts to a real HTTP
-receiver."""
+receiver; internal targets refused at registration and at delivery (conftest allows 127.0.0.1
+only)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.webhooks.store import claim_due, enqueue
@@ -196,14 +197,14 @@ def test_a_claimed_delivery_is_skipped_by_other_claims(scratch_database):
 class Receiver(ThreadingHTTPServer):
     """Answers 500 to the first POST of each alert on /flaky and to every POST on /down."""
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), Handler)
         self.received: list[tuple[str, dict[str, str], bytes]] = []
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://{self.server_address[0]}:{self.server_address[1]}"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -224,14 +225,23 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
+def serve(host: str) -> Iterator[Receiver]:
+    server = Receiver(host)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    yield from serve("127.0.0.1")  # inside the stack's allowed networks (conftest)
+
+
+@pytest.fixture(scope="module")
+def outside() -> Iterator[Receiver]:
+    yield from serve("127.0.0.2")  # loopback too, outside the allowed networks
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +297,57 @@ def test_an_alert_is_delivered_signed_and_retried(api_client, as_role, engine, s
 
     [failed] = wait_for_state(api_client, as_role, down["id"], "failed", timeout=30)
     assert failed["attempts"] == 3 and failed["last_status"] == 500
-    assert failed["last_error"] == "HTTP 500"
+    assert failed["last_error"] == "failed: HTTP 5xx"
     assert rows(engine, other["id"]) == []  # its filter wants critical alerts only
     assert stack.pids("webhooks") == worker  # the unparsable message did not stop it
+
+
+# --- targets: no requests to internal addresses (issue 15, finding 5: SSRF) -------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data/", "http://user:secret@example.com/hook",
+    "http://[::1]:6379/", "http://127.0.0.2:15432/", "http://10.0.0.1/hook",
+    "http://192.168.0.1/", "http://[::ffff:169.254.169.254]/", "http://0.0.0.0:16379/",
+])  # fmt: skip
+def test_internal_targets_and_credentials_are_refused(api_client, as_role, engine, url):
+    admin = as_role("admin")
+    response = api_client.post("/v1/webhooks", json={"url": url}, headers=admin)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "url"]
+    assert "not allowed" in error["msg"] or "credentials" in error["msg"]
+    stmt = select(func.count()).where(WebhookSubscriptionRow.url == url)
+    with Session(engine) as session:
+        assert session.scalar(stmt) == 0
+    path = f"/v1/webhooks/{create(api_client, as_role)['id']}"
+    assert api_client.patch(path, json={"url": url}, headers=admin).status_code == 422
+    assert api_client.get(path, headers=admin).json()["url"] == "http://127.0.0.1:9/hook"
+
+
+def test_a_target_refused_at_delivery_is_not_contacted_and_errors_are_coarse(
+    api_client, as_role, engine, stack, receiver, outside, worker
+):
+    """The worker checks the address it connects to, not only the API at registration: a name
+    may resolve elsewhere by then (DNS rebinding), and rows may predate the check. Here a row is
+    pointed, behind the API's back, at a receiver on an address outside the allowed networks:
+    it must get nothing. A closed port and a refused target read as coarse errors."""
+    camera = f"hook-{uuid.uuid4().hex[:8]}"
+    only_camera = {"camera_ids": [camera]}
+    moved = create(api_client, as_role, url=f"{receiver.url}/moved", filter=only_camera)
+    with Session(engine) as session, session.begin():
+        session.get(WebhookSubscriptionRow, moved["id"]).url = f"{outside.url}/moved"
+    closed = Receiver()  # bound, then closed: a port nothing listens on
+    closed.server_close()
+    unanswered = create(api_client, as_role, url=f"{closed.url}/closed", filter=only_camera)
+    kafka = producer(stack.kafka_bootstrap)
+    kafka.produce(str(Topic.ALERTS), value=to_json(new_alert(camera)), key=camera.encode())
+    assert kafka.flush(10) == 0
+
+    [refused] = wait_for_state(api_client, as_role, moved["id"], "failed", timeout=30)
+    assert refused["last_error"] == "refused: target not allowed"
+    assert refused["last_status"] is None and refused["attempts"] == 3
+    assert outside.received == []
+    [failed] = wait_for_state(api_client, as_role, unanswered["id"], "failed", timeout=30)
+    assert failed["last_error"] == "failed: no response" and failed["last_status"] is None
+    assert stack.pids("webhooks") == worker
