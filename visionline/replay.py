@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from services.ingest.logic import auto_frame_id, frame_id_of, header_text, parse_captured_at
+from visionline.frame_headers import auto_frame_id, frame_id_of, header_text, parse_captured_at
 from visionline.imaging import FrameRejected, sniff_content_type
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_CONTENT_TYPE, SourceRef
 

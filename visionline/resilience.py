@@ -7,9 +7,10 @@ Plain logic; ``visionline.worker`` wires it to the Faust loops and Redis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,6 +26,44 @@ class DependencyDown(Exception):
     def __init__(self, dependency: str, cause: object) -> None:
         super().__init__(f"{dependency} is unavailable: {cause}")
         self.dependency = dependency
+
+
+class BackendUnavailable(DependencyDown):
+    """The model server did not answer (down, restarting, overloaded, model not loaded)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("triton", message)
+
+
+@dataclass
+class RetryPolicy:
+    """A model server's calls: retried a few times at once (a blip), then given up on."""
+
+    attempts: int = 3  # retries after the first try
+    backoff_s: float = 0.2  # doubled after each failed try
+    probe_after_s: float = 10.0  # while on a fallback, try the server again this often
+
+    def delays(self) -> list[float]:
+        return [self.backoff_s * 2**i for i in range(self.attempts)]
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> T:
+    """``await call()``, tried again after each BackendUnavailable with the policy's backoff;
+    the last failure is raised (to a fallback, or to ``Worker.attempt``, which waits)."""
+    delays = policy.delays()
+    for attempt in range(len(delays) + 1):
+        try:
+            return await call()
+        except BackendUnavailable as exc:
+            if attempt == len(delays):
+                raise
+            log.warning("Triton unavailable (%s); retrying in %.1fs", exc, delays[attempt])
+            await sleep(delays[attempt])
+    raise AssertionError("unreachable")
 
 
 def dependency_down(exc: BaseException) -> str | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from services.inference.backends import local_backend, triton_backend
-from services.inference.logic import ResilientModel, RetryPolicy, results, stack_batch
+from services.inference.logic import ResilientModel, results, stack_batch
 from visionline.messages import (
     PreprocessedFrame,
     Topic,
     pack_envelope,
 )
+from visionline.resilience import RetryPolicy
 from visionline.settings import CommonSettings, InferenceSettings
 from visionline.worker import Worker, configure_logging
 

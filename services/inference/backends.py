@@ -11,9 +11,10 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from services.inference.logic import Backend, BackendUnavailable
+from services.inference.logic import Backend
 from visionline.models.local import LocalModel
 from visionline.models.spec import INPUT_NAME, OUTPUT_NAME
+from visionline.resilience import BackendUnavailable
 
 
 def loop_client(url: str) -> Callable[[], InferenceServerClient]:

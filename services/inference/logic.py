@@ -6,24 +6,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from visionline.messages import InferenceResult, ModelRef, PreprocessedFrame, TensorSpec
-from visionline.resilience import DependencyDown
+from visionline.resilience import BackendUnavailable, RetryPolicy, retrying
 
 log = logging.getLogger(__name__)
 
 # (batch uint8 NHWC) -> (logits float32 [N, classes], model version)
 Backend = Callable[[np.ndarray], Awaitable[tuple[np.ndarray, str]]]
-
-
-class BackendUnavailable(DependencyDown):
-    """The model server did not answer (down, restarting, overloaded, model not loaded)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("triton", message)
 
 
 def stack_batch(frames: Sequence[PreprocessedFrame], tensors: Sequence[bytes]) -> np.ndarray:
@@ -51,16 +43,6 @@ def results(
         )
         out.append((result, row.tobytes()))
     return out
-
-
-@dataclass
-class RetryPolicy:
-    attempts: int = 3  # retries after the first try
-    backoff_s: float = 0.2  # doubled after each failed try
-    probe_after_s: float = 10.0  # while on the fallback, try the server again this often
-
-    def delays(self) -> list[float]:
-        return [self.backoff_s * 2**i for i in range(self.attempts)]
 
 
 class ResilientModel:
@@ -106,12 +88,4 @@ class ResilientModel:
         return logits, ModelRef(name=self.name, version=version, served_by="local-onnxruntime")
 
     async def _with_retries(self, batch: np.ndarray) -> tuple[np.ndarray, str]:
-        delays = self._policy.delays()
-        for attempt in range(len(delays) + 1):
-            try:
-                return await self._primary(batch)
-            except BackendUnavailable:
-                if attempt == len(delays):
-                    raise
-                await self._sleep(delays[attempt])
-        raise AssertionError("unreachable")
+        return await retrying(lambda: self._primary(batch), self._policy, self._sleep)

@@ -6,14 +6,15 @@ import asyncio
 
 import cv2
 
-from services.inference.logic import RetryPolicy
 from services.inspect.backends import triton_models
-from services.inspect.logic import Inspector, decode_frame, observations, store_snapshot
+from services.inspect.logic import decode_frame, observations, store_snapshot
 from visionline.imaging import FrameRejected
+from visionline.inspection.inspector import Inspector
 from visionline.inspection.samples import SampleStore, reasons_for
 from visionline.inspection.sampling import LabelSampler, LabelSampling
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.messages import FrameMeta, Topic, to_json
+from visionline.resilience import RetryPolicy
 from visionline.settings import CommonSettings, InspectSettings
 from visionline.worker import Worker, configure_logging, decode_message
 

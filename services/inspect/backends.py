@@ -8,8 +8,8 @@ import numpy as np
 from tritonclient.utils import InferenceServerException
 
 from services.inference.backends import loop_client, triton_infer
-from services.inference.logic import BackendUnavailable
-from services.inspect.logic import Infer, ServedVersion
+from visionline.inspection.inspector import Infer, ServedVersion
+from visionline.resilience import BackendUnavailable
 
 
 def triton_models(url: str, version: str, timeout_s: float) -> tuple[Infer, ServedVersion]:

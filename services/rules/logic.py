@@ -1,71 +1,14 @@
-"""Rules' business logic: the rules file, matching, cooldown decisions, part alerts."""
+"""Rules' business logic: matching, cooldown decisions, part alerts (the rules file's model is
+``visionline.rulesets``)."""
 
 from __future__ import annotations
 
-import fnmatch
-import re
 import time
-from pathlib import Path
-from typing import Literal
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from visionline.imaging import FrameRejected
-from visionline.inspection.config import InspectionConfig, check_unique_names, config_for
+from visionline.inspection.config import InspectionConfig, config_for
 from visionline.messages import Alert, ModelRef, PartAlertDetail, PartVerdict, Prediction, alert_id
-
-RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    cameras: list[str] = Field(default_factory=lambda: ["*"])  # ids or glob patterns
-    labels: list[str] = Field(min_length=1)
-    min_confidence: float = Field(0.5, ge=0, le=1)
-    cooldown_s: float = Field(0.0, ge=0)  # per camera and label
-    severity: Literal["info", "warning", "critical"] = "warning"
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not RULE_NAME.match(value):
-            raise ValueError("rule name must be 1-64 of a-z 0-9 _ - and start alphanumeric")
-        return value
-
-    def applies_to(self, camera_id: str) -> bool:
-        return any(fnmatch.fnmatchcase(camera_id, pattern) for pattern in self.cameras)
-
-
-class RulesFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rules: list[Rule]
-    inspection: list[InspectionConfig] = Field(default_factory=list)  # inspection cameras
-
-    @field_validator("inspection")
-    @classmethod
-    def _unique_inspection(cls, configs: list[InspectionConfig]) -> list[InspectionConfig]:
-        return check_unique_names(configs)
-
-    @field_validator("rules")
-    @classmethod
-    def _unique_names(cls, rules: list[Rule]) -> list[Rule]:
-        names = [r.name for r in rules]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate rule names: {', '.join(duplicates)}")
-        return rules
-
-
-def load_rules_file(path: Path) -> RulesFile:
-    return RulesFile.model_validate(yaml.safe_load(path.read_text()) or {})
-
-
-def load_rules(path: Path) -> list[Rule]:
-    return load_rules_file(path).rules
+from visionline.rulesets import Rule
 
 
 def match(rule: Rule, prediction: Prediction) -> tuple[str, float] | None:

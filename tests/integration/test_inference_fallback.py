@@ -9,10 +9,11 @@ import numpy as np
 from skimage import data as skdata
 
 from services.inference.backends import local_backend, triton_backend
-from services.inference.logic import ResilientModel, RetryPolicy
+from services.inference.logic import ResilientModel
 from tests.integration.pipeline import free_port
 from visionline.models.local import load_labels
 from visionline.models.preprocessing import resize_center_crop
+from visionline.resilience import RetryPolicy
 from visionline.settings import REPO_ROOT
 
 REPOSITORY = REPO_ROOT / "triton_models"

@@ -10,9 +10,10 @@ import pytest
 import skimage.data
 
 from visionline.models import spec
-from visionline.models.export import CAT_LABELS, softmax
+from visionline.models.export import CAT_LABELS
 from visionline.models.local import LocalModel, load_labels
 from visionline.models.preprocessing import resize_center_crop
+from visionline.models.scores import softmax
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "triton_models"
 

@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 
 from services.inference.logic import (
-    BackendUnavailable,
     ResilientModel,
-    RetryPolicy,
     results,
     stack_batch,
 )
 from tests.unit.test_messages import meta
 from visionline.messages import ModelRef, PreprocessedFrame, Quality, TensorSpec
+from visionline.resilience import BackendUnavailable, RetryPolicy
 
 Q = Quality(brightness=1, contrast=1, blur=1, saturation=1)
 

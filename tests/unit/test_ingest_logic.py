@@ -1,20 +1,19 @@
 import pytest
 
 from services.ingest.logic import (
-    FRAME_ID,
     Limits,
     RateLimiter,
     RawFrame,
     check_registered,
     claim_decision,
-    parse_captured_at,
     route,
     validate_frame,
 )
 from tests.unit.images import jpeg, jpeg_claiming, png
 from visionline.cameras import RegisteredCamera
+from visionline.frame_headers import parse_captured_at
 from visionline.imaging import FrameRejected
-from visionline.messages import SourceRef, Topic
+from visionline.messages import FRAME_ID, SourceRef, Topic
 
 SOURCE = SourceRef(topic="raw", partition=2, offset=7)
 LIMITS = Limits(max_bytes=1 << 20, max_pixels=4_000_000)

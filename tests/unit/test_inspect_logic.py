@@ -4,9 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.inference.logic import BackendUnavailable, RetryPolicy
 from services.inspect.logic import (
-    Inspector,
     decode_frame,
     observations,
     snapshot_boxes,
@@ -15,10 +13,12 @@ from services.inspect.logic import (
     wants_snapshot,
 )
 from visionline.imaging import FrameRejected
+from visionline.inspection.inspector import Inspector
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.inspection.tracking import DefectDetection, PartDetection
 from visionline.inspection.vision import CROP, FRAME_H, FRAME_W, STRIDE
 from visionline.messages import FrameMeta, PartObservations, Quality, SourceRef
+from visionline.resilience import BackendUnavailable, RetryPolicy
 
 GRID_H, GRID_W, CROP_GRID = FRAME_H // STRIDE, FRAME_W // STRIDE, CROP // STRIDE
 VERSIONS = {"part_detector": "3", "part_anomaly": "2", "defect_detector": "1"}

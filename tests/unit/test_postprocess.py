@@ -1,9 +1,10 @@
 import numpy as np
 
-from services.postprocess.logic import softmax, to_prediction, top_k
+from services.postprocess.logic import to_prediction
 from tests.unit.test_inference_logic import Q
 from tests.unit.test_messages import meta
 from visionline.messages import InferenceResult, ModelRef, TensorSpec
+from visionline.models.scores import softmax, top_k
 
 LABELS = ["cat", "dog", "cup", "car"]
 

@@ -8,8 +8,8 @@ import redis.exceptions
 import sqlalchemy.exc
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from services.inference.logic import BackendUnavailable
 from visionline.resilience import (
+    BackendUnavailable,
     Backoff,
     DependencyDown,
     coordinates,

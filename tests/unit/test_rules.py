@@ -2,13 +2,9 @@ import pytest
 from pydantic import ValidationError
 
 from services.rules.logic import (
-    Rule,
-    RulesFile,
     candidate_alerts,
     cooldown_allows,
     defect_model,
-    load_rules,
-    load_rules_file,
     match,
     part_alert,
 )
@@ -22,6 +18,7 @@ from visionline.messages import (
     PartVerdict,
     Prediction,
 )
+from visionline.rulesets import Rule, RulesFile, load_rules, load_rules_file
 from visionline.settings import REPO_ROOT
 
 

@@ -7,16 +7,18 @@ import logging
 
 import pytest
 
-from services.rules.logic import Rule, RulesFile, load_rules_file
 from tests.unit.test_parts_logic import feed, lane_lines, observed
 from visionline.inspection.config import InspectionConfig
 from visionline.rulesets import (
     FILE_VERSION,
+    Rule,
     RuleSet,
+    RulesFile,
     RulesWatcher,
     document_of,
     for_camera,
     from_file,
+    load_rules_file,
     storable_text,
 )
 from visionline.settings import REPO_ROOT

@@ -84,7 +84,7 @@ class AlertRule:
 
 def bench_rule(camera_id: str) -> AlertRule:
     """The alert rule the bench cameras fall under, and postprocess's top-k."""
-    from services.rules.logic import load_rules
+    from visionline.rulesets import load_rules
     from visionline.settings import PostprocessSettings, RulesSettings
 
     rules = [r for r in load_rules(RulesSettings().rules_file) if r.applies_to(camera_id)]
@@ -108,8 +108,8 @@ class BareLoop:
         """(seconds decoding + preprocessing, whether the frame alerts)."""
         import numpy as np
 
-        from services.postprocess.logic import softmax, top_k
         from visionline.imaging import inspect_header, model_input
+        from visionline.models.scores import softmax, top_k
 
         start = time.perf_counter()
         tensor, _ = model_input(data, inspect_header(data), self.model.input_shape[0] or 224)

@@ -37,7 +37,7 @@ def local_inspector(
     min_part_score: float = 0.3,
 ):
     """The inspect worker's own ``Inspector`` on in-process ONNX models instead of Triton."""
-    from services.inspect.logic import Inspector
+    from visionline.inspection.inspector import Inspector
 
     async def infer(model: str, input_name: str, batch: np.ndarray, outputs: Sequence[str]):
         found = models[model].run(batch)

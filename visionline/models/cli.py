@@ -81,8 +81,9 @@ def info(
     top: Annotated[int, typer.Option(help="Classify the bundled sample photos, top-k.")] = 3,
 ) -> None:
     """Show the model's version, tensors and its top-k on scikit-image's sample photos."""
-    from visionline.models.export import sample_images, softmax
+    from visionline.models.export import sample_images
     from visionline.models.local import LocalModel, load_labels
+    from visionline.models.scores import softmax
 
     local = LocalModel(repository, model)
     labels = load_labels(repository, model)

@@ -28,6 +28,7 @@ import numpy as np
 
 from visionline.models.local import LocalModel
 from visionline.models.preprocessing import resize_center_crop
+from visionline.models.scores import softmax
 from visionline.models.spec import (
     DEFAULT_REPOSITORY,
     IMAGE_SIZE,
@@ -203,11 +204,6 @@ def sample_images() -> dict[str, np.ndarray]:
     import skimage.data
 
     return {name: resize_center_crop(getattr(skimage.data, name)()) for name in SAMPLE_EXPECTATIONS}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def verify(model: "torch.nn.Module", onnx_path: Path, labels: Sequence[str]) -> ExportResult:

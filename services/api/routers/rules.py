@@ -16,11 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin, Viewer
-from services.rules.logic import RulesFile
 from visionline import rulesets
 from visionline.cameras import CAMERA_ID
 from visionline.db.models import Camera
-from visionline.rulesets import RuleSet
+from visionline.rulesets import RuleSet, RulesFile
 from visionline.settings import RulesSettings
 
 router = APIRouter(tags=["rules"])

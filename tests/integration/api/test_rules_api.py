@@ -14,10 +14,10 @@ import uuid
 
 import pytest
 
-from services.rules.logic import RulesFile, load_rules_file
 from tests.integration.pipeline import Camera, chelsea_jpeg, new_camera, rows, wait_rows
 from tests.integration.test_part_alerts import publish, verdict
 from visionline import rulesets
+from visionline.rulesets import RulesFile, load_rules_file
 from visionline.settings import RulesSettings
 
 pytestmark = pytest.mark.integration
