@@ -151,15 +151,25 @@ class Worker:
         )
         await self.send_dead_letter(letter, message.key)
 
-    def each(self, source: Topic, out: Topic, handle: Callable[[object], tuple]) -> None:
-        """The usual agent: ``handle(event) -> (key, value)`` is sent to ``out``, a
-        FrameRejected is dead-lettered, anything else crashes the worker."""
-        self.routed(source, (out,), lambda event: (out, *handle(event)))
+    def each(
+        self, source: Topic, out: Topic, handle: Callable[[object], tuple | Awaitable]
+    ) -> None:
+        """The usual agent: ``handle(event) -> (key, value)`` (or a coroutine of it) is sent to
+        ``out``; see ``routed`` for what a failure does."""
+
+        async def to_out(event) -> tuple:
+            result = handle(event)
+            return (out, *(await result if inspect.isawaitable(result) else result))
+
+        self.routed(source, (out,), to_out)
 
     def routed(
         self, source: Topic, outputs: tuple[Topic, ...], handle: Callable[[object], tuple]
     ) -> None:
-        """Like ``each``, but ``handle(event) -> (topic, key, value)`` picks one of ``outputs``."""
+        """Like ``each``, but ``handle(event) -> (topic, key, value)`` picks one of ``outputs``.
+
+        A poison message is dead-lettered unread; a FrameRejected is dead-lettered; while a
+        server is down the handler is retried (``attempt``); anything else crashes the worker."""
         topics = {t: self.topic(t) for t in outputs}
 
         @self.app.agent(self.topic(source), name=f"visionline.{self.service}")

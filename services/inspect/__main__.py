@@ -45,7 +45,6 @@ def main() -> None:
         LabelSampling(max_per_camera_per_minute=settings.samples_per_camera_per_minute)
     )
     worker = Worker("inspect", common)
-    out_topic = worker.topic(Topic.PART_OBSERVATIONS)
 
     def keep_sample(message, jpeg: bytes) -> None:
         reasons = reasons_for(message, sampler, settings.snapshot_threshold)
@@ -65,34 +64,21 @@ def main() -> None:
             worker.log.error("snapshot of %s/%s not stored: %s", meta.camera_id, meta.frame_id, exc)
             return None
 
-    @worker.app.agent(worker.topic(Topic.INSPECTION_FRAMES), name="visionline.inspect")
-    async def inspect(stream):
-        async for event in stream.events():
-            worker.counted_in()
-            done = worker.timed()
-            if await worker.poisoned(event):
-                continue
-            try:
-                meta, image = decode_message(event.message.value, FrameMeta)
-                try:
-                    bgr, quality = decode_frame(meta, bytes(image))
-                except FrameRejected as rejected:
-                    raise rejected.of(meta) from None
-            except FrameRejected as rejected:
-                await worker.reject(event, rejected)
-                continue
+    async def inspect(event) -> tuple[bytes, bytes]:
+        meta, image = decode_message(event.message.value, FrameMeta)
+        try:
+            bgr, quality = decode_frame(meta, bytes(image))
+        except FrameRejected as rejected:
+            raise rejected.of(meta) from None
+        parts, models = await inspector.inspect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        ref = await asyncio.to_thread(snapshot, meta, bgr, parts)
+        worker.model_in_use(*models)
+        message = observations(meta, quality, parts, models, ref)
+        await asyncio.to_thread(keep_sample, message, bytes(image))
+        return meta.camera_id.encode(), to_json(message)
 
-            async def inspect_frame(bgr=bgr, meta=meta):
-                parts, models = await inspector.inspect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                return parts, models, await asyncio.to_thread(snapshot, meta, bgr, parts)
-
-            # Triton down: wait for it; any other error crashes (and counts against the frame).
-            parts, models, ref = await worker.attempt(inspect_frame, [event])
-            worker.model_in_use(*models)
-            message = observations(meta, quality, parts, models, ref)
-            await asyncio.to_thread(keep_sample, message, bytes(image))
-            await worker.send(out_topic, meta.camera_id.encode(), to_json(message))
-            done()
+    # Triton down: the worker waits for it; any other error crashes it, counted against the frame.
+    worker.each(Topic.INSPECTION_FRAMES, Topic.PART_OBSERVATIONS, inspect)
 
     @worker.app.timer(interval=settings.snapshot_prune_s)
     async def prune_snapshots():
