@@ -38,11 +38,76 @@ def bound_fetch_wait(max_wait_ms: int) -> None:
     aiokafka.AIOKafkaConsumer = CappedConsumer
 
 
+def tolerate_bad_header_names() -> None:
+    """Read a record whose header *name* is not UTF-8 instead of failing the whole fetch.
+
+    aiokafka decodes header names strictly while it parses a fetched batch, before any handler
+    sees a record: one such record from outside stopped ingest in a restart loop that
+    poison-message detection could not break (issue 15). Batches are still parsed by the fast
+    reader; only one that fails so is read again with its bad names backslash-escaped (a name no
+    one asks for, so the frame goes on as if the header were absent). Installed once per process.
+    """
+    from aiokafka.consumer import fetcher
+    from aiokafka.record.default_records import DefaultRecordBatch, _DefaultRecordBatchPy
+    from aiokafka.record.memory_records import _MemoryRecordsPy
+
+    if getattr(fetcher.MemoryRecords, "visionline_tolerant", False):
+        return
+
+    class LenientBytes(bytearray):
+        """A buffer whose slices decode with escapes where the bytes are not UTF-8."""
+
+        def __getitem__(self, index):
+            got = super().__getitem__(index)
+            return LenientBytes(got) if isinstance(index, slice) else got
+
+        def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+            return super().decode(encoding, "backslashreplace")
+
+    class LenientBatch(_DefaultRecordBatchPy):
+        def _maybe_uncompress(self) -> None:
+            super()._maybe_uncompress()
+            if not isinstance(self._buffer, LenientBytes):
+                self._buffer = LenientBytes(self._buffer)
+
+    class TolerantBatch:
+        """The fast reader's batch; read again leniently if a header name fails to decode."""
+
+        def __init__(self, batch, data) -> None:
+            self._batch, self._data = batch, data
+
+        def __getattr__(self, name):
+            return getattr(self._batch, name)
+
+        def __next__(self):  # a control batch's marker
+            return next(self._batch)
+
+        def __iter__(self):
+            try:
+                return iter(list(self._batch))
+            except UnicodeDecodeError:
+                log.warning("a record's header name is not UTF-8: read with escapes")
+                return iter(LenientBatch(self._data))
+
+    class TolerantRecords(_MemoryRecordsPy):
+        visionline_tolerant = True
+
+        def next_batch(self, *args):
+            data = self._next_slice
+            batch = super().next_batch(*args)
+            if isinstance(batch, DefaultRecordBatch):
+                return TolerantBatch(batch, data)
+            return batch
+
+    fetcher.MemoryRecords = TolerantRecords
+
+
 def faust_app(service: str, common: CommonSettings, **overrides):
     """A Faust app whose consumer group is ``visionline-<service>``: more processes, more scale."""
     import faust  # imported here: faust patches asyncio and logging on import
 
     bound_fetch_wait(common.kafka_fetch_max_wait_ms)
+    tolerate_bad_header_names()
     options = dict(
         broker=f"kafka://{common.kafka_bootstrap}",
         key_serializer="raw",

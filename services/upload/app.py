@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from visionline.auth_limits import FailureLimiter, Subject, client_of, limiter_for
 from visionline.camera.publisher import FramePublisher
 from visionline.cameras import CAMERA_ID, RegisteredCamera, hash_upload_key, is_placeholder_key
+from visionline.frame_headers import parse_captured_at
 from visionline.http_headers import SecurityHeaders
+from visionline.imaging import FrameRejected
 from visionline.logs import set_frame
 from visionline.messages import CONTENT_TYPES, FRAME_ID, image_media_type
 from visionline.settings import CommonSettings, UploadSettings
@@ -182,11 +185,15 @@ def _frame_id(request: Request) -> str | None:
 
 
 def _captured_at(value: str | None) -> int | None:
+    """Epoch ms of ``X-Captured-At``, by ingest's rule (epoch ms or ISO 8601 with a zone, at
+    most 7 days off): a time ingest would refuse is refused here, not accepted and then
+    dead-lettered."""
     if value is None:
         return None
-    if not value.isdigit():
-        raise HTTPException(400, "X-Captured-At must be epoch milliseconds")
-    return int(value)
+    try:
+        return round(parse_captured_at(value, time.time()) * 1000)
+    except FrameRejected as rejected:
+        raise HTTPException(400, f"X-Captured-At: {rejected.message}") from None
 
 
 async def read_image(request: Request, max_bytes: int) -> tuple[bytes, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -117,3 +118,56 @@ def test_a_frame_under_an_id_another_frame_holds_is_dead_lettered_not_dropped(
     assert len(stored) == 1 and stored[0]["captured_at"].timestamp() == pytest.approx(
         first["captured_at"], abs=0.001
     )
+
+
+class NameNotUtf8(str):
+    """A header name that encodes to bytes that are not UTF-8, as a client in another language
+    can send: Kafka's own clients would refuse to write it."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"x-\xff\xfe"
+
+
+async def produce_with_a_bad_header_name(bootstrap: str, camera_id: str, value: bytes, frame_id):
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.producer import message_accumulator, producer
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    modules = (message_accumulator, producer)
+    fast = [module.DefaultRecordBatchBuilder for module in modules]
+    for module in modules:  # the pure-Python builder calls the name's .encode
+        module.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
+    try:
+        out = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await out.start()
+        try:
+            headers = [(NameNotUtf8("x-ok"), b"1"), ("frame-id", frame_id.encode())]
+            await out.send_and_wait(
+                str(Topic.RAW_FRAMES), value, key=camera_id.encode(), headers=headers
+            )
+        finally:
+            await out.stop()
+    finally:
+        for module, builder in zip(modules, fast, strict=True):
+            module.DefaultRecordBatchBuilder = builder
+
+
+def test_a_header_name_that_is_not_utf8_stops_nothing(stack, engine, predictions):
+    """Issue 15: aiokafka failed the whole fetch on such a record, before any handler saw it:
+    ingest restarted again and again and the frames after it never came through."""
+    ingest = sorted(stack.pids("ingest"))
+    camera_id, tag = new_camera(engine), uuid.uuid4().hex[:6]
+    odd, after = f"bad-header-name-{tag}", f"good-after-{tag}"
+    asyncio.run(
+        produce_with_a_bad_header_name(stack.kafka_bootstrap, camera_id, chelsea_jpeg(), odd)
+    )
+    camera = Camera(stack.kafka_bootstrap)
+    camera.send(camera_id, chelsea_jpeg(), after)
+    camera.flush()
+
+    def mine(seen):
+        return {p["frame_id"] for p in seen if p["camera_id"] == camera_id}
+
+    seen = predictions.wait_for(lambda seen: mine(seen) >= {odd, after}, timeout=90)
+    assert mine(seen) == {odd, after}  # the odd header is ignored like any unknown one
+    assert sorted(stack.pids("ingest")) == ingest

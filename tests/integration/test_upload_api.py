@@ -118,6 +118,7 @@ def png() -> bytes:
 
 def test_raw_jpeg_reaches_kafka_like_a_camera_frame(bootstrap: str) -> None:
     body = jpeg()
+    captured_ms = str(time.time_ns() // 1_000_000 - 1234)  # ingest's rule: within 7 days
     with api(bootstrap) as client:
         response = client.post(
             "/v1/cameras/cam-up/frames",
@@ -126,7 +127,7 @@ def test_raw_jpeg_reaches_kafka_like_a_camera_frame(bootstrap: str) -> None:
                 "Content-Type": "image/jpeg",
                 "X-Camera-Key": "secret",
                 "X-Frame-Id": "frame-0001",
-                "X-Captured-At": "1700000000123",
+                "X-Captured-At": captured_ms,
             },
         )
     assert response.status_code == 202, response.text
@@ -135,7 +136,7 @@ def test_raw_jpeg_reaches_kafka_like_a_camera_frame(bootstrap: str) -> None:
     assert message.value() == body
     assert dict(message.headers()) == {
         "frame-id": b"frame-0001",
-        "captured-at": b"1700000000123",
+        "captured-at": captured_ms.encode(),
         "content-type": b"image/jpeg",
     }
 
@@ -173,6 +174,13 @@ def test_multipart_png_with_default_frame_id_and_time(bootstrap: str) -> None:
         ("cam-rej", {"X-Camera-Key": "secret", "Content-Type": "text/plain"}, b"hi", 415, None),
         ("cam-rej", {"X-Camera-Key": "secret"}, b"", 400, "empty body"),
         ("cam-rej", {"X-Camera-Key": "secret", "X-Captured-At": "noon"}, jpeg(), 400, None),
+        (
+            "cam-rej",
+            {"X-Camera-Key": "secret", "X-Captured-At": "1700000000123"},
+            jpeg(),
+            400,
+            None,
+        ),
         ("cam-rej", {"X-Camera-Key": "secret", "X-Frame-Id": "x" * 129}, jpeg(), 400, None),
     ],
 )

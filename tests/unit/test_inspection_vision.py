@@ -1,5 +1,7 @@
 """The inspection models' pre- and post-processing (visionline.inspection.vision)."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,8 @@ from visionline.inspection.vision import (
     STRIDE,
     Crop,
     Letterbox,
+    _cut_by_resize,
+    _cut_inside,
     class_scores,
     crop_tensors,
     decode_crop,
@@ -145,3 +149,28 @@ def test_a_generator_frame_crops_each_true_part():
         belt = image[:4, :4].mean()  # the margin around a part is belt (or black padding)
         assert image[CROP // 2 - 8 : CROP // 2 + 8].mean() != pytest.approx(belt, abs=1)
         assert crops[0].side > 0 and part.box
+
+
+def test_a_crop_across_a_long_thin_frame_builds_no_window():
+    """Found by the decoder fuzzing: the crop of a box across a 65535 x 30 frame built a
+    75,000-pixel-square window (17 GB) to resize it to 224 x 224."""
+    rgb = np.full((30, 65535, 3), 90, np.uint8)
+    tracemalloc.start()
+    try:
+        images, _ = crop_tensors(rgb, [(0.0, 0.0, 65535.0, 30.0)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert images.shape == (1, CROP, CROP, 3) and peak < 4 << 20
+    band = images[0][:, :, 0].max(axis=1)  # the frame: a grey band across the middle
+    assert band[CROP // 2] == 90 and band[0] == band[-1] == 0
+
+
+def test_a_window_cut_inside_matches_the_built_window():
+    """Cut either way, the same part lands in the same place (within rounding)."""
+    rgb = LineGenerator(seed=1).frame(0)[0]
+    x0, y0, side = -100, 20, 600
+    built = _cut_by_resize(rgb, Crop(x0, y0, side))
+    inside = _cut_inside(rgb, x0, y0, side)
+    assert np.abs(built.astype(int) - inside.astype(int)).mean() < 8
+    assert (inside[:, : round(100 * CROP / side) - 1] == 0).all()

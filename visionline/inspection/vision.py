@@ -32,6 +32,11 @@ FRAME_W, FRAME_H = 448, 256  # part_detector input: the frame letterboxed into t
 CROP = 224  # part crops are square, CROP x CROP
 STRIDE = 8  # both heads read stride-8 features
 CROP_MARGIN = 1.15  # crop side = longest box side x this: some belt around every part
+# A crop window of more pixels than this many frames (a box across a long thin frame: 75,000
+# pixels square, 17 GB, for the whole of a 65535 x 30 frame) is not built; only its part inside
+# the frame is resized. Boxes in frames of ordinary shape (up to 2.35 frames for 16:9) are cut
+# as before.
+MAX_WINDOW_FRAMES = 4
 # Output names (the models' ONNX graphs and Triton configs use the same).
 FRAME_INPUT, CROP_INPUT = "frame", "crop"
 PART_OUTPUTS = ("part_heatmap", "part_size", "part_offset")
@@ -112,11 +117,30 @@ def _cut_by_resize(rgb: np.ndarray, crop: Crop) -> np.ndarray:
     height, width = rgb.shape[:2]
     x0, y0 = round(crop.x0), round(crop.y0)
     side = max(1, round(crop.side))
+    if side * side > MAX_WINDOW_FRAMES * width * height:
+        return _cut_inside(rgb, x0, y0, side)
     window = np.zeros((side, side, *rgb.shape[2:]), rgb.dtype)
     fx0, fy0, fx1, fy1 = max(0, x0), max(0, y0), min(width, x0 + side), min(height, y0 + side)
     if fx1 > fx0 and fy1 > fy0:
         window[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = rgb[fy0:fy1, fx0:fx1]
     return cv2.resize(window, (CROP, CROP), interpolation=cv2.INTER_AREA)
+
+
+def _cut_inside(rgb: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The crop of the ``side`` x ``side`` window at (x0, y0) without building the window: its
+    part inside the frame, resized on its own and placed on black."""
+    height, width = rgb.shape[:2]
+    out = np.zeros((CROP, CROP, *rgb.shape[2:]), rgb.dtype)
+    fx0, fy0, fx1, fy1 = max(0, x0), max(0, y0), min(width, x0 + side), min(height, y0 + side)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return out
+    scale = CROP / side
+    cx0, cy0 = min(CROP - 1, round((fx0 - x0) * scale)), min(CROP - 1, round((fy0 - y0) * scale))
+    cx1 = min(CROP, max(cx0 + 1, round((fx1 - x0) * scale)))
+    cy1 = min(CROP, max(cy0 + 1, round((fy1 - y0) * scale)))
+    region = rgb[fy0:fy1, fx0:fx1]
+    out[cy0:cy1, cx0:cx1] = cv2.resize(region, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def crop_tensors(
