@@ -80,7 +80,6 @@ class IngestSettings(_Settings):
     dedup_ttl_s: int = Field(3600, gt=0)
     registry_refresh_s: float = Field(5.0, gt=0)
     default_max_fps: float = Field(30.0, gt=0)
-    replicas: int = Field(1, ge=1)
 
 
 class PreprocessSettings(_Settings):
@@ -88,7 +87,6 @@ class PreprocessSettings(_Settings):
 
     input_size: int = Field(224, ge=16)
     reduced_decode: bool = True  # let libjpeg decode at 1/2, 1/4 or 1/8 scale when it can
-    replicas: int = Field(1, ge=1)
 
 
 class InferenceSettings(_Settings):
@@ -103,7 +101,6 @@ class InferenceSettings(_Settings):
     # Once Triton failed, how long to serve from the in-process model before trying it again.
     fallback_probe_s: float = Field(10.0, gt=0)
     local_threads: int = Field(1, ge=1)
-    replicas: int = Field(1, ge=1)
 
 
 class PostprocessSettings(_Settings):
@@ -111,7 +108,6 @@ class PostprocessSettings(_Settings):
 
     top_k: int = Field(5, ge=1)
     min_confidence: float = Field(0.1, ge=0, le=1)
-    replicas: int = Field(1, ge=1)
 
 
 class InspectSettings(_Settings):
@@ -142,7 +138,6 @@ class InspectSettings(_Settings):
     # then the worker exits and the frame comes back after the restart.
     retry_attempts: int = Field(5, ge=0)
     retry_backoff_s: float = Field(0.2, ge=0)
-    replicas: int = Field(1, ge=1)
 
 
 class RulesSettings(_Settings):
@@ -152,7 +147,6 @@ class RulesSettings(_Settings):
     refresh_s: float = Field(2.0, gt=0)  # how often rule_sets is asked for a new version
     max_batch: int = Field(64, ge=1)
     max_wait_ms: float = Field(20.0, ge=0)
-    replicas: int = Field(1, ge=1)
 
 
 class PartsSettings(_Settings):
@@ -165,7 +159,6 @@ class PartsSettings(_Settings):
     # A camera silent this long has its open tracks decided (and its held offsets released).
     idle_flush_s: float = Field(5.0, gt=0)
     flush_check_s: float = Field(1.0, gt=0)  # how often silent cameras are looked for
-    replicas: int = Field(1, ge=1)
 
 
 class DriftSettings(_Settings):
@@ -192,7 +185,6 @@ class DriftSettings(_Settings):
     # cameras with unsaved frames, and on shutdown; frames are acked only once saved.
     checkpoint_every: int = Field(100, ge=1)
     checkpoint_interval_s: float = Field(5.0, gt=0)
-    replicas: int = Field(1, ge=1)
 
 
 class LabelsSettings(_Settings):
@@ -210,7 +202,6 @@ class LabelsSettings(_Settings):
     min_visible_fraction: float = Field(0.5, ge=0, le=1)
     # How often visionline_model_f1 is read back from PostgreSQL.
     f1_refresh_s: float = Field(30.0, gt=0)
-    replicas: int = Field(1, ge=1)
 
 
 class RetrainSettings(_Settings):
@@ -258,7 +249,6 @@ class RetrainSettings(_Settings):
     rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"
     max_regression: float = Field(0.01, ge=0)
     others_max_regression: float = Field(0.03, ge=0)
-    replicas: int = Field(1, ge=1, le=1)  # interrupted jobs are failed at start: one replica
     # Scheduled jobs: model -> every how many hours, in slots aligned to the epoch (one job per
     # slot, ``visionline.retrain.schedule``); empty: none. By env as JSON, e.g.
     # VISIONLINE_RETRAIN_SCHEDULE_HOURS='{"defect_detector": 24}'.
@@ -324,7 +314,6 @@ class ApiSettings(_Settings):
     # address on, its requests get 429 until the window ends.
     auth_max_failures: int = Field(20, ge=1)
     auth_window_s: int = Field(60, ge=1)
-    replicas: int = Field(1, ge=1)
 
 
 class WebhookSettings(_Settings):
@@ -338,7 +327,6 @@ class WebhookSettings(_Settings):
     max_backoff_s: float = Field(300.0, gt=0)
     poll_s: float = Field(0.5, gt=0)  # how often due deliveries are looked for
     concurrency: int = Field(4, ge=1, le=32)  # deliveries in flight at once, per process
-    replicas: int = Field(1, ge=1)
     # Receivers on a private network: loopback, private and link-local addresses are refused
     # as targets (registration in the API, each connection in the worker) unless inside one of
     # these networks, e.g. '["10.20.0.0/16", "192.168.7.12/32"]'. Metadata addresses never.

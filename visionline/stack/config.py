@@ -245,6 +245,7 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
         for name in PIPELINE_SERVICES
     ]
     if settings.with_retrain:
+        # One replica only: a retrain worker fails the jobs it finds running when it starts.
         workers.append(WorkerSpec(name="retrain", argv=(python, "-m", "services.retrain")))
     workers.append(
         WorkerSpec(
