@@ -1,12 +1,23 @@
-"""What every router does the same way: read times, publish on Kafka."""
+"""What every router does the same way: text PostgreSQL can store, page sizes, times, publishing
+on Kafka."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 
 from visionline.messages import Schema, Topic, to_json
+
+NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
+
+
+def page_limit(request: Request, limit: int) -> int:
+    """``limit``, or 422 when it is over the API's ``max_page``."""
+    most = request.app.state.settings.max_page
+    if limit > most:
+        raise HTTPException(422, f"limit must be at most {most}")
+    return limit
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.api.auth import Operator, Viewer
-from services.api.params import utc
+from services.api.params import page_limit, utc
 from visionline import alerts
 from visionline.db.models import AlertRow
 
@@ -111,13 +111,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str | None]:
     except ValueError:
         raise HTTPException(422, "before: an ISO 8601 time or a page's next_before") from None
     return parsed, alert_id or None
-
-
-def page_limit(request: Request, limit: int) -> int:
-    most = request.app.state.settings.max_page
-    if limit > most:
-        raise HTTPException(422, f"limit must be at most {most}")
-    return limit
 
 
 @router.get("/v1/alerts", response_model=AlertPage)

@@ -21,7 +21,8 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import Admin, Viewer
-from services.api.routers.alerts import Text, page_limit, storable
+from services.api.params import page_limit
+from services.api.routers.alerts import Text, storable
 from visionline import camera_health, cameras
 from visionline.cameras import CAMERA_ID, CameraSpec, Pipeline
 from visionline.db.models import Camera

@@ -9,13 +9,12 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from services.api.auth import Viewer
-from services.api.params import utc
+from services.api.params import NO_NUL, page_limit, utc
 from visionline.db.models import DriftEventRow
 from visionline.drift.store import CameraDrift, camera_drift, get_event, list_events
 
 router = APIRouter(prefix="/v1/drift", tags=["drift"])
 
-NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
 DRIFTING_WINDOW_MIN = 30  # default: drifting = a drift confirmed in the last 30 minutes
 
 
@@ -76,9 +75,7 @@ def events(
     limit: Annotated[int, Query(ge=1)] = 50,
 ) -> DriftEventsOut:
     """Confirmed drift events, newest first (capture time of the confirming frame)."""
-    most = request.app.state.settings.max_page
-    if limit > most:
-        raise HTTPException(422, f"limit must be at most {most}")
+    limit = page_limit(request, limit)
     since, until = utc(since), utc(until)
     if since is not None and until is not None and since > until:
         raise HTTPException(422, "since is after until")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from sqlalchemy.orm import Session
 
 from services.api.auth import Operator, Viewer
-from services.api.params import publish, utc
+from services.api.params import NO_NUL, page_limit, publish, utc
 from visionline import audit
 from visionline.db.models import Camera
 from visionline.labels.join import label_problem
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/labels", tags=["labels"])
 
 LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: later times have no datetime
-NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Box = tuple[Finite, Finite, Finite, Finite]
 
@@ -185,9 +184,7 @@ def label_accuracy(
 ) -> AccuracyList:
     """Counts (tp, fp, fn, tn) and precision, recall and F1 of labelled parts, per camera,
     model, version and kind (``visionline.labels.store.accuracy``)."""
-    most = request.app.state.settings.max_page
-    if limit > most:
-        raise HTTPException(422, f"limit must be at most {most}")
+    limit = page_limit(request, limit)
     since = utc(since)
     rows = accuracy(request.app.state.engine, camera_id, model, since)[:limit]
     return AccuracyList(accuracy=[AccuracyOut(**r.as_dict()) for r in rows])

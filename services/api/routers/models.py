@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin, Operator, Viewer
-from services.api.params import publish
+from services.api.params import NO_NUL, page_limit, publish
 from visionline import audit
 from visionline.db.models import ModelVersionRow, RetrainJobRow
 from visionline.messages import Topic
@@ -47,7 +47,6 @@ router = APIRouter(prefix="/v1", tags=["models"])
 
 INT32 = 2**31 - 1  # the database's integer columns
 PROMOTE_TIMEOUT_S = 120.0  # as the CLI: a version not ready by then is not promoted
-NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
 ModelName = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
@@ -196,13 +195,6 @@ def _known(request: Request, model: str) -> FsPath:
     return repository
 
 
-def _limit(request: Request, limit: int) -> int:
-    most = request.app.state.settings.max_page
-    if limit > most:
-        raise HTTPException(422, f"limit must be at most {most}")
-    return limit
-
-
 class _Control:
     """A Triton client for one request, closed after it."""
 
@@ -339,7 +331,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1)] = 50,
 ) -> JobsOut:
     """Retraining jobs, newest first."""
-    rows = query_jobs(request.app.state.engine, model, _limit(request, limit),
+    rows = query_jobs(request.app.state.engine, model, page_limit(request, limit),
                  state.value if state else None)  # fmt: skip
     return JobsOut(items=[JobOut.of(r) for r in rows])
 

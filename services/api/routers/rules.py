@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin, Viewer
+from services.api.params import page_limit
 from visionline import rulesets
 from visionline.cameras import CAMERA_ID
 from visionline.db.models import Camera
@@ -106,9 +107,7 @@ def list_versions(
     request: Request, _: Viewer, limit: Annotated[int, Query(ge=1)] = 50
 ) -> list[RuleSetOut]:
     """Saved versions, newest first (the file, version 0, is not listed)."""
-    max_page = request.app.state.settings.max_page
-    if limit > max_page:
-        raise HTTPException(422, f"limit must be at most {max_page}")
+    limit = page_limit(request, limit)
     return [summary(r) for r in rulesets.history(request.app.state.engine, limit)]
 
 

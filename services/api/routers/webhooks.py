@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin
+from services.api.params import NO_NUL, page_limit
 from visionline import audit
 from visionline.db.models import WebhookDeliveryRow, WebhookSubscriptionRow
 from visionline.webhooks import (
@@ -37,7 +38,6 @@ from visionline.webhooks import (
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 Severity = Literal["info", "warning", "critical"]
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text and JSONB refuse NUL characters
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 SubscriptionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Secret = Annotated[str, Field(min_length=MIN_SECRET_LENGTH, max_length=200, pattern=NO_NUL)]
@@ -190,13 +190,6 @@ def _check_target(request: Request, url: str | None) -> None:
         raise HTTPException(422, [error]) from None
 
 
-def _limit(request: Request, limit: int) -> int:
-    most = request.app.state.settings.max_page
-    if limit > most:
-        raise HTTPException(422, f"limit must be at most {most}")
-    return limit
-
-
 Limit = Annotated[int, Query(ge=1, le=100_000)]
 
 
@@ -214,7 +207,7 @@ def list_(request: Request, _: Admin, limit: Limit = 50) -> list[WebhookOut]:
     """Subscriptions, newest first (secrets are never shown)."""
     stmt = select(WebhookSubscriptionRow).order_by(WebhookSubscriptionRow.id.desc())
     with Session(request.app.state.engine) as session:
-        rows = session.scalars(stmt.limit(_limit(request, limit)))
+        rows = session.scalars(stmt.limit(page_limit(request, limit)))
         return [_out(r) for r in rows]
 
 
@@ -249,5 +242,5 @@ def deliveries(
 ) -> list[DeliveryOut]:
     """The subscription's deliveries, newest first: state, attempts, last status and a coarse
     error (``refused: target not allowed``, ``failed: no response``, ``failed: HTTP 5xx``)."""
-    limit = _limit(request, limit)
+    limit = page_limit(request, limit)
     return list_deliveries(request.app.state.engine, webhook_id, state, limit)
