@@ -104,6 +104,19 @@ class Backoff:
         return min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
 
 
+def outage_wait(
+    exc: BaseException, failures: int, backoff: Backoff, logger: logging.Logger = log
+) -> tuple[str, float] | None:
+    """After failed attempt number ``failures`` ended in ``exc``: the server that is down and
+    the seconds to wait before the next (logged), or None when ``exc`` is not an outage."""
+    dependency = dependency_down(exc)
+    if dependency is None:
+        return None
+    delay = backoff.delay(failures)
+    logger.warning("%s is down (%s); trying again in %.1f s", dependency, exc, delay)
+    return dependency, delay
+
+
 def waiting_while_down(
     call: Callable[[], T],
     backoff: Backoff,
@@ -118,13 +131,9 @@ def waiting_while_down(
         try:
             return call()
         except Exception as exc:
-            dependency = dependency_down(exc)
-            if dependency is None:
-                raise
             failures += 1
-            delay = backoff.delay(failures)
-            logger.warning("%s is down (%s); trying again in %.1f s", dependency, exc, delay)
-            if sleep(delay) is True:  # the Event was set: stopping, the caller decides
+            wait = outage_wait(exc, failures, backoff, logger)
+            if wait is None or sleep(wait[1]) is True:  # a set Event: stopping, the caller decides
                 raise
 
 

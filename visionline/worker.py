@@ -46,6 +46,7 @@ from visionline.resilience import (
     coordinates,
     dependency_down,
     is_poison,
+    outage_wait,
     split_suspects,
 )
 from visionline.settings import CommonSettings
@@ -291,13 +292,12 @@ class Worker:
             except FrameRejected:
                 raise
             except Exception as exc:  # noqa: BLE001 - sorted below: wait, or crash
-                dependency = dependency_down(exc)
-                if dependency is None:
-                    self.crash(exc, events)
                 failures += 1
-                delay = self.backoff.delay(failures)
+                wait = outage_wait(exc, failures, self.backoff, self.log)
+                if wait is None:
+                    self.crash(exc, events)
+                dependency, delay = wait
                 DEPENDENCY_WAITS.labels(self.service, dependency).inc()
-                self.log.warning("%s is down (%s); trying again in %.1f s", dependency, exc, delay)
                 await asyncio.sleep(delay)
                 continue
             if failures:

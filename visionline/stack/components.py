@@ -175,7 +175,8 @@ def redis_component(
         return spec
     argv = [str(redis_server_bin()), "--bind", settings.host, "--port", str(settings.redis_port)]
     # Dedup claims, alert cooldowns and the crash ledger must outlive a restart of Redis: an
-    # append-only file, synced every second (the most a kill -9 can lose). No RDB snapshots.
+    # append-only file, written before each answer (a killed server loses nothing it
+    # acknowledged) and synced every second (what a machine crash may lose). No RDB snapshots.
     argv += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
     argv += ["--dir", str(paths.redis), "--daemonize", "no"]
     spec.argv, spec.env, spec.ports = argv, env, (settings.redis_port,)
