@@ -86,6 +86,19 @@ def configure_logging(common: CommonSettings, service: str | None = None) -> Non
     logs.configure(common.log_level, common.log_format, service)
 
 
+class ManualAcks:
+    """The acks of a manual-ack agent (``Worker.manual``), for its handler and for timers."""
+
+    stream = None  # Faust's manual-ack stream, once the agent runs
+
+    @property
+    def running(self) -> bool:
+        return self.stream is not None
+
+    async def __call__(self, event) -> None:
+        await self.stream.ack(event)
+
+
 @dataclass
 class Worker:
     """A stream worker's Faust app with its dead-letter topic and metrics, wired once."""
@@ -192,6 +205,29 @@ class Worker:
                     await self.reject(event, FrameRejected("payload_too_large", size))
                 done()
 
+    def sink(
+        self,
+        source: Topic,
+        schema: type[M],
+        handle: Callable[[M], object | Awaitable],
+        name: str | None = None,
+    ) -> None:
+        """Per message with no output topic: ``handle(message)`` (awaited if need be), for a
+        worker that writes to a database. A FrameRejected is dead-lettered; while a server is
+        down the handler is retried (``attempt``); anything else crashes the worker."""
+
+        @self.app.agent(self.topic(source), name=name or self._agent_name(source))
+        async def process(stream):
+            async for event, message, done in self.decoded(stream.events(), schema):
+                try:
+                    await self.attempt(lambda m=message: handle(m), [event])
+                except FrameRejected as rejected:
+                    await self.reject(event, rejected)
+                done()
+
+    def _agent_name(self, source: Topic) -> str:
+        return f"visionline.{self.service}.{source.name.lower()}"
+
     def batched(
         self,
         source: Topic,
@@ -207,7 +243,7 @@ class Worker:
         handler is retried while a dependency is down and crashes the worker on anything else,
         so nothing of the batch is committed before ``handle`` returns."""
 
-        @self.app.agent(self.topic(source), name=f"visionline.{self.service}.{source.name.lower()}")
+        @self.app.agent(self.topic(source), name=self._agent_name(source))
         async def process(stream):
             async for batch in stream.take_events(max_batch, max_wait_ms / 1000):
                 self.batch_in(len(batch), source)
@@ -225,6 +261,59 @@ class Worker:
                     if parsed:
                         await self.attempt(lambda p=parsed: handle(p), events)
                 done()
+
+    def manual(
+        self,
+        source: Topic,
+        schema: type[M],
+        handle: Callable[[object, M], Awaitable[None]],
+        acks: ManualAcks,
+        name: str | None = None,
+    ) -> None:
+        """The manual-ack agent: ``await handle(event, message)`` per message; nothing is
+        committed until the handler (or a timer) acks the event through ``acks``. For work that
+        outlives one message: a part tracked over many frames, a detector saved every N frames,
+        a job run in the background. Malformed and poison messages are dead-lettered and acked;
+        any error crashes the worker."""
+
+        @self.app.agent(self.topic(source), name=name or self._agent_name(source))
+        async def process(stream):
+            manual = acks.stream = stream.noack()
+            async for event, message, done in self.decoded(manual.events(), schema, ack=manual.ack):
+                try:
+                    await handle(event, message)
+                except Exception as exc:  # noqa: BLE001 - crash so the message is redelivered
+                    self.crash(exc, [event])
+                done()
+
+    def every(self, interval_s: float, tick: Callable[[], Awaitable[None]], name: str) -> None:
+        """``await tick()`` every ``interval_s``; an error crashes the worker, so that what the
+        tick had not acked is redelivered."""
+
+        @self.app.timer(interval_s, name=f"visionline.{self.service}.{name}")
+        async def timer() -> None:
+            try:
+                await tick()
+            except Exception as exc:  # noqa: BLE001 - crash: the unacked messages come back
+                self.crash(exc)
+
+    def on_revoked(self, forget: Callable[[set], Awaitable[None]]) -> None:
+        """``await forget(partitions)`` when partitions are taken from this replica."""
+
+        @self.app.on_partitions_revoked.connect
+        async def revoked(app, revoked, **kwargs) -> None:
+            await forget(revoked)
+
+    def on_shutdown(self, stop: Callable[[], None]) -> None:
+        """``stop()`` once the consumer stopped, before the worker exits."""
+
+        @self.app.on_before_shutdown.connect
+        async def shutdown(app, **kwargs) -> None:
+            stop()
+
+    def at_start(self, start: Callable[[], Awaitable[None]]) -> None:
+        """``await start()`` once the worker runs."""
+        self.app.task(start)
 
     async def decoded(self, events, schema: type[M], envelope: bool = False, ack=None):
         """Each event of the ``events`` stream counted in, with its decoded message and its

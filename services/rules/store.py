@@ -144,15 +144,24 @@ def alert_from_row(row: AlertRow) -> Alert:
     part = PartAlertDetail.model_validate(row.part) if row.part else None
     models = part.models if part else []
     same = [m for m in models if (m.name, m.version) == (row.model_name, row.model_version)]
-    model = same[0] if same else ModelRef(
-        name=row.model_name, version=row.model_version, served_by="triton"
-    )  # fmt: skip
+    model = (
+        same[0]
+        if same
+        else ModelRef(name=row.model_name, version=row.model_version, served_by="triton")
+    )
     return Alert(
-        alert_id=row.alert_id, camera_id=row.camera_id, frame_id=row.frame_id, rule=row.rule,
-        label=row.label, confidence=row.confidence, severity=row.severity,
-        captured_at=row.captured_at.timestamp(), created_at=row.created_at.timestamp(),
-        model=model, part=part,
-    )  # fmt: skip
+        alert_id=row.alert_id,
+        camera_id=row.camera_id,
+        frame_id=row.frame_id,
+        rule=row.rule,
+        label=row.label,
+        confidence=row.confidence,
+        severity=row.severity,
+        captured_at=row.captured_at.timestamp(),
+        created_at=row.created_at.timestamp(),
+        model=model,
+        part=part,
+    )
 
 
 def record_parts(

@@ -32,8 +32,9 @@ class Retry:
     max_backoff_s: float
 
 
-def delivery_rows(subscriptions: Iterable[Subscription], alerts: Iterable[Alert],
-                  now: datetime) -> list[dict]:  # fmt: skip
+def delivery_rows(
+    subscriptions: Iterable[Subscription], alerts: Iterable[Alert], now: datetime
+) -> list[dict]:
     """One pending delivery per (subscription, alert) the filter matches. A subscription gets
     the alerts raised from its creation on: a new consumer group starting at the topic's
     beginning must not send it the history."""
@@ -55,8 +56,9 @@ def delivery_rows(subscriptions: Iterable[Subscription], alerts: Iterable[Alert]
     ]
 
 
-def outcome(attempts_before: int, status: int | None, error: str | None, retry: Retry,
-            now: datetime) -> dict:  # fmt: skip
+def outcome(
+    attempts_before: int, status: int | None, error: str | None, retry: Retry, now: datetime
+) -> dict:
     """The delivery's new columns after one attempt: ``status`` is the HTTP status (None when
     no answer came), ``error`` why it failed (None on success)."""
     attempts = attempts_before + 1

@@ -75,7 +75,7 @@ def _recorder(session: Session, due: Due) -> Callable[[int | None, str | None, R
             .where(
                 WebhookDeliveryRow.subscription_id == due.subscription_id,
                 WebhookDeliveryRow.alert_id == due.alert_id,
-            )  # fmt: skip
+            )
             .values(changes)
         )
 

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from services.api.routers.live import event, offer, wanted
-from services.webhooks.__main__ import post
+from services.webhooks.handlers import post
 from services.webhooks.logic import Retry, Subscription, delivery_rows, outcome, parse_alerts
 from services.webhooks.store import Due
 from services.webhooks.transport import checked_client

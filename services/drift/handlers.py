@@ -1,0 +1,73 @@
+"""The drift worker's handlers: predictions and part observations in; drift events to
+PostgreSQL and the drift-events topic.
+
+Per message: take its signals, feed the camera's detector bank (``visionline.drift``), write
+the drifts it confirmed (idempotent on the event id) and publish those not yet published (an
+outbox flag, as for alerts). Messages are acked only once the camera's bank that reflects them
+is saved (every ``VISIONLINE_DRIFT_CHECKPOINT_EVERY`` frames of a camera, every
+``..._CHECKPOINT_INTERVAL_S``, on a revocation and on shutdown): see ``visionline.drift.bank``
+for why a restart neither loses nor repeats a detector's input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from visionline.drift.bank import DriftMonitor, partition_key
+from visionline.drift.store import mark_published, record_events
+from visionline.kafka import source_of
+from visionline.messages import DriftEvent, to_json
+from visionline.observability import DriftStates
+from visionline.worker import ManualAcks
+
+log = logging.getLogger("visionline.drift")
+
+
+@dataclass
+class DriftHandlers:
+    monitor: DriftMonitor
+    engine: Engine
+    send_events: Callable[[list[tuple[bytes | None, bytes]]], Awaitable[None]]
+    gauge: DriftStates
+
+    async def observe(self, ack: ManualAcks, event, message) -> None:
+        """One prediction or part observation (acked through ``ack``) into its camera's
+        detectors."""
+        seen = self.monitor.observe(message, source_of(event), (ack, event))
+        if seen.skipped:
+            await ack(event)
+        self.gauge.show(seen.camera_id, self.monitor.states(seen.camera_id))
+        await self.publish(seen.events)
+        await self.acked(self.monitor.checkpoint(self.monitor.due()))
+
+    async def publish(self, events: list[DriftEvent]) -> None:
+        if not events:
+            return
+        pending = record_events(self.engine, events)
+        await self.send_events([(e.camera_id.encode(), to_json(e)) for e in pending])
+        mark_published(self.engine, [e.event_id for e in pending])
+        for e in pending:
+            log.warning("drift on %s: %s (%s)", e.camera_id, e.signal, e.event_id)
+
+    async def acked(self, tokens: list, keep=lambda event: True) -> None:
+        """Ack the messages a checkpoint saved (those whose event ``keep`` admits)."""
+        for ack, event in tokens:
+            if keep(event):
+                await ack(event)
+
+    async def checkpoint(self) -> None:
+        await self.acked(self.monitor.checkpoint())
+
+    async def forget(self, revoked: set) -> None:
+        """Save what the banks hold, ack what is still ours, drop the revoked cameras' banks."""
+        keys = {partition_key(tp.topic, tp.partition) for tp in revoked}
+        await self.acked(self.monitor.checkpoint(), lambda e: e.message.tp not in revoked)
+        self.gauge.forget(self.monitor.drop(lambda key: key in keys))
+
+    def shutdown(self) -> None:
+        # The consumer is stopped: what is saved is what the restart skips.
+        self.monitor.checkpoint()

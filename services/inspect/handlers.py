@@ -1,0 +1,89 @@
+"""The inspect worker's handlers: a frame's parts found and judged by the inspection models,
+with snapshot and label-sample evidence kept beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+
+from services.inspect.backends import triton_models
+from services.inspect.logic import decode_frame, observations, store_snapshot
+from visionline.imaging import FrameRejected
+from visionline.inspection.inspector import Inspector
+from visionline.inspection.samples import SampleStore, reasons_for
+from visionline.inspection.sampling import LabelSampler, LabelSampling
+from visionline.inspection.snapshots import SnapshotStore
+from visionline.messages import FrameMeta, to_json
+from visionline.resilience import RetryPolicy
+from visionline.settings import CommonSettings, InspectSettings
+from visionline.worker import decode_message
+
+log = logging.getLogger("visionline.inspect")
+
+
+def build_inspector(common: CommonSettings, settings: InspectSettings) -> Inspector:
+    infer, served_version = triton_models(
+        common.triton_grpc_url, settings.model_version, settings.triton_timeout_s
+    )
+    return Inspector(
+        infer,
+        served_version,
+        RetryPolicy(settings.retry_attempts, settings.retry_backoff_s),
+        min_part_score=settings.min_part_score,
+        max_parts=settings.max_parts,
+        max_crop_batch=settings.max_crop_batch,
+    )
+
+
+@dataclass
+class InspectHandlers:
+    inspector: Inspector
+    settings: InspectSettings
+    model_in_use: Callable[..., None]
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.snapshots = SnapshotStore(s.snapshot_dir, s.snapshot_max_age_s, s.snapshot_max_bytes)
+        self.samples = SampleStore(s.sample_dir, s.sample_max_age_s, s.sample_max_bytes)
+        per_minute = s.samples_per_camera_per_minute
+        self.sampler = LabelSampler(LabelSampling(max_per_camera_per_minute=per_minute))
+
+    async def inspect(self, event) -> tuple[bytes, bytes]:
+        meta, image = decode_message(event.message.value, FrameMeta)
+        try:
+            bgr, quality = decode_frame(meta, bytes(image))
+        except FrameRejected as rejected:
+            raise rejected.of(meta) from None
+        parts, models = await self.inspector.inspect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        ref = await asyncio.to_thread(self.snapshot, meta, bgr, parts)
+        self.model_in_use(*models)
+        message = observations(meta, quality, parts, models, ref)
+        await asyncio.to_thread(self.keep_sample, message, bytes(image))
+        return meta.camera_id.encode(), to_json(message)
+
+    def snapshot(self, meta: FrameMeta, bgr, parts) -> str | None:
+        threshold, quality = self.settings.snapshot_threshold, self.settings.snapshot_jpeg_quality
+        try:
+            return store_snapshot(self.snapshots, meta, bgr, parts, threshold, quality)
+        except OSError as exc:  # a full disk must not stop the line: publish without evidence
+            log.error("snapshot of %s/%s not stored: %s", meta.camera_id, meta.frame_id, exc)
+            return None
+
+    def keep_sample(self, message, jpeg: bytes) -> None:
+        reasons = reasons_for(message, self.sampler, self.settings.snapshot_threshold)
+        if not reasons:
+            return
+        try:
+            self.samples.keep(message, jpeg, reasons)
+        except OSError as exc:  # as for snapshots: the line goes on without the sample
+            log.error("sample %s not kept: %s", message.frame.frame_id, exc)
+
+    async def prune(self) -> None:
+        removed = await asyncio.to_thread(self.snapshots.prune)
+        removed_samples = await asyncio.to_thread(self.samples.prune)
+        if removed or removed_samples:
+            log.info("pruned %d old snapshots, %d samples", removed, removed_samples)

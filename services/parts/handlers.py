@@ -1,0 +1,72 @@
+"""The parts worker's handlers: part observations in, one verdict per physical part out.
+
+One ``PartTracker`` per camera (``visionline.inspection.tracking``). The observations topic is
+keyed by camera, so one worker sees every frame of a camera, in order. Belt compensation uses
+each frame's capture time times the camera's belt speed (``inspection:`` in the rules file), so
+a dropped frame does not break a track; a per-camera frame counter drives min/lost frames.
+Each decided part goes to ``visionline.inspection.decisions`` as a ``PartVerdict`` whose
+``decision_id`` is ``camera:frame id of the deciding frame``, with ``:1``, ``:2``, ... for
+further parts decided in that same frame (most recently seen first, see ``build_verdicts``). A
+timer decides the open tracks of cameras silent for ``VISIONLINE_PARTS_IDLE_FLUSH_S`` in their
+last frame, then starts them afresh.
+
+Delivery: at least once, no part lost. The stream does not ack on its own (``noack``): an
+observation is acked only once no open track of its camera started at or before it (nor one
+frame earlier, where ByteTrack first saw the part without an id), and after the verdicts
+decided with it are on the broker. Faust commits the contiguous acked prefix of each
+partition, so after a crash (or a lost partition) the replay starts at or before the first
+frame of every part that was not yet decided: such a part is tracked again from its start and
+decided in the same frame, giving the same decision id, which the rules worker writes once.
+A part already decided whose frames fall after the replay point may be decided again from fewer
+frames: same deciding frame, same id, ignored downstream; if the replay decides it in another
+frame, the new id makes a second row (and at most a second alert). The line counts carried in
+verdicts restart at zero with the worker; counts read from PostgreSQL do not.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from services.parts.logic import Lines
+from visionline.messages import PartObservations, PartVerdict, to_json
+from visionline.rulesets import RulesWatcher
+
+log = logging.getLogger("visionline.parts")
+
+
+@dataclass
+class PartsHandlers:
+    lines: Lines
+    watcher: RulesWatcher
+    send_verdicts: Callable[[list[tuple[bytes | None, bytes]]], Awaitable[None]]
+    ack: Callable[[object], Awaitable[None]]
+
+    async def publish(self, verdicts: list[PartVerdict], events: list) -> None:
+        """Verdicts on the broker first, then the acks that let their frames be committed."""
+        await self.send_verdicts([(v.camera_id.encode(), to_json(v)) for v in verdicts])
+        for event in events:
+            await self.ack(event)
+
+    async def observe(self, event, obs: PartObservations) -> None:
+        # The version of the rules in effect (rule_sets, else the file), looked for again at
+        # most every refresh_s: see Lines.reconfigure for what a change does.
+        if (fresh := self.watcher.poll()) is not None:
+            await self.publish(*self.lines.reconfigure(fresh.rules.inspection, time.time()))
+        tp, offset = event.message.tp, event.message.offset
+        verdicts, ready = self.lines.observe(obs, event, time.monotonic(), time.time(), tp, offset)
+        await self.publish(verdicts, ready)
+
+    async def flush_silent_cameras(self, idle_flush_s: float, highwater) -> None:
+        """Decide the open tracks of cameras silent for ``idle_flush_s``."""
+        verdicts, ready = self.lines.flush_idle(
+            time.monotonic(), idle_flush_s, time.time(), highwater
+        )
+        await self.publish(verdicts, ready)
+
+    async def forget(self, revoked: set) -> None:
+        """Partitions taken away: their cameras' tracks are replayed by their new owner."""
+        if gone := self.lines.drop(revoked):
+            log.info("partitions revoked: %d camera(s) will be replayed", len(gone))

@@ -1,0 +1,85 @@
+"""The rules worker's handlers: predictions and part verdicts in; alerts to PostgreSQL and the
+alerts topic.
+
+Predictions, per batch: claim cooldowns in Redis, write predictions and alerts in one
+transaction (idempotent on the alert id), publish the alerts not yet published, mark them
+published, and only then let Faust commit the offsets. A crash anywhere repeats work, never
+loses or doubles.
+
+Part verdicts (inspection cameras), per batch: write every verdict to ``part_decisions``
+(idempotent on the decision id) and, in the same transaction, one alert per rejected part
+whose camera's ``inspection:`` entry alerts, only for verdicts inserted just now (a replayed
+verdict raises nothing new); then the same outbox steps. No cooldown: one alert per part.
+
+Rules: the version in effect in ``rule_sets`` (``infra/rules.yaml`` while there is none),
+looked for again at the start of a batch at most every ``VISIONLINE_RULES_REFRESH_S``: a change
+through the API applies to the next batches, no restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from services.rules.logic import (
+    candidate_alerts,
+    cooldown_allows,
+    cooldown_key,
+    frame_id_taken,
+    part_alert,
+)
+from services.rules.store import mark_published, record, record_parts
+from visionline.imaging import FrameRejected
+from visionline.messages import Alert, to_json
+from visionline.rulesets import RulesWatcher
+
+
+class Cooldowns:
+    def __init__(self, redis_client) -> None:
+        self.redis = redis_client
+
+    def allows(self, rule, alert: Alert) -> bool:
+        if rule.cooldown_s <= 0:
+            return True
+        key = cooldown_key(alert.camera_id, rule.name, alert.label)
+        claimed = bool(self.redis.set(key, alert.alert_id, nx=True, px=int(rule.cooldown_s * 1000)))
+        holder = None if claimed else self.redis.get(key)
+        return cooldown_allows(claimed, holder.decode() if holder else None, alert.alert_id)
+
+
+@dataclass
+class RulesHandlers:
+    engine: Engine
+    watcher: RulesWatcher
+    cooldowns: Cooldowns
+    send_alerts: Callable[[list[tuple[bytes | None, bytes]]], Awaitable[None]]
+    reject: Callable[[object, FrameRejected], Awaitable[None]]
+
+    async def publish(self, alerts: list[Alert]) -> None:
+        await self.send_alerts([(a.camera_id.encode(), to_json(a)) for a in alerts])
+        mark_published(self.engine, [a.alert_id for a in alerts])
+
+    async def raise_alerts(self, parsed: list[tuple]) -> None:
+        predictions = [p for _, p in parsed]
+        self.watcher.poll()
+        rules = self.watcher.current.rules.rules
+        alerts = [
+            alert
+            for p in predictions
+            for rule, alert in candidate_alerts(rules, p)
+            if self.cooldowns.allows(rule, alert)
+        ]
+        pending, clashes = record(self.engine, predictions, alerts)
+        await self.publish([a for a in alerts if a.alert_id in pending])
+        event_of = {id(p): event for event, p in parsed}
+        for clash in clashes:
+            await self.reject(event_of[id(clash)], frame_id_taken(clash))
+
+    async def record_part_verdicts(self, parsed: list[tuple]) -> None:
+        verdicts = [v for _, v in parsed]
+        self.watcher.poll()
+        inspection = self.watcher.current.rules.inspection
+        alerts = [a for v in verdicts if (a := part_alert(inspection, v)) is not None]
+        await self.publish(record_parts(self.engine, verdicts, alerts))
