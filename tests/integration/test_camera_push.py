@@ -47,9 +47,17 @@ def test_push_folder(bootstrap: str, tmp_path: Path) -> None:
         cv2.imwrite(str(tmp_path / name), np.full((40, 60, 3), 60 * i, np.uint8))
     before_ms = time.time_ns() // 1_000_000
     result = run_camera_cli(
-        bootstrap, "push", "--camera-id", "folder-cam", "--source", f"folder:{tmp_path}",
-        "--fps", "20", "--max-frames", "6",
-    )  # fmt: skip
+        bootstrap,
+        "push",
+        "--camera-id",
+        "folder-cam",
+        "--source",
+        f"folder:{tmp_path}",
+        "--fps",
+        "20",
+        "--max-frames",
+        "6",
+    )
     assert result.returncode == 0, result.stderr
     assert "delivered 6, delivery errors 0" in result.stderr
 
@@ -92,11 +100,24 @@ def _sent_counts(summary: str) -> dict[str, int]:
 
 def test_simulate_stops_cleanly_on_sigterm(bootstrap: str) -> None:
     process = subprocess.Popen(
-        camera_cli("simulate", "--count", "1", "--fps", "10", "--no-register",
-                   "--prefix", "term-cam", "--resolution", "320x240"),
-        env=camera_env(bootstrap), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        camera_cli(
+            "simulate",
+            "--count",
+            "1",
+            "--fps",
+            "10",
+            "--no-register",
+            "--prefix",
+            "term-cam",
+            "--resolution",
+            "320x240",
+        ),
+        env=camera_env(bootstrap),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         assert len(frames_of(bootstrap, "term-cam-01", 3, timeout=30)) == 3
         process.send_signal(signal.SIGTERM)
