@@ -40,6 +40,7 @@ MODELS = [
 
 def verdict(camera: str, frame: int, status: str, crossed: bool = True, **update) -> PartVerdict:
     rejected = status == "rejected"
+    scratch = DefectFinding(defect_class="scratch", box=(50, 60, 90, 70), score=0.9, area=120.0)
     values = dict(
         decision_id=f"{camera}:f{frame:04d}",
         camera_id=camera,
@@ -57,9 +58,7 @@ def verdict(camera: str, frame: int, status: str, crossed: bool = True, **update
         decided_at=time.time(),
         crossed_line=crossed,
         box=(10.0, 20.0, 300.0, 260.0),
-        defects=[DefectFinding(defect_class="scratch", box=(50, 60, 90, 70), score=0.9, area=120.0)]
-        if rejected
-        else [],
+        defects=[scratch] if rejected else [],
         snapshot=f"snapshot://{camera}/{frame}" if rejected else None,
         models=MODELS,
         counts=LineCounts(),

@@ -141,12 +141,8 @@ def test_rules_thresholds_and_counts() -> None:
     assert decisions[1].class_votes == {"crack": 6} and decisions[1].first_frame == 0
     assert not decisions[2].defective  # class not of interest
     assert not decisions[3].defective  # defect too small
-    assert tracker.counts.model_dump() == {
-        "crossed": 3,
-        "passed": 2,
-        "rejected": 1,
-        "insufficient": 0,
-    }
+    counts = tracker.counts.model_dump()
+    assert counts == {"crossed": 3, "passed": 2, "rejected": 1, "insufficient": 0}
 
 
 def test_zone_limits_evidence() -> None:

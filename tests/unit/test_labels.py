@@ -174,12 +174,8 @@ def square_truth() -> FrameTruth:
 
 def test_truth_becomes_a_label_with_boxes_polygons_and_visibility():
     fb = feedback_from_truth("line-1", "line-1-3-ab", 123.5, square_truth())
-    assert (fb.label_id, fb.camera_id, fb.frame_id, fb.source) == (
-        "generator:line-1-3-ab",
-        "line-1",
-        "line-1-3-ab",
-        "generator",
-    )
+    expected = ("generator:line-1-3-ab", "line-1", "line-1-3-ab", "generator")
+    assert (fb.label_id, fb.camera_id, fb.frame_id, fb.source) == expected
     assert fb.captured_at == 123.5
     first, second = fb.parts
     assert first.part_id == "7" and first.box == (10.0, 5.0, 70.0, 45.0) and first.defective
@@ -367,11 +363,8 @@ def test_observations_score_on_defect_score_or_the_best_class_score():
 def test_a_verdict_joins_the_labels_of_its_best_frame():
     truth = [lpart("1", (0, 0, 10, 10), defective=True), lpart("2", (20, 0, 30, 10))]
     pred = verdict_prediction(verdict((19, 0, 29, 10), defective=True, best_frame_id="f7"))
-    assert (pred.prediction_id, pred.kind, pred.frame_id) == (
-        "verdict:line-1:f9",
-        "tracked_part",
-        "f7",
-    )
+    expected = ("verdict:line-1:f9", "tracked_part", "f7")
+    assert (pred.prediction_id, pred.kind, pred.frame_id) == expected
     assert pred.models == (("defect_detector", "3"),)
     (o,) = outcomes(pred, label(truth, frame_id="f7"), POLICY)
     assert (o.match, o.part_id, o.outcome) == ("matched", "2", "fp")
@@ -385,12 +378,8 @@ def test_a_verdict_joins_the_labels_of_its_best_frame():
 
 
 def test_confusion_quadrants():
-    assert [confusion(p, t) for p, t in itertools.product((True, False), repeat=2)] == [
-        "tp",
-        "fp",
-        "fn",
-        "tn",
-    ]
+    quadrants = [confusion(p, t) for p, t in itertools.product((True, False), repeat=2)]
+    assert quadrants == ["tp", "fp", "fn", "tn"]
 
 
 def test_outcome_rows_are_one_per_part_and_model_with_stable_ids():

@@ -159,11 +159,8 @@ def test_parts_decided_in_one_frame_get_distinct_ids_in_a_stable_order() -> None
     # Track ids and first frames differ on a replay; the last sighting does not.
     decisions = [decision(7, 5, 6, 0), decision(3, 2, 9, 50), decision(9, 1, 9, 20)]
     verdicts, counts = build_verdicts("c", decisions, frames[9], frames, LineCounts(), T0)
-    assert [(v.decision_id, v.track_id) for v in verdicts] == [
-        ("c:f9", 9),
-        ("c:f9:1", 3),
-        ("c:f9:2", 7),
-    ]
+    ids = [(v.decision_id, v.track_id) for v in verdicts]
+    assert ids == [("c:f9", 9), ("c:f9:1", 3), ("c:f9:2", 7)]
     again = [decision(70, 6, 6, 0), decision(30, 4, 9, 50), decision(90, 3, 9, 20)]
     replayed, _ = build_verdicts("c", again[::-1], frames[9], frames, LineCounts(), T0)
     assert [v.track_id for v in replayed] == [90, 30, 70]

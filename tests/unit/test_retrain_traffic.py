@@ -132,26 +132,8 @@ def test_shadow_decisions_are_scored_per_part_seen_whole() -> None:
 
 
 def test_pooled_shadow_scores_sum_counts_before_rates() -> None:
-    one = {
-        "tp": 1,
-        "fp": 0,
-        "fn": 1,
-        "tn": 8,
-        "parts": 10,
-        "defective_parts": 2,
-        "false_alerts": 0,
-        "frames": 30,
-    }
-    two = {
-        "tp": 9,
-        "fp": 1,
-        "fn": 0,
-        "tn": 10,
-        "parts": 20,
-        "defective_parts": 9,
-        "false_alerts": 1,
-        "frames": 30,
-    }
+    one = dict(tp=1, fp=0, fn=1, tn=8, parts=10, defective_parts=2, false_alerts=0, frames=30)
+    two = dict(tp=9, fp=1, fn=0, tn=10, parts=20, defective_parts=9, false_alerts=1, frames=30)
     figures = pooled([one, two])
     assert (figures["tp"], figures["fp"], figures["fn"], figures["parts"]) == (10, 1, 1, 30)
     assert figures["recall"] == pytest.approx(10 / 11, abs=1e-4)

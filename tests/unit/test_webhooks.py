@@ -150,11 +150,8 @@ def test_delivery_rows_per_matching_subscription_from_its_creation_on():
         Subscription(3, {}, NOW + timedelta(hours=1)),
     ]
     rows = delivery_rows(subs, [alert(), alert(alert_id="a-2", severity="critical")], NOW)
-    assert sorted((r["subscription_id"], r["alert_id"]) for r in rows) == [
-        (1, "a-1"),
-        (1, "a-2"),
-        (2, "a-2"),
-    ]
+    pairs = sorted((r["subscription_id"], r["alert_id"]) for r in rows)
+    assert pairs == [(1, "a-1"), (1, "a-2"), (2, "a-2")]
     first = rows[0]
     assert first["state"] == "pending" and first["attempts"] == 0
     assert first["next_attempt_at"] == NOW and Alert.model_validate(first["payload"]) == alert()

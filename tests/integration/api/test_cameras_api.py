@@ -56,12 +56,8 @@ def test_register_then_read(api_client, engine, as_role) -> None:
     body = response.json()
     assert "upload_key" not in body and "upload_key_hash" not in body
     assert made["upload_key"] not in response.text
-    assert (body["name"], body["max_fps"], body["pipeline"], body["enabled"]) == (
-        "Line 1",
-        12.5,
-        "inspect",
-        True,
-    )
+    shown = (body["name"], body["max_fps"], body["pipeline"], body["enabled"])
+    assert shown == ("Line 1", 12.5, "inspect", True)
     stored = rows(engine, "SELECT upload_key_hash FROM cameras WHERE camera_id = :c", c=cam)
     assert stored[0]["upload_key_hash"] and stored[0]["upload_key_hash"] != made["upload_key"]
     again = api_client.post("/v1/cameras", json={"camera_id": cam}, headers=as_role("admin"))

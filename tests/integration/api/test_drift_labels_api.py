@@ -111,10 +111,8 @@ def test_drift_events_filtered(api_client, as_role, drift):
     viewer = as_role("viewer")
     found = api_client.get("/v1/drift/events", params={"camera_id": hot}, headers=viewer)
     assert found.status_code == 200, found.text
-    assert [e["event_id"] for e in found.json()["items"]] == [
-        events[1].event_id,
-        events[0].event_id,
-    ]
+    newest_first = [events[1].event_id, events[0].event_id]
+    assert [e["event_id"] for e in found.json()["items"]] == newest_first
     blur = api_client.get(
         "/v1/drift/events", params={"camera_id": hot, "signal": "blur"}, headers=viewer
     ).json()["items"]
@@ -185,10 +183,8 @@ def test_drift_state_per_camera(api_client, as_role, drift):
     assert response.json()["window_minutes"] == 30
     cameras = {c["camera_id"]: c for c in response.json()["items"]}
     assert cameras[hot]["drifting"] is True and cameras[hot]["drifting_signals"] == ["blur"]
-    assert (cameras[hot]["last_event_id"], cameras[hot]["last_signal"]) == (
-        events[1].event_id,
-        "blur",
-    )
+    last = (cameras[hot]["last_event_id"], cameras[hot]["last_signal"])
+    assert last == (events[1].event_id, "blur")
     assert cameras[cold]["drifting"] is False and cameras[cold]["last_signal"] == "contrast"
     # Registered cameras without events are listed too (infra/cameras.yaml's line-1).
     assert "line-1" in cameras and cameras["line-1"]["drifting"] in (True, False)

@@ -183,10 +183,8 @@ def test_promote_and_rollback_through_triton(client, as_role, engine, stack, tes
 
     versions = client.get(f"/v1/models/{test_model}/versions", headers=as_role("viewer")).json()
     assert versions["serving_version"] == 2
-    assert [(v["version"], v["status"]) for v in versions["versions"]] == [
-        (2, "serving"),
-        (1, "retired"),
-    ]
+    listed_versions = [(v["version"], v["status"]) for v in versions["versions"]]
+    assert listed_versions == [(2, "serving"), (1, "retired")]
     listed = {m["model"]: m for m in client.get("/v1/models", headers=admin).json()}
     assert (listed[test_model]["serving_version"], listed[test_model]["recorded"]) == (2, True)
     (entry,) = [a for a in audits(engine, f"model:{test_model}") if a.action == "model.promote"]
