@@ -28,15 +28,30 @@ STATE = "SELECT camera_id, frames FROM drift_state WHERE camera_id IN (:a, :b)"
 def frames(camera: str, start: int, n: int, brightness: float, r: random.Random) -> list:
     out, t0 = [], time.time() - 600
     for i in range(start, start + n):
-        quality = Quality(brightness=r.gauss(brightness, 3), contrast=r.gauss(50, 2),
-                          blur=r.gauss(300, 20), saturation=r.gauss(70, 3))  # fmt: skip
+        quality = Quality(
+            brightness=r.gauss(brightness, 3),
+            contrast=r.gauss(50, 2),
+            blur=r.gauss(300, 20),
+            saturation=r.gauss(70, 3),
+        )
         score = min(0.95, max(0.05, r.gauss(0.6, 0.08)))
-        top_k = [LabelScore(class_id=1, label="drift-probe", score=score),
-                 LabelScore(class_id=2, label="drift-other", score=(1 - score) / 2)]  # fmt: skip
-        out.append(Prediction(
-            camera_id=camera, frame_id=f"f{i:05d}", captured_at=t0 + i / 10, model=MODEL,
-            top_k=top_k, label="drift-probe", confidence=score, quality=quality, stages={},
-        ))  # fmt: skip
+        top_k = [
+            LabelScore(class_id=1, label="drift-probe", score=score),
+            LabelScore(class_id=2, label="drift-other", score=(1 - score) / 2),
+        ]
+        out.append(
+            Prediction(
+                camera_id=camera,
+                frame_id=f"f{i:05d}",
+                captured_at=t0 + i / 10,
+                model=MODEL,
+                top_k=top_k,
+                label="drift-probe",
+                confidence=score,
+                quality=quality,
+                stages={},
+            )
+        )
     return out
 
 
@@ -86,8 +101,7 @@ def test_drift_event_for_the_drifting_camera_only_and_state_survives_a_restart(s
         wait_rows(engine, PUBLISHED, lambda found: len(found) >= 1, timeout=180, a=a, b=b)
         # SIGKILL at once, frames still flowing: what was not checkpointed yet is replayed.
         restart(stack, "drift")
-        wait_rows(engine, STATE, lambda f: by_camera(f) == {a: 750, b: 750}, timeout=120,
-                  a=a, b=b)  # fmt: skip
+        wait_rows(engine, STATE, lambda f: by_camera(f) == {a: 750, b: 750}, timeout=120, a=a, b=b)
 
         (event,) = rows(engine, EVENTS, a=a, b=b)
         assert (event["camera_id"], event["signal"]) == (a, "brightness")
@@ -102,8 +116,7 @@ def test_drift_event_for_the_drifting_camera_only_and_state_survives_a_restart(s
         # kept their state see it: a cold bank would take 120 as its reference and raise nothing.
         publish(stack.kafka_bootstrap, frames(a, 750, 250, 120, ra), frames(b, 750, 250, 120, rb))
         found = wait_rows(engine, EVENTS, lambda f: len(f) >= 2, timeout=120, a=a, b=b)
-        wait_rows(engine, STATE, lambda f: by_camera(f) == {a: 1000, b: 1000}, timeout=60,
-                  a=a, b=b)  # fmt: skip
+        wait_rows(engine, STATE, lambda f: by_camera(f) == {a: 1000, b: 1000}, timeout=60, a=a, b=b)
         drain(reader, 5)
         found = rows(engine, EVENTS, a=a, b=b)
         assert [(e["camera_id"], e["signal"]) for e in found] == [(a, "brightness")] * 2

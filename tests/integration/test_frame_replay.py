@@ -45,14 +45,22 @@ def published(bootstrap):
         for camera, shift, partition in ((camera_a, 0, i % 2), (camera_b, 500, i % 3)):
             frame_id = f"{camera}-{i}"
             stamp = base + i * STEP_MS + shift
-            headers = [(HEADER_FRAME_ID, frame_id.encode()),
-                       (HEADER_CAPTURED_AT, str(stamp - 40).encode()),
-                       (HEADER_CONTENT_TYPE, b"image/jpeg")]  # fmt: skip
+            headers = [
+                (HEADER_FRAME_ID, frame_id.encode()),
+                (HEADER_CAPTURED_AT, str(stamp - 40).encode()),
+                (HEADER_CONTENT_TYPE, b"image/jpeg"),
+            ]
             if camera == camera_a and i == 0:
                 headers = []
-            send.produce(topic, fake_jpeg(i), camera.encode(), partition=partition,
-                         timestamp=stamp, headers=headers,
-                         on_delivery=delivered(frame_id))  # fmt: skip
+            send.produce(
+                topic,
+                fake_jpeg(i),
+                camera.encode(),
+                partition=partition,
+                timestamp=stamp,
+                headers=headers,
+                on_delivery=delivered(frame_id),
+            )
             send.poll(0)
     assert send.flush(30) == 0
     return topic, camera_a, camera_b, base, landed
@@ -78,10 +86,12 @@ def test_replay_gives_one_cameras_frames_of_the_window(bootstrap, published) -> 
 
     span = replay_span(bootstrap, topic, camera_a, start, end)
     assert span == {
-        p: (min(o for q, o in (landed[i] for i in expected) if q == p),
-            max(o for q, o in (landed[i] for i in expected) if q == p))
+        p: (
+            min(o for q, o in (landed[i] for i in expected) if q == p),
+            max(o for q, o in (landed[i] for i in expected) if q == p),
+        )
         for p in (0, 1)
-    }  # fmt: skip
+    }
 
 
 def test_headers_missing_fall_back_to_the_kafka_record(bootstrap, published) -> None:

@@ -46,8 +46,14 @@ LABEL = "SELECT * FROM frame_labels WHERE camera_id = :camera AND frame_id = :fr
 
 
 def part(box, score: float) -> ObservedPart:
-    return ObservedPart(box=box, confidence=0.9, defect_score=score, anomaly_score=score,
-                        defects=[], class_scores={})  # fmt: skip
+    return ObservedPart(
+        box=box,
+        confidence=0.9,
+        defect_score=score,
+        anomaly_score=score,
+        defects=[],
+        class_scores={},
+    )
 
 
 def lpart(part_id: str, box, defective: bool, visible: float = 1.0) -> LabelledPart:
@@ -66,10 +72,15 @@ class Frames:
         assert self.out.flush(30) == 0
 
     def observations(self, frame_id: str, parts: list[ObservedPart]) -> None:
-        frame = FrameMeta(camera_id=self.camera, frame_id=frame_id,
-                          captured_at=self.captured(frame_id), content_type="image/jpeg",
-                          width=1280, height=720,
-                          source=SourceRef(topic="test", partition=0, offset=0))  # fmt: skip
+        frame = FrameMeta(
+            camera_id=self.camera,
+            frame_id=frame_id,
+            captured_at=self.captured(frame_id),
+            content_type="image/jpeg",
+            width=1280,
+            height=720,
+            source=SourceRef(topic="test", partition=0, offset=0),
+        )
         quality = Quality(brightness=120, contrast=40, blur=300, saturation=60)
         obs = PartObservations(frame=frame, quality=quality, models=MODELS, parts=parts)
         self.send(Topic.PART_OBSERVATIONS, to_json(obs))
@@ -83,20 +94,34 @@ class Frames:
             source="generator",
             parts=parts,
         )
-        label = LabelFeedback(**(fields | kw))  # fmt: skip
+        label = LabelFeedback(**(fields | kw))
         self.send(Topic.LABELS_FEEDBACK, to_json(label))
         return label
 
     def verdict(self, frame_id: str, box, defective: bool) -> str:
         decision_id = f"{self.camera}:{frame_id}:test"
         v = PartVerdict(
-            decision_id=decision_id, camera_id=self.camera, track_id=1, status="rejected",
-            defective=defective, defect_class="scratch", score=0.9, frames_seen=5,
-            defect_frames=4, first_frame_id=frame_id, last_frame_id=frame_id,
-            best_frame_id=frame_id, captured_at=self.captured(frame_id),
-            decided_at=time.time(), crossed_line=True, box=box, defects=[], snapshot=None,
-            models=[VERDICT_MODEL], counts=LineCounts(),
-        )  # fmt: skip
+            decision_id=decision_id,
+            camera_id=self.camera,
+            track_id=1,
+            status="rejected",
+            defective=defective,
+            defect_class="scratch",
+            score=0.9,
+            frames_seen=5,
+            defect_frames=4,
+            first_frame_id=frame_id,
+            last_frame_id=frame_id,
+            best_frame_id=frame_id,
+            captured_at=self.captured(frame_id),
+            decided_at=time.time(),
+            crossed_line=True,
+            box=box,
+            defects=[],
+            snapshot=None,
+            models=[VERDICT_MODEL],
+            counts=LineCounts(),
+        )
         self.send(Topic.PART_DECISIONS, to_json(v))
         return f"verdict:{decision_id}"
 
@@ -116,12 +141,20 @@ def test_labels_join_in_either_order_once_and_give_accuracy(stack, engine, dead_
     frame_outcomes = dict(camera=camera, prefix=f"frame:{camera}:%")
 
     # Frame a: observations first, then its labels (the usual order).
-    send.observations(a, [part((0, 0, 100, 100), 0.9), part((200, 0, 300, 100), 0.1),
-                          part((500, 0, 600, 100), 0.8)])  # fmt: skip
+    send.observations(
+        a,
+        [part((0, 0, 100, 100), 0.9), part((200, 0, 300, 100), 0.1), part((500, 0, 600, 100), 0.8)],
+    )
     wait_rows(engine, PREDICTION, lambda f: len(f) == 1, timeout=60, id=f"frame:{camera}:{a}")
-    send.label(a, [lpart("1", (2, 0, 102, 100), True), lpart("2", (200, 0, 300, 100), False),
-                   lpart("3", (800, 0, 900, 100), True), lpart("4", (1000, 0, 1100, 100), True,
-                   visible=0.2)])  # fmt: skip
+    send.label(
+        a,
+        [
+            lpart("1", (2, 0, 102, 100), True),
+            lpart("2", (200, 0, 300, 100), False),
+            lpart("3", (800, 0, 900, 100), True),
+            lpart("4", (1000, 0, 1100, 100), True, visible=0.2),
+        ],
+    )
     # Frame b: labels first, then observations.
     send.label(b, [lpart("1", (0, 0, 100, 100), False)], labelled_at=time.time() - 100)
     wait_rows(engine, LABEL, lambda f: len(f) == 1, timeout=60, camera=camera, frame=b)
@@ -134,20 +167,22 @@ def test_labels_join_in_either_order_once_and_give_accuracy(stack, engine, dead_
 
     # a: tp, tn, a false detection (fp), a miss (fn; part 4 is mostly outside the frame: no
     # miss); b: fp; c: fn. Each for both models of the observations.
-    expected = {(a, "tp"): 2, (a, "tn"): 2, (a, "fp"): 2, (a, "fn"): 2, (b, "fp"): 2,
-                (c, "fn"): 2}  # fmt: skip
+    expected = {(a, "tp"): 2, (a, "tn"): 2, (a, "fp"): 2, (a, "fn"): 2, (b, "fp"): 2, (c, "fn"): 2}
     wait_rows(engine, OUTCOMES, lambda f: counts(f) == expected, timeout=90, **frame_outcomes)
-    (joined,) = wait_rows(engine, OUTCOMES, lambda f: len(f) == 1, timeout=60, camera=camera,
-                          prefix=verdict_id)  # fmt: skip
+    (joined,) = wait_rows(
+        engine, OUTCOMES, lambda f: len(f) == 1, timeout=60, camera=camera, prefix=verdict_id
+    )
     assert (joined["kind"], joined["match"], joined["outcome"]) == ("tracked_part", "matched", "tp")
     assert (joined["model"], joined["version"]) == ("defect_detector", "9")
 
     # A newer labelling of b (an annotator: the part is defective after all) replaces the old.
-    send.label(b, [lpart("1", (0, 0, 100, 100), True)], label_id=f"annotation:{b}",
-               source="annotation")  # fmt: skip
+    send.label(
+        b, [lpart("1", (0, 0, 100, 100), True)], label_id=f"annotation:{b}", source="annotation"
+    )
     expected = {**{k: v for k, v in expected.items() if k != (b, "fp")}, (b, "tp"): 2}
-    found = wait_rows(engine, OUTCOMES, lambda f: counts(f) == expected, timeout=60,
-                      **frame_outcomes)  # fmt: skip
+    found = wait_rows(
+        engine, OUTCOMES, lambda f: counts(f) == expected, timeout=60, **frame_outcomes
+    )
     assert {r["label_id"] for r in found if r["prediction_id"].endswith(b)} == {f"annotation:{b}"}
 
     # Bad labels: one that is not JSON, one whose box is inverted; both dead-lettered.
@@ -164,8 +199,10 @@ def test_labels_join_in_either_order_once_and_give_accuracy(stack, engine, dead_
     assert any("inverted box" in d["error_message"] for d in invalid)
 
     # Redelivery, as after a crash: everything again, nothing counted twice.
-    send.observations(a, [part((0, 0, 100, 100), 0.9), part((200, 0, 300, 100), 0.1),
-                          part((500, 0, 600, 100), 0.8)])  # fmt: skip
+    send.observations(
+        a,
+        [part((0, 0, 100, 100), 0.9), part((200, 0, 300, 100), 0.1), part((500, 0, 600, 100), 0.8)],
+    )
     send.send(Topic.LABELS_FEEDBACK, to_json(label_c))
     send.verdict(c, (0, 0, 100, 100), defective=True)
     # Markers, one per topic: each is handled after the repeats before it (same key, so the
@@ -189,15 +226,18 @@ def test_labels_join_in_either_order_once_and_give_accuracy(stack, engine, dead_
     v = got[("defect_detector", "9", "tracked_part")]
     assert (v.tp, v.fp, v.fn, v.tn, v.f1) == (1, 0, 0, 0, 1.0)
     only = accuracy(engine, camera_id=camera, model="part_detector")
-    assert {(r.model, r.kind) for r in only} <= {("part_detector", "frame_part"),
-                                                 ("part_detector", "tracked_part")}  # fmt: skip
+    assert {(r.model, r.kind) for r in only} <= {
+        ("part_detector", "frame_part"),
+        ("part_detector", "tracked_part"),
+    }
     assert accuracy(engine, camera_id=camera, since=time.time() + 60) == []
 
     # The CLI prints the same.
     result = CliRunner().invoke(
-        _cli(), ["labels", "accuracy", "--camera", camera, "--model", "defect_detector", "--json"],
+        _cli(),
+        ["labels", "accuracy", "--camera", camera, "--model", "defect_detector", "--json"],
         env={"VISIONLINE_DATABASE_URL": stack.database_url},
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     printed = {(r["version"], r["kind"]): r for r in json.loads(result.output)}
     assert printed[("3", "frame_part")]["tp"] == 2 and printed[("9", "tracked_part")]["f1"] == 1.0

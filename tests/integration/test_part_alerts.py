@@ -40,18 +40,29 @@ MODELS = [
 
 def verdict(camera: str, frame: int, status: str, crossed: bool = True, **update) -> PartVerdict:
     rejected = status == "rejected"
+    scratch = DefectFinding(defect_class="scratch", box=(50, 60, 90, 70), score=0.9, area=120.0)
     values = dict(
-        decision_id=f"{camera}:f{frame:04d}", camera_id=camera, track_id=frame, status=status,
-        defective=rejected, defect_class="scratch" if rejected else None,
-        score=0.9 if rejected else 0.1, frames_seen=6, defect_frames=3 if rejected else 0,
-        first_frame_id=f"f{frame - 6:04d}", last_frame_id=f"f{frame:04d}",
-        best_frame_id=f"f{frame - 2:04d}", captured_at=time.time() - 1, decided_at=time.time(),
-        crossed_line=crossed, box=(10.0, 20.0, 300.0, 260.0),
-        defects=[DefectFinding(defect_class="scratch", box=(50, 60, 90, 70), score=0.9,
-                               area=120.0)] if rejected else [],
-        snapshot=f"snapshot://{camera}/{frame}" if rejected else None, models=MODELS,
+        decision_id=f"{camera}:f{frame:04d}",
+        camera_id=camera,
+        track_id=frame,
+        status=status,
+        defective=rejected,
+        defect_class="scratch" if rejected else None,
+        score=0.9 if rejected else 0.1,
+        frames_seen=6,
+        defect_frames=3 if rejected else 0,
+        first_frame_id=f"f{frame - 6:04d}",
+        last_frame_id=f"f{frame:04d}",
+        best_frame_id=f"f{frame - 2:04d}",
+        captured_at=time.time() - 1,
+        decided_at=time.time(),
+        crossed_line=crossed,
+        box=(10.0, 20.0, 300.0, 260.0),
+        defects=[scratch] if rejected else [],
+        snapshot=f"snapshot://{camera}/{frame}" if rejected else None,
+        models=MODELS,
         counts=LineCounts(),
-    )  # fmt: skip
+    )
     return PartVerdict(**{**values, **update})
 
 
@@ -126,8 +137,11 @@ def test_one_alert_per_rejected_part_and_none_on_replay(stack, engine, alerts):
     mine = [a["alert_id"] for a in alerts.seen if a["camera_id"] == camera]
     assert sorted(mine) == sorted(expected_now)
     assert len(rows(engine, "SELECT 1 FROM alerts WHERE camera_id = :c", c=camera)) == 3
-    kept = rows(engine, "SELECT status, score FROM part_decisions WHERE decision_id = :d",
-                d=f"{camera}:f0013")  # fmt: skip
+    kept = rows(
+        engine,
+        "SELECT status, score FROM part_decisions WHERE decision_id = :d",
+        d=f"{camera}:f0013",
+    )
     assert kept == [{"status": "rejected", "score": 0.9}]  # the first verdict stays
 
     # Line counts: parts that crossed the exit line, each decision once.
@@ -156,16 +170,27 @@ def observations_of_line(camera: str, frames: int, seed: int = 5) -> tuple[list,
                 for d in p.defects
             ]
             score = 0.95 if p.defective else 0.05
-            observed.append(ObservedPart(box=p.box, confidence=0.9, defect_score=score,
-                                         anomaly_score=score, defects=defects))  # fmt: skip
+            observed.append(
+                ObservedPart(
+                    box=p.box,
+                    confidence=0.9,
+                    defect_score=score,
+                    anomaly_score=score,
+                    defects=defects,
+                )
+            )
             xs, _, seen = parts.setdefault(p.part_id, ([], p.defective, []))
             xs.append((p.box[0] + p.box[2]) / 2)
             seen.append(i)
         frame = FrameMeta(
-            camera_id=camera, frame_id=f"f{i:04d}", captured_at=start + i / 10,
-            content_type="image/jpeg", width=1280, height=720,
+            camera_id=camera,
+            frame_id=f"f{i:04d}",
+            captured_at=start + i / 10,
+            content_type="image/jpeg",
+            width=1280,
+            height=720,
             source=SourceRef(topic=str(Topic.RAW_FRAMES), partition=0, offset=i),
-        )  # fmt: skip
+        )
         quality = Quality(brightness=120, contrast=40, blur=300, saturation=60)
         out.append(PartObservations(frame=frame, quality=quality, models=MODELS, parts=observed))
     return out, list(parts.values())
@@ -187,9 +212,11 @@ def test_parts_worker_decides_each_part_once_and_commits_after(stack, engine):
     out, delivered = producer(stack.kafka_bootstrap), []
     for obs in frames:
         out.produce(
-            str(Topic.PART_OBSERVATIONS), key=camera.encode(), value=to_json(obs),
+            str(Topic.PART_OBSERVATIONS),
+            key=camera.encode(),
+            value=to_json(obs),
             on_delivery=lambda err, msg: delivered.append((msg.partition(), msg.offset())),
-        )  # fmt: skip
+        )
     assert out.flush(30) == 0 and len(delivered) == len(frames)
     line_x = 0.8 * 1280  # ByteTrack names a part from its second frame: crossing after that
     crossing = [d for xs, d, _ in parts if len(xs) > 2 and xs[1] < line_x <= xs[-1]]

@@ -53,13 +53,23 @@ def test_a_drift_job_builds_its_dataset_from_replayed_labelled_frames(
         time.sleep(1)
     assert [len(s) for s in stored] == [expected, expected]
 
-    settings = RetrainSettings(traffic_min_frames=expected - 4, traffic_max_frames=expected - 2,
-                               traffic_wait_s=30, traffic_held_out=0.3)  # fmt: skip
+    settings = RetrainSettings(
+        traffic_min_frames=expected - 4,
+        traffic_max_frames=expected - 2,
+        traffic_wait_s=30,
+        traffic_held_out=0.3,
+    )
     steps = RealSteps(engine, tmp_path, settings, "unused:1", bootstrap=bootstrap)
     window = {"first_captured_at": t0 + 2 * 2}  # the drift began at the third frame
     drift = {"drift": {"camera_id": drifting, "window": window, "signal": "brightness"}}
-    job = Job(id=7, model="defect_detector", trigger="drift", trigger_ref=f"e-{run}",
-              parent_version=None, dataset=drift)  # fmt: skip
+    job = Job(
+        id=7,
+        model="defect_detector",
+        trigger="drift",
+        trigger_ref=f"e-{run}",
+        parent_version=None,
+        dataset=drift,
+    )
     assert steps.uses_traffic(job)
     dataset, parent = steps.build_dataset(job)
 

@@ -23,8 +23,9 @@ FRAMES = 60
 
 
 def latest(model: str) -> int:
-    return max(int(p.name) for p in (REPOSITORY / model).glob("[0-9]*")
-               if (p / "model.onnx").is_file())  # fmt: skip
+    return max(
+        int(p.name) for p in (REPOSITORY / model).glob("[0-9]*") if (p / "model.onnx").is_file()
+    )
 
 
 def test_the_shadow_run_scores_a_line_as_the_inspection_replay_does() -> None:

@@ -396,8 +396,12 @@ def test_upload_service_end_to_end(bootstrap: str, database_url: str) -> None:
     body = jpeg(value=42)
     server = subprocess.Popen(
         [sys.executable, "-m", "services.upload"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_healthy(base, server)

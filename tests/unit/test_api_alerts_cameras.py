@@ -18,10 +18,21 @@ from visionline.db.models import AlertRow
 
 def row(alert_id: str = "cam-1:f:7:part-defect", part: dict | None = None) -> AlertRow:
     at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    return AlertRow(alert_id=alert_id, camera_id="cam-1", frame_id="f:7", rule="part-defect",
-                    label="scratch", confidence=0.9, severity="critical", captured_at=at,
-                    created_at=at, model_name="defect_detector", model_version="2", part=part,
-                    state="open")  # fmt: skip
+    return AlertRow(
+        alert_id=alert_id,
+        camera_id="cam-1",
+        frame_id="f:7",
+        rule="part-defect",
+        label="scratch",
+        confidence=0.9,
+        severity="critical",
+        captured_at=at,
+        created_at=at,
+        model_name="defect_detector",
+        model_version="2",
+        part=part,
+        state="open",
+    )
 
 
 # --- alerts --------------------------------------------------------------------------------
@@ -88,9 +99,14 @@ def test_snapshot_file_stays_inside_the_store(tmp_path: Path) -> None:
     (tmp_path / "secret.jpg").write_bytes(b"secret")
     (root / "cam" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
     assert snapshot_file(root, "snapshot://cam/f1.jpg") == (root / "cam" / "f1.jpg").resolve()
-    for ref in ("snapshot://../secret.jpg", "snapshot://cam/../../secret.jpg",
-                "snapshot:///etc/passwd.jpg", "file:///etc/passwd", "snapshot://cam/link.jpg",
-                "snapshot://cam/gone.jpg"):  # fmt: skip
+    for ref in (
+        "snapshot://../secret.jpg",
+        "snapshot://cam/../../secret.jpg",
+        "snapshot:///etc/passwd.jpg",
+        "file:///etc/passwd",
+        "snapshot://cam/link.jpg",
+        "snapshot://cam/gone.jpg",
+    ):
         assert snapshot_file(root, ref) is None, ref
     assert snapshot_file(tmp_path / "none", "snapshot://cam/f1.jpg") is None
 

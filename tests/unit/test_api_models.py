@@ -90,9 +90,22 @@ def test_bad_parts_are_refused(part):
 
 
 def test_feedback_of_a_posted_label():
-    body = label(parts=[{"part_id": "7", "box": [0, 0, 10, 10], "defective": True,
-                         "defects": [{"defect_class": "dent", "box": [1, 1, 2, 2],
-                                      "polygon": [[1, 1], [2, 1], [2, 2]]}]}])  # fmt: skip
+    body = label(
+        parts=[
+            {
+                "part_id": "7",
+                "box": [0, 0, 10, 10],
+                "defective": True,
+                "defects": [
+                    {
+                        "defect_class": "dent",
+                        "box": [1, 1, 2, 2],
+                        "polygon": [[1, 1], [2, 1], [2, 2]],
+                    }
+                ],
+            }
+        ]
+    )
     message = feedback_of(body, labelled_at=1e9 + 5)
     assert (message.source, message.camera_id, message.frame_id) == ("operator", "line-1", "f-1")
     assert message.label_id.startswith("operator:f-1:") and message.labelled_at == 1e9 + 5

@@ -49,19 +49,35 @@ MODEL = ModelRef(name="m", version="1", served_by="triton")
 POLICY = Policy()  # the defaults of DriftSettings
 
 
-def prediction(camera: str, i: int, r: random.Random, brightness: float = 120.0,
-               confidence: float = 0.6, histogram=None) -> Prediction:  # fmt: skip
+def prediction(
+    camera: str,
+    i: int,
+    r: random.Random,
+    brightness: float = 120.0,
+    confidence: float = 0.6,
+    histogram=None,
+) -> Prediction:
     quality = Quality(
-        brightness=r.gauss(brightness, 4), contrast=r.gauss(50, 2),
-        blur=r.lognormvariate(5.5, 0.3), saturation=r.gauss(70, 3), histogram=histogram,
-    )  # fmt: skip
+        brightness=r.gauss(brightness, 4),
+        contrast=r.gauss(50, 2),
+        blur=r.lognormvariate(5.5, 0.3),
+        saturation=r.gauss(70, 3),
+        histogram=histogram,
+    )
     scores = sorted((r.random() for _ in range(3)), reverse=True)
     top_k = [LabelScore(class_id=c, label=f"label-{c}", score=s) for c, s in enumerate(scores)]
     conf = min(1.0, max(0.0, r.gauss(confidence, 0.1)))
     return Prediction(
-        camera_id=camera, frame_id=f"f{i:05d}", captured_at=1_800_000_000 + i / 10, model=MODEL,
-        top_k=top_k, label="label-0", confidence=conf, quality=quality, stages={},
-    )  # fmt: skip
+        camera_id=camera,
+        frame_id=f"f{i:05d}",
+        captured_at=1_800_000_000 + i / 10,
+        model=MODEL,
+        top_k=top_k,
+        label="label-0",
+        confidence=conf,
+        quality=quality,
+        stages={},
+    )
 
 
 def source(i: int, partition: int = 0, topic: Topic = Topic.PREDICTIONS) -> SourceRef:
@@ -120,11 +136,20 @@ def test_drift_event_schema_and_topic():
     assert Topic.DRIFT_EVENTS == "visionline.drift.events"
     stats = WindowStats(frames=3, mean=1, std=0, median=1, first_captured_at=1, last_captured_at=2)
     event = DriftEvent(
-        event_id=drift_event_id("cam", "brightness", "f9"), camera_id="cam", signal="brightness",
-        detector="adwin", detector_params={"delta": 0.002}, detected_frame_id="f5",
-        detected_at=1.0, frame_id="f9", captured_at=2.0, before=stats, after=stats,
-        statistic=0.9, p_value=1e-9,
-    )  # fmt: skip
+        event_id=drift_event_id("cam", "brightness", "f9"),
+        camera_id="cam",
+        signal="brightness",
+        detector="adwin",
+        detector_params={"delta": 0.002},
+        detected_frame_id="f5",
+        detected_at=1.0,
+        frame_id="f9",
+        captured_at=2.0,
+        before=stats,
+        after=stats,
+        statistic=0.9,
+        p_value=1e-9,
+    )
     assert event.schema_version == 1 and event.event_id == "cam:brightness:f9"
     assert from_json(to_json(event), DriftEvent) == event
 
@@ -157,9 +182,12 @@ def test_signals_of_a_prediction():
     s = extract(p)
     assert s.camera_id == "cam" and s.frame == FrameRef("f00007", p.captured_at)
     assert s.scalars == {
-        "brightness": p.quality.brightness, "contrast": p.quality.contrast,
-        "blur": p.quality.blur, "saturation": p.quality.saturation, "confidence": p.confidence,
-    }  # fmt: skip
+        "brightness": p.quality.brightness,
+        "contrast": p.quality.contrast,
+        "blur": p.quality.blur,
+        "saturation": p.quality.saturation,
+        "confidence": p.confidence,
+    }
     mix = s.distributions["class_mix"]
     assert set(mix) == {"label-0", "label-1", "label-2"} and sum(mix.values()) == pytest.approx(1)
     assert mix["label-0"] >= mix["label-2"]
@@ -168,9 +196,14 @@ def test_signals_of_a_prediction():
 
 def observations(camera: str, parts: list[ObservedPart]) -> PartObservations:
     frame = FrameMeta(
-        camera_id=camera, frame_id="f1", captured_at=5.0, content_type="image/jpeg", width=10,
-        height=10, source=SourceRef(topic=str(Topic.RAW_FRAMES), partition=0, offset=1),
-    )  # fmt: skip
+        camera_id=camera,
+        frame_id="f1",
+        captured_at=5.0,
+        content_type="image/jpeg",
+        width=10,
+        height=10,
+        source=SourceRef(topic=str(Topic.RAW_FRAMES), partition=0, offset=1),
+    )
     quality = Quality(brightness=100, contrast=20, blur=50, saturation=10)
     return PartObservations(frame=frame, quality=quality, models=[MODEL], parts=parts)
 
@@ -179,11 +212,17 @@ def test_signals_of_part_observations():
     scratch = DefectFinding(defect_class="scratch", box=(1, 1, 2, 2), score=0.9, area=1.0)
     stain = DefectFinding(defect_class="stain", box=(1, 1, 2, 2), score=0.4, area=1.0)
     parts = [
-        ObservedPart(box=(0, 0, 5, 5), confidence=0.9, defect_score=0.9, anomaly_score=0.7,
-                     defects=[stain, scratch]),
-        ObservedPart(box=(0, 0, 5, 5), confidence=0.7, defect_score=0.1, anomaly_score=0.1,
-                     defects=[]),
-    ]  # fmt: skip
+        ObservedPart(
+            box=(0, 0, 5, 5),
+            confidence=0.9,
+            defect_score=0.9,
+            anomaly_score=0.7,
+            defects=[stain, scratch],
+        ),
+        ObservedPart(
+            box=(0, 0, 5, 5), confidence=0.7, defect_score=0.1, anomaly_score=0.1, defects=[]
+        ),
+    ]
     s = extract(observations("line-1", parts))
     assert s.camera_id == "line-1" and s.frame.frame_id == "f1"
     assert s.scalars["brightness"] == 100 and s.scalars["blur"] == 50
@@ -315,9 +354,14 @@ def test_a_stable_noisy_stream_raises_nothing_over_thousands_of_frames():
         seen_states |= set(bank.states().values())
     assert CONFIRMED not in seen_states
     assert set(bank.trackers) == {
-        "brightness", "contrast", "blur", "saturation", "confidence", "class_mix",
+        "brightness",
+        "contrast",
+        "blur",
+        "saturation",
+        "confidence",
+        "class_mix",
         "embedding_distance",
-    }  # fmt: skip
+    }
     assert all(t.detector is not None for t in bank.trackers.values())  # all were watching
 
 
@@ -379,8 +423,9 @@ def test_distribution_signal_confirms_a_new_class_mix_and_takes_it_as_reference(
 def test_a_new_model_version_restarts_the_references_and_a_drift_it_was_trained_for_is_normal():
     """Glare confirmed as a drift, a version retrained for it promoted: the glare is the new
     normal, so the rest of the ramp raises nothing; without the promotion it raises again."""
-    values = np.concatenate([step(120, 150, at=300, n=700, sd=4, seed=8),
-                             step(150, 175, at=200, n=900, sd=4, seed=9)])  # fmt: skip
+    values = np.concatenate(
+        [step(120, 150, at=300, n=700, sd=4, seed=8), step(150, 175, at=200, n=900, sd=4, seed=9)]
+    )
 
     def run(promote_at: int | None) -> list[int]:
         bank, confirmed = CameraBank("cam", POLICY, dict(DEFAULT_DETECTORS)), []

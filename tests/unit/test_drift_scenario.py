@@ -32,9 +32,12 @@ def test_glare_ramps_on_the_drifting_camera_only() -> None:
 
 def verdict(run, part, frame: int, version: str, rejected: bool) -> dict:
     box = dict(run.boxes[frame])[part]
-    return {"best_frame_id": run.frame_id(frame), "box": list(box),
-            "status": "rejected" if rejected else "accepted",
-            "models": [{"name": "defect_detector", "version": version}]}  # fmt: skip
+    return {
+        "best_frame_id": run.frame_id(frame),
+        "box": list(box),
+        "status": "rejected" if rejected else "accepted",
+        "models": [{"name": "defect_detector", "version": version}],
+    }
 
 
 def test_parts_are_scored_by_phase_and_by_the_version_that_decided_them() -> None:
@@ -68,15 +71,31 @@ def test_parts_are_scored_by_phase_and_by_the_version_that_decided_them() -> Non
 def test_frames_to_event_counts_from_the_onset_and_ignores_earlier_events() -> None:
     run = plan(ScenarioConfig(), "t")[1]
     events = [
-        {"event_id": "early", "signal": "blur", "detector": "kswin",
-         "detected_frame_id": run.frame_id(50), "frame_id": run.frame_id(90), "created_at": 1.0},
-        {"event_id": "e", "signal": "brightness", "detector": "adwin",
-         "detected_frame_id": run.frame_id(260), "frame_id": run.frame_id(310),
-         "created_at": 2.0},
-        {"event_id": "later", "signal": "contrast", "detector": "adwin",
-         "detected_frame_id": run.frame_id(300), "frame_id": run.frame_id(350),
-         "created_at": 3.0},
-    ]  # fmt: skip
+        {
+            "event_id": "early",
+            "signal": "blur",
+            "detector": "kswin",
+            "detected_frame_id": run.frame_id(50),
+            "frame_id": run.frame_id(90),
+            "created_at": 1.0,
+        },
+        {
+            "event_id": "e",
+            "signal": "brightness",
+            "detector": "adwin",
+            "detected_frame_id": run.frame_id(260),
+            "frame_id": run.frame_id(310),
+            "created_at": 2.0,
+        },
+        {
+            "event_id": "later",
+            "signal": "contrast",
+            "detector": "adwin",
+            "detected_frame_id": run.frame_id(300),
+            "frame_id": run.frame_id(350),
+            "created_at": 3.0,
+        },
+    ]
     found = frames_to_event(run, events, onset=200)
     assert found["event_id"] == "e" and found["alarm_frames"] == 60
     assert found["confirmed_frames"] == 110
@@ -84,9 +103,14 @@ def test_frames_to_event_counts_from_the_onset_and_ignores_earlier_events() -> N
 
 
 def figures(**change) -> dict:
-    base = {"frames_to_event": 120, "versions": {"before": "1", "after": "2"},
-            "f1_after_minus_before": -0.01, "frames_lost": 0,
-            "frames": {"a": {"dead_letters": 0}}, "other_camera_events": []}  # fmt: skip
+    base = {
+        "frames_to_event": 120,
+        "versions": {"before": "1", "after": "2"},
+        "f1_after_minus_before": -0.01,
+        "frames_lost": 0,
+        "frames": {"a": {"dead_letters": 0}},
+        "other_camera_events": [],
+    }
     return {**base, **change}
 
 

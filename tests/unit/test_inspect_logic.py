@@ -159,9 +159,12 @@ def part(score: float, polygon=None) -> PartDetection:
         defect_class="scratch", box=(20, 20, 30, 30), score=0.7, area=50, polygon=polygon
     )
     return PartDetection(
-        box=(10, 10, 60, 60), confidence=0.9, defect_score=score, anomaly_score=0.4,
+        box=(10, 10, 60, 60),
+        confidence=0.9,
+        defect_score=score,
+        anomaly_score=0.4,
         defects=[defect],
-    )  # fmt: skip
+    )
 
 
 def test_observations_carry_parts_defects_and_models():

@@ -17,14 +17,21 @@ def _alert_for(run: CameraRun, part_id: int, n: int = 0) -> dict:
     for index in sorted(run.boxes):
         for pid, box in run.boxes[index]:
             if pid == part_id:
-                return {"alert_id": f"a-{part_id}-{n}", "camera_id": run.camera,
-                        "frame_id": run.frame_id(index), "part": {"box": list(box)}}  # fmt: skip
+                return {
+                    "alert_id": f"a-{part_id}-{n}",
+                    "camera_id": run.camera,
+                    "frame_id": run.frame_id(index),
+                    "part": {"box": list(box)},
+                }
     raise AssertionError(f"part {part_id} never seen")
 
 
 def _scored_parts(run: CameraRun):
-    return [p for p in run.generator.part_truth(run.frames)
-            if p.first_frame > 0 and p.last_frame < run.frames - 1]  # fmt: skip
+    return [
+        p
+        for p in run.generator.part_truth(run.frames)
+        if p.first_frame > 0 and p.last_frame < run.frames - 1
+    ]
 
 
 def test_perfect_alerts_give_recall_and_precision_one():
@@ -45,8 +52,12 @@ def test_misses_false_alarms_duplicates_and_strays_are_counted():
     alerts = [_alert_for(run, p.part_id) for p in bad[1:]]  # first defective part missed
     alerts.append(_alert_for(run, good[0].part_id))  # a false alarm
     alerts.append(_alert_for(run, bad[1].part_id, n=1))  # a second alert for one part
-    stray = {"alert_id": "x", "camera_id": run.camera, "frame_id": run.frame_id(3),
-             "part": {"box": [0, 0, 2, 2]}}  # fmt: skip
+    stray = {
+        "alert_id": "x",
+        "camera_id": run.camera,
+        "frame_id": run.frame_id(3),
+        "part": {"box": [0, 0, 2, 2]},
+    }
     figures = score([run], [], [*alerts, stray])
     row = figures["cameras"]["line-9"]
     assert row["fn"] == 1 and row["fp"] == 2 and row["unmatched_alerts"] == 1

@@ -85,9 +85,11 @@ def test_strength_zero_is_identity() -> None:
     zero = dict.fromkeys(NUISANCES, 0.0)
     assert nz.lighting(image, zero, profile, 1.3) is image
     for result in (
-        nz.resolution(image, 0), nz.lens_blur(image, 0), nz.motion_blur(plain, 0, 40),
+        nz.resolution(image, 0),
+        nz.lens_blur(image, 0),
+        nz.motion_blur(plain, 0, 40),
         nz.sensor_noise(image, 0, image, np.random.default_rng(0)),
-    ):  # fmt: skip
+    ):
         assert np.array_equal(result, image) or np.array_equal(result, plain)
     assert np.array_equal(nz.perspective(SMALL, 0, profile), np.eye(3))
     assert nz.jpeg_quality(0, 90) == 90 and nz.jpeg_quality(1, 90) < 20

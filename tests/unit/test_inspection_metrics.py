@@ -194,13 +194,15 @@ def test_map_without_any_truth_is_nan_and_image_counts_must_agree() -> None:
 def test_class_confusion_layout() -> None:
     classes = ["crack", "stain"]
     truths = [[("crack", A), ("stain", B), ("stain", C)]]
-    dets = [[
-        ("crack", A, 0.9),  # correct
-        ("crack", A_SHIFTED, 0.8),  # duplicate -> background row
-        ("crack", B, 0.7),  # stain called crack
-        ("stain", (200, 200, 210, 210), 0.6),  # nothing there -> background row
-        ("stain", C, 0.01),  # below min_score: C counts as missed
-    ]]  # fmt: skip
+    dets = [
+        [
+            ("crack", A, 0.9),  # correct
+            ("crack", A_SHIFTED, 0.8),  # duplicate -> background row
+            ("crack", B, 0.7),  # stain called crack
+            ("stain", (200, 200, 210, 210), 0.6),  # nothing there -> background row
+            ("stain", C, 0.01),  # below min_score: C counts as missed
+        ]
+    ]
     out = class_confusion(dets, truths, classes, min_score=0.05)
     assert out["labels"] == ["crack", "stain", "background"]
     assert out["matrix"].tolist() == [

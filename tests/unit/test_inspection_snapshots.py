@@ -60,9 +60,23 @@ def test_put_leaves_no_temp_files_and_cleans_up_on_failure(tmp_path: Path, monke
 
 @pytest.mark.parametrize(
     "key",
-    ["../evil", "a/../../evil", "/etc/passwd", "", "a//b", "a/", ".hidden", "a/.b", "a\\b",
-     "a b", "line-1/x..y", "ü", "x" * 600, "a.jpg/b"],
-)  # fmt: skip
+    [
+        "../evil",
+        "a/../../evil",
+        "/etc/passwd",
+        "",
+        "a//b",
+        "a/",
+        ".hidden",
+        "a/.b",
+        "a\\b",
+        "a b",
+        "line-1/x..y",
+        "ü",
+        "x" * 600,
+        "a.jpg/b",
+    ],
+)
 def test_unsafe_keys_are_rejected(tmp_path: Path, key: str) -> None:
     store = SnapshotStore(tmp_path / "s")
     with pytest.raises(ValueError):
@@ -72,9 +86,15 @@ def test_unsafe_keys_are_rejected(tmp_path: Path, key: str) -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["line-1/1.jpg", "file:///etc/passwd", "snapshot://../x.jpg", "snapshot:///etc/x.jpg",
-     "snapshot://a/b.png", "snapshot://a/../../b.jpg"],
-)  # fmt: skip
+    [
+        "line-1/1.jpg",
+        "file:///etc/passwd",
+        "snapshot://../x.jpg",
+        "snapshot:///etc/x.jpg",
+        "snapshot://a/b.png",
+        "snapshot://a/../../b.jpg",
+    ],
+)
 def test_bad_references_are_rejected(tmp_path: Path, ref: str) -> None:
     store = SnapshotStore(tmp_path)
     with pytest.raises(ValueError):

@@ -48,13 +48,20 @@ def detections(truth: FrameTruth, rng: np.random.Generator, drop: set[int]) -> P
             continue
         box = tuple(float(v) for v in np.array(p.box) + rng.uniform(-1.5, 1.5, 4))
         defects = [
-            DefectDetection(defect_class=d.defect_class, box=d.box, score=1.0,
-                            area=float(sum(d.mask.counts[1::2])))
+            DefectDetection(
+                defect_class=d.defect_class,
+                box=d.box,
+                score=1.0,
+                area=float(sum(d.mask.counts[1::2])),
+            )
             for d in p.defects
-        ]  # fmt: skip
+        ]
         score = 1.0 if p.defective else 0.05
-        parts.append(PartDetection(box=box, confidence=0.9, defect_score=score, defects=defects,
-                                   ref=p.part_id))  # fmt: skip
+        parts.append(
+            PartDetection(
+                box=box, confidence=0.9, defect_score=score, defects=defects, ref=p.part_id
+            )
+        )
     return PartDetections(camera="line-1", frame_index=truth.frame_index, parts=parts)
 
 
@@ -98,10 +105,13 @@ def test_one_decision_per_part_matching_truth(name: str, line) -> None:
 def part(x0: float, ref: int = 1, defects: tuple[str, ...] = (), area: float = 50.0):
     """A 40 px part; each ref has its own lane so that NMS keeps them apart."""
     y0 = 10 + 55 * ((ref - 1) % 3)
-    found = [DefectDetection(defect_class=c, box=(x0, y0, x0 + 5, y0 + 5), score=0.9, area=area)
-             for c in defects]  # fmt: skip
-    return PartDetection(box=(x0, y0, x0 + 40, y0 + 40), defect_score=0.9 if defects else 0.0,
-                         defects=found, ref=ref)  # fmt: skip
+    found = [
+        DefectDetection(defect_class=c, box=(x0, y0, x0 + 5, y0 + 5), score=0.9, area=area)
+        for c in defects
+    ]
+    return PartDetection(
+        box=(x0, y0, x0 + 40, y0 + 40), defect_score=0.9 if defects else 0.0, defects=found, ref=ref
+    )
 
 
 def feed(tracker: PartTracker, frames: list[list[PartDetection]]) -> list[PartDecision]:
@@ -131,9 +141,8 @@ def test_rules_thresholds_and_counts() -> None:
     assert decisions[1].class_votes == {"crack": 6} and decisions[1].first_frame == 0
     assert not decisions[2].defective  # class not of interest
     assert not decisions[3].defective  # defect too small
-    assert tracker.counts.model_dump() == {
-        "crossed": 3, "passed": 2, "rejected": 1, "insufficient": 0
-    }  # fmt: skip
+    counts = tracker.counts.model_dump()
+    assert counts == {"crossed": 3, "passed": 2, "rejected": 1, "insufficient": 0}
 
 
 def test_zone_limits_evidence() -> None:
@@ -168,11 +177,14 @@ class SplittingTracker(OracleTracker):
         return detections
 
 
-@pytest.mark.parametrize(("first", "second", "decisions"), [
-    (("crack",), ("crack",), ["rejected"]),  # rejected once: its second track says nothing new
-    ((), (), ["accepted"]),
-    ((), ("crack",), ["accepted", "rejected"]),  # found defective later: it must still alert
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("first", "second", "decisions"),
+    [
+        (("crack",), ("crack",), ["rejected"]),  # rejected once: its second track says nothing new
+        ((), (), ["accepted"]),
+        ((), ("crack",), ["accepted", "rejected"]),  # found defective later: it must still alert
+    ],
+)
 def test_a_part_tracked_twice_is_decided_once(first, second, decisions) -> None:
     config = TrackerConfig(belt_px_per_frame=40, lost_frames=1)
     rules = DecisionRules(min_frames=2)
@@ -192,8 +204,9 @@ def faint(x0: float, ref: int, scores: dict[str, float]) -> PartDetection:
 
 
 def test_mean_score_rejects_faint_evidence_seen_in_every_frame() -> None:
-    rules = DecisionRules(classes=["crack", "missing_hole"], min_defect_frames=None,
-                          min_mean_score=0.2)  # fmt: skip
+    rules = DecisionRules(
+        classes=["crack", "missing_hole"], min_defect_frames=None, min_mean_score=0.2
+    )
     tracker = PartTracker("c", SIZE, rules=rules, tracker=OracleTracker())
     xs = [0, 50, 100, 150, 200, 240]
     frames = [

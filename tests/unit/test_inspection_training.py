@@ -45,8 +45,14 @@ def test_coreset_picks_spread_out_points_deterministically():
 
 
 def test_config_pbtxt_lists_the_tensors_and_dynamic_batching():
-    text = config_pbtxt("m", [TensorSpec("crop", "TYPE_UINT8", (224, 224, 3))],
-                        [TensorSpec("score", "TYPE_FP32", ())], 16, [8, 16], "doc")  # fmt: skip
+    text = config_pbtxt(
+        "m",
+        [TensorSpec("crop", "TYPE_UINT8", (224, 224, 3))],
+        [TensorSpec("score", "TYPE_FP32", ())],
+        16,
+        [8, 16],
+        "doc",
+    )
     assert 'name: "m"' in text and "dims: [ 224, 224, 3 ]" in text
     assert "dims: [ 1 ]\n    reshape: { shape: [ ] }" in text
     assert "preferred_batch_size: [ 8, 16 ]" in text and text.startswith("# doc")
@@ -63,9 +69,15 @@ def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
     from visionline.inspection.train.fit import TrainConfig, train_all
     from visionline.inspection.train.serving import OnnxModel, latest
 
-    config = TrainConfig(conditions=2, frames_per_condition=2, good_frames_per_condition=2,
-                         part_epochs=1, defect_epochs=1, bank_size=64,
-                         bank_patches=2000)  # fmt: skip
+    config = TrainConfig(
+        conditions=2,
+        frames_per_condition=2,
+        good_frames_per_condition=2,
+        part_epochs=1,
+        defect_epochs=1,
+        bank_size=64,
+        bank_patches=2000,
+    )
     summary = train_all(tmp_path, 1, config, log=lambda _: None)
     assert summary["part_anomaly"]["bank"] == 64
     shapes = {

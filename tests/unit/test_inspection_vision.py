@@ -91,8 +91,12 @@ def test_decode_parts_gives_frame_boxes_from_centre_size_and_offset():
 
 def _crop_outputs(classes=5):
     grid = (CROP // STRIDE, CROP // STRIDE)
-    return (np.zeros(grid, np.float32), np.zeros((classes, *grid), np.float32),
-            np.zeros((2, *grid), np.float32), np.zeros(grid, np.float32))  # fmt: skip
+    return (
+        np.zeros(grid, np.float32),
+        np.zeros((classes, *grid), np.float32),
+        np.zeros((2, *grid), np.float32),
+        np.zeros(grid, np.float32),
+    )
 
 
 def test_decode_crop_reports_classed_defects_in_frame_pixels_with_their_mask_area():
@@ -124,10 +128,12 @@ def test_part_detections_carry_both_scores():
     anomaly_map, heat, size, mask = _crop_outputs()
     parts = [((10.0, 10.0, 110.0, 110.0), 0.9)]
     crops = [Crop.around(parts[0][0])]
-    out = part_detections(parts, crops,
-                          {"anomaly_map": anomaly_map[None], "anomaly_score": np.array([0.3])},
-                          {"defect_heatmap": heat[None], "defect_size": size[None],
-                           "defect_mask": mask[None]})  # fmt: skip
+    out = part_detections(
+        parts,
+        crops,
+        {"anomaly_map": anomaly_map[None], "anomaly_score": np.array([0.3])},
+        {"defect_heatmap": heat[None], "defect_size": size[None], "defect_mask": mask[None]},
+    )
     assert out[0].anomaly_score == pytest.approx(0.3) and out[0].defect_score == pytest.approx(0.3)
     assert out[0].defects == [] and out[0].confidence == pytest.approx(0.9)
     assert out[0].class_scores == dict.fromkeys(DEFECT_CLASSES, 0.0)
@@ -137,8 +143,13 @@ def test_class_scores_are_each_class_peak_however_low():
     _, heat, _, _ = _crop_outputs()
     heat[3, 10, 4], heat[3, 2, 2], heat[0, 1, 1] = 0.12, 0.05, 0.2  # below any defect threshold
     scores = class_scores(heat, DEFECT_CLASSES)
-    assert scores == {"scratch": 0.2, "crack": 0.0, "stain": 0.0, "missing_hole": 0.12,
-                      "deformation": 0.0}  # fmt: skip
+    assert scores == {
+        "scratch": 0.2,
+        "crack": 0.0,
+        "stain": 0.0,
+        "missing_hole": 0.12,
+        "deformation": 0.0,
+    }
 
 
 def test_a_generator_frame_crops_each_true_part():

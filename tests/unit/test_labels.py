@@ -57,34 +57,66 @@ def lpart(part_id: str, box, defective: bool = False, visible: float = 1.0) -> L
 
 
 def label(parts: list[LabelledPart], label_id: str = "generator:f1", **kw) -> LabelFeedback:
-    base = dict(label_id=label_id, camera_id="line-1", frame_id="f1", captured_at=100.0,
-                source="generator", parts=parts, labelled_at=200.0)  # fmt: skip
+    base = dict(
+        label_id=label_id,
+        camera_id="line-1",
+        frame_id="f1",
+        captured_at=100.0,
+        source="generator",
+        parts=parts,
+        labelled_at=200.0,
+    )
     return LabelFeedback(**(base | kw))
 
 
 def observed(box, score: float, class_scores: dict | None = None) -> ObservedPart:
-    return ObservedPart(box=box, confidence=0.9, defect_score=score, anomaly_score=score,
-                        defects=[], class_scores=class_scores or {})  # fmt: skip
+    return ObservedPart(
+        box=box,
+        confidence=0.9,
+        defect_score=score,
+        anomaly_score=score,
+        defects=[],
+        class_scores=class_scores or {},
+    )
 
 
 def observations(parts: list[ObservedPart], frame_id: str = "f1") -> PartObservations:
-    frame = FrameMeta(camera_id="line-1", frame_id=frame_id, captured_at=100.0,
-                      content_type="image/jpeg", width=320, height=180,
-                      source=SourceRef(topic="t", partition=0, offset=1))  # fmt: skip
+    frame = FrameMeta(
+        camera_id="line-1",
+        frame_id=frame_id,
+        captured_at=100.0,
+        content_type="image/jpeg",
+        width=320,
+        height=180,
+        source=SourceRef(topic="t", partition=0, offset=1),
+    )
     quality = Quality(brightness=120, contrast=40, blur=300, saturation=60)
     return PartObservations(frame=frame, quality=quality, models=MODELS, parts=parts)
 
 
 def verdict(box, defective: bool, best_frame_id: str = "f1") -> PartVerdict:
     return PartVerdict(
-        decision_id="line-1:f9", camera_id="line-1", track_id=4,
-        status="rejected" if defective else "accepted", defective=defective,
-        defect_class="scratch" if defective else None, score=0.8 if defective else 0.1,
-        frames_seen=6, defect_frames=4 if defective else 0, first_frame_id="f0",
-        last_frame_id="f9", best_frame_id=best_frame_id, captured_at=100.0, decided_at=101.0,
-        crossed_line=True, box=box, defects=[], snapshot=None, models=MODELS[1:],
+        decision_id="line-1:f9",
+        camera_id="line-1",
+        track_id=4,
+        status="rejected" if defective else "accepted",
+        defective=defective,
+        defect_class="scratch" if defective else None,
+        score=0.8 if defective else 0.1,
+        frames_seen=6,
+        defect_frames=4 if defective else 0,
+        first_frame_id="f0",
+        last_frame_id="f9",
+        best_frame_id=best_frame_id,
+        captured_at=100.0,
+        decided_at=101.0,
+        crossed_line=True,
+        box=box,
+        defects=[],
+        snapshot=None,
+        models=MODELS[1:],
         counts=LineCounts(),
-    )  # fmt: skip
+    )
 
 
 # ================================ truth -> label ============================================
@@ -96,24 +128,54 @@ def square_truth() -> FrameTruth:
     defect[2:8, 3:9] = True  # a 6 x 6 square at (23, 12) in the frame
     defect_roi = RoiMask(20, 10, defect).clip(SMALL)
     part_roi = RoiMask(10, 5, part)
-    defects = [DefectTruth(defect_class="stain", box=defect_roi.box, mask=defect_roi.rle(),
-                           occluded_fraction=0.0)]  # fmt: skip
-    hidden = [DefectTruth(defect_class="crack", box=defect_roi.box, mask=defect_roi.rle(),
-                          occluded_fraction=1.0)]  # fmt: skip
+    defects = [
+        DefectTruth(
+            defect_class="stain", box=defect_roi.box, mask=defect_roi.rle(), occluded_fraction=0.0
+        )
+    ]
+    hidden = [
+        DefectTruth(
+            defect_class="crack", box=defect_roi.box, mask=defect_roi.rle(), occluded_fraction=1.0
+        )
+    ]
     parts = [
-        PartTruth(part_id=7, kind="bracket", box=part_roi.box, mask=part_roi.rle(),
-                  visible_fraction=1.0, occluded_fraction=0.0, defective=True, defects=defects),
-        PartTruth(part_id=8, kind="bracket", box=(100, 5, 160, 45), mask=part_roi.rle(),
-                  visible_fraction=0.42, occluded_fraction=0.3, defective=True, defects=hidden),
-    ]  # fmt: skip
-    return FrameTruth(frame_index=3, t_s=0.3, seed=0, camera="line-1", resolution=SMALL,
-                      strengths={}, jpeg_quality=90, parts=parts)  # fmt: skip
+        PartTruth(
+            part_id=7,
+            kind="bracket",
+            box=part_roi.box,
+            mask=part_roi.rle(),
+            visible_fraction=1.0,
+            occluded_fraction=0.0,
+            defective=True,
+            defects=defects,
+        ),
+        PartTruth(
+            part_id=8,
+            kind="bracket",
+            box=(100, 5, 160, 45),
+            mask=part_roi.rle(),
+            visible_fraction=0.42,
+            occluded_fraction=0.3,
+            defective=True,
+            defects=hidden,
+        ),
+    ]
+    return FrameTruth(
+        frame_index=3,
+        t_s=0.3,
+        seed=0,
+        camera="line-1",
+        resolution=SMALL,
+        strengths={},
+        jpeg_quality=90,
+        parts=parts,
+    )
 
 
 def test_truth_becomes_a_label_with_boxes_polygons_and_visibility():
     fb = feedback_from_truth("line-1", "line-1-3-ab", 123.5, square_truth())
-    assert (fb.label_id, fb.camera_id, fb.frame_id, fb.source) == (
-        "generator:line-1-3-ab", "line-1", "line-1-3-ab", "generator")  # fmt: skip
+    expected = ("generator:line-1-3-ab", "line-1", "line-1-3-ab", "generator")
+    assert (fb.label_id, fb.camera_id, fb.frame_id, fb.source) == expected
     assert fb.captured_at == 123.5
     first, second = fb.parts
     assert first.part_id == "7" and first.box == (10.0, 5.0, 70.0, 45.0) and first.defective
@@ -202,9 +264,15 @@ def test_labels_due_at_the_same_time_keep_their_order_and_a_negative_delay_is_re
 def test_a_conveyor_with_labels_names_its_frames_and_publishes_their_truth_late():
     now = [1000.0]
     out = FakeProducer()
-    source = ConveyorSource(resolution=SMALL, seed=1, camera="line-1", realtime_fps=10,
-                            clock=lambda: now[0], labels=DelayedLabels(1.0),
-                            label_producer=out)  # fmt: skip
+    source = ConveyorSource(
+        resolution=SMALL,
+        seed=1,
+        camera="line-1",
+        realtime_fps=10,
+        clock=lambda: now[0],
+        labels=DelayedLabels(1.0),
+        label_producer=out,
+    )
     frames = iter(source)
     ids = []
     for _ in range(3):
@@ -295,8 +363,8 @@ def test_observations_score_on_defect_score_or_the_best_class_score():
 def test_a_verdict_joins_the_labels_of_its_best_frame():
     truth = [lpart("1", (0, 0, 10, 10), defective=True), lpart("2", (20, 0, 30, 10))]
     pred = verdict_prediction(verdict((19, 0, 29, 10), defective=True, best_frame_id="f7"))
-    assert (pred.prediction_id, pred.kind, pred.frame_id) == ("verdict:line-1:f9",
-                                                              "tracked_part", "f7")  # fmt: skip
+    expected = ("verdict:line-1:f9", "tracked_part", "f7")
+    assert (pred.prediction_id, pred.kind, pred.frame_id) == expected
     assert pred.models == (("defect_detector", "3"),)
     (o,) = outcomes(pred, label(truth, frame_id="f7"), POLICY)
     assert (o.match, o.part_id, o.outcome) == ("matched", "2", "fp")
@@ -310,8 +378,8 @@ def test_a_verdict_joins_the_labels_of_its_best_frame():
 
 
 def test_confusion_quadrants():
-    assert [confusion(p, t) for p, t in itertools.product((True, False), repeat=2)] == [
-        "tp", "fp", "fn", "tn"]  # fmt: skip
+    quadrants = [confusion(p, t) for p, t in itertools.product((True, False), repeat=2)]
+    assert quadrants == ["tp", "fp", "fn", "tn"]
 
 
 def test_outcome_rows_are_one_per_part_and_model_with_stable_ids():
@@ -320,9 +388,11 @@ def test_outcome_rows_are_one_per_part_and_model_with_stable_ids():
     rows = outcome_rows(frame_prediction(obs), truth, POLICY)
     assert len(rows) == 2 * 2  # two parts, two models
     assert {(r["model"], r["version"], r["slot"], r["outcome"]) for r in rows} == {
-        ("part_detector", "1", "p0:t1", "tp"), ("defect_detector", "3", "p0:t1", "tp"),
-        ("part_detector", "1", "p1", "tn"), ("defect_detector", "3", "p1", "tn"),
-    }  # fmt: skip
+        ("part_detector", "1", "p0:t1", "tp"),
+        ("defect_detector", "3", "p0:t1", "tp"),
+        ("part_detector", "1", "p1", "tn"),
+        ("defect_detector", "3", "p1", "tn"),
+    }
     again = outcome_rows(frame_prediction(obs), truth, POLICY)
     assert [r["outcome_id"] for r in rows] == [r["outcome_id"] for r in again]
     assert len({r["outcome_id"] for r in rows}) == 4

@@ -49,10 +49,14 @@ def observations(
     camera: str, index: int, parts: list[ObservedPart], fps: float = 10.0, size=(320, 180)
 ) -> PartObservations:
     frame = FrameMeta(
-        camera_id=camera, frame_id=f"f{index:04d}", captured_at=T0 + index / fps,
-        content_type="image/jpeg", width=size[0], height=size[1],
+        camera_id=camera,
+        frame_id=f"f{index:04d}",
+        captured_at=T0 + index / fps,
+        content_type="image/jpeg",
+        width=size[0],
+        height=size[1],
         source=SourceRef(topic="t", partition=0, offset=index),
-    )  # fmt: skip
+    )
     quality = Quality(brightness=1, contrast=1, blur=1, saturation=1)
     snapshot = f"snapshot://{camera}/{index}" if any(p.defect_score > 0.5 for p in parts) else None
     return PartObservations(
@@ -68,9 +72,12 @@ def observed(x0: float, lane: int = 0, defect: str | None = None, score: float =
         box = (x0 + 5, y0 + 5, x0 + 15, y0 + 15)
         defects = [DefectFinding(defect_class=defect, box=box, score=score, area=60.0)]
     return ObservedPart(
-        box=(x0, y0, x0 + 40, y0 + 40), confidence=0.9,
-        defect_score=score if defect else 0.05, anomaly_score=0.1, defects=defects,
-    )  # fmt: skip
+        box=(x0, y0, x0 + 40, y0 + 40),
+        confidence=0.9,
+        defect_score=score if defect else 0.05,
+        anomaly_score=0.1,
+        defects=defects,
+    )
 
 
 class LaneTracker:
@@ -128,20 +135,32 @@ def test_parts_decided_in_one_frame_get_distinct_ids_in_a_stable_order() -> None
     def decision(track: int, first: int, last: int, x: float) -> PartDecision:
         part = PartDetection(box=(x, 0, x + 10, 10))
         return PartDecision(
-            camera="c", track_id=track, status="accepted", defective=False, frames_seen=3,
-            defect_frames=0, max_defect_score=0.1, top_class=None, class_votes={},
-            best_box=part.box, best_area=100, first_frame=first, last_frame=last,
-            crossed_line=last == 9, ref=None, best_frame=first, best_part=part,
+            camera="c",
+            track_id=track,
+            status="accepted",
+            defective=False,
+            frames_seen=3,
+            defect_frames=0,
+            max_defect_score=0.1,
+            top_class=None,
+            class_votes={},
+            best_box=part.box,
+            best_area=100,
+            first_frame=first,
+            last_frame=last,
+            crossed_line=last == 9,
+            ref=None,
+            best_frame=first,
+            best_part=part,
             last_box=part.box,
-        )  # fmt: skip
+        )
 
     frames = {i: FrameInfo(f"f{i}", T0 + i, None, ()) for i in range(10)}
     # Track ids and first frames differ on a replay; the last sighting does not.
     decisions = [decision(7, 5, 6, 0), decision(3, 2, 9, 50), decision(9, 1, 9, 20)]
     verdicts, counts = build_verdicts("c", decisions, frames[9], frames, LineCounts(), T0)
-    assert [(v.decision_id, v.track_id) for v in verdicts] == [
-        ("c:f9", 9), ("c:f9:1", 3), ("c:f9:2", 7)
-    ]  # fmt: skip
+    ids = [(v.decision_id, v.track_id) for v in verdicts]
+    assert ids == [("c:f9", 9), ("c:f9:1", 3), ("c:f9:2", 7)]
     again = [decision(70, 6, 6, 0), decision(30, 4, 9, 50), decision(90, 3, 9, 20)]
     replayed, _ = build_verdicts("c", again[::-1], frames[9], frames, LineCounts(), T0)
     assert [v.track_id for v in replayed] == [90, 30, 70]
@@ -226,8 +245,15 @@ def test_synthetic_line_one_verdict_per_part_with_dropped_frames() -> None:
                 for d in p.defects
             ]
             score = 1.0 if p.defective else 0.05
-            parts.append(ObservedPart(box=box, confidence=0.9, defect_score=score,
-                                      anomaly_score=score, defects=defects))  # fmt: skip
+            parts.append(
+                ObservedPart(
+                    box=box,
+                    confidence=0.9,
+                    defect_score=score,
+                    anomaly_score=score,
+                    defects=defects,
+                )
+            )
         obs = observations("line-1", truth.frame_index, parts, fps, size)
         v, ready = lines.observe(obs, truth.frame_index, now=truth.frame_index, wall=T0)
         verdicts += v
@@ -271,8 +297,9 @@ def test_inspection_config_needs_exactly_one_belt_speed() -> None:
         InspectionConfig(cameras=["x"], belt_px_per_s=1, zone=[(0, 0), (1, 1)])
     with pytest.raises(ValidationError, match="no part could be rejected"):
         InspectionConfig(cameras=["x"], belt_px_per_s=1, min_defect_frames=None)
-    config = InspectionConfig(cameras=["x"], belt_px_per_s=1, min_defect_frames=None,
-                              min_mean_score=0.2)  # fmt: skip
+    config = InspectionConfig(
+        cameras=["x"], belt_px_per_s=1, min_defect_frames=None, min_mean_score=0.2
+    )
     assert config.decision_rules().min_mean_score == 0.2
     config = InspectionConfig(cameras=["x"], fps=5, belt_px_per_frame=20)
     assert config.speed_px_per_s == 100 and config.tracker_config().belt_px_per_frame == 20

@@ -80,17 +80,27 @@ def test_other_metric_paths() -> None:
 
 
 def window(mean: float) -> WindowStats:
-    return WindowStats(frames=50, mean=mean, std=1.0, median=mean, first_captured_at=1.0,
-                       last_captured_at=2.0)  # fmt: skip
+    return WindowStats(
+        frames=50, mean=mean, std=1.0, median=mean, first_captured_at=1.0, last_captured_at=2.0
+    )
 
 
 def drift(signal: str = "brightness", camera: str = "line-1", frame: str = "f-9") -> DriftEvent:
     return DriftEvent(
-        event_id=f"{camera}:{signal}:{frame}", camera_id=camera, signal=signal,
-        detector="adwin", detector_params={"delta": 0.002}, detected_frame_id="f-1",
-        detected_at=1.0, frame_id=frame, captured_at=2.0, before=window(100.0),
-        after=window(60.0), statistic=0.8, p_value=1e-9,
-    )  # fmt: skip
+        event_id=f"{camera}:{signal}:{frame}",
+        camera_id=camera,
+        signal=signal,
+        detector="adwin",
+        detector_params={"delta": 0.002},
+        detected_frame_id="f-1",
+        detected_at=1.0,
+        frame_id=frame,
+        captured_at=2.0,
+        before=window(100.0),
+        after=window(60.0),
+        statistic=0.8,
+        p_value=1e-9,
+    )
 
 
 @pytest.mark.parametrize(
@@ -261,9 +271,13 @@ def test_happy_path_ends_promoted_with_every_transition(engine) -> None:
     fake = FakeSteps(engine)
     job = run_job(engine, job_id, fake.steps())
     assert job.state == "promoted"
-    assert moves(job) == [(None, "queued"), ("queued", "building_dataset"),
-                          ("building_dataset", "training"), ("training", "evaluating"),
-                          ("evaluating", "promoted")]  # fmt: skip
+    assert moves(job) == [
+        (None, "queued"),
+        ("queued", "building_dataset"),
+        ("building_dataset", "training"),
+        ("training", "evaluating"),
+        ("evaluating", "promoted"),
+    ]
     assert fake.calls == ["build_dataset", "train", "evaluate", "promote"]
     assert (job.parent_version, job.candidate_version) == (3, 4)
     assert job.dataset["seed"] == 7 and job.dataset["frames"] == 120
@@ -289,7 +303,7 @@ def test_a_candidate_not_better_by_the_margin_is_rejected(engine) -> None:
         ("train", "training"),
         ("evaluate", "evaluating"),
         ("promote", "evaluating"),
-    ],  # fmt: skip
+    ],
 )
 def test_a_step_raising_fails_the_job_with_the_error(engine, step: str, state_before) -> None:
     job_id = create_job_once(engine, "defect_detector", "operator").job_id
@@ -314,9 +328,14 @@ def test_a_job_not_queued_is_not_run_again(engine) -> None:
 
 def test_retrain_request_round_trip_and_version() -> None:
     assert Topic.RETRAIN_REQUESTS == "visionline.retrain.requests"
-    request = RetrainRequest(job_id=12, model="defect_detector", trigger="drift",
-                             trigger_ref="line-1:brightness:f-9", camera_id="line-1",
-                             created_at=1700000000.5)  # fmt: skip
+    request = RetrainRequest(
+        job_id=12,
+        model="defect_detector",
+        trigger="drift",
+        trigger_ref="line-1:brightness:f-9",
+        camera_id="line-1",
+        created_at=1700000000.5,
+    )
     assert from_json(to_json(request), RetrainRequest) == request
     assert request.schema_version == 1
     operator = RetrainRequest(job_id=1, model="part_detector", trigger="operator")

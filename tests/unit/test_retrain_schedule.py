@@ -117,8 +117,8 @@ def test_the_slot_job_is_created_once(engine) -> None:
     assert job.trigger_ref == "defect_detector@2024-05-01T00:00:00+00:00"
     assert job.dataset["schedule"]["slot_end"] == "2024-05-02T00:00:00+00:00"
     request = first[0].request
-    assert (request.job_id, request.model, request.trigger) == (job.id, "defect_detector",
-                                                                 "schedule")  # fmt: skip
+    expected = (job.id, "defect_detector", "schedule")
+    assert (request.job_id, request.model, request.trigger) == expected
     assert request.trigger_ref == job.trigger_ref and request.camera_id is None
     # a later check of the same slot (another replica, a restart): the same job, nothing to send
     advance_job(engine, job.id, "building_dataset", "x")

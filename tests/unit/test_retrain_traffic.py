@@ -27,10 +27,15 @@ from visionline.retrain.traffic import (
 
 def test_polygon_and_box_labels_become_masks() -> None:
     square = [(10.0, 10.0), (30.0, 10.0), (30.0, 30.0), (10.0, 30.0)]
-    part = LabelledPart(part_id="1", box=(0, 0, 60, 60), defective=True, defects=[
-        LabelledDefect(defect_class="stain", box=(10, 10, 30, 30), polygon=square),
-        LabelledDefect(defect_class="crack", box=(40, 5, 50, 25)),
-    ])  # fmt: skip
+    part = LabelledPart(
+        part_id="1",
+        box=(0, 0, 60, 60),
+        defective=True,
+        defects=[
+            LabelledDefect(defect_class="stain", box=(10, 10, 30, 30), polygon=square),
+            LabelledDefect(defect_class="crack", box=(40, 5, 50, 25)),
+        ],
+    )
     (c1, m1), (c2, m2) = defect_masks(part, (64, 48))
     assert (c1, c2) == ("stain", "crack") and m1.shape == (48, 64)
     assert m1[20, 20] and not m1[40, 40] and 380 <= m1.sum() <= 460  # about 20 x 20
@@ -57,11 +62,17 @@ def test_crops_of_labelled_frames_match_the_generators_own() -> None:
 
 def labelled(index: int, parts: dict[str, bool]) -> tuple[np.ndarray, LabelFeedback]:
     """A frame at capture time ``index`` with parts {id: defective}, boxes side by side."""
-    label = LabelFeedback(label_id=f"l{index}", camera_id="cam", frame_id=f"f{index}",
-                          captured_at=float(index), source="generator",
-                          parts=[LabelledPart(part_id=p, box=(100.0 * k, 0, 100.0 * k + 80, 80),
-                                              defective=d)
-                                 for k, (p, d) in enumerate(parts.items())])  # fmt: skip
+    label = LabelFeedback(
+        label_id=f"l{index}",
+        camera_id="cam",
+        frame_id=f"f{index}",
+        captured_at=float(index),
+        source="generator",
+        parts=[
+            LabelledPart(part_id=p, box=(100.0 * k, 0, 100.0 * k + 80, 80), defective=d)
+            for k, (p, d) in enumerate(parts.items())
+        ],
+    )
     return np.zeros((4, 4, 3), np.uint8), label
 
 
@@ -78,17 +89,35 @@ def test_the_shadow_frames_are_the_last_and_their_parts_never_trained_on() -> No
 
 def decision(frame: int, box: tuple, defective: bool = True) -> PartDecision:
     part = PartDetection(box=box, confidence=0.9)
-    return PartDecision(camera="cam", track_id=frame, status="rejected" if defective else
-                        "accepted", defective=defective, frames_seen=3, defect_frames=0,
-                        max_defect_score=0.0, top_class=None, class_votes={}, best_box=box,
-                        best_area=0.0, first_frame=frame, last_frame=frame, crossed_line=True,
-                        ref=None, best_frame=frame, best_part=part)  # fmt: skip
+    return PartDecision(
+        camera="cam",
+        track_id=frame,
+        status="rejected" if defective else "accepted",
+        defective=defective,
+        frames_seen=3,
+        defect_frames=0,
+        max_defect_score=0.0,
+        top_class=None,
+        class_votes={},
+        best_box=box,
+        best_area=0.0,
+        first_frame=frame,
+        last_frame=frame,
+        crossed_line=True,
+        ref=None,
+        best_frame=frame,
+        best_part=part,
+    )
 
 
 def test_shadow_decisions_are_scored_per_part_seen_whole() -> None:
     # a (defective) and b seen whole in frames 1-2; c is in the last frame; z in the first.
-    labels = [labelled(0, {"z": True})[1], labelled(1, {"a": True, "b": False})[1],
-              labelled(2, {"a": True, "b": False})[1], labelled(3, {"c": True})[1]]  # fmt: skip
+    labels = [
+        labelled(0, {"z": True})[1],
+        labelled(1, {"a": True, "b": False})[1],
+        labelled(2, {"a": True, "b": False})[1],
+        labelled(3, {"c": True})[1],
+    ]
     assert part_truth(labels) == {"a": True, "b": False}
     missed = score_decisions(labels, [decision(2, (100, 0, 180, 80), defective=False)])
     assert (missed["tp"], missed["fn"], missed["recall"]) == (0, 1, 0.0)
@@ -103,10 +132,8 @@ def test_shadow_decisions_are_scored_per_part_seen_whole() -> None:
 
 
 def test_pooled_shadow_scores_sum_counts_before_rates() -> None:
-    one = {"tp": 1, "fp": 0, "fn": 1, "tn": 8, "parts": 10, "defective_parts": 2,
-           "false_alerts": 0, "frames": 30}  # fmt: skip
-    two = {"tp": 9, "fp": 1, "fn": 0, "tn": 10, "parts": 20, "defective_parts": 9,
-           "false_alerts": 1, "frames": 30}  # fmt: skip
+    one = dict(tp=1, fp=0, fn=1, tn=8, parts=10, defective_parts=2, false_alerts=0, frames=30)
+    two = dict(tp=9, fp=1, fn=0, tn=10, parts=20, defective_parts=9, false_alerts=1, frames=30)
     figures = pooled([one, two])
     assert (figures["tp"], figures["fp"], figures["fn"], figures["parts"]) == (10, 1, 1, 30)
     assert figures["recall"] == pytest.approx(10 / 11, abs=1e-4)
@@ -121,14 +148,16 @@ GUARD = ("summary.nuisance_mean.detector_auroc", 0.01)
 
 
 def test_a_candidate_better_on_traffic_is_promoted_if_it_forgot_nothing() -> None:
-    promote, why = decide_promotion(scores(0.9, 0.985), scores(0.7, 0.99), "shadow.f1", 0.005,
-                                    guards=[GUARD])  # fmt: skip
+    promote, why = decide_promotion(
+        scores(0.9, 0.985), scores(0.7, 0.99), "shadow.f1", 0.005, guards=[GUARD]
+    )
     assert promote and why.startswith("promoted: shadow.f1 0.9000")
 
 
 def test_a_candidate_that_forgot_is_rejected_however_good_on_traffic() -> None:
-    promote, why = decide_promotion(scores(0.95, 0.97), scores(0.7, 0.99), "shadow.f1", 0.005,
-                                    guards=[GUARD])  # fmt: skip
+    promote, why = decide_promotion(
+        scores(0.95, 0.97), scores(0.7, 0.99), "shadow.f1", 0.005, guards=[GUARD]
+    )
     assert not promote and "forgot" in why and "0.9700" in why
 
 
@@ -141,8 +170,9 @@ def test_the_generators_rehearsal_frames_render() -> None:
 
 def test_a_guard_with_no_figures_on_either_side_is_skipped() -> None:
     both = ("shadow_others.f1", 0.03)
-    promote, _ = decide_promotion(scores(0.9, 0.99), scores(0.7, 0.99), "shadow.f1", 0.005,
-                                  guards=[GUARD, both])  # fmt: skip
+    promote, _ = decide_promotion(
+        scores(0.9, 0.99), scores(0.7, 0.99), "shadow.f1", 0.005, guards=[GUARD, both]
+    )
     assert promote
     candidate = {**scores(0.9, 0.99), "shadow_others": {"f1": 0.80}}
     serving = {**scores(0.7, 0.99), "shadow_others": {"f1": 0.85}}
@@ -172,8 +202,12 @@ def test_crops_are_cut_around_detected_boxes_and_undetected_parts_left_out() -> 
     x0, y0, x1, y1 = seen.box
     shifted = (x0 + 6, y0 - 4, x1 + 6, y1 - 4)  # the detector's box: near, not exact
 
-    crops = labelled_crops([(rgb, label)], np.random.default_rng(0), jitter=0.0,
-                           detect=lambda frame: [shifted, (0.0, 0.0, 5.0, 5.0)])  # fmt: skip
+    crops = labelled_crops(
+        [(rgb, label)],
+        np.random.default_rng(0),
+        jitter=0.0,
+        detect=lambda frame: [shifted, (0.0, 0.0, 5.0, 5.0)],
+    )
     assert [c.part_id for c in crops] == [f"cam:{seen.part_id}"]
     assert np.array_equal(crops[0].image, Crop.around(shifted).cut(rgb))
     assert f"cam:{missed.part_id}" not in {c.part_id for c in crops}

@@ -104,13 +104,27 @@ INSPECTION = [
 def verdict(status="rejected", camera="line-1", defect_class="crack", **update) -> PartVerdict:
     found = DefectFinding(defect_class="crack", box=(1, 2, 3, 4), score=0.8, area=4.0)
     values = dict(
-        decision_id=f"{camera}:f7", camera_id=camera, track_id=3, status=status,
-        defective=status == "rejected", defect_class=defect_class, score=0.8, frames_seen=5,
-        defect_frames=2, first_frame_id="f3", last_frame_id="f7", best_frame_id="f5",
-        captured_at=10.5, decided_at=11.0, crossed_line=True, box=(0, 0, 10, 10),
-        defects=[found], snapshot="snapshot://line-1/5", models=MODELS,
+        decision_id=f"{camera}:f7",
+        camera_id=camera,
+        track_id=3,
+        status=status,
+        defective=status == "rejected",
+        defect_class=defect_class,
+        score=0.8,
+        frames_seen=5,
+        defect_frames=2,
+        first_frame_id="f3",
+        last_frame_id="f7",
+        best_frame_id="f5",
+        captured_at=10.5,
+        decided_at=11.0,
+        crossed_line=True,
+        box=(0, 0, 10, 10),
+        defects=[found],
+        snapshot="snapshot://line-1/5",
+        models=MODELS,
         counts=LineCounts(crossed=4, passed=3, rejected=1),
-    )  # fmt: skip
+    )
     return PartVerdict(**{**values, **update})
 
 
@@ -121,10 +135,17 @@ def test_rejected_part_gives_one_alert_with_its_evidence():
     assert (alert.frame_id, alert.captured_at, alert.created_at) == ("f5", 10.5, 12.0)
     assert alert.model == MODELS[1]  # the defect detector
     assert alert.part == PartAlertDetail(
-        decision_id="line-1:f7", track_id=3, defect_class="crack", score=0.8, box=(0, 0, 10, 10),
-        defects=verdict().defects, frames_seen=5, defect_frames=2,
-        snapshot="snapshot://line-1/5", models=MODELS,
-    )  # fmt: skip
+        decision_id="line-1:f7",
+        track_id=3,
+        defect_class="crack",
+        score=0.8,
+        box=(0, 0, 10, 10),
+        defects=verdict().defects,
+        frames_seen=5,
+        defect_frames=2,
+        snapshot="snapshot://line-1/5",
+        models=MODELS,
+    )
     assert part_alert(INSPECTION, verdict(defect_class=None)).label == "defect"
 
 

@@ -145,8 +145,7 @@ def test_new_thresholds_apply_to_open_tracks_without_a_restart() -> None:
     assert lines.reconfigure([config(min_score=0.95)], wall=0) == ([], [])
     assert lines.cameras["c"].tracker is tracker and tracker.rules.min_score == 0.95
     # The defects of the remaining frames (score 0.9) no longer count, the first two do.
-    verdicts, _ = feed(lines, [[observed(x, 0, "scratch")] for x in (100, 150, 200, 240)],
-                       start=2)  # fmt: skip
+    verdicts, _ = feed(lines, [[observed(x, 0, "scratch")] for x in (100, 150, 200, 240)], start=2)
     (verdict,) = verdicts
     assert verdict.frames_seen == 6 and verdict.defect_frames == 2
 

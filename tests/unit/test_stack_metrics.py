@@ -23,9 +23,18 @@ def test_each_metrics_replica_gets_its_own_port_from_the_base(tmp_path):
     s = StackSettings(state_dir=tmp_path, worker_metrics_port=20000, rules_replicas=2)
     ports = metrics_ports(s, default_workers(s))
     assert list(ports) == [
-        "ingest", "preprocess", "inference", "postprocess", "rules-1", "rules-2", "inspect",
-        "parts", "drift", "labels", "webhooks",
-    ]  # fmt: skip
+        "ingest",
+        "preprocess",
+        "inference",
+        "postprocess",
+        "rules-1",
+        "rules-2",
+        "inspect",
+        "parts",
+        "drift",
+        "labels",
+        "webhooks",
+    ]
     assert list(ports.values()) == list(range(20000, 20011))
 
 

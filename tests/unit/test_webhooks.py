@@ -45,10 +45,18 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def alert(**changes) -> Alert:
-    base = dict(alert_id="a-1", camera_id="cam-1", frame_id="f-1", rule="low-conf",
-                label="cat", confidence=0.9, severity="warning", captured_at=NOW.timestamp(),
-                created_at=NOW.timestamp() + 1,
-                model=ModelRef(name="m", version="1", served_by="triton"))  # fmt: skip
+    base = dict(
+        alert_id="a-1",
+        camera_id="cam-1",
+        frame_id="f-1",
+        rule="low-conf",
+        label="cat",
+        confidence=0.9,
+        severity="warning",
+        captured_at=NOW.timestamp(),
+        created_at=NOW.timestamp() + 1,
+        model=ModelRef(name="m", version="1", served_by="triton"),
+    )
     return Alert(**{**base, **changes})
 
 
@@ -101,17 +109,29 @@ def test_backoff_doubles_up_to_the_cap():
     assert backoff_s(10_000, 0.5, 300.0) == 300.0  # no overflow on a long outage
 
 
-@pytest.mark.parametrize("url", ["http://example.com/hook", "https://h:8443/x?y=1",
-                                 "http://127.0.0.1:9/"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url", ["http://example.com/hook", "https://h:8443/x?y=1", "http://127.0.0.1:9/"]
+)
 def test_http_urls_pass(url):
     assert check_url(url) == url
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/", "example.com/hook", "http://",
-                                 "https://h:99999/", "http://exa mple.com/", "javascript:x",
-                                 "http://h/\n", "https://" + "a" * 2000,
-                                 "http://user:pw@example.com/", "http://user@example.com/",
-                                 "https://@example.com/"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/",
+        "example.com/hook",
+        "http://",
+        "https://h:99999/",
+        "http://exa mple.com/",
+        "javascript:x",
+        "http://h/\n",
+        "https://" + "a" * 2000,
+        "http://user:pw@example.com/",
+        "http://user@example.com/",
+        "https://@example.com/",
+    ],
+)
 def test_other_urls_are_refused(url):
     with pytest.raises(ValueError):
         check_url(url)
@@ -124,11 +144,14 @@ def test_generated_secrets_are_long_and_differ():
 
 def test_delivery_rows_per_matching_subscription_from_its_creation_on():
     created = NOW - timedelta(minutes=1)
-    subs = [Subscription(1, {}, created), Subscription(2, {"severities": ["critical"]}, created),
-            Subscription(3, {}, NOW + timedelta(hours=1))]  # fmt: skip
+    subs = [
+        Subscription(1, {}, created),
+        Subscription(2, {"severities": ["critical"]}, created),
+        Subscription(3, {}, NOW + timedelta(hours=1)),
+    ]
     rows = delivery_rows(subs, [alert(), alert(alert_id="a-2", severity="critical")], NOW)
-    assert sorted((r["subscription_id"], r["alert_id"]) for r in rows) == [
-        (1, "a-1"), (1, "a-2"), (2, "a-2")]  # fmt: skip
+    pairs = sorted((r["subscription_id"], r["alert_id"]) for r in rows)
+    assert pairs == [(1, "a-1"), (1, "a-2"), (2, "a-2")]
     first = rows[0]
     assert first["state"] == "pending" and first["attempts"] == 0
     assert first["next_attempt_at"] == NOW and Alert.model_validate(first["payload"]) == alert()
@@ -163,20 +186,31 @@ def test_a_redirect_is_not_a_delivery():
 
 def test_recorded_errors_are_coarse():
     """No kind of network failure is stored: it would tell open ports from closed ones."""
-    for detail in ("ConnectError: [Errno 111] Connection refused", "ReadTimeout: timed out",
-                   "ConnectError: [Errno -2] Name or service not known", "x" * 5000):  # fmt: skip
+    for detail in (
+        "ConnectError: [Errno 111] Connection refused",
+        "ReadTimeout: timed out",
+        "ConnectError: [Errno -2] Name or service not known",
+        "x" * 5000,
+    ):
         assert outcome(0, None, detail, RETRY, NOW)["last_error"] == NO_RESPONSE
     assert outcome(0, None, REFUSED, RETRY, NOW)["last_error"] == REFUSED
     assert outcome(0, 503, None, RETRY, NOW)["last_error"] == "failed: HTTP 5xx"
 
 
-@pytest.mark.parametrize("error, status, shown", [
-    (None, None, None), (None, 200, None), ("HTTP 500", 500, "failed: HTTP 5xx"),
-    ("HTTP 404", None, "failed: HTTP 4xx"), ("failed: HTTP 3xx", 302, "failed: HTTP 3xx"),
-    ("ConnectError: [Errno 111] Connection refused", None, NO_RESPONSE),
-    ("RemoteProtocolError: Server disconnected", None, NO_RESPONSE),
-    ("refused: anything", None, REFUSED), (NO_RESPONSE, None, NO_RESPONSE),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "error, status, shown",
+    [
+        (None, None, None),
+        (None, 200, None),
+        ("HTTP 500", 500, "failed: HTTP 5xx"),
+        ("HTTP 404", None, "failed: HTTP 4xx"),
+        ("failed: HTTP 3xx", 302, "failed: HTTP 3xx"),
+        ("ConnectError: [Errno 111] Connection refused", None, NO_RESPONSE),
+        ("RemoteProtocolError: Server disconnected", None, NO_RESPONSE),
+        ("refused: anything", None, REFUSED),
+        (NO_RESPONSE, None, NO_RESPONSE),
+    ],
+)
 def test_coarse_error_also_covers_errors_stored_before(error, status, shown):
     assert coarse_error(error, status) == shown
 
@@ -202,18 +236,36 @@ def net(*cidrs: str) -> tuple:
     return tuple(ipaddress.ip_network(c) for c in cidrs)
 
 
-@pytest.mark.parametrize("url", [
-    "http://169.254.169.254/latest/meta-data/",  # cloud metadata
-    "http://[fd00:ec2::254]/latest/meta-data/",  # AWS metadata over IPv6
-    "http://10.1.2.3/", "http://172.16.0.1/", "http://172.31.255.255:8080/",
-    "http://192.168.1.1/", "http://127.0.0.1:6379/", "http://127.8.9.10:5432/",
-    "http://[::1]:5432/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:a00:1]/",
-    "http://0.0.0.0:6379/", "http://[::]/", "http://localhost:15432/", "http://LOCALHOST/",
-    "http://mixed.example/", "http://100.64.0.1/", "http://224.0.0.1/", "http://[fe80::1]/",
-    "http://[fc00::1]/", "http://198.18.0.1/", "http://240.0.0.1/", "http://255.255.255.255/",
-    "http://[2002:7f00:1::1]/",  # 6to4 of 127.0.0.1
-    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://[fd00:ec2::254]/latest/meta-data/",  # AWS metadata over IPv6
+        "http://10.1.2.3/",
+        "http://172.16.0.1/",
+        "http://172.31.255.255:8080/",
+        "http://192.168.1.1/",
+        "http://127.0.0.1:6379/",
+        "http://127.8.9.10:5432/",
+        "http://[::1]:5432/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:a00:1]/",
+        "http://0.0.0.0:6379/",
+        "http://[::]/",
+        "http://localhost:15432/",
+        "http://LOCALHOST/",
+        "http://mixed.example/",
+        "http://100.64.0.1/",
+        "http://224.0.0.1/",
+        "http://[fe80::1]/",
+        "http://[fc00::1]/",
+        "http://198.18.0.1/",
+        "http://240.0.0.1/",
+        "http://255.255.255.255/",
+        "http://[2002:7f00:1::1]/",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+    ],
+)
 def test_internal_targets_are_refused(url):
     with pytest.raises(TargetRefused) as refused:
         check_target(url, resolve=fake_resolve)
@@ -229,17 +281,31 @@ def test_numeric_spellings_of_loopback_are_refused(url):
         check_target(url)
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "gopher://hooks.example/",
-                                 "http://user:pw@hooks.example/", "http://user@hooks.example/",
-                                 "file:///etc/passwd"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/x",
+        "gopher://hooks.example/",
+        "http://user:pw@hooks.example/",
+        "http://user@hooks.example/",
+        "file:///etc/passwd",
+    ],
+)
 def test_other_schemes_and_credentials_are_refused(url):
     with pytest.raises(ValueError):
         check_target(url, resolve=fake_resolve)
 
 
-@pytest.mark.parametrize("url", [f"http://{PUBLIC}/hook", "https://hooks.example:8443/x",
-                                 "https://[2606:4700:4700::1111]/", "http://[::ffff:5db8:d70e]/",
-                                 "http://nowhere.invalid/"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://{PUBLIC}/hook",
+        "https://hooks.example:8443/x",
+        "https://[2606:4700:4700::1111]/",
+        "http://[::ffff:5db8:d70e]/",
+        "http://nowhere.invalid/",
+    ],
+)
 def test_public_targets_pass(url):
     """Public addresses, and a name that does not resolve now: the worker decides on that one
     when it connects."""
@@ -248,8 +314,12 @@ def test_public_targets_pass(url):
 
 def test_allowed_networks_admit_a_private_receiver_and_nothing_else():
     allowed = net("10.20.0.0/16", "fd12::/16")
-    for url in ("http://10.20.3.4/", "http://internal.example/", "http://[fd12::5]/",
-                "http://[::ffff:10.20.3.4]/"):  # fmt: skip
+    for url in (
+        "http://10.20.3.4/",
+        "http://internal.example/",
+        "http://[fd12::5]/",
+        "http://[::ffff:10.20.3.4]/",
+    ):
         assert check_target(url, allowed, resolve=fake_resolve) == url
     for url in ("http://10.21.0.1/", "http://127.0.0.1/", "http://mixed.example/"):
         with pytest.raises(TargetRefused):
@@ -302,8 +372,14 @@ def receiver() -> Iterator[Receiver]:
 
 
 def due(url: str) -> Due:
-    return Due(subscription_id=1, alert_id="a-1", url=url, secret=SECRET,
-               payload=alert().model_dump(mode="json"), attempts=0)  # fmt: skip
+    return Due(
+        subscription_id=1,
+        alert_id="a-1",
+        url=url,
+        secret=SECRET,
+        payload=alert().model_dump(mode="json"),
+        attempts=0,
+    )
 
 
 class Rebinding:

@@ -31,16 +31,23 @@ def api_settings(stack) -> ApiSettings:
 def stack_common(stack) -> CommonSettings:
     """The settings the stack hands its workers: its broker, databases, Triton and models."""
     return CommonSettings(
-        kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url,
-        redis_url=stack.redis_url, triton_grpc_url=stack.triton_grpc_url,
+        kafka_bootstrap=stack.kafka_bootstrap,
+        database_url=stack.database_url,
+        redis_url=stack.redis_url,
+        triton_grpc_url=stack.triton_grpc_url,
         model_repository=stack.settings.model_repository,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")
 def api_client(stack, engine, api_settings, stack_common):
-    app = create_app(stack_common, api_settings, engine, producer(stack.kafka_bootstrap),
-                     AlertFeed(stack.kafka_bootstrap))  # fmt: skip
+    app = create_app(
+        stack_common,
+        api_settings,
+        engine,
+        producer(stack.kafka_bootstrap),
+        AlertFeed(stack.kafka_bootstrap),
+    )
     # As python -m services.api does, with the networks the stack's workers allow.
     webhooks = WebhookSettings(allowed_networks=WEBHOOK_ALLOWED_NETWORKS)
     app.state.webhook_allowed_networks = webhooks.allowed_networks

@@ -25,24 +25,54 @@ def camera() -> str:
     return f"api-alerts-{uuid.uuid4().hex[:8]}"
 
 
-def add_alert(engine, camera_id: str, frame: str, *, rule: str = "cat", minutes: float = 0,
-              severity: str = "warning", label: str = "tabby",
-              part: dict | None = None) -> str:  # fmt: skip
+def add_alert(
+    engine,
+    camera_id: str,
+    frame: str,
+    *,
+    rule: str = "cat",
+    minutes: float = 0,
+    severity: str = "warning",
+    label: str = "tabby",
+    part: dict | None = None,
+) -> str:
     """Insert an alert as the rules worker stores it; returns its id."""
     alert_id = f"{camera_id}:{frame}:{rule}"
     at = T0 + timedelta(minutes=minutes)
     with Session(engine) as session, session.begin():
-        session.add(AlertRow(alert_id=alert_id, camera_id=camera_id, frame_id=frame, rule=rule,
-                             label=label, confidence=0.8, severity=severity, captured_at=at,
-                             created_at=at, model_name="m", model_version="1", published=True,
-                             part=part))  # fmt: skip
+        session.add(
+            AlertRow(
+                alert_id=alert_id,
+                camera_id=camera_id,
+                frame_id=frame,
+                rule=rule,
+                label=label,
+                confidence=0.8,
+                severity=severity,
+                captured_at=at,
+                created_at=at,
+                model_name="m",
+                model_version="1",
+                published=True,
+                part=part,
+            )
+        )
     return alert_id
 
 
 def part(defect_class: str, snapshot: str | None = None) -> dict:
-    return {"decision_id": "d", "track_id": 1, "defect_class": defect_class, "score": 0.9,
-            "box": [0, 0, 10, 10], "defects": [], "frames_seen": 5, "defect_frames": 4,
-            "snapshot": snapshot, "models": []}  # fmt: skip
+    return {
+        "decision_id": "d",
+        "track_id": 1,
+        "defect_class": defect_class,
+        "score": 0.9,
+        "box": [0, 0, 10, 10],
+        "defects": [],
+        "frames_seen": 5,
+        "defect_frames": 4,
+        "snapshot": snapshot,
+        "models": [],
+    }
 
 
 def url(alert_id: str, suffix: str = "") -> str:
@@ -55,8 +85,11 @@ def ids(response) -> list[str]:
 
 
 def audit_of(engine, alert_id: str) -> list[dict]:
-    return rows(engine, "SELECT actor, action, detail FROM audit_log WHERE target = :t ORDER BY id",
-                t=f"alert:{alert_id}")  # fmt: skip
+    return rows(
+        engine,
+        "SELECT actor, action, detail FROM audit_log WHERE target = :t ORDER BY id",
+        t=f"alert:{alert_id}",
+    )
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -65,10 +98,26 @@ def audit_of(engine, alert_id: str) -> list[dict]:
 def test_filters_and_newest_first(api_client, engine, as_role) -> None:
     cam, other = camera(), camera()
     a = add_alert(engine, cam, "f-1", minutes=0, severity="info", label="tabby")
-    b = add_alert(engine, cam, "f-2", minutes=1, severity="critical", rule="part-defect",
-                  label="scratch", part=part("scratch"))  # fmt: skip
-    c = add_alert(engine, cam, "f-3", minutes=2, severity="warning", label="dent",
-                  rule="part-defect", part=part("dent"))  # fmt: skip
+    b = add_alert(
+        engine,
+        cam,
+        "f-2",
+        minutes=1,
+        severity="critical",
+        rule="part-defect",
+        label="scratch",
+        part=part("scratch"),
+    )
+    c = add_alert(
+        engine,
+        cam,
+        "f-3",
+        minutes=2,
+        severity="warning",
+        label="dent",
+        rule="part-defect",
+        part=part("dent"),
+    )
     add_alert(engine, other, "f-1", minutes=3)
     get = lambda **params: ids(  # noqa: E731
         api_client.get("/v1/alerts", params={"camera_id": cam, **params}, headers=as_role("viewer"))
@@ -150,8 +199,9 @@ def test_snapshot(api_client, engine, as_role, api_settings) -> None:
 
 def test_acknowledge_then_resolve(api_client, engine, as_role) -> None:
     alert_id = add_alert(engine, camera(), "f-1")
-    ack = api_client.post(url(alert_id, "/acknowledge"), json={"comment": "looking"},
-                          headers=as_role("operator"))  # fmt: skip
+    ack = api_client.post(
+        url(alert_id, "/acknowledge"), json={"comment": "looking"}, headers=as_role("operator")
+    )
     assert ack.status_code == 200, ack.text
     first = ack.json()
     assert first["state"] == "acknowledged" and first["acknowledged_by"] == "test-operator"
@@ -161,13 +211,15 @@ def test_acknowledge_then_resolve(api_client, engine, as_role) -> None:
     assert again.json()["acknowledged_by"] == "test-operator"  # the repeat changed nothing
     assert again.json()["acknowledged_at"] == first["acknowledged_at"]
 
-    done = api_client.post(url(alert_id, "/resolve"), json={"resolution": "false alarm"},
-                           headers=as_role("operator"))  # fmt: skip
+    done = api_client.post(
+        url(alert_id, "/resolve"), json={"resolution": "false alarm"}, headers=as_role("operator")
+    )
     assert done.status_code == 200, done.text
     assert done.json()["state"] == "resolved" and done.json()["resolution"] == "false alarm"
     assert done.json()["resolved_by"] == "test-operator"
-    repeat = api_client.post(url(alert_id, "/resolve"), json={"resolution": "other"},
-                             headers=as_role("admin"))  # fmt: skip
+    repeat = api_client.post(
+        url(alert_id, "/resolve"), json={"resolution": "other"}, headers=as_role("admin")
+    )
     assert repeat.status_code == 200 and repeat.json()["resolution"] == "false alarm"
     assert repeat.json()["resolved_at"] == done.json()["resolved_at"]
     late = api_client.post(url(alert_id, "/acknowledge"), headers=as_role("operator"))
@@ -175,9 +227,12 @@ def test_acknowledge_then_resolve(api_client, engine, as_role) -> None:
 
     assert audit_of(engine, alert_id) == [
         {"actor": "test-operator", "action": "alert.acknowledge", "detail": {"comment": "looking"}},
-        {"actor": "test-operator", "action": "alert.resolve",
-         "detail": {"resolution": "false alarm"}},
-    ]  # fmt: skip
+        {
+            "actor": "test-operator",
+            "action": "alert.resolve",
+            "detail": {"resolution": "false alarm"},
+        },
+    ]
     stored = rows(engine, "SELECT state FROM alerts WHERE alert_id = :a", a=alert_id)
     assert stored == [{"state": "resolved"}]
     listed = {"camera_id": alert_id.split(":")[0], "state": "resolved"}
@@ -186,8 +241,9 @@ def test_acknowledge_then_resolve(api_client, engine, as_role) -> None:
 
 def test_resolve_straight_from_open(api_client, engine, as_role) -> None:
     alert_id = add_alert(engine, camera(), "f-1")
-    done = api_client.post(url(alert_id, "/resolve"), json={"resolution": "fixed belt"},
-                           headers=as_role("operator"))  # fmt: skip
+    done = api_client.post(
+        url(alert_id, "/resolve"), json={"resolution": "fixed belt"}, headers=as_role("operator")
+    )
     assert done.status_code == 200 and done.json()["state"] == "resolved"
     assert done.json()["acknowledged_by"] is None
 

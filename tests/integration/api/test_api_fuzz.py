@@ -66,10 +66,12 @@ def fuzz_schema(stack, fuzz_database, tmp_path_factory):
     # A Redis database of its own too: its wrong tokens count against no other test's client.
     redis_url = stack.redis_url.rsplit("/", 1)[0] + "/1"
     common = CommonSettings(
-        kafka_bootstrap=stack.kafka_bootstrap, database_url=fuzz_database,
-        redis_url=redis_url, triton_grpc_url=stack.triton_grpc_url,
+        kafka_bootstrap=stack.kafka_bootstrap,
+        database_url=fuzz_database,
+        redis_url=redis_url,
+        triton_grpc_url=stack.triton_grpc_url,
         model_repository=repository,
-    )  # fmt: skip
+    )
     engine = make_engine(fuzz_database)
     snapshots = tmp_path_factory.mktemp("snapshots")
     settings = ApiSettings(snapshot_dir=snapshots, auth_max_failures=10**6)
@@ -86,16 +88,26 @@ def test_no_input_makes_the_api_answer_a_server_error(fuzz_schema, method, path)
     operation = schema[path][method]
     failures: list[str] = []
 
-    @given(st.one_of(operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
-                     operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)))  # fmt: skip
-    @settings(max_examples=2 * EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(
+        st.one_of(
+            operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+            operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+        )
+    )
+    @settings(
+        max_examples=2 * EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def call(case) -> None:
         for headers in ({"Authorization": f"Bearer {admin}"}, {}):
             response = case.call(headers=headers)
             if response.status_code >= 500:
-                failures.append(f"{response.status_code} {response.text[:200]}\n"
-                                f"{case.as_curl_command(headers=headers)}")  # fmt: skip
+                failures.append(
+                    f"{response.status_code} {response.text[:200]}\n"
+                    f"{case.as_curl_command(headers=headers)}"
+                )
 
     call()
     assert not failures, f"{len(failures)} server errors, first: {failures[0]}"

@@ -32,8 +32,11 @@ def register(api_client, as_role, **fields) -> dict:
 
 
 def audit_of(engine, camera: str) -> list[dict]:
-    return rows(engine, "SELECT actor, action, detail FROM audit_log WHERE target = :t ORDER BY id",
-                t=f"camera:{camera}")  # fmt: skip
+    return rows(
+        engine,
+        "SELECT actor, action, detail FROM audit_log WHERE target = :t ORDER BY id",
+        t=f"camera:{camera}",
+    )
 
 
 def jpeg() -> bytes:
@@ -53,15 +56,19 @@ def test_register_then_read(api_client, engine, as_role) -> None:
     body = response.json()
     assert "upload_key" not in body and "upload_key_hash" not in body
     assert made["upload_key"] not in response.text
-    assert (body["name"], body["max_fps"], body["pipeline"], body["enabled"]) == (
-        "Line 1", 12.5, "inspect", True,
-    )  # fmt: skip
+    shown = (body["name"], body["max_fps"], body["pipeline"], body["enabled"])
+    assert shown == ("Line 1", 12.5, "inspect", True)
     stored = rows(engine, "SELECT upload_key_hash FROM cameras WHERE camera_id = :c", c=cam)
     assert stored[0]["upload_key_hash"] and stored[0]["upload_key_hash"] != made["upload_key"]
     again = api_client.post("/v1/cameras", json={"camera_id": cam}, headers=as_role("admin"))
     assert again.status_code == 409
-    detail = {"camera_id": cam, "name": "Line 1", "enabled": True, "max_fps": 12.5,
-              "pipeline": "inspect"}  # fmt: skip
+    detail = {
+        "camera_id": cam,
+        "name": "Line 1",
+        "enabled": True,
+        "max_fps": 12.5,
+        "pipeline": "inspect",
+    }
     assert audit_of(engine, cam) == [
         {"actor": "test-admin", "action": "camera.register", "detail": detail}
     ]
@@ -85,8 +92,9 @@ def test_list_pages_by_id(api_client, as_role) -> None:
 def test_update_disable_enable(api_client, engine, as_role) -> None:
     cam = register(api_client, as_role)["camera_id"]
     admin = as_role("admin")
-    patched = api_client.patch(f"/v1/cameras/{cam}", json={"name": "Dock", "max_fps": 5},
-                               headers=admin)  # fmt: skip
+    patched = api_client.patch(
+        f"/v1/cameras/{cam}", json={"name": "Dock", "max_fps": 5}, headers=admin
+    )
     assert patched.status_code == 200, patched.text
     assert (patched.json()["name"], patched.json()["max_fps"]) == ("Dock", 5.0)
     off = api_client.post(f"/v1/cameras/{cam}/disable", headers=admin)

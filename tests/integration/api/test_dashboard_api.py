@@ -23,24 +23,62 @@ def add_rows(engine, camera: str) -> None:
     with Session(engine) as session, session.begin():
         for i, latency_ms in enumerate((100, 300)):
             captured = T0 + timedelta(seconds=10 * i)
-            session.add(PredictionRow(
-                camera_id=camera, frame_id=f"f{i}", captured_at=captured, model_name="m",
-                model_version="1", served_by="triton", label="tabby", confidence=0.9, top_k=[],
-                quality={}, stages={}, created_at=captured + timedelta(milliseconds=latency_ms),
-            ))  # fmt: skip
-        session.add(AlertRow(
-            alert_id=f"{camera}:f0:cat", camera_id=camera, frame_id="f0", rule="cat",
-            label="tabby", confidence=0.9, severity="info", captured_at=T0,
-            created_at=T0 + timedelta(seconds=1), model_name="m", model_version="1",
-        ))  # fmt: skip
+            session.add(
+                PredictionRow(
+                    camera_id=camera,
+                    frame_id=f"f{i}",
+                    captured_at=captured,
+                    model_name="m",
+                    model_version="1",
+                    served_by="triton",
+                    label="tabby",
+                    confidence=0.9,
+                    top_k=[],
+                    quality={},
+                    stages={},
+                    created_at=captured + timedelta(milliseconds=latency_ms),
+                )
+            )
+        session.add(
+            AlertRow(
+                alert_id=f"{camera}:f0:cat",
+                camera_id=camera,
+                frame_id="f0",
+                rule="cat",
+                label="tabby",
+                confidence=0.9,
+                severity="info",
+                captured_at=T0,
+                created_at=T0 + timedelta(seconds=1),
+                model_name="m",
+                model_version="1",
+            )
+        )
         decided = T0 + timedelta(minutes=2, seconds=30)
-        session.add(PartDecisionRow(
-            decision_id=f"{camera}:1", camera_id=camera, track_id=1, status="accepted",
-            defective=False, defect_class=None, score=0.1, frames_seen=6, defect_frames=0,
-            first_frame_id="a", last_frame_id="b", best_frame_id="c", crossed_line=True,
-            box=[0, 0, 1, 1], defects=[], snapshot=None, models=[], counts={},
-            captured_at=decided - timedelta(milliseconds=1500), decided_at=decided,
-        ))  # fmt: skip
+        session.add(
+            PartDecisionRow(
+                decision_id=f"{camera}:1",
+                camera_id=camera,
+                track_id=1,
+                status="accepted",
+                defective=False,
+                defect_class=None,
+                score=0.1,
+                frames_seen=6,
+                defect_frames=0,
+                first_frame_id="a",
+                last_frame_id="b",
+                best_frame_id="c",
+                crossed_line=True,
+                box=[0, 0, 1, 1],
+                defects=[],
+                snapshot=None,
+                models=[],
+                counts={},
+                captured_at=decided - timedelta(milliseconds=1500),
+                decided_at=decided,
+            )
+        )
 
 
 def test_minute_stats_counts_and_latency_per_minute(engine):

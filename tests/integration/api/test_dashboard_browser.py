@@ -33,8 +33,13 @@ SCREENSHOTS = Path(__file__).resolve().parents[3] / "bench-results"
 @pytest.fixture(scope="module")
 def api_server(stack, engine, api_settings, stack_common):
     """The API under uvicorn on a free port (a browser needs a real socket)."""
-    app = create_app(stack_common, api_settings, engine, producer(stack.kafka_bootstrap),
-                     AlertFeed(stack.kafka_bootstrap))  # fmt: skip
+    app = create_app(
+        stack_common,
+        api_settings,
+        engine,
+        producer(stack.kafka_bootstrap),
+        AlertFeed(stack.kafka_bootstrap),
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -52,8 +57,13 @@ def api_server(stack, engine, api_settings, stack_common):
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--window-size=1400,900"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--window-size=1400,900",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, CSP reports
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -64,11 +74,17 @@ def browser():
 def _alert(camera_id: str) -> Alert:
     now = time.time()
     return Alert(
-        alert_id=f"{camera_id}:frame-1:browser-test", camera_id=camera_id, frame_id="frame-1",
-        rule="browser-test", label="scratch", confidence=0.93, severity="critical",
-        captured_at=now, created_at=now,
+        alert_id=f"{camera_id}:frame-1:browser-test",
+        camera_id=camera_id,
+        frame_id="frame-1",
+        rule="browser-test",
+        label="scratch",
+        confidence=0.93,
+        severity="critical",
+        captured_at=now,
+        created_at=now,
         model=ModelRef(name="defect_detector", version="1", served_by="triton"),
-    )  # fmt: skip
+    )
 
 
 def test_an_alert_published_during_the_test_appears_in_the_live_feed(

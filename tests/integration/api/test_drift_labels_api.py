@@ -50,15 +50,33 @@ def _id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def drift_event(camera: str, signal: str, frame: str, captured_at: float,
-                created_at: float) -> DriftEvent:  # fmt: skip
-    stats = WindowStats(frames=50, mean=1.0, std=0.1, median=1.0, first_captured_at=captured_at,
-                        last_captured_at=captured_at)  # fmt: skip
-    return DriftEvent(event_id=f"{camera}:{signal}:{frame}", camera_id=camera, signal=signal,
-                      detector="adwin", detector_params={"delta": 0.002}, detected_frame_id=frame,
-                      detected_at=captured_at, frame_id=frame, captured_at=captured_at,
-                      before=stats, after=stats, statistic=0.8, p_value=1e-6,
-                      created_at=created_at)  # fmt: skip
+def drift_event(
+    camera: str, signal: str, frame: str, captured_at: float, created_at: float
+) -> DriftEvent:
+    stats = WindowStats(
+        frames=50,
+        mean=1.0,
+        std=0.1,
+        median=1.0,
+        first_captured_at=captured_at,
+        last_captured_at=captured_at,
+    )
+    return DriftEvent(
+        event_id=f"{camera}:{signal}:{frame}",
+        camera_id=camera,
+        signal=signal,
+        detector="adwin",
+        detector_params={"delta": 0.002},
+        detected_frame_id=frame,
+        detected_at=captured_at,
+        frame_id=frame,
+        captured_at=captured_at,
+        before=stats,
+        after=stats,
+        statistic=0.8,
+        p_value=1e-6,
+        created_at=created_at,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +111,11 @@ def test_drift_events_filtered(api_client, as_role, drift):
     viewer = as_role("viewer")
     found = api_client.get("/v1/drift/events", params={"camera_id": hot}, headers=viewer)
     assert found.status_code == 200, found.text
-    assert [e["event_id"] for e in found.json()["items"]] == [events[1].event_id,
-                                                                events[0].event_id]  # fmt: skip
-    blur = api_client.get("/v1/drift/events", params={"camera_id": hot, "signal": "blur"},
-                          headers=viewer).json()["items"]  # fmt: skip
+    newest_first = [events[1].event_id, events[0].event_id]
+    assert [e["event_id"] for e in found.json()["items"]] == newest_first
+    blur = api_client.get(
+        "/v1/drift/events", params={"camera_id": hot, "signal": "blur"}, headers=viewer
+    ).json()["items"]
     assert [e["signal"] for e in blur] == ["blur"]
     assert blur[0]["before"]["frames"] == 50 and blur[0]["detector_params"] == {"delta": 0.002}
     recent = datetime.now(UTC) - timedelta(minutes=10)
@@ -105,26 +124,37 @@ def test_drift_events_filtered(api_client, as_role, drift):
     assert [e["signal"] for e in since] == ["blur"]
     # A time without zone is UTC; epoch seconds work too.
     naive = recent.replace(tzinfo=None).isoformat()
-    until = api_client.get("/v1/drift/events", params={"camera_id": hot, "until": naive},
-                           headers=viewer).json()["items"]  # fmt: skip
+    until = api_client.get(
+        "/v1/drift/events", params={"camera_id": hot, "until": naive}, headers=viewer
+    ).json()["items"]
     assert [e["signal"] for e in until] == ["brightness"]
-    epoch = api_client.get("/v1/drift/events", params={"camera_id": hot,
-                           "since": int(recent.timestamp())}, headers=viewer).json()  # fmt: skip
+    epoch = api_client.get(
+        "/v1/drift/events",
+        params={"camera_id": hot, "since": int(recent.timestamp())},
+        headers=viewer,
+    ).json()
     assert [e["signal"] for e in epoch["items"]] == ["blur"]
-    one = api_client.get("/v1/drift/events", params={"camera_id": hot, "limit": 1},
-                         headers=viewer).json()["items"]  # fmt: skip
+    one = api_client.get(
+        "/v1/drift/events", params={"camera_id": hot, "limit": 1}, headers=viewer
+    ).json()["items"]
     assert len(one) == 1
-    none = api_client.get("/v1/drift/events", params={"camera_id": "no-such-camera"},
-                          headers=viewer)  # fmt: skip
+    none = api_client.get(
+        "/v1/drift/events", params={"camera_id": "no-such-camera"}, headers=viewer
+    )
     assert none.status_code == 200 and none.json()["items"] == []
 
 
 def test_drift_events_bad_input(api_client, as_role):
     viewer = as_role("viewer")
     later, earlier = "2030-01-01T00:00:00Z", "2020-01-01T00:00:00Z"
-    for params in ({"limit": 0}, {"limit": 10**6}, {"since": "yesterday"},
-                   {"since": later, "until": earlier}, {"camera_id": "x" * 65},
-                   {"signal": "a\x00b"}):  # fmt: skip
+    for params in (
+        {"limit": 0},
+        {"limit": 10**6},
+        {"since": "yesterday"},
+        {"since": later, "until": earlier},
+        {"camera_id": "x" * 65},
+        {"signal": "a\x00b"},
+    ):
         response = api_client.get("/v1/drift/events", params=params, headers=viewer)
         assert response.status_code == 422, (params, response.text)
 
@@ -137,8 +167,7 @@ def test_one_drift_event_by_id(api_client, as_role, drift):
     found = api_client.get(f"/v1/drift/events/{event.event_id}", headers=viewer)
     assert found.status_code == 200, found.text
     body = found.json()
-    assert (body["camera_id"], body["signal"], body["frame_id"]) == (event.camera_id, "blur",
-                                                                      "f-2")  # fmt: skip
+    assert (body["camera_id"], body["signal"], body["frame_id"]) == (event.camera_id, "blur", "f-2")
     assert body["p_value"] == pytest.approx(1e-6)
     escaped = event.event_id.replace(":", "%3A")
     assert api_client.get(f"/v1/drift/events/{escaped}", headers=viewer).status_code == 200
@@ -154,8 +183,8 @@ def test_drift_state_per_camera(api_client, as_role, drift):
     assert response.json()["window_minutes"] == 30
     cameras = {c["camera_id"]: c for c in response.json()["items"]}
     assert cameras[hot]["drifting"] is True and cameras[hot]["drifting_signals"] == ["blur"]
-    assert (cameras[hot]["last_event_id"], cameras[hot]["last_signal"]) == (events[1].event_id,
-                                                                             "blur")  # fmt: skip
+    last = (cameras[hot]["last_event_id"], cameras[hot]["last_signal"])
+    assert last == (events[1].event_id, "blur")
     assert cameras[cold]["drifting"] is False and cameras[cold]["last_signal"] == "contrast"
     # Registered cameras without events are listed too (infra/cameras.yaml's line-1).
     assert "line-1" in cameras and cameras["line-1"]["drifting"] in (True, False)
@@ -175,8 +204,14 @@ def test_drift_state_per_camera(api_client, as_role, drift):
 def cameras(engine):
     """An inspection camera and a classify camera of this test's own."""
     inspect, classify = _id("api-lbl-inspect"), _id("api-lbl-classify")
-    upsert_cameras(engine, [CameraSpec(camera_id=inspect, pipeline="inspect", max_fps=200),
-                            CameraSpec(camera_id=classify, max_fps=200)], pepper="dev")  # fmt: skip
+    upsert_cameras(
+        engine,
+        [
+            CameraSpec(camera_id=inspect, pipeline="inspect", max_fps=200),
+            CameraSpec(camera_id=classify, max_fps=200),
+        ],
+        pepper="dev",
+    )
     yield inspect, classify
     ids = [inspect, classify]
     with Session(engine) as session, session.begin():
@@ -186,8 +221,12 @@ def cameras(engine):
 
 
 def part(box, defective: bool, defects=()) -> dict:
-    return {"part_id": uuid.uuid4().hex[:6], "box": list(box), "defective": defective,
-            "defects": list(defects)}  # fmt: skip
+    return {
+        "part_id": uuid.uuid4().hex[:6],
+        "box": list(box),
+        "defective": defective,
+        "defects": list(defects),
+    }
 
 
 def test_labels_need_a_token_and_the_operator_role(api_client, as_role, cameras):
@@ -201,17 +240,20 @@ def test_labels_need_a_token_and_the_operator_role(api_client, as_role, cameras)
 def test_posted_labels_are_stored_by_the_labels_worker(api_client, as_role, engine, cameras):
     inspect, classify = cameras
     operator = as_role("operator")
-    scratch = {"defect_class": "scratch", "box": [10, 10, 20, 20],
-               "polygon": [[10, 10], [20, 10], [20, 20]]}  # fmt: skip
+    scratch = {
+        "defect_class": "scratch",
+        "box": [10, 10, 20, 20],
+        "polygon": [[10, 10], [20, 10], [20, 20]],
+    }
     parts = [part((0, 0, 100, 100), True, [scratch]), part((200, 0, 300, 100), False)]
-    body = {"camera_id": inspect, "frame_id": "f-1", "captured_at": time.time() - 5,
-            "parts": parts}  # fmt: skip
+    body = {"camera_id": inspect, "frame_id": "f-1", "captured_at": time.time() - 5, "parts": parts}
     posted = api_client.post("/v1/labels", json=body, headers=operator)
     assert posted.status_code == 202, posted.text
     label_id = posted.json()["label_id"]
     assert posted.json()["source"] == "operator" and label_id.startswith("operator:f-1:")
-    (row,) = wait_rows(engine, LABEL, lambda f: len(f) == 1, timeout=15, camera=inspect,
-                       frame="f-1")  # fmt: skip
+    (row,) = wait_rows(
+        engine, LABEL, lambda f: len(f) == 1, timeout=15, camera=inspect, frame="f-1"
+    )
     assert (row["source"], row["label_id"]) == ("operator", label_id)
     parts = row["message"]["parts"]
     assert [p["defective"] for p in parts] == [True, False]
@@ -221,14 +263,21 @@ def test_posted_labels_are_stored_by_the_labels_worker(api_client, as_role, engi
     body["parts"] = []
     again = api_client.post("/v1/labels", json=body, headers=as_role("admin"))
     assert again.status_code == 202
-    wait_rows(engine, LABEL, lambda f: f and f[0]["label_id"] == again.json()["label_id"],
-              timeout=15, camera=inspect, frame="f-1")  # fmt: skip
+    wait_rows(
+        engine,
+        LABEL,
+        lambda f: f and f[0]["label_id"] == again.json()["label_id"],
+        timeout=15,
+        camera=inspect,
+        frame="f-1",
+    )
 
     cls = {"camera_id": classify, "frame_id": "c-1", "captured_at": time.time(), "label": "cat"}
     posted = api_client.post("/v1/labels", json=cls, headers=operator)
     assert posted.status_code == 202, posted.text
-    (row,) = wait_rows(engine, LABEL, lambda f: len(f) == 1, timeout=15, camera=classify,
-                       frame="c-1")  # fmt: skip
+    (row,) = wait_rows(
+        engine, LABEL, lambda f: len(f) == 1, timeout=15, camera=classify, frame="c-1"
+    )
     assert row["message"]["label"] == "cat" and row["message"]["parts"] == []
 
 
@@ -237,8 +286,9 @@ def test_label_bad_input_and_unknown_camera(api_client, as_role, cameras):
     operator, now = as_role("operator"), time.time()
     base = {"camera_id": inspect, "frame_id": "f-2", "captured_at": now}
     scratch = {"defect_class": "scratch", "box": [0, 0, 1, 1]}
-    unknown = api_client.post("/v1/labels", json={**base, "camera_id": "no-such-camera",
-                              "parts": []}, headers=operator)  # fmt: skip
+    unknown = api_client.post(
+        "/v1/labels", json={**base, "camera_id": "no-such-camera", "parts": []}, headers=operator
+    )
     assert unknown.status_code == 404 and "no-such-camera" in unknown.json()["detail"]
     bad_bodies = [
         base,  # neither parts nor label
@@ -261,9 +311,11 @@ def test_label_bad_input_and_unknown_camera(api_client, as_role, cameras):
     for body in bad_bodies:
         response = api_client.post("/v1/labels", json=body, headers=operator)
         assert response.status_code == 422, (body, response.text)
-    nan = api_client.post("/v1/labels", headers={**operator, "Content-Type": "application/json"},
-                          content=f'{{"camera_id": "{inspect}", "frame_id": "f", '
-                          '"captured_at": NaN, "parts": []}')  # fmt: skip
+    nan = api_client.post(
+        "/v1/labels",
+        headers={**operator, "Content-Type": "application/json"},
+        content=f'{{"camera_id": "{inspect}", "frame_id": "f", "captured_at": NaN, "parts": []}}',
+    )
     assert nan.status_code == 422
 
 
@@ -272,8 +324,7 @@ def test_broker_down_is_a_503(stack, engine, api_settings, as_role, cameras):
     down = producer(f"127.0.0.1:{free_port()}", **{"message.timeout.ms": 1500})
     common = CommonSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url)
     with TestClient(create_app(common, api_settings, engine, down)) as client:
-        body = {"camera_id": inspect, "frame_id": "f-down", "captured_at": time.time(),
-                "parts": []}  # fmt: skip
+        body = {"camera_id": inspect, "frame_id": "f-down", "captured_at": time.time(), "parts": []}
         response = client.post("/v1/labels", json=body, headers=as_role("operator"))
     assert response.status_code == 503 and "broker" in response.json()["detail"]
     assert rows(engine, LABEL, camera=inspect, frame="f-down") == []
@@ -283,35 +334,61 @@ def test_accuracy_of_posted_labels(api_client, as_role, engine, stack, cameras):
     """Observations of a frame, then its labels posted: the outcomes show in the accuracy."""
     inspect, _ = cameras
     frame_id, captured = "acc-1", time.time() - 30
-    frame = FrameMeta(camera_id=inspect, frame_id=frame_id, captured_at=captured,
-                      content_type="image/jpeg", width=1280, height=720,
-                      source=SourceRef(topic="test", partition=0, offset=0))  # fmt: skip
-    found = [ObservedPart(box=box, confidence=0.9, defect_score=score, anomaly_score=score,
-                          defects=[], class_scores={})
-             for box, score in (((0, 0, 100, 100), 0.9), ((200, 0, 300, 100), 0.1))]  # fmt: skip
-    obs = PartObservations(frame=frame, quality=Quality(brightness=120, contrast=40, blur=300,
-                           saturation=60), parts=found,
-                           models=[ModelRef(name="defect_detector", version="7",
-                                            served_by="triton")])  # fmt: skip
+    frame = FrameMeta(
+        camera_id=inspect,
+        frame_id=frame_id,
+        captured_at=captured,
+        content_type="image/jpeg",
+        width=1280,
+        height=720,
+        source=SourceRef(topic="test", partition=0, offset=0),
+    )
+    found = [
+        ObservedPart(
+            box=box,
+            confidence=0.9,
+            defect_score=score,
+            anomaly_score=score,
+            defects=[],
+            class_scores={},
+        )
+        for box, score in (((0, 0, 100, 100), 0.9), ((200, 0, 300, 100), 0.1))
+    ]
+    obs = PartObservations(
+        frame=frame,
+        quality=Quality(brightness=120, contrast=40, blur=300, saturation=60),
+        parts=found,
+        models=[ModelRef(name="defect_detector", version="7", served_by="triton")],
+    )
     out = producer(stack.kafka_bootstrap)
     out.produce(str(Topic.PART_OBSERVATIONS), to_json(obs), inspect.encode())
     assert out.flush(30) == 0
-    wait_rows(engine, "SELECT 1 FROM label_predictions WHERE prediction_id = :id",
-              lambda f: len(f) == 1, timeout=60, id=f"frame:{inspect}:{frame_id}")  # fmt: skip
-    body = {"camera_id": inspect, "frame_id": frame_id, "captured_at": captured,
-            "parts": [part((0, 0, 100, 100), True), part((200, 0, 300, 100), False)]}  # fmt: skip
+    wait_rows(
+        engine,
+        "SELECT 1 FROM label_predictions WHERE prediction_id = :id",
+        lambda f: len(f) == 1,
+        timeout=60,
+        id=f"frame:{inspect}:{frame_id}",
+    )
+    body = {
+        "camera_id": inspect,
+        "frame_id": frame_id,
+        "captured_at": captured,
+        "parts": [part((0, 0, 100, 100), True), part((200, 0, 300, 100), False)],
+    }
     assert api_client.post("/v1/labels", json=body, headers=as_role("operator")).status_code == 202
 
     def mine(response) -> list[dict]:
-        return [r for r in response.json()["accuracy"]
-                if (r["model"], r["version"], r["kind"]) == ("defect_detector", "7",
-                                                              "frame_part")]  # fmt: skip
+        return [
+            r
+            for r in response.json()["accuracy"]
+            if (r["model"], r["version"], r["kind"]) == ("defect_detector", "7", "frame_part")
+        ]
 
     viewer = as_role("viewer")
     deadline = time.monotonic() + 30
     while True:
-        got = api_client.get("/v1/labels/accuracy", params={"camera_id": inspect},
-                             headers=viewer)  # fmt: skip
+        got = api_client.get("/v1/labels/accuracy", params={"camera_id": inspect}, headers=viewer)
         assert got.status_code == 200, got.text
         if mine(got) or time.monotonic() > deadline:
             break
@@ -319,13 +396,18 @@ def test_accuracy_of_posted_labels(api_client, as_role, engine, stack, cameras):
     (row,) = mine(got)
     assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (1, 0, 0, 1)
     assert (row["precision"], row["recall"], row["f1"]) == (1.0, 1.0, 1.0)
-    other = api_client.get("/v1/labels/accuracy", params={"camera_id": inspect,
-                           "model": "part_detector"}, headers=viewer).json()  # fmt: skip
+    other = api_client.get(
+        "/v1/labels/accuracy",
+        params={"camera_id": inspect, "model": "part_detector"},
+        headers=viewer,
+    ).json()
     assert all(r["model"] == "part_detector" for r in other["accuracy"])
     later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
-    empty = api_client.get("/v1/labels/accuracy", params={"camera_id": inspect, "since": later},
-                           headers=viewer)  # fmt: skip
+    empty = api_client.get(
+        "/v1/labels/accuracy", params={"camera_id": inspect, "since": later}, headers=viewer
+    )
     assert empty.json()["accuracy"] == []
     for params in ({"limit": 0}, {"limit": 10**6}, {"since": "soon"}, {"camera_id": "\x00"}):
-        assert api_client.get("/v1/labels/accuracy", params=params,
-                              headers=viewer).status_code == 422  # fmt: skip
+        assert (
+            api_client.get("/v1/labels/accuracy", params=params, headers=viewer).status_code == 422
+        )

@@ -33,8 +33,9 @@ def live(stack, engine, api_settings) -> Iterator[tuple[str, AlertFeed]]:
     settings = api_settings.model_copy(update={"sse_keepalive_s": KEEPALIVE_S})
     app = create_app(common, settings, engine, None, feed)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     until = time.monotonic() + 30
@@ -59,10 +60,18 @@ def publish(stack):
 
 def new_alert(camera_id: str | None = None, severity: str = "warning") -> Alert:
     now = time.time()
-    return Alert(alert_id=f"live-{uuid.uuid4().hex}", camera_id=camera_id or "live-cam",
-                 frame_id=uuid.uuid4().hex, rule="live-test", label="cat", confidence=0.9,
-                 severity=severity, captured_at=now, created_at=now,
-                 model=ModelRef(name="m", version="1", served_by="triton"))  # fmt: skip
+    return Alert(
+        alert_id=f"live-{uuid.uuid4().hex}",
+        camera_id=camera_id or "live-cam",
+        frame_id=uuid.uuid4().hex,
+        rule="live-test",
+        label="cat",
+        confidence=0.9,
+        severity=severity,
+        captured_at=now,
+        created_at=now,
+        model=ModelRef(name="m", version="1", served_by="triton"),
+    )
 
 
 class Stream:
@@ -110,8 +119,7 @@ def client() -> Iterator[httpx.Client]:
         yield c
 
 
-def test_an_alert_arrives_on_a_stream_opened_with_a_query_token(live_url, client, tokens,
-                                                                 publish):  # fmt: skip
+def test_an_alert_arrives_on_a_stream_opened_with_a_query_token(live_url, client, tokens, publish):
     context, stream = open_stream(client, live_url, params={"access_token": tokens["viewer"]})
     try:
         alert = new_alert()
@@ -150,8 +158,12 @@ def test_an_unparsable_message_does_not_stop_the_feed(live_url, client, as_role,
 
 
 def test_an_idle_stream_gets_keepalive_comments(live_url, client, as_role):
-    context, stream = open_stream(client, live_url, headers=as_role("viewer"),
-                                  params={"camera_id": f"silent-{uuid.uuid4().hex}"})  # fmt: skip
+    context, stream = open_stream(
+        client,
+        live_url,
+        headers=as_role("viewer"),
+        params={"camera_id": f"silent-{uuid.uuid4().hex}"},
+    )
     try:
         until = time.monotonic() + 5
         while ": keepalive" not in stream.comments:
@@ -187,14 +199,18 @@ def test_a_bad_query_token_is_401(api_client, token):
 
 
 def test_a_bad_header_token_is_401_even_with_a_good_query_token(api_client, tokens):
-    response = api_client.get("/v1/live/alerts", params={"access_token": tokens["viewer"]},
-                              headers={"Authorization": "Bearer nonsense"})  # fmt: skip
+    response = api_client.get(
+        "/v1/live/alerts",
+        params={"access_token": tokens["viewer"]},
+        headers={"Authorization": "Bearer nonsense"},
+    )
     assert response.status_code == 401
 
 
 def test_a_bad_severity_is_422(api_client, as_role):
-    response = api_client.get("/v1/live/alerts", params={"severity": "loud"},
-                              headers=as_role("viewer"))  # fmt: skip
+    response = api_client.get(
+        "/v1/live/alerts", params={"severity": "loud"}, headers=as_role("viewer")
+    )
     assert response.status_code == 422
 
 

@@ -37,9 +37,12 @@ pytestmark = pytest.mark.integration
 
 
 def common_of(stack, **changes) -> CommonSettings:
-    fields = dict(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url,
-                  triton_grpc_url=stack.triton_grpc_url,
-                  model_repository=stack.settings.model_repository)  # fmt: skip
+    fields = dict(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        database_url=stack.database_url,
+        triton_grpc_url=stack.triton_grpc_url,
+        model_repository=stack.settings.model_repository,
+    )
     return CommonSettings(**(fields | changes))
 
 
@@ -105,8 +108,9 @@ def test_models_need_a_token_and_the_admin_role(client, as_role, test_model):
     bad = {"Authorization": "Bearer vl_not-a-token"}
     assert client.get(f"/v1/models/{test_model}/versions", headers=bad).status_code == 401
     for role in ("viewer", "operator"):
-        promote = client.post(f"/v1/models/{test_model}/promote", json={"version": 2},
-                              headers=as_role(role))  # fmt: skip
+        promote = client.post(
+            f"/v1/models/{test_model}/promote", json={"version": 2}, headers=as_role(role)
+        )
         assert promote.status_code == 403, promote.text
         rollback = client.post(f"/v1/models/{test_model}/rollback", headers=as_role(role))
         assert rollback.status_code == 403
@@ -123,8 +127,12 @@ def test_models_list_what_serves(client, as_role, test_model):
     assert (mine["serving_version"], mine["recorded"]) == (1, False)
     assert mine["available_versions"] == [1, 2] and mine["metrics"] == {"top1": 0.6}
     versions = client.get(f"/v1/models/{test_model}/versions", headers=as_role("viewer")).json()
-    assert versions == {"model": test_model, "serving_version": None,
-                        "available_versions": [1, 2], "versions": []}  # fmt: skip
+    assert versions == {
+        "model": test_model,
+        "serving_version": None,
+        "available_versions": [1, 2],
+        "versions": [],
+    }
 
 
 def test_unknown_models_and_bad_input(client, as_role, test_model):
@@ -138,12 +146,19 @@ def test_unknown_models_and_bad_input(client, as_role, test_model):
     assert missing.status_code == 404, missing.text
     # Issue 15: the answer named the version's folder, a path on the server.
     assert missing.json()["detail"] == f"{test_model} has no version 9 in the model repository"
-    for body in ({}, {"version": 0}, {"version": "two"}, {"version": 2, "extra": 1},
-                 {"version": 2**40}, {"version": 2, "job_id": 0}):  # fmt: skip
+    for body in (
+        {},
+        {"version": 0},
+        {"version": "two"},
+        {"version": 2, "extra": 1},
+        {"version": 2**40},
+        {"version": 2, "job_id": 0},
+    ):
         bad = client.post(f"/v1/models/{test_model}/promote", json=body, headers=admin)
         assert bad.status_code == 422, (body, bad.text)
-    job = client.post(f"/v1/models/{test_model}/promote", json={"version": 2, "job_id": 2**31 - 1},
-                      headers=admin)  # fmt: skip
+    job = client.post(
+        f"/v1/models/{test_model}/promote", json={"version": 2, "job_id": 2**31 - 1}, headers=admin
+    )
     assert job.status_code == 404 and "no retraining job" in job.json()["detail"]
     serving = client.post(f"/v1/models/{test_model}/promote", json={"version": 1}, headers=admin)
     assert serving.status_code == 409 and "already serving" in serving.json()["detail"]
@@ -155,8 +170,9 @@ def test_promote_and_rollback_through_triton(client, as_role, engine, stack, tes
     admin, control = as_role("admin"), triton_control(stack.triton_grpc_url)
     config = stack.settings.model_repository / test_model / policy.CONFIG
 
-    promoted = client.post(f"/v1/models/{test_model}/promote",
-                           json={"version": 2, "reason": "better"}, headers=admin)  # fmt: skip
+    promoted = client.post(
+        f"/v1/models/{test_model}/promote", json={"version": 2, "reason": "better"}, headers=admin
+    )
     assert promoted.status_code == 200, promoted.text
     body = promoted.json()
     assert (body["version"], body["status"], body["parent_version"]) == (2, "serving", 1)
@@ -167,8 +183,8 @@ def test_promote_and_rollback_through_triton(client, as_role, engine, stack, tes
 
     versions = client.get(f"/v1/models/{test_model}/versions", headers=as_role("viewer")).json()
     assert versions["serving_version"] == 2
-    assert [(v["version"], v["status"]) for v in versions["versions"]] == [
-        (2, "serving"), (1, "retired")]  # fmt: skip
+    listed_versions = [(v["version"], v["status"]) for v in versions["versions"]]
+    assert listed_versions == [(2, "serving"), (1, "retired")]
     listed = {m["model"]: m for m in client.get("/v1/models", headers=admin).json()}
     assert (listed[test_model]["serving_version"], listed[test_model]["recorded"]) == (2, True)
     (entry,) = [a for a in audits(engine, f"model:{test_model}") if a.action == "model.promote"]
@@ -179,8 +195,10 @@ def test_promote_and_rollback_through_triton(client, as_role, engine, stack, tes
     assert (back.json()["version"], back.json()["status"]) == (1, "serving")
     assert ready(control, test_model, 1)
     assert policy.served_versions(config.read_text()) == [1]
-    statuses = {v["version"]: v["status"] for v in client.get(
-        f"/v1/models/{test_model}/versions", headers=admin).json()["versions"]}  # fmt: skip
+    statuses = {
+        v["version"]: v["status"]
+        for v in client.get(f"/v1/models/{test_model}/versions", headers=admin).json()["versions"]
+    }
     assert statuses == {1: "serving", 2: "rolled_back"}
     assert any(a.action == "model.rollback" for a in audits(engine, f"model:{test_model}"))
     again = client.post(f"/v1/models/{test_model}/rollback", headers=admin)
@@ -198,8 +216,7 @@ def test_a_version_triton_cannot_load_is_a_502(client, as_role, stack, test_mode
     (broken / spec.MODEL_FILENAME).write_bytes(b"not an onnx model")
     _link(folder / "1" / "model.py", broken / "model.py")
     try:
-        failed = client.post(f"/v1/models/{test_model}/promote", json={"version": 3},
-                             headers=admin)  # fmt: skip
+        failed = client.post(f"/v1/models/{test_model}/promote", json={"version": 3}, headers=admin)
         assert failed.status_code == 502, failed.text
         assert "Triton" in failed.json()["detail"]
         assert (folder / policy.CONFIG).read_text() == config  # put back
@@ -212,8 +229,9 @@ def test_a_version_triton_cannot_load_is_a_502(client, as_role, stack, test_mode
 def test_triton_unreachable_is_a_502_not_a_500(stack, engine, api_settings, as_role, test_model):
     common = common_of(stack, triton_grpc_url=f"127.0.0.1:{free_port()}")
     with TestClient(create_app(common, api_settings, engine)) as down:
-        response = down.post(f"/v1/models/{test_model}/promote", json={"version": 2},
-                             headers=as_role("admin"))  # fmt: skip
+        response = down.post(
+            f"/v1/models/{test_model}/promote", json={"version": 2}, headers=as_role("admin")
+        )
         assert response.status_code == 502, response.text
         listed = down.get("/v1/models", headers=as_role("viewer"))
         assert listed.status_code == 200
@@ -245,8 +263,11 @@ def test_jobs_need_a_token_and_the_operator_role(client, as_role, free_model):
 def test_create_list_and_read_a_job(client, as_role, engine, stack, free_model):
     requests = TopicReader(stack.kafka_bootstrap, Topic.RETRAIN_REQUESTS)
     try:
-        created = client.post("/v1/jobs", json={"model": free_model, "reason": "api test"},
-                              headers=as_role("operator"))  # fmt: skip
+        created = client.post(
+            "/v1/jobs",
+            json={"model": free_model, "reason": "api test"},
+            headers=as_role("operator"),
+        )
         assert created.status_code == 201, created.text
         job = created.json()
         assert (job["model"], job["state"], job["trigger"]) == (free_model, "queued", "operator")
@@ -267,8 +288,9 @@ def test_create_list_and_read_a_job(client, as_role, engine, stack, free_model):
     one = client.get(f"/v1/jobs/{job['id']}", headers=viewer)
     assert one.status_code == 200 and one.json()["state"] == "queued"
     assert one.json()["dataset"] == {} and one.json()["metrics"] == {}
-    listed = client.get("/v1/jobs", params={"model": free_model, "state": "queued"},
-                        headers=viewer).json()["items"]  # fmt: skip
+    listed = client.get(
+        "/v1/jobs", params={"model": free_model, "state": "queued"}, headers=viewer
+    ).json()["items"]
     assert [j["id"] for j in listed] == [job["id"]]
     promoted = client.get("/v1/jobs", params={"state": "promoted", "limit": 5}, headers=viewer)
     assert all(j["state"] == "promoted" for j in promoted.json()["items"])
@@ -278,9 +300,13 @@ def test_create_list_and_read_a_job(client, as_role, engine, stack, free_model):
 
 def test_job_bad_input_and_unknown_ids(client, as_role):
     operator, viewer = as_role("operator"), as_role("viewer")
-    for body in ({}, {"model": "no_such_model"}, {"model": MODELS[0], "extra": 1},
-                 {"model": MODELS[0], "reason": "x" * 5000},
-                 {"model": MODELS[0], "reason": "a\x00b"}):  # fmt: skip
+    for body in (
+        {},
+        {"model": "no_such_model"},
+        {"model": MODELS[0], "extra": 1},
+        {"model": MODELS[0], "reason": "x" * 5000},
+        {"model": MODELS[0], "reason": "a\x00b"},
+    ):
         response = client.post("/v1/jobs", json=body, headers=operator)
         assert response.status_code == 422, (body, response.text)
     assert client.get("/v1/jobs/2147483647", headers=viewer).status_code == 404

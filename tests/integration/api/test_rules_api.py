@@ -40,8 +40,9 @@ def restore_rules(api_client, as_role):
 
 
 def put_rules(api_client, as_role, document: dict, comment: str = "", role: str = "admin"):
-    return api_client.put("/v1/rules", headers=as_role(role),
-                          json={"document": document, "comment": comment})  # fmt: skip
+    return api_client.put(
+        "/v1/rules", headers=as_role(role), json={"document": document, "comment": comment}
+    )
 
 
 # Reading --------------------------------------------------------------------------------------
@@ -93,8 +94,7 @@ def test_reads_refuse_bad_input_and_unknown_ids(api_client, as_role):
 
 def test_every_endpoint_needs_a_token_and_writes_need_admin(api_client, as_role, engine):
     document = rulesets.current(engine, RULES_FILE).rules.model_dump(mode="json")
-    for url in ["/v1/rules", "/v1/rules/versions", "/v1/rules/versions/1",
-                "/v1/cameras/any/rules"]:  # fmt: skip
+    for url in ["/v1/rules", "/v1/rules/versions", "/v1/rules/versions/1", "/v1/cameras/any/rules"]:
         assert api_client.get(url).status_code == 401, url
     bad = {"Authorization": "Bearer vl_not-a-token"}
     assert api_client.get("/v1/rules", headers=bad).status_code == 401
@@ -126,24 +126,38 @@ def test_invalid_documents_are_refused_with_what_is_wrong(api_client, as_role, e
         assert got.status_code == 422, got.text
         assert any(e["loc"] == loc for e in got.json()["detail"]), (loc, got.json())
     assert "duplicate rule names: cat-detected" in put_rules(api_client, as_role, twice).text
-    for body in [{"comment": "no document"}, {"document": file, "comment": "x" * 2001},
-                 {"document": file, "unknown": True}, [], {"document": file, "comment": "a\0"},
-                 {"document": {"rules": [{"name": "nul", "labels": ["a\0"]}]}}]:  # fmt: skip
+    for body in [
+        {"comment": "no document"},
+        {"document": file, "comment": "x" * 2001},
+        {"document": file, "unknown": True},
+        [],
+        {"document": file, "comment": "a\0"},
+        {"document": {"rules": [{"name": "nul", "labels": ["a\0"]}]}},
+    ]:
         got = api_client.put("/v1/rules", headers=as_role("admin"), json=body)
         assert got.status_code == 422, (body, got.text)
     infinite = '{"document": {"rules": [{"name": "inf", "labels": ["x"], "cooldown_s": 1e999}]}}'
-    got = api_client.put("/v1/rules", headers={**as_role("admin"), "Content-Type":
-                         "application/json"}, content=infinite)  # fmt: skip
+    got = api_client.put(
+        "/v1/rules",
+        headers={**as_role("admin"), "Content-Type": "application/json"},
+        content=infinite,
+    )
     assert got.status_code == 422 and "finite" in got.text, got.text
     assert rulesets.latest_version(engine) == before
 
 
-def test_a_change_is_a_new_version_with_history_and_audit(api_client, as_role, engine,
-                                                          restore_rules):  # fmt: skip
+def test_a_change_is_a_new_version_with_history_and_audit(
+    api_client, as_role, engine, restore_rules
+):
     document = restore_rules["document"]
     name = f"api-test-{uuid.uuid4().hex[:8]}"
-    changed = {**document, "rules": [*document["rules"],
-               {"name": name, "cameras": [f"{name}-cam"], "labels": ["tabby"]}]}  # fmt: skip
+    changed = {
+        **document,
+        "rules": [
+            *document["rules"],
+            {"name": name, "cameras": [f"{name}-cam"], "labels": ["tabby"]},
+        ],
+    }
     before = rulesets.latest_version(engine)
     put = put_rules(api_client, as_role, changed, comment="more cats")
     assert put.status_code == 200, put.text
@@ -154,8 +168,9 @@ def test_a_change_is_a_new_version_with_history_and_audit(api_client, as_role, e
 
     now = api_client.get("/v1/rules", headers=as_role("viewer")).json()
     assert now["version"] == saved["version"] and now["document"] == saved["document"]
-    mine = api_client.get("/v1/rules", params={"camera_id": f"{name}-cam"},
-                          headers=as_role("viewer")).json()  # fmt: skip
+    mine = api_client.get(
+        "/v1/rules", params={"camera_id": f"{name}-cam"}, headers=as_role("viewer")
+    ).json()
     assert [r["name"] for r in mine["document"]["rules"]] == [name]
 
     history = api_client.get("/v1/rules/versions", headers=as_role("viewer")).json()
@@ -166,8 +181,11 @@ def test_a_change_is_a_new_version_with_history_and_audit(api_client, as_role, e
     one = api_client.get(f"/v1/rules/versions/{saved['version']}", headers=as_role("viewer"))
     assert one.status_code == 200 and one.json()["document"] == saved["document"]
 
-    (entry,) = rows(engine, "SELECT * FROM audit_log WHERE action = 'rules.update' "
-                    "AND (detail->>'version')::int = :v", v=saved["version"])  # fmt: skip
+    (entry,) = rows(
+        engine,
+        "SELECT * FROM audit_log WHERE action = 'rules.update' AND (detail->>'version')::int = :v",
+        v=saved["version"],
+    )
     assert (entry["actor"], entry["target"]) == ("test-admin", "rules")
     assert entry["detail"] == {"version": saved["version"], "comment": "more cats"}
 
@@ -196,8 +214,14 @@ def test_concurrent_saves_take_distinct_versions(engine, restore_rules):
 
 
 def alert_rows(engine, camera_id: str, frame_id: str, timeout: float) -> list[dict]:
-    return wait_rows(engine, "SELECT * FROM alerts WHERE camera_id = :c AND frame_id = :f",
-                     bool, timeout=timeout, c=camera_id, f=frame_id)  # fmt: skip
+    return wait_rows(
+        engine,
+        "SELECT * FROM alerts WHERE camera_id = :c AND frame_id = :f",
+        bool,
+        timeout=timeout,
+        c=camera_id,
+        f=frame_id,
+    )
 
 
 def test_rule_change_through_the_api_takes_effect_on_the_next_frames_without_restarting_any_worker(
@@ -215,21 +239,35 @@ def test_rule_change_through_the_api_takes_effect_on_the_next_frames_without_res
     camera.send(camera_id, chelsea_jpeg(), "before")
     camera.flush()
     publish(stack.kafka_bootstrap, [verdict(line_camera, 10, "rejected")])
-    wait_rows(engine, "SELECT 1 FROM predictions WHERE camera_id = :c AND frame_id = 'before'",
-              bool, timeout=90, c=camera_id)  # fmt: skip
+    wait_rows(
+        engine,
+        "SELECT 1 FROM predictions WHERE camera_id = :c AND frame_id = 'before'",
+        bool,
+        timeout=90,
+        c=camera_id,
+    )
     # Predictions and their alerts are written in one transaction: none means none.
     assert rows(engine, "SELECT 1 FROM alerts WHERE camera_id = :c", c=camera_id) == []
     (old_part,) = alert_rows(engine, line_camera, "f0008", timeout=60)
     assert (old_part["rule"], old_part["severity"]) == ("test-line-defect", "warning")
 
     document = restore_rules["document"]
-    rule = {"name": f"api-cat-{tag}", "cameras": [camera_id], "labels": CATS,
-            "min_confidence": 0.05, "cooldown_s": 0, "severity": "critical"}  # fmt: skip
+    rule = {
+        "name": f"api-cat-{tag}",
+        "cameras": [camera_id],
+        "labels": CATS,
+        "min_confidence": 0.05,
+        "cooldown_s": 0,
+        "severity": "critical",
+    }
     test_line = next(c for c in document["inspection"] if c["name"] == "test-line-defect")
-    entry = {**test_line, "name": f"api-line-{tag}", "cameras": [line_camera],
-             "severity": "critical"}  # fmt: skip
-    changed = {"rules": [*document["rules"], rule],
-               "inspection": [entry, *document["inspection"]]}  # fmt: skip
+    entry = {
+        **test_line,
+        "name": f"api-line-{tag}",
+        "cameras": [line_camera],
+        "severity": "critical",
+    }
+    changed = {"rules": [*document["rules"], rule], "inspection": [entry, *document["inspection"]]}
     put = put_rules(api_client, as_role, changed, comment=f"acceptance {tag}")
     assert put.status_code == 200, put.text
     time.sleep(RulesSettings().refresh_s + 1)  # the workers look again at most this late

@@ -37,10 +37,18 @@ SECRET = "receiver-secret-0123456789"
 
 def new_alert(camera_id: str, severity: str = "warning") -> Alert:
     now = time.time()
-    return Alert(alert_id=f"hook-{uuid.uuid4().hex}", camera_id=camera_id,
-                 frame_id=uuid.uuid4().hex, rule="hook-test", label="cat", confidence=0.9,
-                 severity=severity, captured_at=now, created_at=now,
-                 model=ModelRef(name="m", version="1", served_by="triton"))  # fmt: skip
+    return Alert(
+        alert_id=f"hook-{uuid.uuid4().hex}",
+        camera_id=camera_id,
+        frame_id=uuid.uuid4().hex,
+        rule="hook-test",
+        label="cat",
+        confidence=0.9,
+        severity=severity,
+        captured_at=now,
+        created_at=now,
+        model=ModelRef(name="m", version="1", served_by="triton"),
+    )
 
 
 def create(api_client, as_role, **body) -> dict:
@@ -102,26 +110,43 @@ def test_delete_removes_and_audits(api_client, as_role, engine):
     assert history(engine, target=f"webhook:{created['id']}")[0].action == "webhook.delete"
 
 
-@pytest.mark.parametrize("method, path", [("get", "/v1/webhooks/2147483000"),
-    ("patch", "/v1/webhooks/2147483000"), ("delete", "/v1/webhooks/2147483000"),
-    ("get", "/v1/webhooks/2147483000/deliveries")])  # fmt: skip
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/v1/webhooks/2147483000"),
+        ("patch", "/v1/webhooks/2147483000"),
+        ("delete", "/v1/webhooks/2147483000"),
+        ("get", "/v1/webhooks/2147483000/deliveries"),
+    ],
+)
 def test_unknown_ids_are_404(api_client, as_role, method, path):
     kwargs = {"json": {"enabled": True}} if method == "patch" else {}
     response = api_client.request(method, path, headers=as_role("admin"), **kwargs)
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("body", [
-    {"url": "ftp://example.com/x"}, {"url": "example.com"}, {"url": "http://"},
-    {"url": "http://h:99999/"}, {"url": "https://a b/"}, {"url": 5},
-    {"url": "http://h/", "secret": "too-short"}, {"url": "http://h/", "nope": 1},
-    {"url": "http://h/", "filter": {"severities": ["loud"]}},
-    {"url": "http://h/", "filter": {"cameras": ["c"]}}, {"secret": SECRET},
-    {"url": "http://h/" + "a" * 2000}, {"url": "http://h/", "enabled": "maybe"},
-    {"url": "http://h/\u0000"}, {"url": "http://h/", "secret": "0123456789abcdef\u0000"},
-    {"url": "http://h/", "filter": {"camera_ids": ["a\u0000"]}},
-    {"url": "http://h/", "filter": {"rules": [""]}},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "ftp://example.com/x"},
+        {"url": "example.com"},
+        {"url": "http://"},
+        {"url": "http://h:99999/"},
+        {"url": "https://a b/"},
+        {"url": 5},
+        {"url": "http://h/", "secret": "too-short"},
+        {"url": "http://h/", "nope": 1},
+        {"url": "http://h/", "filter": {"severities": ["loud"]}},
+        {"url": "http://h/", "filter": {"cameras": ["c"]}},
+        {"secret": SECRET},
+        {"url": "http://h/" + "a" * 2000},
+        {"url": "http://h/", "enabled": "maybe"},
+        {"url": "http://h/\u0000"},
+        {"url": "http://h/", "secret": "0123456789abcdef\u0000"},
+        {"url": "http://h/", "filter": {"camera_ids": ["a\u0000"]}},
+        {"url": "http://h/", "filter": {"rules": [""]}},
+    ],
+)
 def test_bad_bodies_are_422(api_client, as_role, body):
     response = api_client.post("/v1/webhooks", json=body, headers=as_role("admin"))
     assert response.status_code == 422, response.text
@@ -140,9 +165,17 @@ def test_bad_patch_and_paging_are_422(api_client, as_role):
     assert api_client.get(f"{path}/deliveries?state=odd", headers=admin).status_code == 422
 
 
-@pytest.mark.parametrize("method, path", [("get", "/v1/webhooks"), ("post", "/v1/webhooks"),
-    ("get", "/v1/webhooks/1"), ("patch", "/v1/webhooks/1"), ("delete", "/v1/webhooks/1"),
-    ("get", "/v1/webhooks/1/deliveries")])  # fmt: skip
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/v1/webhooks"),
+        ("post", "/v1/webhooks"),
+        ("get", "/v1/webhooks/1"),
+        ("patch", "/v1/webhooks/1"),
+        ("delete", "/v1/webhooks/1"),
+        ("get", "/v1/webhooks/1/deliveries"),
+    ],
+)
 def test_only_admins(api_client, as_role, method, path):
     kwargs = {"json": {"url": "http://h/"}} if method in ("post", "patch") else {}
     assert api_client.request(method, path, **kwargs).status_code == 401
@@ -162,12 +195,14 @@ def test_enabling_a_subscription_queues_alerts_once(api_client, as_role, engine)
     first, second = new_alert(camera), new_alert(camera)
     enqueue(engine, [first, second])
     assert rows(engine, created["id"]) == []  # disabled: nothing queued
-    api_client.patch(f"/v1/webhooks/{created['id']}", json={"enabled": True},
-                     headers=as_role("admin"))  # fmt: skip
+    api_client.patch(
+        f"/v1/webhooks/{created['id']}", json={"enabled": True}, headers=as_role("admin")
+    )
     enqueue(engine, [first, second])
     enqueue(engine, [first, second])  # a replay adds nothing
     assert sorted(r.alert_id for r in rows(engine, created["id"])) == sorted(
-        [first.alert_id, second.alert_id])  # fmt: skip
+        [first.alert_id, second.alert_id]
+    )
     api_client.delete(f"/v1/webhooks/{created['id']}", headers=as_role("admin"))
 
 
@@ -176,10 +211,16 @@ def test_a_claimed_delivery_is_skipped_by_other_claims(scratch_database):
     webhooks worker would claim the rows first."""
     quiet = make_engine(scratch_database("visionline_webhook_claims"))
     with Session(quiet) as session, session.begin():
-        session.add(WebhookSubscriptionRow(
-            url="http://127.0.0.1:9/", secret=SECRET, enabled=True, filter={},
-            created_at=datetime.now(UTC), created_by="test",
-        ))  # fmt: skip
+        session.add(
+            WebhookSubscriptionRow(
+                url="http://127.0.0.1:9/",
+                secret=SECRET,
+                enabled=True,
+                filter={},
+                created_at=datetime.now(UTC),
+                created_by="test",
+            )
+        )
     camera = f"claim-{uuid.uuid4().hex[:8]}"
     enqueue(quiet, [new_alert(camera), new_alert(camera)])
     try:
@@ -213,8 +254,11 @@ class Handler(BaseHTTPRequestHandler):
         server: Receiver = self.server  # type: ignore[assignment]
         with server.lock:
             alert_id = self.headers[ALERT_ID_HEADER]
-            before = sum(1 for p, h, _ in server.received
-                         if p == self.path and h.get(ALERT_ID_HEADER) == alert_id)  # fmt: skip
+            before = sum(
+                1
+                for p, h, _ in server.received
+                if p == self.path and h.get(ALERT_ID_HEADER) == alert_id
+            )
             server.received.append((self.path, dict(self.headers.items()), body))
         ok = self.path == "/flaky" and before >= 1
         self.send_response(200 if ok else 500)
@@ -264,15 +308,31 @@ def wait_for_state(api_client, as_role, webhook_id: int, state: str, timeout: fl
     raise AssertionError(f"no {state} delivery of webhook {webhook_id} within {timeout} s")
 
 
-def test_an_alert_is_delivered_signed_and_retried(api_client, as_role, engine, stack, receiver,
-                                                  worker):  # fmt: skip
+def test_an_alert_is_delivered_signed_and_retried(
+    api_client, as_role, engine, stack, receiver, worker
+):
     camera = f"hook-{uuid.uuid4().hex[:8]}"
-    flaky = create(api_client, as_role, url=f"{receiver.url}/flaky", secret=SECRET,
-                   filter={"camera_ids": [camera]})  # fmt: skip
-    down = create(api_client, as_role, url=f"{receiver.url}/down", secret=SECRET,
-                  filter={"camera_ids": [camera], "severities": ["warning"]})  # fmt: skip
-    other = create(api_client, as_role, url=f"{receiver.url}/flaky", secret=SECRET,
-                   filter={"camera_ids": [camera], "severities": ["critical"]})  # fmt: skip
+    flaky = create(
+        api_client,
+        as_role,
+        url=f"{receiver.url}/flaky",
+        secret=SECRET,
+        filter={"camera_ids": [camera]},
+    )
+    down = create(
+        api_client,
+        as_role,
+        url=f"{receiver.url}/down",
+        secret=SECRET,
+        filter={"camera_ids": [camera], "severities": ["warning"]},
+    )
+    other = create(
+        api_client,
+        as_role,
+        url=f"{receiver.url}/flaky",
+        secret=SECRET,
+        filter={"camera_ids": [camera], "severities": ["critical"]},
+    )
     alert = new_alert(camera)
     kafka = producer(stack.kafka_bootstrap)
     kafka.produce(str(Topic.ALERTS), value=b"not an alert", key=camera.encode())
@@ -285,14 +345,18 @@ def test_an_alert_is_delivered_signed_and_retried(api_client, as_role, engine, s
     [row] = rows(engine, flaky["id"])
     assert row.state == "delivered" and row.attempts == 2
 
-    posts = [(h, b) for p, h, b in receiver.received
-             if p == "/flaky" and h.get(ALERT_ID_HEADER) == alert.alert_id]  # fmt: skip
+    posts = [
+        (h, b)
+        for p, h, b in receiver.received
+        if p == "/flaky" and h.get(ALERT_ID_HEADER) == alert.alert_id
+    ]
     assert [h[ATTEMPT_HEADER] for h, _ in posts] == ["1", "2"]
     for headers, body in posts:
         assert headers[SIGNATURE_HEADER].startswith("sha256=")
         assert verify_signature(SECRET, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
-        assert not verify_signature("x" * 20, headers[TIMESTAMP_HEADER], body,
-                                    headers[SIGNATURE_HEADER])  # fmt: skip
+        assert not verify_signature(
+            "x" * 20, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER]
+        )
         assert Alert.model_validate_json(body) == alert
 
     [failed] = wait_for_state(api_client, as_role, down["id"], "failed", timeout=30)
@@ -305,11 +369,19 @@ def test_an_alert_is_delivered_signed_and_retried(api_client, as_role, engine, s
 # --- targets: no requests to internal addresses (issue 15, finding 5: SSRF) -------------------
 
 
-@pytest.mark.parametrize("url", [
-    "http://169.254.169.254/latest/meta-data/", "http://user:secret@example.com/hook",
-    "http://[::1]:6379/", "http://127.0.0.2:15432/", "http://10.0.0.1/hook",
-    "http://192.168.0.1/", "http://[::ffff:169.254.169.254]/", "http://0.0.0.0:16379/",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://user:secret@example.com/hook",
+        "http://[::1]:6379/",
+        "http://127.0.0.2:15432/",
+        "http://10.0.0.1/hook",
+        "http://192.168.0.1/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://0.0.0.0:16379/",
+    ],
+)
 def test_internal_targets_and_credentials_are_refused(api_client, as_role, engine, url):
     admin = as_role("admin")
     response = api_client.post("/v1/webhooks", json={"url": url}, headers=admin)
