@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from visionline.drift.bank import DriftMonitor, partition_key
 from visionline.drift.store import mark_published, record_events
 from visionline.kafka import source_of
-from visionline.messages import DriftEvent, to_json
+from visionline.messages import DriftEvent, keyed_by_camera
 from visionline.observability import DriftStates
 from visionline.worker import ManualAcks
 
@@ -48,7 +48,7 @@ class DriftHandlers:
         if not events:
             return
         pending = record_events(self.engine, events)
-        await self.send_events([(e.camera_id.encode(), to_json(e)) for e in pending])
+        await self.send_events(keyed_by_camera(pending))
         mark_published(self.engine, [e.event_id for e in pending])
         for e in pending:
             log.warning("drift on %s: %s (%s)", e.camera_id, e.signal, e.event_id)

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from services.parts.logic import Lines
-from visionline.messages import PartObservations, PartVerdict, to_json
+from visionline.messages import PartObservations, PartVerdict, keyed_by_camera
 from visionline.rulesets import RulesWatcher
 
 log = logging.getLogger("visionline.parts")
@@ -46,7 +46,7 @@ class PartsHandlers:
 
     async def publish(self, verdicts: list[PartVerdict], events: list) -> None:
         """Verdicts on the broker first, then the acks that let their frames be committed."""
-        await self.send_verdicts([(v.camera_id.encode(), to_json(v)) for v in verdicts])
+        await self.send_verdicts(keyed_by_camera(verdicts))
         for event in events:
             await self.ack(event)
 

@@ -32,7 +32,7 @@ from services.rules.logic import (
 )
 from services.rules.store import mark_published, record, record_parts
 from visionline.imaging import FrameRejected
-from visionline.messages import Alert, to_json
+from visionline.messages import Alert, keyed_by_camera
 from visionline.rulesets import RulesWatcher
 
 
@@ -58,7 +58,7 @@ class RulesHandlers:
     reject: Callable[[object, FrameRejected], Awaitable[None]]
 
     async def publish(self, alerts: list[Alert]) -> None:
-        await self.send_alerts([(a.camera_id.encode(), to_json(a)) for a in alerts])
+        await self.send_alerts(keyed_by_camera(alerts))
         mark_published(self.engine, [a.alert_id for a in alerts])
 
     async def raise_alerts(self, parsed: list[tuple]) -> None:
