@@ -84,6 +84,7 @@ test-unit: env $(MODEL_ONNX)
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 
 bench: models
 	$(BIN)/visionline bench

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -208,7 +208,11 @@ class CameraRegistry:
 
 def _registered(row: Camera) -> RegisteredCamera:
     return RegisteredCamera(
-        row.camera_id, row.enabled, row.max_fps, row.upload_key_hash, row.pipeline or "classify"
+        row.camera_id,
+        row.enabled,
+        row.max_fps,
+        row.upload_key_hash,
+        cast(Pipeline, row.pipeline or "classify"),  # the API only stores a Pipeline
     )
 
 

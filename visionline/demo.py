@@ -84,7 +84,7 @@ def watch(bootstrap: str, seconds: float, console: Console) -> RunSummary:
         str(Topic.DEAD_LETTER): summary.dead_letters,
     }
     recent: deque = deque(maxlen=12)
-    frames, alerts, labels = Counter(), Counter(), {}
+    frames, alerts, labels = Counter[str](), Counter[str](), {}
     lines: dict[str, Counter] = {}
     last_part: dict[str, str] = {}
     progress = Progress(

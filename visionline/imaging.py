@@ -76,7 +76,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             break
         if data[pos] != 0xFF:
             raise FrameRejected("corrupt_image", f"JPEG marker expected at byte {pos}")
-        pos = _FILL.match(data, pos).end() - 1  # fill bytes before a marker, at C speed
+        fill = _FILL.match(data, pos)  # fill bytes before a marker, at C speed
+        assert fill is not None  # data[pos] is 0xFF, checked above
+        pos = fill.end() - 1
         if pos + 4 > end:
             break
         marker = data[pos + 1]

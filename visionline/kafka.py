@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -27,7 +28,7 @@ def bound_fetch_wait(max_wait_ms: int) -> None:
         base.visionline_fetch_cap = max_wait_ms
         return
 
-    class CappedConsumer(base):
+    class CappedConsumer(aiokafka.AIOKafkaConsumer):  # base, not yet wrapped
         visionline_fetch_cap = max_wait_ms
 
         def __init__(self, *args, **kwargs):
@@ -65,6 +66,8 @@ def tolerate_bad_header_names() -> None:
             return super().decode(encoding, "backslashreplace")
 
     class LenientBatch(_DefaultRecordBatchPy):
+        _buffer: bytearray  # set by the base class
+
         def _maybe_uncompress(self) -> None:
             super()._maybe_uncompress()
             if not isinstance(self._buffer, LenientBytes):
@@ -108,7 +111,7 @@ def faust_app(service: str, common: CommonSettings, **overrides):
 
     bound_fetch_wait(common.kafka_fetch_max_wait_ms)
     tolerate_bad_header_names()
-    options = dict(
+    options: dict[str, Any] = dict(
         broker=f"kafka://{common.kafka_bootstrap}",
         key_serializer="raw",
         value_serializer="raw",

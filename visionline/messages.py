@@ -412,7 +412,7 @@ def frame_named_in(value: bytes | None) -> tuple[str | None, str | None]:
         return None, None
     if not isinstance(fields, dict):
         return None, None
-    frame = fields.get("frame") if isinstance(fields.get("frame"), dict) else fields
+    frame = fields["frame"] if isinstance(fields.get("frame"), dict) else fields
     camera_id, frame_id = frame.get("camera_id"), frame.get("frame_id")
     return (
         camera_id if isinstance(camera_id, str) else None,

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -97,17 +98,19 @@ def replay_frames(
             if batch:
                 deadline = time.monotonic() + timeout_s
             for message in batch:
-                part = pending.get(message.partition())
+                # An error event may lack a partition (then no part is found); a message has one.
+                part = pending.get(cast(int, message.partition()))
                 if part is None or not _is_message(message, pending):
                     continue
                 part.learn_end(consumer)
-                offset, stamp = message.offset(), message.timestamp()[1]
+                offset, stamp = cast(int, message.offset()), message.timestamp()[1]
                 if stamp > end_ms or offset >= part.end - 1:
                     del pending[part.partition]
                 if stamp > end_ms or offset >= part.end:
                     continue
-                if stamp >= start_ms and message.key() in keys:
-                    yield _frame(message, message.key().decode())
+                key = message.key()
+                if stamp >= start_ms and key in keys:
+                    yield _frame(message, key.decode())
     finally:
         consumer.close()
 
@@ -183,7 +186,7 @@ def _is_message(message: Message, pending: dict[int, _Range]) -> bool:
     if error is None:
         return True
     if error.code() == KafkaError._PARTITION_EOF:
-        pending.pop(message.partition(), None)
+        pending.pop(cast(int, message.partition()), None)  # the end of a partition names it
     elif error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
                                            KafkaError.TOPIC_AUTHORIZATION_FAILED):  # fmt: skip
         raise KafkaException(error)
@@ -195,7 +198,8 @@ def _is_message(message: Message, pending: dict[int, _Range]) -> bool:
 def _frame(message: Message, camera_id: str) -> ReplayedFrame:
     """The frame of a message, its headers read as ingest reads them; a malformed header
     falls back (frame id from the offset, capture time from the Kafka timestamp)."""
-    headers = message.headers() or []
+    # A consumed message's headers are (name, bytes or None) pairs; only produce takes a dict.
+    headers = cast(list[tuple[str, bytes | None]], message.headers() or [])
     data = message.value() or b""
     source = SourceRef(topic=message.topic(), partition=message.partition(),
                        offset=message.offset())  # fmt: skip

@@ -12,9 +12,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import CursorResult, Engine, select, update
 from sqlalchemy.orm import Session
 
 from visionline.db.models import ApiTokenRow
@@ -81,7 +81,7 @@ def revoke_token(engine: Engine, token_id: str) -> bool:
             .where(ApiTokenRow.token_id == token_id, ApiTokenRow.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
-        return done.rowcount == 1
+        return cast(CursorResult, done).rowcount == 1  # an UPDATE's result has a row count
 
 
 def list_tokens(engine: Engine) -> list[ApiTokenRow]:

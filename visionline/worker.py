@@ -7,8 +7,9 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import redis
 from aiokafka.errors import MessageSizeTooLargeError
@@ -63,7 +64,7 @@ def decode_message(value: bytes, schema: type[M], envelope: bool = True, bind: b
     except (MessageError, ValidationError) as exc:
         raise FrameRejected("malformed_message", str(exc)[:500]) from None
     if bind:
-        logs.bind_frame(decoded[0] if envelope else decoded)
+        logs.bind_frame(decoded[0] if isinstance(decoded, tuple) else decoded)
     return decoded
 
 
@@ -178,7 +179,10 @@ class Worker:
         self.routed(source, (out,), to_out)
 
     def routed(
-        self, source: Topic, outputs: tuple[Topic, ...], handle: Callable[[object], tuple]
+        self,
+        source: Topic,
+        outputs: tuple[Topic, ...],
+        handle: Callable[[object], tuple | Awaitable[tuple]],
     ) -> None:
         """Like ``each``, but ``handle(event) -> (topic, key, value)`` picks one of ``outputs``.
 
@@ -430,7 +434,7 @@ class Worker:
         """The models (and versions) that answered the last request: ``visionline_model_info``."""
         self.models.record(refs)
 
-    def crash(self, exc: BaseException, events: list = ()) -> None:
+    def crash(self, exc: BaseException, events: Sequence = ()) -> NoReturn:
         """Exit at once, without committing: the supervisor restarts the worker and the
         message that failed comes back (Faust would otherwise restart only the agent).
 

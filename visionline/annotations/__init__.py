@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,10 +32,8 @@ def _codec(fmt: str) -> tuple[Exporter, Importer]:
     if fmt not in FORMATS:
         raise ValueError(f"unknown annotation format {fmt!r}; choose one of {', '.join(FORMATS)}")
     # Imported on use: supervision takes over a second to import, and the CLI loads this module.
-    if fmt == "cvat":
-        from visionline.annotations import cvat as codecs
-    else:
-        from visionline.annotations import supervision_formats as codecs
+    module = "cvat" if fmt == "cvat" else "supervision_formats"
+    codecs = importlib.import_module(f"visionline.annotations.{module}")
     return getattr(codecs, f"export_{fmt}"), getattr(codecs, f"import_{fmt}")
 
 

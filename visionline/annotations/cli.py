@@ -76,6 +76,7 @@ def export_command(
         labels = sample_labels(samples, include_parts=parts)
         export_labels(labels, samples / "frames", fmt, out)
     else:
+        assert dataset is not None  # exactly one of the two, checked above
         labels = export_dataset(dataset, fmt, out, include_parts=parts)
     count = sum(len(image.objects) for image in labels.images)
     console.print(f"wrote {len(labels.images)} images, {count} objects as {fmt} to {out}")

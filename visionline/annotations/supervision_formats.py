@@ -99,4 +99,5 @@ def _from_supervision(dataset: sv.DetectionDataset) -> LabelSet:
 def _object(classes: list[str], detections: sv.Detections, i: int) -> LabelObject:
     x0, y0, x1, y1 = (round(float(v), 3) for v in detections.xyxy[i])
     mask = None if detections.mask is None else mask_to_rle(detections.mask[i])
+    assert detections.class_id is not None  # every format reader sets the classes
     return LabelObject(label=classes[int(detections.class_id[i])], box=(x0, y0, x1, y1), mask=mask)

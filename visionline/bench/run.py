@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from visionline.alerts import topic_consumer
 from visionline.bench.figures import (
@@ -171,9 +171,9 @@ class Collector(threading.Thread):
         try:
             while not self._halt.is_set():
                 for message in self.consumer.consume(500, 0.1):
-                    if message.error() is None:
-                        kind = self.topics[message.topic()]
-                        getattr(self, kind).append(json.loads(message.value()))
+                    if message.error() is None:  # a message: it has a topic and a value
+                        kind = self.topics[cast(str, message.topic())]
+                        getattr(self, kind).append(json.loads(cast(bytes, message.value())))
         finally:
             self.consumer.close()
 

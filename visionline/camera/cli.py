@@ -180,7 +180,7 @@ def lines(
     label_out = None if labels_delay is None else producer(common.kafka_bootstrap)
 
     def truth_of() -> dict:  # each camera holds its own labels back
-        if label_out is None:
+        if label_out is None or labels_delay is None:  # both are set, or neither
             return {}
         return {"labels": DelayedLabels(labels_delay), "label_producer": label_out}
 

@@ -42,7 +42,9 @@ def new_frame_id(camera_id: str, counter: int) -> str:
     return f"{camera_id}-{counter}-{secrets.token_hex(4)}"
 
 
-def frame_headers(frame_id: str, captured_at_ms: int, content_type: str) -> list[tuple[str, bytes]]:
+def frame_headers(
+    frame_id: str, captured_at_ms: int, content_type: str
+) -> list[tuple[str, str | bytes | None]]:  # as Producer.produce takes them
     return [
         (HEADER_FRAME_ID, frame_id.encode()),
         (HEADER_CAPTURED_AT, str(captured_at_ms).encode()),

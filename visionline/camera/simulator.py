@@ -87,7 +87,7 @@ class PhotoSimulator:
         rng = np.random.default_rng([self.seed, index])
         dx, dy = rng.integers(-self.max_shift, self.max_shift + 1, size=2)
         gain, offset = rng.uniform(0.9, 1.1), rng.uniform(-12, 12)
-        shift = np.float32([[1, 0, dx], [0, 1, dy]])
+        shift = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
         moved = cv2.warpAffine(image, shift, self.resolution, borderMode=cv2.BORDER_REFLECT)
         return cv2.convertScaleAbs(moved, alpha=gain, beta=offset)
 
@@ -129,6 +129,11 @@ class PooledSource:
 
     def close(self) -> None:
         pass
+
+
+def _rgb(values: np.ndarray) -> tuple[int, int, int]:
+    red, green, blue = (int(v) for v in values)
+    return red, green, blue
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,7 @@ class SceneSimulator:
         return _Shape(
             kind=str(rng.choice(["circle", "rect"])),
             size=size,
-            color=tuple(int(c) for c in rng.integers(0, 256, size=3)),
+            color=_rgb(rng.integers(0, 256, size=3)),
             start=(float(rng.uniform(0, width)), float(rng.uniform(0, height))),
             velocity=(float(rng.uniform(-speed, speed)), float(rng.uniform(-speed, speed))),
         )

@@ -225,6 +225,7 @@ class _LatestFrame:
                 if not fresh:
                     raise SourceError(f"no frame from {self._capture.name} in {self._stall_s}s")
                 frame, seen = self._frame, self._seq
+            assert frame is not None  # fresh: a frame came
             yield frame
 
     def _newer_than(self, seen: int) -> bool:

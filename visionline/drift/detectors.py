@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from visionline.drift.signals import SIGNALS
+
+if TYPE_CHECKING:
+    from river.base import DriftDetector
 
 DetectorKind = Literal["adwin", "kswin", "page_hinkley"]
 
@@ -96,11 +99,11 @@ def seed_of(camera_id: str, signal: str) -> int:
     return zlib.crc32(f"{camera_id}:{signal}".encode())
 
 
-def build_detector(spec: DetectorSpec, seed: int = 0):
+def build_detector(spec: DetectorSpec, seed: int = 0) -> DriftDetector:
     """A fresh River detector for the spec."""
     from river import drift
 
-    params = dict(spec.params)
+    params: dict[str, Any] = dict(spec.params)
     if spec.detector == "adwin":
         return drift.ADWIN(**params)
     if spec.detector == "kswin":

@@ -98,7 +98,7 @@ class Observed:
     dead_letters: Counter = field(default_factory=Counter)
     first_version: str | None = None  # of the defect detector, on the first inspected frame
     switch: dict[str, Any] | None = None  # the first frame of the drifting camera a new one saw
-    versions_by_frame: dict[str, str] = field(default_factory=dict)
+    versions_by_frame: dict[str, str | None] = field(default_factory=dict)
 
 
 def phase_scores(run: CameraRun, verdicts: list[dict], onset: int, old: str | None) -> dict:
@@ -136,7 +136,7 @@ def phase_scores(run: CameraRun, verdicts: list[dict], onset: int, old: str | No
             )
             phases[phase]["wrong"].append({"part_id": label.part_id, "classes": label.classes,
                                            "version": version, **seen})  # fmt: skip
-    out = {}
+    out: dict[str, dict] = {}
     for phase in ("before", "during", "after"):
         p, a = phases[phase]["p"], phases[phase]["a"]
         counts = binary_counts(p, a) if p else {}

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from scipy.stats import ks_2samp
 
 from visionline.drift.detectors import DetectorSpec, build_detector
 from visionline.drift.signals import FrameRef
 from visionline.messages import DriftEvent, WindowStats, drift_event_id
+
+if TYPE_CHECKING:
+    from river.base import DriftDetector
 
 STABLE, SUSPECTED, CONFIRMED = 0, 1, 2  # the values of visionline_drift_state
 
@@ -89,7 +93,7 @@ class SignalTracker:
     reference: Window = field(default_factory=Window)
     mean: float = 0.0
     scale: float = 1.0
-    detector: object | None = None  # a River detector, once the reference is full
+    detector: DriftDetector | None = None  # once the reference is full
     suspicion: Suspicion | None = None
     cooldown_left: int = 0
 
@@ -129,6 +133,7 @@ class SignalTracker:
 
     def _decide(self, frame: FrameRef) -> DriftEvent | None:
         suspicion, self.suspicion = self.suspicion, None
+        assert suspicion is not None  # decided only while suspected
         test = ks_2samp(self.reference.values, suspicion.after.values)
         statistic, p_value = float(test.statistic), float(test.pvalue)
         if statistic < self.policy.min_ks or p_value > self.policy.max_p_value:

@@ -92,7 +92,7 @@ def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> di
     """Per-part recall, precision and duplicates of defect alerts against the truth."""
     by_camera = {r.camera: r for r in runs}
     decided: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    unmatched_verdicts = Counter()
+    unmatched_verdicts: Counter[str] = Counter()
     for v in verdicts:
         run = by_camera.get(v["camera_id"])
         if run is None:
@@ -103,7 +103,7 @@ def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> di
         else:
             decided[(v["camera_id"], part)].append(v)
     alerted: dict[tuple[str, int], set[str]] = defaultdict(set)
-    false_alerts = Counter()
+    false_alerts: Counter[str] = Counter()
     for a in alerts:
         run, detail = by_camera.get(a["camera_id"]), a.get("part")
         if run is None or detail is None:
@@ -209,7 +209,7 @@ def publish_and_collect(
     publisher = FramePublisher(bootstrap)
     publisher.start_polling()
     t0 = time.time()
-    sent = Counter()
+    sent: Counter[str] = Counter()
     done = threading.Event()
 
     def send_all() -> None:
@@ -228,7 +228,7 @@ def publish_and_collect(
 
     sender = threading.Thread(target=send_all, name="line-cameras", daemon=True)
     sender.start()
-    verdicts, alerts, observed = [], [], Counter()
+    verdicts, alerts, observed = list[dict](), list[dict](), Counter[str]()
     last_news = time.monotonic()
     deadline = time.monotonic() + config.timeout_s
     report = time.monotonic() + 10

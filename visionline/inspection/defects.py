@@ -74,7 +74,7 @@ def crack(canvas: Canvas, rng: np.random.Generator) -> np.ndarray:
 
 def stain(canvas: Canvas, rng: np.random.Generator) -> np.ndarray:
     """Contamination: a soft, irregular blob of oil or rust colour."""
-    blob = np.zeros(canvas.silhouette.shape, np.float32)
+    blob: np.ndarray = np.zeros(canvas.silhouette.shape, np.float32)
     centre = _point_inside(canvas, rng)
     for _ in range(int(rng.integers(2, 5))):
         offset = rng.normal(0, canvas.radius * 0.12, 2)

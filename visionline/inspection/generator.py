@@ -240,9 +240,10 @@ class LineGenerator:
         out = nz.resolution(out, s["resolution"])
         out = nz.lens_blur(out, s["lens_blur"])
         noise_rng = np.random.default_rng([self.seed, zlib.crc32(self.camera.encode()), index])
-        if s["sensor_noise"] > 0 and self._noise is None:
-            self._noise = nz.noise_field(out.shape, self.seed)
-        out = nz.sensor_noise(out, s["sensor_noise"], self._noise, noise_rng)
+        if s["sensor_noise"] > 0:  # (sensor_noise leaves the image as it is otherwise)
+            if self._noise is None:
+                self._noise = nz.noise_field(out.shape, self.seed)
+            out = nz.sensor_noise(out, s["sensor_noise"], self._noise, noise_rng)
         return np.clip(out, 0, 255).astype(np.uint8)
 
     # Truth ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ worker, ONNX Runtime in the offline replay)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -82,7 +83,7 @@ class Inspector:
         for start in range(0, len(batch), self.max_crop_batch):
             part = np.ascontiguousarray(batch[start : start + self.max_crop_batch])
             found, version = await retrying(
-                lambda part=part: self.infer(model, input_name, part, outputs),
+                functools.partial(self.infer, model, input_name, part, outputs),
                 self.policy,
                 self.sleep,
             )

@@ -39,7 +39,7 @@ class CameraProfile:
             flicker_hz=float(rng.uniform(0.7, 3.0)),
             flicker_phase=float(rng.uniform(0, 2 * np.pi)),
             wb_gains=tuple(float(v) for v in rng.uniform(-1, 1, 3)),  # type: ignore[arg-type]
-            corner_shift=tuple(tuple(float(v) for v in c) for c in rng.uniform(-1, 1, (4, 2))),
+            corner_shift=tuple((float(x), float(y)) for x, y in rng.uniform(-1, 1, (4, 2))),
         )
 
 
@@ -83,7 +83,7 @@ def gradient_gain(size: tuple[int, int], strength: float, angle: float) -> np.nd
 @functools.lru_cache(maxsize=8)
 def _unit_shadow(width: int, height: int, profile: CameraProfile) -> np.ndarray:
     small_w, small_h = max(8, width // 8), max(8, height // 8)  # soft: draw and blur small
-    shape = np.zeros((small_h, small_w), np.float32)
+    shape: np.ndarray = np.zeros((small_h, small_w), np.float32)
     cx, cy = profile.shadow_centre
     ax, ay = profile.shadow_axes
     cv2.ellipse(shape, (int(cx * small_w), int(cy * small_h)),
@@ -199,8 +199,9 @@ def motion_blur(image: np.ndarray, strength: float, travel_px: float) -> np.ndar
 def perspective(size: tuple[int, int], strength: float, profile: CameraProfile) -> np.ndarray:
     """A small camera tilt: the frame corners moved by up to 6 % of the size."""
     width, height = size
-    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-    shift = np.float32(profile.corner_shift) * np.float32([width, height]) * 0.06 * strength
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    frame = np.array([width, height], np.float32)
+    shift = np.array(profile.corner_shift, np.float32) * frame * 0.06 * strength
     return cv2.getPerspectiveTransform(corners, corners + shift)
 
 

@@ -68,7 +68,9 @@ def observe(
     out = []
     for index in range(frames):
         jpeg = np.frombuffer(run.render(index), np.uint8)  # the bytes a camera would send
-        rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+        assert bgr is not None  # the generator's own JPEG
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         out.append(inspect_frame(inspector, rgb))
         if index % 50 == 49:
             log(f"{run.camera}: {index + 1}/{frames} frames")

@@ -68,6 +68,7 @@ class ConveyorSource:
         from visionline.camera.publisher import new_frame_id
         from visionline.labels.truth import feedback_from_truth
 
+        assert self.labels is not None and self.last_truth is not None  # see __iter__
         now = self.clock()
         captured_ms = frame.captured_at_ms or round(now * 1000)
         camera = self.generator.camera

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import numpy as np
 import supervision as sv
@@ -331,7 +331,8 @@ class PartTracker:
         self.frame_index = frame.frame_index
         tracked = self._track(frame)
         if not len(tracked):
-            return self._expire()
+            return [d for d in self._expire() if d is not None]
+        assert tracked.tracker_id is not None  # as _track returns it
         in_zone = self.zone.trigger(tracked)
         crossed = np.logical_or(*self.line.trigger(tracked))  # either way ends the track
         done = []
@@ -359,12 +360,14 @@ class PartTracker:
         if shift is None:
             shift = frame.frame_index * self.config.belt_px_per_frame
         self.shift = float(shift)
-        on_belt = dets[:]  # a copy, so the zone and line still see frame coordinates
+        # A copy, so the zone and line still see frame coordinates.
+        on_belt = cast(sv.Detections, dets[:])
         on_belt.xyxy = dets.xyxy - np.array([shift, 0, shift, 0], np.float32)
         tracked = self.tracker.update(on_belt)
         if not len(tracked):
             return tracked
-        tracked = tracked[tracked.tracker_id >= 0]
+        assert tracked.tracker_id is not None  # a tracker's output has its ids
+        tracked = cast(sv.Detections, tracked[tracked.tracker_id >= 0])
         tracked.xyxy = dets.xyxy[tracked.data["index"]]
         return tracked
 

@@ -13,8 +13,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, text, tuple_
+from sqlalchemy import Connection, Engine, Select, delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from visionline.db.models import FrameLabelRow, LabelOutcomeRow, LabelPredictionRow
@@ -56,6 +57,7 @@ def record_label(engine: Engine, label: LabelFeedback, policy: JoinPolicy) -> li
         _lock(conn, label.camera_id, label.frame_id)
         _upsert_label(conn, label)
         current = _current_label(conn, label.camera_id, label.frame_id)
+        assert current is not None  # the label just upserted, or a newer one
         stale = delete(LabelOutcomeRow).where(
             LabelOutcomeRow.camera_id == label.camera_id,
             LabelOutcomeRow.frame_id == label.frame_id,
@@ -233,7 +235,8 @@ def accuracy(
     t = LabelOutcomeRow
     group = (t.camera_id, t.model, t.version, t.kind)
     counts = [func.count().filter(t.outcome == o) for o in ("tp", "fp", "fn", "tn")]
-    query = select(*group, *counts).group_by(*group).order_by(*group)
+    # Typed as rows of any width: the stubs read ``*group, *counts`` as ten columns or more.
+    query: Select[*tuple[Any, ...]] = select(*group, *counts).group_by(*group).order_by(*group)
     if camera_id is not None:
         query = query.where(t.camera_id == camera_id)
     if model is not None:

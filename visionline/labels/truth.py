@@ -30,7 +30,7 @@ def mask_polygon(mask: RleMask) -> list[tuple[float, float]] | None:
         points = largest.reshape(-1, 2).tolist()
     else:
         x, y, w, h = cv2.boundingRect(largest)
-        points = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+        points = [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
     return [(float(x + x0), float(y + y0)) for x, y in points]
 
 

@@ -36,7 +36,7 @@ class TritonPythonModel:
         good: list[tuple[int, dict]] = []
         for i, request in enumerate(requests):
             feeds, error = self._read(request)
-            if error is not None:
+            if feeds is None:  # then there is an error
                 responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(error))
             else:
                 good.append((i, feeds))

@@ -173,6 +173,7 @@ def record_metrics(engine: Engine, job_id: int, metrics: dict[str, Any]) -> None
     """Set a job's metrics without moving it (before the promotion moves it)."""
     with Session(engine) as session, session.begin():
         row = session.get(RetrainJobRow, job_id, with_for_update=True)
+        assert row is not None, f"no retrain job {job_id}"
         row.metrics, row.updated_at = metrics, datetime.now(UTC)
 
 

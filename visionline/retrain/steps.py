@@ -221,6 +221,7 @@ class RealSteps:
         camera lags): from a minute before the first capture time to now."""
         from visionline.replay import replay_frames
 
+        assert self.bootstrap is not None  # replayed only when uses_traffic
         wanted = {x.frame_id: x for labels in label_lists for x in labels}
         cameras = sorted({x.camera_id for x in wanted.values()})
         frames: dict[str, list] = defaultdict(list)
@@ -296,11 +297,12 @@ class RealSteps:
     def evaluate(self, job: Job, candidate: int) -> Evaluation:
         serving = {m: serving_version(self.engine, self.repository, m) for m in MODELS}
         serving[job.model] = job.parent_version
-        if any(v is None for v in serving.values()):
+        known = {m: v for m, v in serving.items() if v is not None}
+        if len(known) < len(serving):
             missing = [m for m, v in serving.items() if v is None]
             raise RuntimeError(f"no serving version of {', '.join(missing)} to evaluate against")
         drift = job.dataset.get("drift_nuisances") or []
-        results = evaluate_versions(self.repository, [serving, {**serving, job.model: candidate}],
+        results = evaluate_versions(self.repository, [known, {**known, job.model: candidate}],
                                     job.dataset.get("eval", {}), drift, self.settings.threads,
                                     _logger(job))  # fmt: skip
         held = self._held.pop(job.id, {})
@@ -325,10 +327,11 @@ class RealSteps:
             config = config_for(inspection, frames[0][1].camera_id)
             return None if config is None else shadow_run(frames, models, versions, config)
 
-        out = {"shadow": run(held["shadow"])}
-        if out["shadow"] is None:
+        shadow = run(held["shadow"])
+        if shadow is None:
             raise RuntimeError(f"no inspection rules name {held['shadow'][0][1].camera_id}: "
                                "its frames cannot be decided in a shadow run")  # fmt: skip
+        out = {"shadow": shadow}
         # the other cameras with inspection rules (labels of others cannot be decided here)
         others = [r for r in map(run, held["shadow_others"].values()) if r is not None]
         if others:

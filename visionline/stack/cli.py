@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -45,7 +45,7 @@ def up(
 ) -> None:
     """Start the stack in the background and wait until every component is healthy."""
     given = {"cameras": cameras, "camera_fps": fps, "state_dir": state_dir}
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if no_workers:
         overrides["with_workers"] = False
     stack = LocalStack(StackSettings(**overrides))

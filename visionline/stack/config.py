@@ -208,7 +208,7 @@ def common_env(settings: StackSettings) -> dict[str, str]:
 def _check_env(env: dict[str, str]) -> None:
     """Fail here, not in five workers, when the stack would hand out settings they refuse."""
     prefix = "VISIONLINE_"
-    fields = {
+    fields: dict[str, Any] = {
         k[len(prefix) :].lower(): v
         for k, v in env.items()
         if k.startswith(prefix) and not k.startswith((f"{prefix}UPLOAD_", f"{prefix}API_"))
@@ -264,6 +264,7 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
             ports=(settings.api_port,),
         )
     )
+    count: tuple[str, ...]  # the simulators' options
     if settings.cameras > 0:
         argv = ("-m", "visionline.camera", "simulate")
         count = ("--count", str(settings.cameras), "--fps", str(settings.camera_fps))

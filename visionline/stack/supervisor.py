@@ -114,7 +114,7 @@ class Proc:
             group=spec.group,
             kind=spec.kind,
             state=self.state,
-            pid=self.popen.pid if self.alive else None,
+            pid=self.popen.pid if self.popen is not None and self.alive else None,
             restarts=self.restarts,
             address=spec.address,
             log=None if spec.external else str(self.log_path),

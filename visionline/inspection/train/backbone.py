@@ -7,6 +7,8 @@ deep enough to be invariant to lighting and noise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -19,7 +21,7 @@ CHANNELS = {4: 24, 8: 40, 16: 112}
 class Backbone(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        net = load_pretrained().net
+        net: Any = load_pretrained().net  # efficientnet_lite_pytorch's EfficientNet, untyped
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = nn.ModuleList(net._blocks[: STRIDE16_BLOCK + 1])
         for p in self.parameters():

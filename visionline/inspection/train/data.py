@@ -7,7 +7,7 @@ out other seeds and scores each factor alone at a fixed strength.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -113,7 +113,7 @@ def crop_sample(
 def crop_around(
     rgb: np.ndarray,
     box: tuple[float, float, float, float],
-    defects: list[tuple[str, np.ndarray]],
+    defects: Sequence[tuple[str, np.ndarray]],
     condition: str,
     part_id: int | str,
     rng: np.random.Generator,

@@ -92,13 +92,13 @@ def evaluate_condition(models: dict[str, OnnxModel], data: Samples) -> dict:
     bad = np.array([c.defective for c in crops])
     dets, truths, part_scores, ious = [], [], [], []
     for i, crop in enumerate(crops):
-        found, score = decode_crop(
+        detected, score = decode_crop(
             IDENTITY, anomaly["anomaly_map"][i], float(anomaly["anomaly_score"][i]),
             defects["defect_heatmap"][i], defects["defect_size"][i], defects["defect_mask"][i],
             ALL_DETECTIONS,
         )  # fmt: skip
         part_scores.append(score)
-        classed = [d for d in found if d.defect_class in DEFECT_CLASSES]
+        classed = [d for d in detected if d.defect_class in DEFECT_CLASSES]
         dets.append([(d.defect_class, d.box, d.score) for d in classed])
         truths.append(_truth(crop))
         if crop.defective:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -178,7 +179,7 @@ def fit_part_detector(backbone: Backbone, data: Samples, repository: Path, versi
 # Dilated: context of the whole part (see Head); (1, 2, 4) took mAP@0.5 from 0.49 to 0.56, and
 # dilation 8 (a cell sees +-120 px: the next bolt hole) took held-out crop AUROC for
 # missing_hole from 0.909 to 0.933, any defect from 0.975 to 0.989, on the same data.
-DEFECT_HEAD = {"width": 96, "dilations": (1, 2, 4, 8)}
+DEFECT_HEAD: dict[str, Any] = {"width": 96, "dilations": (1, 2, 4, 8)}
 
 
 def defect_head(seed: int | None = None) -> Head:

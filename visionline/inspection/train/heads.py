@@ -35,6 +35,7 @@ class Head(nn.Module):
             layers += [nn.Conv2d(width, width, 3, padding=d, dilation=d), nn.ReLU()]
         self.trunk = nn.Sequential(*layers)
         self.heatmap = nn.Conv2d(width, classes, 1)
+        assert self.heatmap.bias is not None  # a Conv2d has one unless told not to
         nn.init.constant_(self.heatmap.bias, -math.log((1 - 0.1) / 0.1))  # CenterNet's prior
         self.size = nn.Conv2d(width, 2, 1)
         self.offset = nn.Conv2d(width, 2, 1) if offset else None
@@ -127,7 +128,7 @@ def loss_of(
 
 
 def train_head(
-    head: nn.Module, features: torch.Tensor, targets: Targets, epochs: int, seed: int,
+    head: Head, features: torch.Tensor, targets: Targets, epochs: int, seed: int,
     batch: int = 32, lr: float = 2e-3, log=print,
 ) -> list[float]:  # fmt: skip
     """Adam with cosine decay; returns the mean loss per epoch."""

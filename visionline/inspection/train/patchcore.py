@@ -41,6 +41,13 @@ def coreset(patches: torch.Tensor, size: int, seed: int, project: int = 64) -> t
 class PatchCore(nn.Module):
     """uint8 NHWC crops -> (calibrated anomaly map [N, H/8, W/8], calibrated score [N])."""
 
+    # The buffers registered below.
+    bank: torch.Tensor
+    bank_sq: torch.Tensor
+    blur: torch.Tensor
+    threshold: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, backbone: Backbone, bank: torch.Tensor) -> None:
         super().__init__()
         self.backbone = backbone

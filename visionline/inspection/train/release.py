@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -231,7 +231,7 @@ def write_release(
     release.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=release.parent, prefix=".release-") as tmp:
         staged = Path(tmp) / "release"
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": FORMAT,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": command,

@@ -102,7 +102,8 @@ def export_version(
                 dynamic_axes={name: {0: "batch"} for name in names}, do_constant_folding=True,
             )  # fmt: skip
         shutil.copyfile(TRITON_MODEL_PY, folder / "model.py")
-        np.savez(folder / LEARNED, **learned_state(module))
+        # numpy's stub matches the ** arrays against its allow_pickle: bool as well
+        np.savez(folder / LEARNED, **learned_state(module))  # type: ignore[arg-type]
         (folder / METADATA).write_text(json.dumps(metadata, indent=1, default=float))
         if target.exists():
             shutil.rmtree(target)
