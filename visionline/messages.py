@@ -424,7 +424,9 @@ def to_json(message: Schema) -> bytes:
     return message.model_dump_json().encode()
 
 
-def keyed_by_camera(messages: Iterable[Schema]) -> list[tuple[bytes, bytes]]:
+def keyed_by_camera(
+    messages: Iterable[Alert | PartVerdict | DriftEvent],
+) -> list[tuple[bytes, bytes]]:
     """Messages as Kafka records keyed by their camera: one camera's messages stay in order on
     one partition."""
     return [(m.camera_id.encode(), to_json(m)) for m in messages]

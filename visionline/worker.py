@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import redis
 from aiokafka.errors import MessageSizeTooLargeError
@@ -90,7 +90,7 @@ def configure_logging(common: CommonSettings, service: str | None = None) -> Non
 class ManualAcks:
     """The acks of a manual-ack agent (``Worker.manual``), for its handler and for timers."""
 
-    stream = None  # Faust's manual-ack stream, once the agent runs
+    stream: Any = None  # Faust's manual-ack stream, once the agent runs
 
     @property
     def running(self) -> bool:
