@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 import pytest
@@ -27,6 +28,7 @@ from visionline.messages import (
     unpack_envelope,
 )
 from visionline.services_table import SERVICES
+from visionline.settings import REPO_ROOT
 from visionline.worker import decode_message
 
 
@@ -180,3 +182,19 @@ def _subclasses(cls: type) -> set[type]:
             found.add(sub)
         found |= _subclasses(sub)
     return found
+
+
+def test_the_topic_table_of_the_operations_doc_follows_the_registry():
+    rows = {}
+    for line in (REPO_ROOT / "docs" / "operations.md").read_text().splitlines():
+        if match := re.fullmatch(r"\| `(visionline\.[a-z.]+)` \| (.+) \| (.+) \|", line):
+            rows[Topic(match[1])] = (match[2], match[3])
+    assert set(rows) == set(Topic)
+    for topic, spec in TOPIC_SCHEMAS.items():
+        value, producers = rows[topic]
+        if spec.family is not None:
+            kind = "envelope:" if spec.envelope else "JSON"
+            assert value.startswith(f"{kind} `{spec.family.__name__}`"), topic
+        for service in SERVICES:
+            if topic in service.produces:
+                assert re.search(rf"\b{service.name}\b", producers, re.I), (topic, service.name)
