@@ -474,16 +474,31 @@ def validate_json(raw: bytes | memoryview, schema: type[M]) -> M:
     A version no class decodes is a ValidationError of type ``unknown_schema_version``, so
     every reader that steps over invalid messages steps over it too; a message whose version
     cannot be read is validated as ``schema``, which says what is wrong with it."""
-    versions = SCHEMAS.versions(schema)
-    if not versions:
-        return schema.model_validate_json(raw)
     try:
-        version = _Versioned.model_validate_json(raw).schema_version
+        version: int | None = _Versioned.model_validate_json(raw).schema_version
     except ValidationError:
-        return schema.model_validate_json(raw)
+        version = None
+    return cast(M, _version_class(schema, version).model_validate_json(raw))
+
+
+def validate_fields(fields: object, schema: type[M]) -> M:
+    """``validate_json`` for a message already parsed, e.g. one stored as JSON in PostgreSQL."""
+    try:
+        version: int | None = _Versioned.model_validate(fields).schema_version
+    except ValidationError:
+        version = None
+    return cast(M, _version_class(schema, version).model_validate(fields))
+
+
+def _version_class(schema: type[Schema], version: int | None) -> type[Schema]:
+    """The class of ``version`` in ``schema``'s family; ``schema`` itself when it is of no
+    family or the version could not be read."""
+    versions = SCHEMAS.versions(schema)
+    if not versions or version is None:
+        return schema
     if version not in versions:
         raise _unknown_version(schema, version, sorted(versions))
-    return cast(M, versions[version].model_validate_json(raw))  # a class of M's family
+    return versions[version]
 
 
 def _unknown_version(schema: type[Schema], version: int, known: list[int]) -> ValidationError:

@@ -26,6 +26,7 @@ from visionline.messages import (
     schema_version_of,
     to_json,
     unpack_envelope,
+    validate_fields,
 )
 from visionline.services_table import SERVICES
 from visionline.settings import REPO_ROOT
@@ -114,6 +115,15 @@ def test_version_2_is_decoded_as_version_2_and_version_1_still_as_version_1(with
     alert = AlertV2(alert_id="a", camera_id="c", frame_id="f", rule="r", confidence=0.5)
     assert decode_message(to_json(alert), Alert, envelope=False) == alert
     assert from_json(to_json(alert), Alert) == alert
+
+
+def test_stored_messages_dispatch_on_their_version_too(with_version_2):
+    v1, v2 = frame_v1(), frame_v2()
+    assert validate_fields(json.loads(to_json(v1)), FrameMeta) == v1
+    assert validate_fields(json.loads(to_json(v2)), FrameMeta) == v2
+    with pytest.raises(ValidationError) as info:
+        validate_fields({"schema_version": 5}, FrameMeta)
+    assert messages.is_unknown_version(info.value)
 
 
 def test_an_unknown_version_is_rejected_with_its_reason(with_version_2):
