@@ -10,7 +10,9 @@ Wire formats:
   per message.
 
 Each schema carries ``schema_version``; a new version is added beside the old one until every
-consumer has moved.
+consumer has moved. ``TOPIC_SCHEMAS`` says which schema family each topic carries, ``SCHEMAS``
+which class decodes each version of a family: ``from_json`` and ``unpack_envelope`` pick it by
+the message's ``schema_version`` (docs/architecture.md, "Message versions").
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import re
 import struct
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class Topic(StrEnum):
@@ -382,6 +386,134 @@ class MessageError(ValueError):
     """A message that does not follow its schema."""
 
 
+# ================= The registry: each topic's schema, each schema's versions =================
+
+
+@dataclass(frozen=True)
+class TopicSchema:
+    """What a topic carries: messages of one schema family, in an envelope or as JSON."""
+
+    family: type[Schema] | None  # the family's version 1; None: camera bytes, metadata in headers
+    envelope: bool = False
+
+
+TOPIC_SCHEMAS: dict[Topic, TopicSchema] = {
+    Topic.RAW_FRAMES: TopicSchema(None),
+    Topic.VALID_FRAMES: TopicSchema(FrameMeta, envelope=True),
+    Topic.PREPROCESSED: TopicSchema(PreprocessedFrame, envelope=True),
+    Topic.INFERENCE: TopicSchema(InferenceResult, envelope=True),
+    Topic.PREDICTIONS: TopicSchema(Prediction),
+    Topic.ALERTS: TopicSchema(Alert),
+    Topic.INSPECTION_FRAMES: TopicSchema(FrameMeta, envelope=True),
+    Topic.PART_OBSERVATIONS: TopicSchema(PartObservations),
+    Topic.PART_DECISIONS: TopicSchema(PartVerdict),
+    Topic.DRIFT_EVENTS: TopicSchema(DriftEvent),
+    Topic.RETRAIN_REQUESTS: TopicSchema(RetrainRequest),
+    Topic.LABELS_FEEDBACK: TopicSchema(LabelFeedback),
+    Topic.DEAD_LETTER: TopicSchema(DeadLetter),
+}
+
+# The error type (and dead-letter reason) of a message whose schema_version no class decodes.
+UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+
+
+def schema_version_of(schema: type[Schema]) -> int:
+    """The version a schema class writes: its ``schema_version`` field's default."""
+    field = schema.model_fields.get("schema_version")
+    if field is None or type(field.default) is not int:
+        raise TypeError(f"{schema.__name__} has no schema_version: Literal[n] = n field")
+    return field.default
+
+
+class SchemaRegistry:
+    """Schema families: the first class of a family (its version 1) names it, and each version
+    of it has its class. Decoding with any class of a family gives the class of the message's
+    own ``schema_version``, so a consumer reads version 1 and 2 while producers move."""
+
+    def __init__(self) -> None:
+        self._versions: dict[type[Schema], dict[int, type[Schema]]] = {}
+        self._family: dict[type[Schema], type[Schema]] = {}
+
+    def add(self, family: type[Schema], schema: type[Schema] | None = None) -> None:
+        """Register ``family`` (its version 1), or ``schema`` as another version of it."""
+        schema = schema or family
+        versions = self._versions.setdefault(family, {schema_version_of(family): family})
+        self._family[family] = family
+        version = schema_version_of(schema)
+        if versions.setdefault(version, schema) is not schema:
+            raise ValueError(f"{family.__name__} has a version {version} already")
+        self._family[schema] = family
+
+    def versions(self, schema: type[Schema]) -> dict[int, type[Schema]]:
+        """Version -> class of ``schema``'s family; empty for a class of no family."""
+        family = self._family.get(schema)
+        return dict(self._versions[family]) if family else {}
+
+    def copy(self) -> SchemaRegistry:
+        twin = SchemaRegistry()
+        twin._versions = {family: dict(v) for family, v in self._versions.items()}
+        twin._family = dict(self._family)
+        return twin
+
+
+SCHEMAS = SchemaRegistry()
+for _topic_schema in TOPIC_SCHEMAS.values():
+    if _topic_schema.family is not None:
+        SCHEMAS.add(_topic_schema.family)
+
+
+class _Versioned(BaseModel):
+    """Only a message's ``schema_version`` (1 when it has none, as version 1's default)."""
+
+    model_config = ConfigDict(extra="ignore")
+    schema_version: int = 1
+
+
+def validate_json(raw: bytes | memoryview, schema: type[M]) -> M:
+    """``raw`` as the class of its ``schema_version`` in ``schema``'s family (``SCHEMAS``).
+    A version no class decodes is a ValidationError of type ``unknown_schema_version``, so
+    every reader that steps over invalid messages steps over it too; a message whose version
+    cannot be read is validated as ``schema``, which says what is wrong with it."""
+    try:
+        version: int | None = _Versioned.model_validate_json(raw).schema_version
+    except ValidationError:
+        version = None
+    return cast(M, _version_class(schema, version).model_validate_json(raw))
+
+
+def validate_fields(fields: object, schema: type[M]) -> M:
+    """``validate_json`` for a message already parsed, e.g. one stored as JSON in PostgreSQL."""
+    try:
+        version: int | None = _Versioned.model_validate(fields).schema_version
+    except ValidationError:
+        version = None
+    return cast(M, _version_class(schema, version).model_validate(fields))
+
+
+def _version_class(schema: type[Schema], version: int | None) -> type[Schema]:
+    """The class of ``version`` in ``schema``'s family; ``schema`` itself when it is of no
+    family or the version could not be read."""
+    versions = SCHEMAS.versions(schema)
+    if not versions or version is None:
+        return schema
+    if version not in versions:
+        raise _unknown_version(schema, version, sorted(versions))
+    return versions[version]
+
+
+def _unknown_version(schema: type[Schema], version: int, known: list[int]) -> ValidationError:
+    why = "schema_version {version} of {schema} is unknown here (known: {known})"
+    context = {"version": version, "schema": schema.__name__, "known": known}
+    error = PydanticCustomError(UNKNOWN_SCHEMA_VERSION, why, context)
+    details = InitErrorDetails(type=error, loc=("schema_version",), input=version)
+    return ValidationError.from_exception_data(schema.__name__, [details])
+
+
+def is_unknown_version(error: ValidationError) -> bool:
+    """Whether ``validate_json`` refused the message for its version, not its content."""
+    return any(e["type"] == UNKNOWN_SCHEMA_VERSION for e in error.errors())
+
+
 def pack_envelope(meta: Schema, payload: bytes | memoryview = b"") -> bytes:
     head = meta.model_dump_json().encode()
     return _ENVELOPE_HEAD.pack(_ENVELOPE_MAGIC, _ENVELOPE_VERSION, len(head)) + head + payload
@@ -394,7 +526,7 @@ def unpack_envelope(value: bytes, schema: type[M]) -> tuple[M, memoryview]:
     if magic != _ENVELOPE_MAGIC or version != _ENVELOPE_VERSION:
         raise MessageError(f"not a visionline envelope v{_ENVELOPE_VERSION}")
     start = _ENVELOPE_HEAD.size
-    meta = schema.model_validate_json(value[start : start + head_len])
+    meta = validate_json(value[start : start + head_len], schema)
     return meta, memoryview(value)[start + head_len :]
 
 
@@ -433,7 +565,8 @@ def keyed_by_camera(
 
 
 def from_json(value: bytes, schema: type[M]) -> M:
-    return schema.model_validate_json(value)
+    """A JSON message of ``schema``'s family, as the class of its ``schema_version``."""
+    return validate_json(value, schema)
 
 
 def decode_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:

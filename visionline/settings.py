@@ -79,7 +79,6 @@ class IngestSettings(_Settings):
     max_pixels: int = Field(40_000_000, gt=0)
     dedup_ttl_s: int = Field(3600, gt=0)
     registry_refresh_s: float = Field(5.0, gt=0)
-    default_max_fps: float = Field(30.0, gt=0)
 
 
 class PreprocessSettings(_Settings):

@@ -20,6 +20,7 @@ from visionline import logs
 from visionline.imaging import FrameRejected
 from visionline.kafka import faust_topic, source_of
 from visionline.messages import (
+    UNKNOWN_SCHEMA_VERSION,
     DeadLetter,
     M,
     MessageError,
@@ -28,6 +29,7 @@ from visionline.messages import (
     dead_letter,
     frame_named_in,
     from_json,
+    is_unknown_version,
     to_json,
     unpack_envelope,
 )
@@ -54,18 +56,30 @@ from visionline.settings import CommonSettings
 
 
 def decode_message(value: bytes, schema: type[M], envelope: bool = True, bind: bool = True):
-    """An envelope's (metadata, payload), or a JSON message; malformed ones are rejected.
+    """An envelope's (metadata, payload), or a JSON message, as the class of its
+    ``schema_version`` in ``schema``'s family (``messages.SCHEMAS``). A malformed one is
+    rejected (``malformed_message``), and so is one of a version no class decodes
+    (``unknown_schema_version``).
 
     With ``bind``, this task's log records carry the message's camera and frame from here on
     (until the worker counts the next message in); batch handlers pass False.
     """
     try:
         decoded = unpack_envelope(value, schema) if envelope else from_json(value, schema)
-    except (MessageError, ValidationError) as exc:
+    except MessageError as exc:
         raise FrameRejected("malformed_message", str(exc)[:500]) from None
+    except ValidationError as exc:
+        raise _rejection(exc, value) from None
     if bind:
         logs.bind_frame(decoded[0] if isinstance(decoded, tuple) else decoded)
     return decoded
+
+
+def _rejection(error: ValidationError, value: bytes) -> FrameRejected:
+    if is_unknown_version(error):  # well-formed, only newer: its dead letter names its frame
+        why, frame_id = error.errors()[0]["msg"][:500], frame_named_in(value)[1]
+        return FrameRejected(UNKNOWN_SCHEMA_VERSION, why, frame_id=frame_id)
+    return FrameRejected("malformed_message", str(error)[:500])
 
 
 def _printable_key(key: bytes | None) -> str | None:

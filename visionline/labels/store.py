@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from visionline.db.models import FrameLabelRow, LabelOutcomeRow, LabelPredictionRow
 from visionline.db.outbox import utc
 from visionline.labels.join import JoinPolicy, PredictedPart, Prediction, outcomes
-from visionline.messages import LabelFeedback
+from visionline.messages import LabelFeedback, validate_fields
 
 UNKNOWN_MODEL = ("unknown", "")  # a prediction that names no model still counts
 
@@ -131,7 +131,7 @@ def _current_label(conn: Connection, camera_id: str, frame_id: str) -> LabelFeed
         .limit(1)
     )
     message = conn.execute(query).scalar_one_or_none()
-    return None if message is None else LabelFeedback.model_validate(message)
+    return None if message is None else validate_fields(message, LabelFeedback)
 
 
 def _prediction(row) -> Prediction:
@@ -249,7 +249,7 @@ def accuracy(
 
 def _latest(rows: Iterable) -> dict[str, LabelFeedback]:
     """frame id -> its latest labelling, of rows ordered oldest labelling first."""
-    return {r.frame_id: LabelFeedback.model_validate(r.message) for r in rows}
+    return {r.frame_id: validate_fields(r.message, LabelFeedback) for r in rows}
 
 
 def labels_for_frames(engine: Engine, frame_ids: Sequence[str]) -> dict[str, LabelFeedback]:

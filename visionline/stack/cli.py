@@ -113,6 +113,22 @@ def logs(
         typer.echo(tail(path, lines))
 
 
+@app.command()
+def services() -> None:
+    """List the services the stack runs (visionline/services_table.py), in start order."""
+    from visionline.services_table import SERVICES
+
+    title = "python -m services.<service>; topics visionline.<topic>"
+    table = Table("service", "settings", "metrics port", "consumes", "produces", title=title)
+    for spec in SERVICES:
+        metrics = "HTTP /healthz" if spec.http else str(spec.metrics_port or "")
+        if spec.opt_in:
+            metrics += f" ({spec.opt_in})"
+        topics = ("\n".join(t.removeprefix("visionline.") for t in ts) for ts in spec.topics)
+        table.add_row(spec.name, spec.settings.__name__, metrics, *topics)
+    console.print(table)
+
+
 def _progress(status: StackStatus) -> str:
     starting = [c.name for c in status.components if c.state == "starting"]
     return f"starting: {', '.join(starting)}" if starting else "starting the stack"

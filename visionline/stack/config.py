@@ -19,25 +19,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from visionline.cameras import LINE_PREFIX_PATTERN
+from visionline.services_table import SERVICES, ServiceSpec
 from visionline.settings import REPO_ROOT, CommonSettings
 
-PIPELINE_SERVICES = (
-    "ingest",
-    "preprocess",
-    "inference",
-    "postprocess",
-    "rules",
-    "inspect",  # inspection cameras: parts and defects (three Triton models)
-    "parts",  # inspection cameras: tracking, one decision per part
-    "drift",  # drift of both paths' inputs and outputs; needs PostgreSQL's migration 0003
-    "labels",  # late true labels joined to predictions: accuracy per model version (0005)
-    "webhooks",  # alerts POSTed to the API's webhook subscribers, signed and retried (0006)
-)
+# Derived from the service table (visionline/services_table.py), in its start order.
+# The stream workers the stack always starts, each with StackSettings.<name>_replicas copies.
+PIPELINE_SERVICES = tuple(s.name for s in SERVICES if s.scalable and s.opt_in is None)
 # Triton models of the inspect worker, loaded beside ``model_name`` once they are built.
 INSPECTION_MODELS = ("part_detector", "part_anomaly", "defect_detector")
 # The workers that serve Prometheus metrics on VISIONLINE_METRICS_PORT (visionline/worker.py,
 # services/webhooks). Not upload, api (no /metrics endpoint) nor the camera simulators.
-METRICS_SERVICES = (*PIPELINE_SERVICES, "retrain")
+METRICS_SERVICES = tuple(s.name for s in SERVICES if s.metrics_port is not None)
 # A Prometheus file_sd targets file in the state folder: every metrics replica and Triton
 # (infra/prometheus/local.yml reads the default stack's).
 PROMETHEUS_TARGETS_FILE = "prometheus-targets.json"
@@ -86,6 +78,7 @@ class StackSettings(BaseSettings):
     triton_http_url: str | None = None  # with triton_grpc_url
     triton_grpc_url: str | None = None
     topic_partitions: int = Field(4, ge=1)
+    # One <name>_replicas per scalable service of visionline/services_table.py.
     ingest_replicas: int = Field(1, ge=1)
     preprocess_replicas: int = Field(1, ge=1)
     inference_replicas: int = Field(1, ge=1)
@@ -231,39 +224,12 @@ class WorkerSpec(BaseModel):
 
 
 def default_workers(settings: StackSettings) -> list[WorkerSpec]:
-    """The real pipeline: the stream workers, the upload endpoint, the camera simulators."""
+    """The real pipeline: the services of the table (those an ``opt_in`` switch leaves off
+    aside), then the camera simulators."""
     if not settings.with_workers:
         return []
+    workers = [service_worker(settings, spec) for spec in SERVICES if _wanted(settings, spec)]
     python = sys.executable
-    workers = [
-        WorkerSpec(
-            name=name,
-            argv=(python, "-m", f"services.{name}"),
-            replicas=getattr(settings, f"{name}_replicas"),
-            env=worker_env(settings, name),
-        )
-        for name in PIPELINE_SERVICES
-    ]
-    if settings.with_retrain:
-        # One replica only: a retrain worker fails the jobs it finds running when it starts.
-        workers.append(WorkerSpec(name="retrain", argv=(python, "-m", "services.retrain")))
-    workers.append(
-        WorkerSpec(
-            name="upload",
-            argv=(python, "-m", "services.upload"),
-            health_url=f"{settings.endpoints().upload_url}/healthz",
-            ports=(settings.upload_port,),
-        )
-    )
-    workers.append(
-        WorkerSpec(
-            name="api",
-            argv=(python, "-m", "services.api"),
-            health_url=f"{settings.endpoints().api_url}/healthz",
-            env=worker_env(settings, "api"),
-            ports=(settings.api_port,),
-        )
-    )
     count: tuple[str, ...]  # the simulators' options
     if settings.cameras > 0:
         argv = ("-m", "visionline.camera", "simulate")
@@ -277,6 +243,24 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
             count += ("--labels-delay", str(settings.line_labels_delay_s))
         workers.append(WorkerSpec(name="lines", argv=(python, *argv, *count), stage=1))
     return workers
+
+
+def _wanted(settings: StackSettings, spec: ServiceSpec) -> bool:
+    return spec.opt_in is None or bool(getattr(settings, spec.opt_in))
+
+
+def service_worker(settings: StackSettings, spec: ServiceSpec) -> WorkerSpec:
+    """A service's row of the table as the stack runs it: this Python, its replicas, its HTTP
+    port and health check when it serves HTTP."""
+    port: int | None = getattr(settings, f"{spec.name}_port") if spec.http else None
+    return WorkerSpec(
+        name=spec.name,
+        argv=(sys.executable, "-m", spec.module),
+        replicas=getattr(settings, f"{spec.name}_replicas") if spec.scalable else 1,
+        health_url=None if port is None else f"http://{settings.host}:{port}/healthz",
+        env=worker_env(settings, spec.name),
+        ports=() if port is None else (port,),
+    )
 
 
 def worker_env(settings: StackSettings, name: str) -> dict[str, str]:
