@@ -474,6 +474,7 @@ def validate_json(raw: bytes | memoryview, schema: type[M]) -> M:
     A version no class decodes is a ValidationError of type ``unknown_schema_version``, so
     every reader that steps over invalid messages steps over it too; a message whose version
     cannot be read is validated as ``schema``, which says what is wrong with it."""
+    raw = bytes(raw) if isinstance(raw, memoryview) else raw  # the metadata only: small
     try:
         version: int | None = _Versioned.model_validate_json(raw).schema_version
     except ValidationError:
