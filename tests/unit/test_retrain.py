@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from tests.factories import drift_event, window_stats
 from visionline.db.models import Base, Camera, RetrainJobRow
-from visionline.messages import DriftEvent, RetrainRequest, Topic, WindowStats, from_json, to_json
+from visionline.messages import DriftEvent, RetrainRequest, Topic, from_json, to_json
 from visionline.registry.store import advance_job, get_job
 from visionline.retrain.jobs import (
     Evaluation,
@@ -79,28 +80,9 @@ def test_other_metric_paths() -> None:
 # --- drift -> job --------------------------------------------------------------------------
 
 
-def window(mean: float) -> WindowStats:
-    return WindowStats(
-        frames=50, mean=mean, std=1.0, median=mean, first_captured_at=1.0, last_captured_at=2.0
-    )
-
-
 def drift(signal: str = "brightness", camera: str = "line-1", frame: str = "f-9") -> DriftEvent:
-    return DriftEvent(
-        event_id=f"{camera}:{signal}:{frame}",
-        camera_id=camera,
-        signal=signal,
-        detector="adwin",
-        detector_params={"delta": 0.002},
-        detected_frame_id="f-1",
-        detected_at=1.0,
-        frame_id=frame,
-        captured_at=2.0,
-        before=window(100.0),
-        after=window(60.0),
-        statistic=0.8,
-        p_value=1e-9,
-    )
+    before, after = window_stats(100.0), window_stats(60.0)
+    return drift_event(camera, signal, frame, detected_frame_id="f-1", before=before, after=after)
 
 
 @pytest.mark.parametrize(

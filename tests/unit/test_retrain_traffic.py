@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.factories import label_feedback
 from visionline.inspection.generator import LineGenerator
 from visionline.inspection.nuisance import veiling_glare
 from visionline.inspection.tracking import PartDecision, PartDetection
@@ -62,16 +63,12 @@ def test_crops_of_labelled_frames_match_the_generators_own() -> None:
 
 def labelled(index: int, parts: dict[str, bool]) -> tuple[np.ndarray, LabelFeedback]:
     """A frame at capture time ``index`` with parts {id: defective}, boxes side by side."""
-    label = LabelFeedback(
-        label_id=f"l{index}",
-        camera_id="cam",
-        frame_id=f"f{index}",
-        captured_at=float(index),
-        source="generator",
-        parts=[
-            LabelledPart(part_id=p, box=(100.0 * k, 0, 100.0 * k + 80, 80), defective=d)
-            for k, (p, d) in enumerate(parts.items())
-        ],
+    boxed = [
+        LabelledPart(part_id=p, box=(100.0 * k, 0, 100.0 * k + 80, 80), defective=d)
+        for k, (p, d) in enumerate(parts.items())
+    ]
+    label = label_feedback(
+        "cam", f"f{index}", boxed, label_id=f"l{index}", captured_at=float(index)
     )
     return np.zeros((4, 4, 3), np.uint8), label
 
