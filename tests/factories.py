@@ -92,6 +92,12 @@ def part_observations(
     return PartObservations(**(values | kw))
 
 
+def labelled_part(
+    part_id: str, box: FloatBox, defective: bool = False, visible: float = 1.0
+) -> LabelledPart:
+    return LabelledPart(part_id=part_id, box=box, defective=defective, visible_fraction=visible)
+
+
 def part_verdict(
     camera_id: str = "line-1", decision_id: str | None = None, status: str = "rejected", **kw: Any
 ) -> PartVerdict:

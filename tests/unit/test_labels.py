@@ -18,6 +18,9 @@ from tests.factories import (
     part_observations,
     part_verdict,
 )
+from tests.factories import (
+    labelled_part as lpart,
+)
 from visionline.inspection import ConveyorSource, LineGenerator
 from visionline.inspection.truth import DefectTruth, FrameTruth, PartTruth, RoiMask
 from visionline.labels.delayed import DelayedLabels
@@ -50,10 +53,6 @@ from visionline.settings import LabelsSettings
 SMALL = (320, 180)
 POLICY = JoinPolicy()
 MODELS = [model_ref("part_detector", "1"), model_ref("defect_detector", "3")]
-
-
-def lpart(part_id: str, box, defective: bool = False, visible: float = 1.0) -> LabelledPart:
-    return LabelledPart(part_id=part_id, box=box, defective=defective, visible_fraction=visible)
 
 
 def label(
