@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visionline.messages import (
     Alert,
@@ -27,6 +27,9 @@ from visionline.messages import (
     SourceRef,
     WindowStats,
 )
+
+if TYPE_CHECKING:
+    from visionline.inspection.tracking import PartDecision
 
 
 def model_ref(name: str = "m", version: str = "1", served_by: str = "triton") -> ModelRef:
@@ -125,6 +128,34 @@ def part_verdict(
         counts=LineCounts(),
     )
     return PartVerdict(**(values | kw))
+
+
+def part_decision(
+    camera: str, track_id: int, box: FloatBox, frame: int, status: str = "accepted", **kw: Any
+) -> PartDecision:
+    """A tracker's decision on a part seen in 3 frames; ``frame`` is its first, last and best."""
+    from visionline.inspection.tracking import PartDecision, PartDetection  # slow: supervision
+
+    values: dict[str, Any] = dict(
+        camera=camera,
+        track_id=track_id,
+        status=status,
+        defective=status == "rejected",
+        frames_seen=3,
+        defect_frames=0,
+        max_defect_score=0.0,
+        top_class=None,
+        class_votes={},
+        best_box=box,
+        best_area=0.0,
+        first_frame=frame,
+        last_frame=frame,
+        crossed_line=True,
+        ref=None,
+        best_frame=frame,
+        best_part=PartDetection(box=box),
+    )
+    return PartDecision(**(values | kw))
 
 
 def window_stats(

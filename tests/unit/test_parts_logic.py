@@ -21,6 +21,7 @@ from tests.factories import (
     frame_meta,
     model_ref,
     observed_part,
+    part_decision,
     part_observations,
     source_ref,
 )
@@ -31,7 +32,7 @@ from visionline.inspection.config import (
     load_inspection,
     parse_inspection,
 )
-from visionline.inspection.tracking import PartDecision, PartDetection, PartTracker
+from visionline.inspection.tracking import PartDecision, PartTracker
 from visionline.messages import (
     DefectFinding,
     LineCounts,
@@ -118,27 +119,8 @@ def test_verdict_carries_best_frame_evidence_and_frame_ids() -> None:
 
 def test_parts_decided_in_one_frame_get_distinct_ids_in_a_stable_order() -> None:
     def decision(track: int, first: int, last: int, x: float) -> PartDecision:
-        part = PartDetection(box=(x, 0, x + 10, 10))
-        return PartDecision(
-            camera="c",
-            track_id=track,
-            status="accepted",
-            defective=False,
-            frames_seen=3,
-            defect_frames=0,
-            max_defect_score=0.1,
-            top_class=None,
-            class_votes={},
-            best_box=part.box,
-            best_area=100,
-            first_frame=first,
-            last_frame=last,
-            crossed_line=last == 9,
-            ref=None,
-            best_frame=first,
-            best_part=part,
-            last_box=part.box,
-        )
+        box = (x, 0, x + 10, 10)
+        return part_decision("c", track, box, first, last_frame=last, crossed_line=last == 9)
 
     frames = {i: FrameInfo(f"f{i}", T0 + i, None, ()) for i in range(10)}
     # Track ids and first frames differ on a replay; the last sighting does not.

@@ -3,15 +3,12 @@ its per-model debounce, run_job through fake steps, and the RetrainRequest messa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from tests.factories import drift_event, window_stats
-from visionline.db.models import Base, Camera, RetrainJobRow
+from visionline.db.models import Camera, RetrainJobRow
 from visionline.messages import DriftEvent, RetrainRequest, Topic, from_json, to_json
 from visionline.registry.store import advance_job, get_job
 from visionline.retrain.jobs import (
@@ -118,14 +115,12 @@ def test_default_settings_enable_the_defect_detector_only() -> None:
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'retrain.db'}")
-    Base.metadata.create_all(engine)
+def engine(engine):
+    """The unit tests' database with two cameras: line-1 inspects, dock-1 classifies."""
     with Session(engine) as session, session.begin():
         session.add(Camera(camera_id="line-1", pipeline="inspect"))
         session.add(Camera(camera_id="dock-1", pipeline="classify"))
-    yield engine
-    engine.dispose()
+    return engine
 
 
 def test_a_drift_creates_a_queued_job_with_its_window(engine) -> None:

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.factories import label_feedback
+from tests.factories import label_feedback, part_decision
 from visionline.inspection.generator import LineGenerator
 from visionline.inspection.nuisance import veiling_glare
-from visionline.inspection.tracking import PartDecision, PartDetection
+from visionline.inspection.tracking import PartDecision
 from visionline.inspection.train.data import render
 from visionline.inspection.vision import CROP, DEFECT_CLASSES, Crop
 from visionline.labels.truth import feedback_from_truth
@@ -85,26 +85,7 @@ def test_the_shadow_frames_are_the_last_and_their_parts_never_trained_on() -> No
 
 
 def decision(frame: int, box: tuple, defective: bool = True) -> PartDecision:
-    part = PartDetection(box=box, confidence=0.9)
-    return PartDecision(
-        camera="cam",
-        track_id=frame,
-        status="rejected" if defective else "accepted",
-        defective=defective,
-        frames_seen=3,
-        defect_frames=0,
-        max_defect_score=0.0,
-        top_class=None,
-        class_votes={},
-        best_box=box,
-        best_area=0.0,
-        first_frame=frame,
-        last_frame=frame,
-        crossed_line=True,
-        ref=None,
-        best_frame=frame,
-        best_part=part,
-    )
+    return part_decision("cam", frame, box, frame, "rejected" if defective else "accepted")
 
 
 def test_shadow_decisions_are_scored_per_part_seen_whole() -> None:
