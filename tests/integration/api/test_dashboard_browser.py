@@ -17,8 +17,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from services.api.app import create_app
-from services.api.routers.live import AlertFeed
 from tests.factories import alert as make_alert
 from tests.factories import model_ref
 from tests.integration.pipeline import free_port
@@ -33,15 +31,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[3] / "bench-results"
 
 
 @pytest.fixture(scope="module")
-def api_server(stack, engine, api_settings, stack_common):
+def api_server(new_api_app):
     """The API under uvicorn on a free port (a browser needs a real socket)."""
-    app = create_app(
-        stack_common,
-        api_settings,
-        engine,
-        producer(stack.kafka_bootstrap),
-        AlertFeed(stack.kafka_bootstrap),
-    )
+    app = new_api_app()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
