@@ -9,7 +9,14 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from river import drift
 
-from tests.factories import drift_event, frame_meta, observed_part, part_observations
+from tests.factories import (
+    drift_event,
+    frame_meta,
+    model_ref,
+    observed_part,
+    part_observations,
+    source_ref,
+)
 from tests.factories import prediction as make_prediction
 from visionline.drift.bank import CameraBank, DriftMonitor, SavedBank, model_changes
 from visionline.drift.detectors import (
@@ -30,7 +37,6 @@ from visionline.imaging import quality_measures
 from visionline.messages import (
     DefectFinding,
     DriftEvent,
-    ModelRef,
     ObservedPart,
     PartObservations,
     Prediction,
@@ -44,7 +50,7 @@ from visionline.messages import (
 from visionline.observability import DriftStates
 from visionline.settings import REPO_ROOT, DriftSettings
 
-MODEL = ModelRef(name="m", version="1", served_by="triton")
+MODEL = model_ref("m", "1")
 POLICY = Policy()  # the defaults of DriftSettings
 
 
@@ -78,7 +84,7 @@ def prediction(
 
 
 def source(i: int, partition: int = 0, topic: Topic = Topic.PREDICTIONS) -> SourceRef:
-    return SourceRef(topic=str(topic), partition=partition, offset=i)
+    return source_ref(i, topic, partition)
 
 
 def scalar_stream(values, signal: str = "brightness"):

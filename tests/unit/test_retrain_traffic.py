@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.factories import label_feedback, part_decision
+from tests.factories import label_feedback, labelled_part, part_decision
 from visionline.inspection.generator import LineGenerator
 from visionline.inspection.nuisance import veiling_glare
 from visionline.inspection.tracking import PartDecision
@@ -64,7 +64,7 @@ def test_crops_of_labelled_frames_match_the_generators_own() -> None:
 def labelled(index: int, parts: dict[str, bool]) -> tuple[np.ndarray, LabelFeedback]:
     """A frame at capture time ``index`` with parts {id: defective}, boxes side by side."""
     boxed = [
-        LabelledPart(part_id=p, box=(100.0 * k, 0, 100.0 * k + 80, 80), defective=d)
+        labelled_part(p, (100.0 * k, 0, 100.0 * k + 80, 80), defective=d)
         for k, (p, d) in enumerate(parts.items())
     ]
     label = label_feedback(
