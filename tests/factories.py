@@ -102,7 +102,7 @@ def labelled_part(
 
 
 def part_verdict(
-    camera_id: str = "line-1", decision_id: str | None = None, status: str = "rejected", **kw: Any
+    camera_id: str = "line-1", decision_id: str | None = None, status: str = "accepted", **kw: Any
 ) -> PartVerdict:
     """A decided part, seen in frame ``f1``; ``defective`` follows ``status`` unless given."""
     values: dict[str, Any] = dict(
