@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -114,6 +116,19 @@ def wait_rows(
         if time.monotonic() > until:
             raise AssertionError(f"timed out after {timeout}s; last result had {len(found)} rows")
         time.sleep(0.5)
+
+
+@contextmanager
+def child(args: list[str], **popen) -> Iterator[subprocess.Popen]:
+    """A process run for the block (text output); killed on the way out if still running, so a
+    failed assertion leaves no process behind."""
+    process = subprocess.Popen(args, text=True, **popen)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def free_port() -> int:

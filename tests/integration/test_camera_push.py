@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.integration.pipeline import frames_of
+from tests.integration.pipeline import child, frames_of
 
 pytestmark = pytest.mark.integration
 
@@ -90,22 +90,11 @@ def _sent_counts(summary: str) -> dict[str, int]:
 
 def test_simulate_stops_cleanly_on_sigterm(bootstrap: str) -> None:
     args = "simulate --count 1 --fps 10 --no-register --prefix term-cam --resolution 320x240"
-    process = subprocess.Popen(
-        camera_cli(*args.split()),
-        env=camera_env(bootstrap),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with child(camera_cli(*args.split()), env=camera_env(bootstrap), cwd=REPO, **pipes) as process:
         assert len(frames_of(bootstrap, "term-cam-01", 3, timeout=30)) == 3
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0, stderr
     assert "delivery errors 0, undelivered 0" in stderr
     sent = int(stderr.split("delivered ")[1].split(",")[0])

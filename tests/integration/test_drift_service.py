@@ -15,11 +15,12 @@ import signal
 import time
 import uuid
 
+from tests.factories import model_ref, prediction
 from tests.integration.pipeline import TopicReader, rows, wait_rows
 from visionline.kafka import producer
-from visionline.messages import LabelScore, ModelRef, Prediction, Quality, Topic, to_json
+from visionline.messages import Prediction, Quality, Topic, to_json
 
-MODEL = ModelRef(name="efficientnet_lite0", version="1", served_by="triton")
+MODEL = model_ref("efficientnet_lite0", "1")
 EVENTS = "SELECT * FROM drift_events WHERE camera_id IN (:a, :b) ORDER BY captured_at"
 PUBLISHED = "SELECT * FROM drift_events WHERE camera_id IN (:a, :b) AND published"
 STATE = "SELECT camera_id, frames FROM drift_state WHERE camera_id IN (:a, :b)"
@@ -35,21 +36,11 @@ def frames(camera: str, start: int, n: int, brightness: float, r: random.Random)
             saturation=r.gauss(70, 3),
         )
         score = min(0.95, max(0.05, r.gauss(0.6, 0.08)))
-        top_k = [
-            LabelScore(class_id=1, label="drift-probe", score=score),
-            LabelScore(class_id=2, label="drift-other", score=(1 - score) / 2),
-        ]
+        top_k = [("drift-probe", score), ("drift-other", (1 - score) / 2)]
+        captured_at = t0 + i / 10
         out.append(
-            Prediction(
-                camera_id=camera,
-                frame_id=f"f{i:05d}",
-                captured_at=t0 + i / 10,
-                model=MODEL,
-                top_k=top_k,
-                label="drift-probe",
-                confidence=score,
-                quality=quality,
-                stages={},
+            prediction(
+                camera, f"f{i:05d}", top_k, captured_at=captured_at, model=MODEL, quality=quality
             )
         )
     return out

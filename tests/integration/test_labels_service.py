@@ -15,49 +15,33 @@ import uuid
 
 from typer.testing import CliRunner
 
+from tests.factories import (
+    frame_meta,
+    label_feedback,
+    model_ref,
+    observed_part,
+    part_observations,
+    part_verdict,
+)
+from tests.factories import labelled_part as lpart
 from tests.integration.pipeline import rows, wait_rows
 from visionline.kafka import producer
 from visionline.labels.store import accuracy, labelled_frames, labels_for_frames
 from visionline.messages import (
-    FrameMeta,
     LabelFeedback,
     LabelledPart,
-    LineCounts,
-    ModelRef,
     ObservedPart,
-    PartObservations,
-    PartVerdict,
-    Quality,
-    SourceRef,
     Topic,
     to_json,
 )
 
-MODELS = [
-    ModelRef(name="part_detector", version="1", served_by="triton"),
-    ModelRef(name="defect_detector", version="3", served_by="triton"),
-]
-VERDICT_MODEL = ModelRef(name="defect_detector", version="9", served_by="triton")
+MODELS = [model_ref("part_detector", "1"), model_ref("defect_detector", "3")]
+VERDICT_MODEL = model_ref("defect_detector", "9")
 OUTCOMES = """SELECT prediction_id, label_id, model, version, kind, slot, match, outcome
               FROM label_outcomes WHERE camera_id = :camera AND prediction_id LIKE :prefix
               ORDER BY prediction_id, slot, model"""
 PREDICTION = "SELECT * FROM label_predictions WHERE prediction_id = :id"
 LABEL = "SELECT * FROM frame_labels WHERE camera_id = :camera AND frame_id = :frame"
-
-
-def part(box, score: float) -> ObservedPart:
-    return ObservedPart(
-        box=box,
-        confidence=0.9,
-        defect_score=score,
-        anomaly_score=score,
-        defects=[],
-        class_scores={},
-    )
-
-
-def lpart(part_id: str, box, defective: bool, visible: float = 1.0) -> LabelledPart:
-    return LabelledPart(part_id=part_id, box=box, defective=defective, visible_fraction=visible)
 
 
 class Frames:
@@ -72,39 +56,21 @@ class Frames:
         assert self.out.flush(30) == 0
 
     def observations(self, frame_id: str, parts: list[ObservedPart]) -> None:
-        frame = FrameMeta(
-            camera_id=self.camera,
-            frame_id=frame_id,
-            captured_at=self.captured(frame_id),
-            content_type="image/jpeg",
-            width=1280,
-            height=720,
-            source=SourceRef(topic="test", partition=0, offset=0),
-        )
-        quality = Quality(brightness=120, contrast=40, blur=300, saturation=60)
-        obs = PartObservations(frame=frame, quality=quality, models=MODELS, parts=parts)
-        self.send(Topic.PART_OBSERVATIONS, to_json(obs))
+        frame = frame_meta(self.camera, frame_id, captured_at=self.captured(frame_id))
+        self.send(Topic.PART_OBSERVATIONS, to_json(part_observations(frame, parts, MODELS)))
 
     def label(self, frame_id: str, parts: list[LabelledPart], **kw) -> LabelFeedback:
-        fields = dict(
-            label_id=f"generator:{frame_id}",
-            camera_id=self.camera,
-            frame_id=frame_id,
-            captured_at=self.captured(frame_id),
-            source="generator",
-            parts=parts,
-        )
-        label = LabelFeedback(**(fields | kw))
+        captured_at = self.captured(frame_id)
+        label = label_feedback(self.camera, frame_id, parts, captured_at=captured_at, **kw)
         self.send(Topic.LABELS_FEEDBACK, to_json(label))
         return label
 
     def verdict(self, frame_id: str, box, defective: bool) -> str:
         decision_id = f"{self.camera}:{frame_id}:test"
-        v = PartVerdict(
-            decision_id=decision_id,
-            camera_id=self.camera,
-            track_id=1,
-            status="rejected",
+        v = part_verdict(
+            self.camera,
+            decision_id,
+            "rejected",
             defective=defective,
             defect_class="scratch",
             score=0.9,
@@ -115,12 +81,8 @@ class Frames:
             best_frame_id=frame_id,
             captured_at=self.captured(frame_id),
             decided_at=time.time(),
-            crossed_line=True,
             box=box,
-            defects=[],
-            snapshot=None,
             models=[VERDICT_MODEL],
-            counts=LineCounts(),
         )
         self.send(Topic.PART_DECISIONS, to_json(v))
         return f"verdict:{decision_id}"
@@ -143,7 +105,11 @@ def test_labels_join_in_either_order_once_and_give_accuracy(stack, engine, dead_
     # Frame a: observations first, then its labels (the usual order).
     send.observations(
         a,
-        [part((0, 0, 100, 100), 0.9), part((200, 0, 300, 100), 0.1), part((500, 0, 600, 100), 0.8)],
+        [
+            observed_part((0, 0, 100, 100), 0.9),
+            observed_part((200, 0, 300, 100), 0.1),
+            observed_part((500, 0, 600, 100), 0.8),
+        ],
     )
     wait_rows(engine, PREDICTION, lambda f: len(f) == 1, timeout=60, id=f"frame:{camera}:{a}")
     send.label(
@@ -158,12 +124,12 @@ def test_labels_join_in_either_order_once_and_give_accuracy(stack, engine, dead_
     # Frame b: labels first, then observations.
     send.label(b, [lpart("1", (0, 0, 100, 100), False)], labelled_at=time.time() - 100)
     wait_rows(engine, LABEL, lambda f: len(f) == 1, timeout=60, camera=camera, frame=b)
-    send.observations(b, [part((0, 0, 100, 100), 0.7)])
+    send.observations(b, [observed_part((0, 0, 100, 100), 0.7)])
     # Frame c: its label twice (the same message), a verdict decided on it, its observations.
     label_c = send.label(c, [lpart("1", (0, 0, 100, 100), True)])
     send.send(Topic.LABELS_FEEDBACK, to_json(label_c))
     verdict_id = send.verdict(c, (0, 0, 100, 100), defective=True)
-    send.observations(c, [part((0, 0, 100, 100), 0.2)])
+    send.observations(c, [observed_part((0, 0, 100, 100), 0.2)])
 
     # a: tp, tn, a false detection (fp), a miss (fn; part 4 is mostly outside the frame: no
     # miss); b: fp; c: fn. Each for both models of the observations.
@@ -201,7 +167,11 @@ def test_labels_join_in_either_order_once_and_give_accuracy(stack, engine, dead_
     # Redelivery, as after a crash: everything again, nothing counted twice.
     send.observations(
         a,
-        [part((0, 0, 100, 100), 0.9), part((200, 0, 300, 100), 0.1), part((500, 0, 600, 100), 0.8)],
+        [
+            observed_part((0, 0, 100, 100), 0.9),
+            observed_part((200, 0, 300, 100), 0.1),
+            observed_part((500, 0, 600, 100), 0.8),
+        ],
     )
     send.send(Topic.LABELS_FEEDBACK, to_json(label_c))
     send.verdict(c, (0, 0, 100, 100), defective=True)

@@ -14,42 +14,35 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
 from services.rules.store import line_counts
+from tests.factories import (
+    frame_meta,
+    model_ref,
+    observed_part,
+    part_observations,
+    part_verdict,
+    source_ref,
+)
 from tests.integration.pipeline import rows, wait_rows
 from visionline.inspection import LineGenerator
 from visionline.kafka import producer
 from visionline.messages import (
     DefectFinding,
-    FrameMeta,
     LineCounts,
-    ModelRef,
-    ObservedPart,
-    PartObservations,
     PartVerdict,
-    Quality,
-    SourceRef,
     Topic,
     to_json,
 )
 
-MODELS = [
-    ModelRef(name="part_detector", version="1", served_by="triton"),
-    ModelRef(name="part_anomaly", version="1", served_by="triton"),
-    ModelRef(name="defect_detector", version="1", served_by="triton"),
-]
+MODELS = [model_ref("part_detector"), model_ref("part_anomaly"), model_ref("defect_detector")]
 
 
 def verdict(camera: str, frame: int, status: str, crossed: bool = True, **update) -> PartVerdict:
     rejected = status == "rejected"
     scratch = DefectFinding(defect_class="scratch", box=(50, 60, 90, 70), score=0.9, area=120.0)
     values = dict(
-        decision_id=f"{camera}:f{frame:04d}",
-        camera_id=camera,
         track_id=frame,
-        status=status,
-        defective=rejected,
         defect_class="scratch" if rejected else None,
         score=0.9 if rejected else 0.1,
-        frames_seen=6,
         defect_frames=3 if rejected else 0,
         first_frame_id=f"f{frame - 6:04d}",
         last_frame_id=f"f{frame:04d}",
@@ -61,9 +54,8 @@ def verdict(camera: str, frame: int, status: str, crossed: bool = True, **update
         defects=[scratch] if rejected else [],
         snapshot=f"snapshot://{camera}/{frame}" if rejected else None,
         models=MODELS,
-        counts=LineCounts(),
     )
-    return PartVerdict(**{**values, **update})
+    return part_verdict(camera, f"{camera}:f{frame:04d}", status, **(values | update))
 
 
 def publish(bootstrap: str, verdicts: list[PartVerdict]) -> None:
@@ -170,29 +162,13 @@ def observations_of_line(camera: str, frames: int, seed: int = 5) -> tuple[list,
                 for d in p.defects
             ]
             score = 0.95 if p.defective else 0.05
-            observed.append(
-                ObservedPart(
-                    box=p.box,
-                    confidence=0.9,
-                    defect_score=score,
-                    anomaly_score=score,
-                    defects=defects,
-                )
-            )
+            observed.append(observed_part(p.box, score, defects=defects))
             xs, _, seen = parts.setdefault(p.part_id, ([], p.defective, []))
             xs.append((p.box[0] + p.box[2]) / 2)
             seen.append(i)
-        frame = FrameMeta(
-            camera_id=camera,
-            frame_id=f"f{i:04d}",
-            captured_at=start + i / 10,
-            content_type="image/jpeg",
-            width=1280,
-            height=720,
-            source=SourceRef(topic=str(Topic.RAW_FRAMES), partition=0, offset=i),
-        )
-        quality = Quality(brightness=120, contrast=40, blur=300, saturation=60)
-        out.append(PartObservations(frame=frame, quality=quality, models=MODELS, parts=observed))
+        source = source_ref(i, Topic.RAW_FRAMES)
+        frame = frame_meta(camera, f"f{i:04d}", captured_at=start + i / 10, source=source)
+        out.append(part_observations(frame, observed, MODELS))
     return out, list(parts.values())
 
 

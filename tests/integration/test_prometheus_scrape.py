@@ -16,8 +16,9 @@ import httpx
 import pytest
 import yaml
 
+from tests.factories import labelled_part, observed_part
 from tests.integration.pipeline import Camera, chelsea_jpeg, free_port, new_camera
-from tests.integration.test_labels_service import Frames, lpart, part
+from tests.integration.test_labels_service import Frames
 from visionline.settings import REPO_ROOT
 from visionline.stack.config import PIPELINE_SERVICES, PROMETHEUS_TARGETS_FILE, TRITON
 
@@ -173,8 +174,8 @@ def send_traffic(stack, engine) -> tuple[str, str]:
     camera.flush()
     line = f"prom-{tag}"
     frames, frame = Frames(stack.kafka_bootstrap, line), f"{line}-1"
-    frames.observations(frame, [part((0, 0, 100, 100), 0.9)])
-    frames.label(frame, [lpart("1", (0, 0, 100, 100), True)])
+    frames.observations(frame, [observed_part((0, 0, 100, 100), 0.9)])
+    frames.label(frame, [labelled_part("1", (0, 0, 100, 100), True)])
     return camera_id, tag
 
 

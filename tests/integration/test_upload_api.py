@@ -23,7 +23,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from services.upload.app import create_app
-from tests.integration.pipeline import Camera, chelsea_jpeg, frames_of, free_port, new_camera
+from tests.integration.pipeline import Camera, chelsea_jpeg, child, frames_of, free_port, new_camera
 from visionline.auth_limits import PREFIX
 from visionline.camera.publisher import FramePublisher
 from visionline.cameras import (
@@ -394,15 +394,9 @@ def test_upload_service_end_to_end(bootstrap: str, database_url: str) -> None:
         "VISIONLINE_UPLOAD_KEY_PEPPER": PEPPER,
     }
     body = jpeg(value=42)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "services.upload"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    upload = [sys.executable, "-m", "services.upload"]
+    with child(upload, env=env, cwd=REPO, **pipes) as server:
         base = f"http://127.0.0.1:{port}"
         _wait_healthy(base, server)
         response = httpx.post(
@@ -419,10 +413,6 @@ def test_upload_service_end_to_end(bootstrap: str, database_url: str) -> None:
         assert wrong.status_code == 401
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=15)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see why it ended.
     assert server.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output

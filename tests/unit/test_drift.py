@@ -9,6 +9,15 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from river import drift
 
+from tests.factories import (
+    drift_event,
+    frame_meta,
+    model_ref,
+    observed_part,
+    part_observations,
+    source_ref,
+)
+from tests.factories import prediction as make_prediction
 from visionline.drift.bank import CameraBank, DriftMonitor, SavedBank, model_changes
 from visionline.drift.detectors import (
     DEFAULT_DETECTORS,
@@ -28,16 +37,12 @@ from visionline.imaging import quality_measures
 from visionline.messages import (
     DefectFinding,
     DriftEvent,
-    FrameMeta,
-    LabelScore,
-    ModelRef,
     ObservedPart,
     PartObservations,
     Prediction,
     Quality,
     SourceRef,
     Topic,
-    WindowStats,
     drift_event_id,
     from_json,
     to_json,
@@ -45,7 +50,7 @@ from visionline.messages import (
 from visionline.observability import DriftStates
 from visionline.settings import REPO_ROOT, DriftSettings
 
-MODEL = ModelRef(name="m", version="1", served_by="triton")
+MODEL = model_ref("m", "1")
 POLICY = Policy()  # the defaults of DriftSettings
 
 
@@ -65,23 +70,21 @@ def prediction(
         histogram=histogram,
     )
     scores = sorted((r.random() for _ in range(3)), reverse=True)
-    top_k = [LabelScore(class_id=c, label=f"label-{c}", score=s) for c, s in enumerate(scores)]
     conf = min(1.0, max(0.0, r.gauss(confidence, 0.1)))
-    return Prediction(
-        camera_id=camera,
-        frame_id=f"f{i:05d}",
+    return make_prediction(
+        camera,
+        f"f{i:05d}",
+        [(f"label-{c}", s) for c, s in enumerate(scores)],
         captured_at=1_800_000_000 + i / 10,
         model=MODEL,
-        top_k=top_k,
         label="label-0",
         confidence=conf,
         quality=quality,
-        stages={},
     )
 
 
 def source(i: int, partition: int = 0, topic: Topic = Topic.PREDICTIONS) -> SourceRef:
-    return SourceRef(topic=str(topic), partition=partition, offset=i)
+    return source_ref(i, topic, partition)
 
 
 def scalar_stream(values, signal: str = "brightness"):
@@ -134,21 +137,8 @@ def monitor(store: MemoryState | None = None, every: int = 100, **policy) -> Dri
 
 def test_drift_event_schema_and_topic():
     assert Topic.DRIFT_EVENTS == "visionline.drift.events"
-    stats = WindowStats(frames=3, mean=1, std=0, median=1, first_captured_at=1, last_captured_at=2)
-    event = DriftEvent(
-        event_id=drift_event_id("cam", "brightness", "f9"),
-        camera_id="cam",
-        signal="brightness",
-        detector="adwin",
-        detector_params={"delta": 0.002},
-        detected_frame_id="f5",
-        detected_at=1.0,
-        frame_id="f9",
-        captured_at=2.0,
-        before=stats,
-        after=stats,
-        statistic=0.9,
-        p_value=1e-9,
+    event = drift_event(
+        "cam", "brightness", "f9", event_id=drift_event_id("cam", "brightness", "f9")
     )
     assert event.schema_version == 1 and event.event_id == "cam:brightness:f9"
     assert from_json(to_json(event), DriftEvent) == event
@@ -195,33 +185,19 @@ def test_signals_of_a_prediction():
 
 
 def observations(camera: str, parts: list[ObservedPart]) -> PartObservations:
-    frame = FrameMeta(
-        camera_id=camera,
-        frame_id="f1",
-        captured_at=5.0,
-        content_type="image/jpeg",
-        width=10,
-        height=10,
-        source=SourceRef(topic=str(Topic.RAW_FRAMES), partition=0, offset=1),
-    )
-    quality = Quality(brightness=100, contrast=20, blur=50, saturation=10)
-    return PartObservations(frame=frame, quality=quality, models=[MODEL], parts=parts)
+    frame = frame_meta(camera, "f1", captured_at=5.0, size=(10, 10))
+    measured = Quality(brightness=100, contrast=20, blur=50, saturation=10)
+    return part_observations(frame, parts, [MODEL], quality=measured)
 
 
 def test_signals_of_part_observations():
     scratch = DefectFinding(defect_class="scratch", box=(1, 1, 2, 2), score=0.9, area=1.0)
     stain = DefectFinding(defect_class="stain", box=(1, 1, 2, 2), score=0.4, area=1.0)
     parts = [
-        ObservedPart(
-            box=(0, 0, 5, 5),
-            confidence=0.9,
-            defect_score=0.9,
-            anomaly_score=0.7,
-            defects=[stain, scratch],
+        observed_part(
+            (0, 0, 5, 5), 0.9, anomaly_score=0.7, confidence=0.9, defects=[stain, scratch]
         ),
-        ObservedPart(
-            box=(0, 0, 5, 5), confidence=0.7, defect_score=0.1, anomaly_score=0.1, defects=[]
-        ),
+        observed_part((0, 0, 5, 5), 0.1, anomaly_score=0.1, confidence=0.7),
     ]
     s = extract(observations("line-1", parts))
     assert s.camera_id == "line-1" and s.frame.frame_id == "f1"

@@ -8,16 +8,16 @@ from services.inference.logic import (
     results,
     stack_batch,
 )
-from tests.unit.test_messages import meta
-from visionline.messages import ModelRef, PreprocessedFrame, Quality, TensorSpec
+from tests.factories import frame_meta, model_ref, quality
+from visionline.messages import PreprocessedFrame, TensorSpec
 from visionline.resilience import BackendUnavailable, RetryPolicy
-
-Q = Quality(brightness=1, contrast=1, blur=1, saturation=1)
 
 
 def frame(shape=(4, 4, 3), i=0) -> PreprocessedFrame:
     return PreprocessedFrame(
-        frame=meta(frame_id=f"f{i}"), quality=Q, tensor=TensorSpec(shape=shape, dtype="uint8")
+        frame=frame_meta("cam-1", f"f{i}"),
+        quality=quality(),
+        tensor=TensorSpec(shape=shape, dtype="uint8"),
     )
 
 
@@ -27,7 +27,7 @@ def test_stack_batch_and_results_keep_order():
     batch = stack_batch(frames, tensors)
     assert batch.shape == (3, 4, 4, 3) and batch[2].max() == 2
     logits = np.arange(6, dtype=np.float32).reshape(3, 2)
-    out = results(frames, logits, ModelRef(name="m", version="1", served_by="triton"))
+    out = results(frames, logits, model_ref("m", "1"))
     assert [r.frame.frame_id for r, _ in out] == ["f0", "f1", "f2"]
     assert np.frombuffer(out[1][1], np.float32).tolist() == [2.0, 3.0]
     assert all(r.batch_size == 3 and "inferred" in r.frame.stages for r, _ in out)

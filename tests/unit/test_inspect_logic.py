@@ -12,12 +12,13 @@ from services.inspect.logic import (
     store_snapshot,
     wants_snapshot,
 )
+from tests.factories import frame_meta
 from visionline.imaging import FrameRejected
 from visionline.inspection.inspector import Inspector
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.inspection.tracking import DefectDetection, PartDetection
 from visionline.inspection.vision import CROP, FRAME_H, FRAME_W, STRIDE
-from visionline.messages import FrameMeta, PartObservations, Quality, SourceRef
+from visionline.messages import FrameMeta, PartObservations, Quality
 from visionline.resilience import BackendUnavailable, RetryPolicy
 
 GRID_H, GRID_W, CROP_GRID = FRAME_H // STRIDE, FRAME_W // STRIDE, CROP // STRIDE
@@ -26,15 +27,7 @@ QUALITY = Quality(brightness=100, contrast=20, blur=50, saturation=10)
 
 
 def meta(frame_id="f-1", width=FRAME_W, height=FRAME_H) -> FrameMeta:
-    return FrameMeta(
-        camera_id="line-1",
-        frame_id=frame_id,
-        captured_at=1.0,
-        content_type="image/jpeg",
-        width=width,
-        height=height,
-        source=SourceRef(topic="t", partition=0, offset=1),
-    )
+    return frame_meta("line-1", frame_id, captured_at=1.0, size=(width, height))
 
 
 class FakeTriton:

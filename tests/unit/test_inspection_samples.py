@@ -8,17 +8,14 @@ import cv2
 import numpy as np
 from typer.testing import CliRunner
 
+from tests.factories import frame_meta, observed_part, part_observations
 from visionline.annotations import import_labels
 from visionline.annotations.cli import app
 from visionline.inspection.samples import SampleStore, reasons_for, sample_key, sample_labels
 from visionline.inspection.sampling import LabelSampler, LabelSampling
 from visionline.messages import (
     DefectFinding,
-    FrameMeta,
-    ObservedPart,
     PartObservations,
-    Quality,
-    SourceRef,
 )
 
 
@@ -28,24 +25,11 @@ def obs(frame_id: str, anomaly: float, classed: float, camera: str = "line-1") -
         if classed
         else []
     )
-    part = ObservedPart(
-        box=(10, 10, 90, 70),
-        confidence=0.9,
-        defect_score=max(anomaly, classed),
-        anomaly_score=anomaly,
-        defects=defects,
+    part = observed_part(
+        (10, 10, 90, 70), max(anomaly, classed), anomaly_score=anomaly, defects=defects
     )
-    frame = FrameMeta(
-        camera_id=camera,
-        frame_id=frame_id,
-        captured_at=1.0,
-        content_type="image/jpeg",
-        width=128,
-        height=96,
-        source=SourceRef(topic="t", partition=0, offset=0),
-    )
-    quality = Quality(brightness=1, contrast=1, blur=1, saturation=1)
-    return PartObservations(frame=frame, quality=quality, models=[], parts=[part])
+    frame = frame_meta(camera, frame_id, captured_at=1.0, size=(128, 96))
+    return part_observations(frame, [part])
 
 
 def jpeg() -> bytes:

@@ -10,6 +10,17 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.factories import (
+    frame_meta,
+    label_feedback,
+    model_ref,
+    observed_part,
+    part_observations,
+    part_verdict,
+)
+from tests.factories import (
+    labelled_part as lpart,
+)
 from visionline.inspection import ConveyorSource, LineGenerator
 from visionline.inspection.truth import DefectTruth, FrameTruth, PartTruth, RoiMask
 from visionline.labels.delayed import DelayedLabels
@@ -30,92 +41,51 @@ from visionline.labels.join import (
 from visionline.labels.store import Accuracy, outcome_id, outcome_rows
 from visionline.labels.truth import feedback_from_truth, mask_polygon
 from visionline.messages import (
-    FrameMeta,
     LabelFeedback,
     LabelledPart,
-    LineCounts,
-    ModelRef,
     ObservedPart,
     PartObservations,
     PartVerdict,
-    Quality,
-    SourceRef,
 )
 from visionline.observability import ModelScores
 from visionline.settings import LabelsSettings
 
 SMALL = (320, 180)
 POLICY = JoinPolicy()
-MODELS = [
-    ModelRef(name="part_detector", version="1", served_by="triton"),
-    ModelRef(name="defect_detector", version="3", served_by="triton"),
-]
+MODELS = [model_ref("part_detector", "1"), model_ref("defect_detector", "3")]
 
 
-def lpart(part_id: str, box, defective: bool = False, visible: float = 1.0) -> LabelledPart:
-    return LabelledPart(part_id=part_id, box=box, defective=defective, visible_fraction=visible)
-
-
-def label(parts: list[LabelledPart], label_id: str = "generator:f1", **kw) -> LabelFeedback:
-    base = dict(
-        label_id=label_id,
-        camera_id="line-1",
-        frame_id="f1",
-        captured_at=100.0,
-        source="generator",
-        parts=parts,
-        labelled_at=200.0,
+def label(
+    parts: list[LabelledPart], label_id: str = "generator:f1", frame_id: str = "f1", **kw
+) -> LabelFeedback:
+    return label_feedback(
+        "line-1", frame_id, parts, label_id=label_id, captured_at=100.0, labelled_at=200.0, **kw
     )
-    return LabelFeedback(**(base | kw))
 
 
 def observed(box, score: float, class_scores: dict | None = None) -> ObservedPart:
-    return ObservedPart(
-        box=box,
-        confidence=0.9,
-        defect_score=score,
-        anomaly_score=score,
-        defects=[],
-        class_scores=class_scores or {},
-    )
+    return observed_part(box, score, class_scores=class_scores)
 
 
 def observations(parts: list[ObservedPart], frame_id: str = "f1") -> PartObservations:
-    frame = FrameMeta(
-        camera_id="line-1",
-        frame_id=frame_id,
-        captured_at=100.0,
-        content_type="image/jpeg",
-        width=320,
-        height=180,
-        source=SourceRef(topic="t", partition=0, offset=1),
-    )
-    quality = Quality(brightness=120, contrast=40, blur=300, saturation=60)
-    return PartObservations(frame=frame, quality=quality, models=MODELS, parts=parts)
+    frame = frame_meta("line-1", frame_id, captured_at=100.0, size=SMALL)
+    return part_observations(frame, parts, MODELS)
 
 
 def verdict(box, defective: bool, best_frame_id: str = "f1") -> PartVerdict:
-    return PartVerdict(
-        decision_id="line-1:f9",
-        camera_id="line-1",
+    return part_verdict(
+        "line-1",
+        "line-1:f9",
+        "rejected" if defective else "accepted",
         track_id=4,
-        status="rejected" if defective else "accepted",
-        defective=defective,
         defect_class="scratch" if defective else None,
         score=0.8 if defective else 0.1,
-        frames_seen=6,
         defect_frames=4 if defective else 0,
         first_frame_id="f0",
         last_frame_id="f9",
         best_frame_id=best_frame_id,
-        captured_at=100.0,
-        decided_at=101.0,
-        crossed_line=True,
         box=box,
-        defects=[],
-        snapshot=None,
         models=MODELS[1:],
-        counts=LineCounts(),
     )
 
 

@@ -3,6 +3,7 @@ import base64
 import pytest
 from pydantic import ValidationError
 
+from tests.factories import frame_meta, prediction, quality
 from visionline.messages import (
     FrameMeta,
     MessageError,
@@ -20,17 +21,8 @@ from visionline.messages import (
 SOURCE = SourceRef(topic=Topic.RAW_FRAMES, partition=1, offset=42)
 
 
-def meta(**kw) -> FrameMeta:
-    base = dict(
-        camera_id="cam-1",
-        frame_id="f-1",
-        captured_at=1700000000.5,
-        content_type="image/jpeg",
-        width=640,
-        height=480,
-        source=SOURCE,
-    )
-    return FrameMeta(**{**base, **kw})
+def meta() -> FrameMeta:
+    return frame_meta("cam-1", "f-1", captured_at=1700000000.5, size=(640, 480), source=SOURCE)
 
 
 def test_envelope_round_trip_keeps_metadata_and_payload():
@@ -87,17 +79,7 @@ def test_alert_id_is_deterministic_per_frame_and_rule():
 
 
 def test_prediction_json_round_trip():
-    p = Prediction(
-        camera_id="c",
-        frame_id="f",
-        captured_at=1.0,
-        model={"name": "m", "version": "1", "served_by": "triton"},
-        top_k=[{"class_id": 1, "label": "tabby", "score": 0.9}],
-        label="tabby",
-        confidence=0.9,
-        quality={"brightness": 1, "contrast": 2, "blur": 3, "saturation": 4},
-        stages={},
-    )
+    p = prediction("c", "f", [("tabby", 0.9)], quality=quality(1, 2, 3, 4))
     assert from_json(to_json(p), Prediction) == p
 
 

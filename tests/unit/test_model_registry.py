@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
-from sqlalchemy import create_engine
 from tritonclient.grpc import model_config_pb2
 
-from visionline.db.models import Base
 from visionline.models.local import find_model_version
 from visionline.registry import jobs, policy
 from visionline.registry.jobs import InvalidTransition, JobState
@@ -155,14 +153,6 @@ def repository(tmp_path: Path) -> Path:
         (model / str(version) / "metadata.json").write_text(json.dumps(metrics))
     (model / "config.pbtxt").write_text('name: "m"\nmax_batch_size: 4\n')
     return tmp_path / "repo"
-
-
-@pytest.fixture
-def engine(tmp_path: Path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'registry.db'}")
-    Base.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 def statuses(engine) -> dict[int, tuple[str, int | None]]:

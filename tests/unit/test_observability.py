@@ -17,14 +17,12 @@ import yaml
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
+from tests.factories import frame_meta, model_ref, quality, source_ref
 from visionline import logs
 from visionline.bench.figures import TRITON_COUNTERS
 from visionline.messages import (
     FrameMeta,
-    ModelRef,
     PreprocessedFrame,
-    Quality,
-    SourceRef,
     TensorSpec,
     Topic,
     pack_envelope,
@@ -78,17 +76,9 @@ def _no_frame():
     logs.clear_frame()
 
 
-def meta(**kw) -> FrameMeta:
-    base = dict(
-        camera_id="cam-7",
-        frame_id="f-42",
-        captured_at=1700000000.5,
-        content_type="image/jpeg",
-        width=640,
-        height=480,
-        source=SourceRef(topic=Topic.RAW_FRAMES, partition=1, offset=9),
-    )
-    return FrameMeta(**{**base, **kw})
+def meta(frame_id: str = "f-42") -> FrameMeta:
+    source = source_ref(9, Topic.RAW_FRAMES, partition=1)
+    return frame_meta("cam-7", frame_id, captured_at=1700000000.5, size=(640, 480), source=source)
 
 
 def record(message: str = "hello %s", args=("world",), exc_info=None) -> logging.LogRecord:
@@ -147,9 +137,8 @@ def test_service_comes_from_the_worker_when_not_given(monkeypatch):
 
 def test_frame_ids_of_the_messages_workers_decode():
     frame = meta()
-    quality = Quality(brightness=1, contrast=1, blur=1, saturation=1)
     tensor = PreprocessedFrame(
-        frame=frame, quality=quality, tensor=TensorSpec(shape=(2, 2, 3), dtype="uint8")
+        frame=frame, quality=quality(), tensor=TensorSpec(shape=(2, 2, 3), dtype="uint8")
     )
     assert logs.frame_ids(frame) == logs.FrameIds("cam-7", "f-42")
     assert logs.frame_ids(tensor) == logs.FrameIds("cam-7", "f-42")
@@ -326,14 +315,14 @@ def test_model_versions_show_only_the_version_that_answered_last():
         labels = {"service": "models-test", "model": model, "version": version}
         return REGISTRY.get_sample_value("visionline_model_info", labels | {"served_by": served_by})
 
-    versions.record([ModelRef(name="efficientnet_lite0", version="1", served_by="triton")])
+    versions.record([model_ref("efficientnet_lite0", "1")])
     assert info("1", "triton") == 1
-    versions.record([ModelRef(name="efficientnet_lite0", version="2", served_by="triton")])
+    versions.record([model_ref("efficientnet_lite0", "2")])
     assert (info("1", "triton"), info("2", "triton")) == (None, 1)
     versions.record(
         [
-            ModelRef(name="efficientnet_lite0", version="2", served_by="local-onnxruntime"),
-            ModelRef(name="part_detector", version="3", served_by="triton"),
+            model_ref("efficientnet_lite0", "2", "local-onnxruntime"),
+            model_ref("part_detector", "3"),
         ]
     )
     assert info("2", "triton") is None and info("2", "local-onnxruntime") == 1
@@ -383,7 +372,7 @@ def test_worker_counts_batches_and_models():
     assert REGISTRY.get_sample_value("visionline_messages_in_total", labels) == 5
     batch = labels | {"topic": str(Topic.PREDICTIONS)}
     assert REGISTRY.get_sample_value("visionline_batch_size_count", batch) == 1
-    worker.model_in_use(ModelRef(name="m", version="4", served_by="triton"))
+    worker.model_in_use(model_ref("m", "4"))
     info = labels | {"model": "m", "version": "4", "served_by": "triton"}
     assert REGISTRY.get_sample_value("visionline_model_info", info) == 1
     # the lag timer is wired, and with no consumer running it counts a failure, never raises

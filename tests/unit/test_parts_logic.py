@@ -17,51 +17,42 @@ from services.parts.logic import (
     build_verdicts,
     release,
 )
-from visionline.inspection import LineGenerator
+from tests.factories import (
+    frame_meta,
+    model_ref,
+    observed_part,
+    part_decision,
+    part_observations,
+    source_ref,
+)
+from visionline.inspection import LineGenerator, wire
 from visionline.inspection.config import (
     InspectionConfig,
     config_for,
     load_inspection,
     parse_inspection,
 )
-from visionline.inspection.tracking import PartDecision, PartDetection, PartTracker
-from visionline.inspection.wire import observed_part, to_detection
+from visionline.inspection.tracking import PartDecision, PartTracker
 from visionline.messages import (
     DefectFinding,
-    FrameMeta,
     LineCounts,
-    ModelRef,
     ObservedPart,
     PartObservations,
-    Quality,
-    SourceRef,
 )
 from visionline.settings import REPO_ROOT
 
 T0 = 1_795_000_000.0
-MODELS = [
-    ModelRef(name="part_detector", version="1", served_by="triton"),
-    ModelRef(name="defect_detector", version="2", served_by="triton"),
-]
+MODELS = [model_ref("part_detector", "1"), model_ref("defect_detector", "2")]
 
 
 def observations(
     camera: str, index: int, parts: list[ObservedPart], fps: float = 10.0, size=(320, 180)
 ) -> PartObservations:
-    frame = FrameMeta(
-        camera_id=camera,
-        frame_id=f"f{index:04d}",
-        captured_at=T0 + index / fps,
-        content_type="image/jpeg",
-        width=size[0],
-        height=size[1],
-        source=SourceRef(topic="t", partition=0, offset=index),
+    frame = frame_meta(
+        camera, f"f{index:04d}", captured_at=T0 + index / fps, size=size, source=source_ref(index)
     )
-    quality = Quality(brightness=1, contrast=1, blur=1, saturation=1)
     snapshot = f"snapshot://{camera}/{index}" if any(p.defect_score > 0.5 for p in parts) else None
-    return PartObservations(
-        frame=frame, quality=quality, models=MODELS, parts=parts, snapshot=snapshot
-    )
+    return part_observations(frame, parts, MODELS, snapshot=snapshot)
 
 
 def observed(x0: float, lane: int = 0, defect: str | None = None, score: float = 0.9):
@@ -71,13 +62,8 @@ def observed(x0: float, lane: int = 0, defect: str | None = None, score: float =
     if defect:
         box = (x0 + 5, y0 + 5, x0 + 15, y0 + 15)
         defects = [DefectFinding(defect_class=defect, box=box, score=score, area=60.0)]
-    return ObservedPart(
-        box=(x0, y0, x0 + 40, y0 + 40),
-        confidence=0.9,
-        defect_score=score if defect else 0.05,
-        anomaly_score=0.1,
-        defects=defects,
-    )
+    box = (x0, y0, x0 + 40, y0 + 40)
+    return observed_part(box, score if defect else 0.05, anomaly_score=0.1, defects=defects)
 
 
 class LaneTracker:
@@ -133,27 +119,8 @@ def test_verdict_carries_best_frame_evidence_and_frame_ids() -> None:
 
 def test_parts_decided_in_one_frame_get_distinct_ids_in_a_stable_order() -> None:
     def decision(track: int, first: int, last: int, x: float) -> PartDecision:
-        part = PartDetection(box=(x, 0, x + 10, 10))
-        return PartDecision(
-            camera="c",
-            track_id=track,
-            status="accepted",
-            defective=False,
-            frames_seen=3,
-            defect_frames=0,
-            max_defect_score=0.1,
-            top_class=None,
-            class_votes={},
-            best_box=part.box,
-            best_area=100,
-            first_frame=first,
-            last_frame=last,
-            crossed_line=last == 9,
-            ref=None,
-            best_frame=first,
-            best_part=part,
-            last_box=part.box,
-        )
+        box = (x, 0, x + 10, 10)
+        return part_decision("c", track, box, first, last_frame=last, crossed_line=last == 9)
 
     frames = {i: FrameInfo(f"f{i}", T0 + i, None, ()) for i in range(10)}
     # Track ids and first frames differ on a replay; the last sighting does not.
@@ -245,15 +212,7 @@ def test_synthetic_line_one_verdict_per_part_with_dropped_frames() -> None:
                 for d in p.defects
             ]
             score = 1.0 if p.defective else 0.05
-            parts.append(
-                ObservedPart(
-                    box=box,
-                    confidence=0.9,
-                    defect_score=score,
-                    anomaly_score=score,
-                    defects=defects,
-                )
-            )
+            parts.append(observed_part(box, score, defects=defects))
         obs = observations("line-1", truth.frame_index, parts, fps, size)
         v, ready = lines.observe(obs, truth.frame_index, now=truth.frame_index, wall=T0)
         verdicts += v
@@ -349,6 +308,6 @@ def test_a_camera_behind_a_backlog_is_not_taken_for_silent() -> None:
 
 def test_class_scores_cross_the_wire_clamped() -> None:
     part = observed(0).model_copy(update={"class_scores": {"crack": 0.3, "stain": 1.2}})
-    detection = to_detection(part)
+    detection = wire.to_detection(part)
     assert detection.class_scores == {"crack": 0.3, "stain": 1.0}
-    assert observed_part(detection).class_scores == {"crack": 0.3, "stain": 1.0}
+    assert wire.observed_part(detection).class_scores == {"crack": 0.3, "stain": 1.0}

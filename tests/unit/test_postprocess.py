@@ -1,9 +1,8 @@
 import numpy as np
 
 from services.postprocess.logic import to_prediction
-from tests.unit.test_inference_logic import Q
-from tests.unit.test_messages import meta
-from visionline.messages import InferenceResult, ModelRef, TensorSpec
+from tests.factories import frame_meta, model_ref, quality
+from visionline.messages import InferenceResult, TensorSpec
 from visionline.models.scores import softmax, top_k
 
 LABELS = ["cat", "dog", "cup", "car"]
@@ -11,9 +10,9 @@ LABELS = ["cat", "dog", "cup", "car"]
 
 def result() -> InferenceResult:
     return InferenceResult(
-        frame=meta(),
-        quality=Q,
-        model=ModelRef(name="m", version="1", served_by="triton"),
+        frame=frame_meta("cam-1", "f-1"),
+        quality=quality(),
+        model=model_ref("m", "1"),
         batch_size=1,
         tensor=TensorSpec(shape=(4,), dtype="float32"),
     )

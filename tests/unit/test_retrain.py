@@ -3,15 +3,13 @@ its per-model debounce, run_job through fake steps, and the RetrainRequest messa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from visionline.db.models import Base, Camera, RetrainJobRow
-from visionline.messages import DriftEvent, RetrainRequest, Topic, WindowStats, from_json, to_json
+from tests.factories import drift_event, window_stats
+from visionline.db.models import Camera, RetrainJobRow
+from visionline.messages import DriftEvent, RetrainRequest, Topic, from_json, to_json
 from visionline.registry.store import advance_job, get_job
 from visionline.retrain.jobs import (
     Evaluation,
@@ -79,28 +77,9 @@ def test_other_metric_paths() -> None:
 # --- drift -> job --------------------------------------------------------------------------
 
 
-def window(mean: float) -> WindowStats:
-    return WindowStats(
-        frames=50, mean=mean, std=1.0, median=mean, first_captured_at=1.0, last_captured_at=2.0
-    )
-
-
 def drift(signal: str = "brightness", camera: str = "line-1", frame: str = "f-9") -> DriftEvent:
-    return DriftEvent(
-        event_id=f"{camera}:{signal}:{frame}",
-        camera_id=camera,
-        signal=signal,
-        detector="adwin",
-        detector_params={"delta": 0.002},
-        detected_frame_id="f-1",
-        detected_at=1.0,
-        frame_id=frame,
-        captured_at=2.0,
-        before=window(100.0),
-        after=window(60.0),
-        statistic=0.8,
-        p_value=1e-9,
-    )
+    before, after = window_stats(100.0), window_stats(60.0)
+    return drift_event(camera, signal, frame, detected_frame_id="f-1", before=before, after=after)
 
 
 @pytest.mark.parametrize(
@@ -136,14 +115,12 @@ def test_default_settings_enable_the_defect_detector_only() -> None:
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'retrain.db'}")
-    Base.metadata.create_all(engine)
+def engine(engine):
+    """The unit tests' database with two cameras: line-1 inspects, dock-1 classifies."""
     with Session(engine) as session, session.begin():
         session.add(Camera(camera_id="line-1", pipeline="inspect"))
         session.add(Camera(camera_id="dock-1", pipeline="classify"))
-    yield engine
-    engine.dispose()
+    return engine
 
 
 def test_a_drift_creates_a_queued_job_with_its_window(engine) -> None:

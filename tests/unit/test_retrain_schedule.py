@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
-from visionline.db.models import Base
 from visionline.registry.store import advance_job, get_job
 from visionline.retrain.jobs import create_job_once
 from visionline.retrain.schedule import create_scheduled_jobs, slot_of, slot_seconds, trigger_ref
@@ -101,14 +99,6 @@ def test_check_interval_must_be_positive() -> None:
 # --- one job per slot ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def engine(tmp_path: Path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'schedule.db'}")
-    Base.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
-
-
 def test_the_slot_job_is_created_once(engine) -> None:
     first = create_scheduled_jobs(engine, {"defect_detector": 24}, now=T0 + 60)
     assert len(first) == 1 and first[0].created and first[0].job_id is not None
@@ -150,7 +140,7 @@ def test_jobs_list_shows_the_schedule_trigger(engine, tmp_path: Path, monkeypatc
     from visionline.retrain.cli import app
 
     create_scheduled_jobs(engine, {"part_anomaly": 12}, now=T0 + 13 * 3600)
-    monkeypatch.setenv("VISIONLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'schedule.db'}")
+    monkeypatch.setenv("VISIONLINE_DATABASE_URL", str(engine.url))
     monkeypatch.setenv("COLUMNS", "200")
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0, result.output

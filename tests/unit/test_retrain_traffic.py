@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.factories import label_feedback, labelled_part, part_decision
 from visionline.inspection.generator import LineGenerator
 from visionline.inspection.nuisance import veiling_glare
-from visionline.inspection.tracking import PartDecision, PartDetection
+from visionline.inspection.tracking import PartDecision
 from visionline.inspection.train.data import render
 from visionline.inspection.vision import CROP, DEFECT_CLASSES, Crop
 from visionline.labels.truth import feedback_from_truth
@@ -62,16 +63,12 @@ def test_crops_of_labelled_frames_match_the_generators_own() -> None:
 
 def labelled(index: int, parts: dict[str, bool]) -> tuple[np.ndarray, LabelFeedback]:
     """A frame at capture time ``index`` with parts {id: defective}, boxes side by side."""
-    label = LabelFeedback(
-        label_id=f"l{index}",
-        camera_id="cam",
-        frame_id=f"f{index}",
-        captured_at=float(index),
-        source="generator",
-        parts=[
-            LabelledPart(part_id=p, box=(100.0 * k, 0, 100.0 * k + 80, 80), defective=d)
-            for k, (p, d) in enumerate(parts.items())
-        ],
+    boxed = [
+        labelled_part(p, (100.0 * k, 0, 100.0 * k + 80, 80), defective=d)
+        for k, (p, d) in enumerate(parts.items())
+    ]
+    label = label_feedback(
+        "cam", f"f{index}", boxed, label_id=f"l{index}", captured_at=float(index)
     )
     return np.zeros((4, 4, 3), np.uint8), label
 
@@ -88,26 +85,7 @@ def test_the_shadow_frames_are_the_last_and_their_parts_never_trained_on() -> No
 
 
 def decision(frame: int, box: tuple, defective: bool = True) -> PartDecision:
-    part = PartDetection(box=box, confidence=0.9)
-    return PartDecision(
-        camera="cam",
-        track_id=frame,
-        status="rejected" if defective else "accepted",
-        defective=defective,
-        frames_seen=3,
-        defect_frames=0,
-        max_defect_score=0.0,
-        top_class=None,
-        class_votes={},
-        best_box=box,
-        best_area=0.0,
-        first_frame=frame,
-        last_frame=frame,
-        crossed_line=True,
-        ref=None,
-        best_frame=frame,
-        best_part=part,
-    )
+    return part_decision("cam", frame, box, frame, "rejected" if defective else "accepted")
 
 
 def test_shadow_decisions_are_scored_per_part_seen_whole() -> None:

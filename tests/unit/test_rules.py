@@ -9,31 +9,21 @@ from services.rules.logic import (
     part_alert,
 )
 from services.rules.store import alert_row, part_decision_row
+from tests.factories import model_ref, part_verdict
+from tests.factories import prediction as make_prediction
 from visionline.inspection.config import InspectionConfig
 from visionline.messages import (
     DefectFinding,
     LineCounts,
-    ModelRef,
     PartAlertDetail,
     PartVerdict,
-    Prediction,
 )
 from visionline.rulesets import Rule, RulesFile, load_rules, load_rules_file
 from visionline.settings import REPO_ROOT
 
 
 def prediction(camera="dock-1", frame="f1", top=(("tabby", 0.6), ("tiger cat", 0.3))):
-    return Prediction(
-        camera_id=camera,
-        frame_id=frame,
-        captured_at=1.0,
-        model={"name": "m", "version": "1", "served_by": "triton"},
-        top_k=[{"class_id": i, "label": lab, "score": s} for i, (lab, s) in enumerate(top)],
-        label=top[0][0],
-        confidence=top[0][1],
-        quality={"brightness": 1, "contrast": 2, "blur": 3, "saturation": 4},
-        stages={},
-    )
+    return make_prediction(camera, frame, top)
 
 
 def test_match_takes_best_watched_label_above_confidence():
@@ -91,9 +81,9 @@ def test_shipped_rules_watch_only_labels_the_model_knows():
 # Inspection cameras: alerts from part verdicts ------------------------------------------------
 
 MODELS = [
-    ModelRef(name="part_detector", version="1", served_by="triton"),
-    ModelRef(name="defect_detector", version="3", served_by="local-onnxruntime"),
-    ModelRef(name="part_anomaly", version="1", served_by="triton"),
+    model_ref("part_detector", "1"),
+    model_ref("defect_detector", "3", "local-onnxruntime"),
+    model_ref("part_anomaly", "1"),
 ]
 INSPECTION = [
     InspectionConfig(name="quiet", cameras=["line-9"], belt_px_per_s=1, alert=False),
@@ -104,28 +94,20 @@ INSPECTION = [
 def verdict(status="rejected", camera="line-1", defect_class="crack", **update) -> PartVerdict:
     found = DefectFinding(defect_class="crack", box=(1, 2, 3, 4), score=0.8, area=4.0)
     values = dict(
-        decision_id=f"{camera}:f7",
-        camera_id=camera,
         track_id=3,
-        status=status,
-        defective=status == "rejected",
         defect_class=defect_class,
         score=0.8,
         frames_seen=5,
         defect_frames=2,
-        first_frame_id="f3",
-        last_frame_id="f7",
         best_frame_id="f5",
         captured_at=10.5,
-        decided_at=11.0,
-        crossed_line=True,
         box=(0, 0, 10, 10),
         defects=[found],
         snapshot="snapshot://line-1/5",
         models=MODELS,
         counts=LineCounts(crossed=4, passed=3, rejected=1),
     )
-    return PartVerdict(**{**values, **update})
+    return part_verdict(camera, f"{camera}:f7", status, **(values | update))
 
 
 def test_rejected_part_gives_one_alert_with_its_evidence():

@@ -19,7 +19,8 @@ from services.webhooks.handlers import post
 from services.webhooks.logic import Retry, Subscription, delivery_rows, outcome, parse_alerts
 from services.webhooks.store import Due
 from services.webhooks.transport import checked_client
-from visionline.messages import Alert, ModelRef, to_json
+from tests.factories import alert as make_alert
+from visionline.messages import Alert, to_json
 from visionline.webhooks import (
     ALERT_ID_HEADER,
     ATTEMPT_HEADER,
@@ -45,19 +46,9 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def alert(**changes) -> Alert:
-    base = dict(
-        alert_id="a-1",
-        camera_id="cam-1",
-        frame_id="f-1",
-        rule="low-conf",
-        label="cat",
-        confidence=0.9,
-        severity="warning",
-        captured_at=NOW.timestamp(),
-        created_at=NOW.timestamp() + 1,
-        model=ModelRef(name="m", version="1", served_by="triton"),
-    )
-    return Alert(**{**base, **changes})
+    at = NOW.timestamp()
+    base = dict(alert_id="a-1", severity="warning", captured_at=at, created_at=at + 1)
+    return make_alert("cam-1", "f-1", "low-conf", **(base | changes))
 
 
 def test_signature_is_hmac_sha256_over_timestamp_dot_body():

@@ -3,7 +3,10 @@ PostgreSQL and broker, with one token per role."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -40,14 +43,19 @@ def stack_common(stack) -> CommonSettings:
 
 
 @pytest.fixture(scope="session")
-def api_client(stack, engine, api_settings, stack_common):
-    app = create_app(
-        stack_common,
-        api_settings,
-        engine,
-        producer(stack.kafka_bootstrap),
-        AlertFeed(stack.kafka_bootstrap),
-    )
+def new_api_app(stack, engine, api_settings, stack_common) -> Callable[[], FastAPI]:
+    """``new_api_app()``: a fresh API app on the stack, with its broker and live alert feed."""
+
+    def build() -> FastAPI:
+        feed = AlertFeed(stack.kafka_bootstrap)
+        return create_app(stack_common, api_settings, engine, producer(stack.kafka_bootstrap), feed)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def api_client(new_api_app):
+    app = new_api_app()
     # As python -m services.api does, with the networks the stack's workers allow.
     webhooks = WebhookSettings(allowed_networks=WEBHOOK_ALLOWED_NETWORKS)
     app.state.webhook_allowed_networks = webhooks.allowed_networks

@@ -17,11 +17,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from services.api.app import create_app
-from services.api.routers.live import AlertFeed
+from tests.factories import alert as make_alert
+from tests.factories import model_ref
 from tests.integration.pipeline import free_port
 from visionline.kafka import producer
-from visionline.messages import Alert, ModelRef, Topic, to_json
+from visionline.messages import Alert, Topic, to_json
 from visionline.tokens import create_token
 
 pytestmark = pytest.mark.integration
@@ -31,15 +31,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[3] / "bench-results"
 
 
 @pytest.fixture(scope="module")
-def api_server(stack, engine, api_settings, stack_common):
+def api_server(new_api_app):
     """The API under uvicorn on a free port (a browser needs a real socket)."""
-    app = create_app(
-        stack_common,
-        api_settings,
-        engine,
-        producer(stack.kafka_bootstrap),
-        AlertFeed(stack.kafka_bootstrap),
-    )
+    app = new_api_app()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -72,18 +66,14 @@ def browser():
 
 
 def _alert(camera_id: str) -> Alert:
-    now = time.time()
-    return Alert(
-        alert_id=f"{camera_id}:frame-1:browser-test",
-        camera_id=camera_id,
-        frame_id="frame-1",
-        rule="browser-test",
+    return make_alert(
+        camera_id,
+        "frame-1",
+        "browser-test",
         label="scratch",
         confidence=0.93,
         severity="critical",
-        captured_at=now,
-        created_at=now,
-        model=ModelRef(name="defect_detector", version="1", served_by="triton"),
+        model=model_ref("defect_detector", "1"),
     )
 
 

@@ -17,6 +17,14 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from services.api.app import create_app
+from tests.factories import drift_event as make_drift_event
+from tests.factories import (
+    frame_meta,
+    model_ref,
+    observed_part,
+    part_observations,
+    window_stats,
+)
 from tests.integration.pipeline import free_port, rows, wait_rows
 from visionline.cameras import CameraSpec, upsert_cameras
 from visionline.db.models import (
@@ -30,14 +38,7 @@ from visionline.drift.store import record_events
 from visionline.kafka import producer
 from visionline.messages import (
     DriftEvent,
-    FrameMeta,
-    ModelRef,
-    ObservedPart,
-    PartObservations,
-    Quality,
-    SourceRef,
     Topic,
-    WindowStats,
     to_json,
 )
 from visionline.settings import CommonSettings
@@ -53,27 +54,18 @@ def _id(prefix: str) -> str:
 def drift_event(
     camera: str, signal: str, frame: str, captured_at: float, created_at: float
 ) -> DriftEvent:
-    stats = WindowStats(
-        frames=50,
-        mean=1.0,
-        std=0.1,
-        median=1.0,
-        first_captured_at=captured_at,
-        last_captured_at=captured_at,
+    stats = window_stats(
+        1.0, frames=50, std=0.1, first_captured_at=captured_at, last_captured_at=captured_at
     )
-    return DriftEvent(
-        event_id=f"{camera}:{signal}:{frame}",
-        camera_id=camera,
-        signal=signal,
-        detector="adwin",
+    return make_drift_event(
+        camera,
+        signal,
+        frame,
         detector_params={"delta": 0.002},
-        detected_frame_id=frame,
         detected_at=captured_at,
-        frame_id=frame,
         captured_at=captured_at,
         before=stats,
         after=stats,
-        statistic=0.8,
         p_value=1e-6,
         created_at=created_at,
     )
@@ -334,32 +326,9 @@ def test_accuracy_of_posted_labels(api_client, as_role, engine, stack, cameras):
     """Observations of a frame, then its labels posted: the outcomes show in the accuracy."""
     inspect, _ = cameras
     frame_id, captured = "acc-1", time.time() - 30
-    frame = FrameMeta(
-        camera_id=inspect,
-        frame_id=frame_id,
-        captured_at=captured,
-        content_type="image/jpeg",
-        width=1280,
-        height=720,
-        source=SourceRef(topic="test", partition=0, offset=0),
-    )
-    found = [
-        ObservedPart(
-            box=box,
-            confidence=0.9,
-            defect_score=score,
-            anomaly_score=score,
-            defects=[],
-            class_scores={},
-        )
-        for box, score in (((0, 0, 100, 100), 0.9), ((200, 0, 300, 100), 0.1))
-    ]
-    obs = PartObservations(
-        frame=frame,
-        quality=Quality(brightness=120, contrast=40, blur=300, saturation=60),
-        parts=found,
-        models=[ModelRef(name="defect_detector", version="7", served_by="triton")],
-    )
+    frame = frame_meta(inspect, frame_id, captured_at=captured)
+    found = [observed_part((0, 0, 100, 100), 0.9), observed_part((200, 0, 300, 100), 0.1)]
+    obs = part_observations(frame, found, [model_ref("defect_detector", "7")])
     out = producer(stack.kafka_bootstrap)
     out.produce(str(Topic.PART_OBSERVATIONS), to_json(obs), inspect.encode())
     assert out.flush(30) == 0

@@ -17,9 +17,10 @@ import uvicorn
 
 from services.api.app import create_app
 from services.api.routers.live import AlertFeed
+from tests.factories import alert as make_alert
 from tests.integration.pipeline import free_port
 from visionline.kafka import producer
-from visionline.messages import Alert, ModelRef, Topic, to_json
+from visionline.messages import Alert, Topic, to_json
 from visionline.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
@@ -59,18 +60,9 @@ def publish(stack):
 
 
 def new_alert(camera_id: str | None = None, severity: str = "warning") -> Alert:
-    now = time.time()
-    return Alert(
-        alert_id=f"live-{uuid.uuid4().hex}",
-        camera_id=camera_id or "live-cam",
-        frame_id=uuid.uuid4().hex,
-        rule="live-test",
-        label="cat",
-        confidence=0.9,
-        severity=severity,
-        captured_at=now,
-        created_at=now,
-        model=ModelRef(name="m", version="1", served_by="triton"),
+    live_id, frame_id = f"live-{uuid.uuid4().hex}", uuid.uuid4().hex
+    return make_alert(
+        camera_id or "live-cam", frame_id, "live-test", alert_id=live_id, severity=severity
     )
 
 

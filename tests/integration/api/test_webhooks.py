@@ -18,11 +18,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.webhooks.store import claim_due, enqueue
+from tests.factories import alert as make_alert
 from visionline.audit import history
 from visionline.db import make_engine
 from visionline.db.models import WebhookDeliveryRow, WebhookSubscriptionRow
 from visionline.kafka import producer
-from visionline.messages import Alert, ModelRef, Topic, to_json
+from visionline.messages import Alert, Topic, to_json
 from visionline.webhooks import (
     ALERT_ID_HEADER,
     ATTEMPT_HEADER,
@@ -36,19 +37,8 @@ SECRET = "receiver-secret-0123456789"
 
 
 def new_alert(camera_id: str, severity: str = "warning") -> Alert:
-    now = time.time()
-    return Alert(
-        alert_id=f"hook-{uuid.uuid4().hex}",
-        camera_id=camera_id,
-        frame_id=uuid.uuid4().hex,
-        rule="hook-test",
-        label="cat",
-        confidence=0.9,
-        severity=severity,
-        captured_at=now,
-        created_at=now,
-        model=ModelRef(name="m", version="1", served_by="triton"),
-    )
+    hook_id, frame_id = f"hook-{uuid.uuid4().hex}", uuid.uuid4().hex
+    return make_alert(camera_id, frame_id, "hook-test", alert_id=hook_id, severity=severity)
 
 
 def create(api_client, as_role, **body) -> dict:
