@@ -1,23 +1,15 @@
-"""What every router does the same way: text PostgreSQL can store, page sizes, times, publishing
-on Kafka."""
+"""What every router does the same way: text PostgreSQL can store, times, publishing on Kafka
+(page sizes: ``services.api.deps.PageSize``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 
 from visionline.messages import Schema, Topic, to_json
 
 NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
-
-
-def page_limit(request: Request, limit: int) -> int:
-    """``limit``, or 422 when it is over the API's ``max_page``."""
-    most = request.app.state.settings.max_page
-    if limit > most:
-        raise HTTPException(422, f"limit must be at most {most}")
-    return limit
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -28,7 +28,8 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 
-from services.api.auth import bearer, principal_of
+from services.api.auth import TokenGate, bearer, principal_of
+from services.api.deps import Feed, Settings
 from visionline.messages import Alert, Topic, from_json
 from visionline.tokens import Principal, role_allows
 
@@ -165,6 +166,7 @@ class AlertFeed:
 
 async def live_viewer(
     request: Request,
+    checks: TokenGate,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     access_token: Annotated[
         str | None,
@@ -173,7 +175,7 @@ async def live_viewer(
 ) -> Principal:
     """Viewer, by header or, here only, by ``access_token`` query parameter."""
     token = credentials.credentials if credentials else access_token
-    principal = await principal_of(request, token)
+    principal = await principal_of(request, checks, token)
     if not role_allows(principal.role, "viewer"):
         raise HTTPException(403, f"role {principal.role} may not do this; needs viewer")
     return principal
@@ -216,16 +218,16 @@ async def events(feed: AlertFeed, keepalive_s: float, camera_id: str | None,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Alerts as SSE"}},
 )
 async def live_alerts(
-    request: Request,
+    feed: Feed,
+    settings: Settings,
     _: Annotated[Principal, Depends(live_viewer)],
     camera_id: Annotated[str | None, Query(max_length=200)] = None,
     severity: Literal["info", "warning", "critical"] | None = None,
 ) -> StreamingResponse:
     """New alerts as they are raised: ``event: alert``, ``id: <alert_id>``, the alert as JSON
     data; a comment line every ``sse_keepalive_s`` keeps proxies from closing an idle stream."""
-    feed: AlertFeed | None = request.app.state.alert_feed
     if feed is None:
         raise HTTPException(503, "the live alert feed is not running in this process")
-    stream = events(feed, request.app.state.settings.sse_keepalive_s, camera_id, severity)
+    stream = events(feed, settings.sse_keepalive_s, camera_id, severity)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
