@@ -1,8 +1,9 @@
 """The live alert stream: ``GET /v1/live/alerts`` as server-sent events.
 
 One ``AlertFeed`` per API process reads the alerts topic on a thread of its own and hands each
-alert to every open stream. It assigns itself all partitions and never commits, so it joins no
-consumer group and disturbs none; replicas of the API each read the whole topic.
+alert to every open stream. It assigns itself all partitions and never commits (a
+``visionline.kafka.reader``), so it joins no consumer group and disturbs none; replicas of the
+API each read the whole topic.
 
 Where it starts: at the partitions' high watermarks read once assigned, a known point after
 which nothing is missed (``ready`` is set there). The local broker, Tansu 0.6, reports a high
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
@@ -30,6 +31,7 @@ from pydantic import ValidationError
 
 from services.api.auth import TokenGate, bearer, principal_of
 from services.api.deps import Feed, Settings
+from visionline.kafka import assign_all, high_watermark, reader
 from visionline.messages import Alert, Topic, from_json
 from visionline.tokens import Principal, role_allows
 
@@ -121,16 +123,11 @@ class AlertFeed:
                 self._stop.wait(self.retry_s)
 
     def _consume(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": "visionline-api-live",  # librdkafka needs one; never joined
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,  # some brokers hold a fetch until this expires
-            }
-        )
+        consumer = reader(self.bootstrap, group="visionline-api-live")
         try:
-            started_ms = self._assign_at_end(consumer)
+            # Records older than this are the tail Tansu's watermark may replay.
+            started_ms = time.time() * 1000 - STALE_GRACE_S * 1000
+            assign_all(consumer, Topic.ALERTS, high_watermark)
             self.ready.set()
             while not self._stop.is_set():
                 message = consumer.poll(self.poll_s)
@@ -138,19 +135,6 @@ class AlertFeed:
                     self._dispatch(message, started_ms)
         finally:
             consumer.close()
-
-    def _assign_at_end(self, consumer: Consumer) -> float:
-        """Assign every partition at its high watermark; the epoch ms from which records are
-        live (older ones are the tail Tansu's watermark may replay)."""
-        started_ms = time.time() * 1000 - STALE_GRACE_S * 1000
-        name = str(Topic.ALERTS)
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        assignment = []
-        for p in partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-            assignment.append(TopicPartition(name, p, high))
-        consumer.assign(assignment)
-        return started_ms
 
     def _dispatch(self, message, started_ms: float) -> None:
         kind, at_ms = message.timestamp()
