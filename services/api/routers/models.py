@@ -16,14 +16,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin, Operator, Viewer
 from services.api.deps import Common, Engine, PageSize, Producer
 from services.api.params import NO_NUL, publish
 from visionline import audit
-from visionline.db.models import ModelVersionRow, RetrainJobRow
+from visionline.db.models import RetrainJobRow
 from visionline.messages import Topic
 from visionline.registry import policy
 from visionline.registry.jobs import InvalidTransition, JobState, Trigger
@@ -38,7 +37,8 @@ from visionline.registry.promotion import (
     triton_control,
     version_metrics,
 )
-from visionline.registry.store import JobNotFound, VersionStatus, get_job, list_versions
+from visionline.registry.store import JobNotFound, get_job, list_versions
+from visionline.registry.versions import recorded_serving, repository_models, version_folders
 from visionline.retrain.jobs import create_job_once, request_for
 from visionline.retrain.jobs import list_jobs as query_jobs
 from visionline.retrain.policy import MODELS as RETRAINABLE
@@ -145,27 +145,9 @@ class JobsOut(BaseModel):
 # --- plain functions ---------------------------------------------------------------------------
 
 
-def repository_models(repository: FsPath) -> list[str]:
-    """The models of a Triton repository: folders with a config.pbtxt."""
-    if not repository.is_dir():
-        return []
-    return sorted(p.name for p in repository.iterdir()
-                  if not p.name.startswith(".") and (p / policy.CONFIG).is_file())  # fmt: skip
-
-
-def version_folders(repository: FsPath, model: str) -> list[int]:
-    folder = repository / model
-    return sorted(int(p.name) for p in folder.glob("[0-9]*")
-                  if p.name.isdigit() and any(p.glob("model.*")))  # fmt: skip
-
-
-def recorded_serving(engine, model: str) -> ModelVersionRow | None:
-    """The registry's serving row of ``model`` (read only: no row lock)."""
-    query = select(ModelVersionRow).where(
-        ModelVersionRow.model == model, ModelVersionRow.status == VersionStatus.SERVING.value
-    )
-    with Session(engine) as session:
-        return session.scalars(query).one_or_none()
+def available_versions(repository: FsPath, model: str) -> list[int]:
+    """Version folders holding a model (model.onnx, or a Python backend's model.py)."""
+    return version_folders(repository / model, holding="model.*")
 
 
 def model_summary(engine, control, repository: FsPath, model: str) -> ModelOut:
@@ -177,7 +159,7 @@ def model_summary(engine, control, repository: FsPath, model: str) -> ModelOut:
         version = _ask_triton(control, repository, model)
         metrics = version_metrics(repository / model / str(version)) if version else {}
     return ModelOut(model=model, serving_version=version, recorded=row is not None,
-                    metrics=metrics, available_versions=version_folders(repository, model),
+                    metrics=metrics, available_versions=available_versions(repository, model),
                     retrainable=model in RETRAINABLE)  # fmt: skip
 
 
@@ -249,7 +231,7 @@ def model_versions(engine: Engine, common: Common, model: ModelName, _: Viewer) 
     row = recorded_serving(engine, model)
     versions = list_versions(engine, model)
     return VersionsOut(model=model, serving_version=row.version if row else None,
-                       available_versions=version_folders(repository, model),
+                       available_versions=available_versions(repository, model),
                        versions=[VersionOut.of(v) for v in versions])  # fmt: skip
 
 
