@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 
 from visionline.messages import Schema, Topic, to_json
 
 NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
+# Optional filters of list requests: a camera id or signal name, a model name.
+ShortFilter = Annotated[str | None, Query(max_length=64, pattern=NO_NUL)]
+ModelFilter = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
 
 
 def utc(value: datetime | None) -> datetime | None:

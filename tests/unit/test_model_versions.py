@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
@@ -85,20 +84,14 @@ def test_a_runnable_pick_skips_a_pinned_version_without_its_model(tmp_path):
     assert versions.configured_serving(tmp_path / "missing") is None
 
 
-@pytest.fixture
-def engine(tmp_path: Path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'registry.db'}")
-    Base.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
-
-
 def row(version: int, status: str) -> ModelVersionRow:
     now = datetime.now(UTC)
     return ModelVersionRow(model="m", version=version, status=status, metrics={}, updated_at=now)
 
 
-def test_the_registry_record_comes_before_the_files(engine, tmp_path):
+def test_the_registry_record_comes_before_the_files(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    Base.metadata.create_all(engine, tables=[ModelVersionRow.__table__])
     model = tmp_path / "m"
     folder(model, "1", "model.onnx")
     folder(model, "2", "model.onnx")
@@ -109,3 +102,4 @@ def test_the_registry_record_comes_before_the_files(engine, tmp_path):
         session.add_all([row(1, "serving"), row(2, "retired")])
     assert versions.recorded_serving(engine, "m").version == 1
     assert versions.serving_version(engine, tmp_path, "m") == 1
+    engine.dispose()

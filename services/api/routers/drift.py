@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from services.api.auth import Viewer
 from services.api.deps import Engine, PageSize
-from services.api.params import NO_NUL, utc
+from services.api.params import NO_NUL, ShortFilter, utc
 from visionline.db.models import DriftEventRow
 from visionline.drift.store import CameraDrift, camera_drift, get_event, list_events
 
@@ -70,8 +70,8 @@ def events(
     engine: Engine,
     _: Viewer,
     limit: PageSize,
-    camera_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
-    signal: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    camera_id: ShortFilter = None,
+    signal: ShortFilter = None,
     since: Annotated[datetime | None, Query(description="Capture time, ISO 8601 or epoch")] = None,
     until: Annotated[datetime | None, Query(description="Capture time, ISO 8601 or epoch")] = None,
 ) -> DriftEventsOut:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from services.api.auth import Operator, Viewer
 from services.api.deps import Engine, PageSize, Producer
-from services.api.params import NO_NUL, publish, utc
+from services.api.params import NO_NUL, ModelFilter, ShortFilter, publish, utc
 from visionline import audit
 from visionline.db.models import Camera
 from visionline.labels.join import label_problem
@@ -180,8 +180,8 @@ def label_accuracy(
     engine: Engine,
     _: Viewer,
     limit: PageSize,
-    camera_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
-    model: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    camera_id: ShortFilter = None,
+    model: ModelFilter = None,
     since: Annotated[datetime | None, Query(description="Frames captured from then on")] = None,
 ) -> AccuracyList:
     """Counts (tp, fp, fn, tn) and precision, recall and F1 of labelled parts, per camera,

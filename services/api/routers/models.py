@@ -14,13 +14,13 @@ from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin, Operator, Viewer
 from services.api.deps import Common, Engine, PageSize, Producer
-from services.api.params import NO_NUL, publish
+from services.api.params import ModelFilter, publish
 from visionline import audit
 from visionline.db.models import RetrainJobRow
 from visionline.messages import Topic
@@ -310,7 +310,7 @@ def list_jobs(
     engine: Engine,
     _: Viewer,
     limit: PageSize,
-    model: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    model: ModelFilter = None,
     state: JobState | None = None,
 ) -> JobsOut:
     """Retraining jobs, newest first."""
