@@ -3,60 +3,21 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from pydantic import ValidationError
 from sqlalchemy import Engine, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from visionline import audit
 from visionline.db.models import AlertRow
+from visionline.kafka import read_topic, topic_consumer
 from visionline.messages import Alert, Topic, from_json
 
 log = logging.getLogger(__name__)
-
-
-def topic_consumer(
-    bootstrap: str, topics: Topic | str | Sequence[Topic | str], from_beginning: bool
-) -> Consumer:
-    """A consumer assigned every partition of the topics, committing nothing: reading never
-    disturbs the workers' consumer groups."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "visionline-reader",  # required by librdkafka; never committed
-            "enable.auto.commit": False,
-            "topic.metadata.refresh.interval.ms": 2000,
-            "fetch.wait.max.ms": 50,  # some brokers hold a fetch until this expires
-        }
-    )
-    names = [str(topics)] if isinstance(topics, str) else [str(t) for t in topics]
-    start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-    assignment = []
-    for name in names:
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        assignment += [TopicPartition(name, p, start) for p in partitions]
-    consumer.assign(assignment)
-    return consumer
-
-
-def read_messages(consumer: Consumer, until: float | None = None, idle_s: float = 1.0):
-    """Messages as they arrive; None after each idle ``idle_s`` (so callers can refresh)."""
-    while until is None or time.monotonic() < until:
-        message = consumer.poll(idle_s)
-        yield None if message is None or message.error() else message
-
-
-def read_topic(consumer: Consumer, until: float | None = None) -> Iterator[bytes | None]:
-    """Message values as they arrive; None on each idle second."""
-    for message in read_messages(consumer, until):
-        yield None if message is None else message.value()
 
 
 def tail_alerts(bootstrap: str, from_beginning: bool = False, until: float | None = None):

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from visionline.alerts import read_messages, topic_consumer
+from visionline.kafka import read_messages, topic_consumer
 from visionline.messages import Topic
 from visionline.report import RunSummary, capture_to_alert
 

@@ -1,12 +1,21 @@
-"""Kafka helpers every process uses: the Faust app factory, topic creation, producers."""
+"""Kafka helpers every process uses: the Faust app factory, topic creation, producers, and
+readers that take partitions by assignment and never commit."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from visionline.messages import SourceRef, Topic
@@ -209,3 +218,64 @@ def producer(bootstrap: str, **config) -> Producer:
     }
     base.update(config)
     return Producer(base)
+
+
+READER_GROUP = "visionline-reader"
+# Where assign_all starts a partition: an offset (OFFSET_BEGINNING, OFFSET_END), or a function
+# of the consumer, the topic and the partition.
+Start = int | Callable[[Consumer, str, int], int]
+
+
+def reader(bootstrap: str, group: str = READER_GROUP, **config: Any) -> Consumer:
+    """A consumer that reads by assignment and commits nothing. Its ``group.id`` is only what
+    librdkafka requires: it never joins that group, so reading never disturbs the workers'
+    consumer groups. ``config`` adds to or overrides the librdkafka settings."""
+    settings = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 50,  # some brokers hold a fetch until this expires
+    }
+    return Consumer(settings | config)
+
+
+def high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
+    """A ``Start``: the partition's high watermark as the broker reports it now."""
+    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    return high
+
+
+def assign_all(
+    consumer: Consumer, topics: Topic | str | Sequence[Topic | str], start: Start
+) -> None:
+    """Assign ``consumer`` every partition of ``topics``, each from ``start``."""
+    names = [str(topics)] if isinstance(topics, str) else [str(t) for t in topics]
+    assignment = []
+    for name in names:
+        for p in consumer.list_topics(name, timeout=10).topics[name].partitions:
+            offset = start(consumer, name, p) if callable(start) else start
+            assignment.append(TopicPartition(name, p, offset))
+    consumer.assign(assignment)
+
+
+def topic_consumer(
+    bootstrap: str, topics: Topic | str | Sequence[Topic | str], from_beginning: bool
+) -> Consumer:
+    """A ``reader`` of every partition of the topics, from their beginning or their end."""
+    refresh: dict[str, Any] = {"topic.metadata.refresh.interval.ms": 2000}
+    consumer = reader(bootstrap, **refresh)
+    assign_all(consumer, topics, OFFSET_BEGINNING if from_beginning else OFFSET_END)
+    return consumer
+
+
+def read_messages(consumer: Consumer, until: float | None = None, idle_s: float = 1.0):
+    """Messages as they arrive; None after each idle ``idle_s`` (so callers can refresh)."""
+    while until is None or time.monotonic() < until:
+        message = consumer.poll(idle_s)
+        yield None if message is None or message.error() else message
+
+
+def read_topic(consumer: Consumer, until: float | None = None) -> Iterator[bytes | None]:
+    """Message values as they arrive; None on each idle second."""
+    for message in read_messages(consumer, until):
+        yield None if message is None else message.value()

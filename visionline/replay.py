@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from visionline.frame_headers import auto_frame_id, frame_id_of, header_text, parse_captured_at
 from visionline.imaging import FrameRejected, sniff_content_type
+from visionline.kafka import reader
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_CONTENT_TYPE, SourceRef
 
 log = logging.getLogger(__name__)
@@ -133,16 +134,14 @@ def replay_span(
 
 
 def _consumer(bootstrap: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"visionline-replay-{uuid.uuid4().hex}",  # never joined nor committed
-            "enable.auto.commit": False,
+    return reader(
+        bootstrap,
+        group=f"visionline-replay-{uuid.uuid4().hex}",
+        **{
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,  # the end of a partition whose last offsets are gaps
-            "fetch.wait.max.ms": 50,  # some brokers hold a fetch until this expires
-        }
+        },
     )
 
 

@@ -7,38 +7,57 @@ are counted per client address (``visionline.auth_limits``): past the limit, 429
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from visionline.auth_limits import Subject, client_of
+from services.api import deps
+from visionline.auth_limits import FailureLimiter, Subject, client_of
+from visionline.settings import ApiSettings
 from visionline.tokens import Principal, Role, authenticate, role_allows
 
 bearer = HTTPBearer(auto_error=False, description="An API token: `visionline api token create`")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-async def principal_of(request: Request, token: str | None) -> Principal:
+@dataclass(frozen=True)
+class Gate:
+    """What checks a token: the tokens' database, and the failures counted per address."""
+
+    engine: Engine
+    settings: ApiSettings
+    limiter: FailureLimiter
+
+
+def gate(engine: deps.Engine, settings: deps.Settings, limiter: deps.AuthLimiter) -> Gate:
+    return Gate(engine, settings, limiter)
+
+
+TokenGate = Annotated[Gate, Depends(gate)]
+
+
+async def principal_of(request: Request, checks: Gate, token: str | None) -> Principal:
     if not token:
         raise HTTPException(401, "missing bearer token (Authorization: Bearer vl_...)", CHALLENGE)
-    return await run_in_threadpool(_authenticated, request, token)
+    host = request.client.host if request.client else None
+    return await run_in_threadpool(_authenticated, checks, host, token)
 
 
-def _authenticated(request: Request, token: str) -> Principal:
+def _authenticated(checks: Gate, host: str | None, token: str) -> Principal:
     """The token's principal; 401 for a wrong token (counted against the client's address),
     429 while that address is locked out (the token then not even looked at)."""
-    state = request.app.state
-    host = request.client.host if request.client else None
-    client = Subject("api-client", client_of(host), state.settings.auth_max_failures)
-    wait = state.auth_limiter.retry_after([client])
+    client = Subject("api-client", client_of(host), checks.settings.auth_max_failures)
+    wait = checks.limiter.retry_after([client])
     if wait:
         retry = {"Retry-After": str(wait)}
         raise HTTPException(429, "too many failed authentications, retry later", retry)
-    principal = authenticate(state.engine, token)
+    principal = authenticate(checks.engine, token)
     if principal is None:
-        state.auth_limiter.failed([client])
+        checks.limiter.failed([client])
         raise HTTPException(401, "invalid or revoked token", CHALLENGE)
     return principal
 
@@ -48,9 +67,11 @@ def require(role: Role) -> Callable:
 
     async def dependency(
         request: Request,
+        checks: TokenGate,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        principal = await principal_of(request, credentials.credentials if credentials else None)
+        token = credentials.credentials if credentials else None
+        principal = await principal_of(request, checks, token)
         if not role_allows(principal.role, role):
             raise HTTPException(403, f"role {principal.role} may not do this; needs {role}")
         return principal

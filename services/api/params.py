@@ -1,23 +1,19 @@
-"""What every router does the same way: text PostgreSQL can store, page sizes, times, publishing
-on Kafka."""
+"""What every router does the same way: text PostgreSQL can store, times, publishing on Kafka
+(page sizes: ``services.api.deps.PageSize``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Query
 
 from visionline.messages import Schema, Topic, to_json
 
 NO_NUL = r"^[^\x00]+$"  # PostgreSQL text holds no NUL
-
-
-def page_limit(request: Request, limit: int) -> int:
-    """``limit``, or 422 when it is over the API's ``max_page``."""
-    most = request.app.state.settings.max_page
-    if limit > most:
-        raise HTTPException(422, f"limit must be at most {most}")
-    return limit
+# Optional filters of list requests: a camera id or signal name, a model name.
+ShortFilter = Annotated[str | None, Query(max_length=64, pattern=NO_NUL)]
+ModelFilter = Annotated[str | None, Query(max_length=100, pattern=NO_NUL)]
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from visionline.db import outbox
 from visionline.db.models import AlertRow, PartDecisionRow, PredictionRow
-from visionline.db.outbox import utc
+from visionline.db.rows import row_of
 from visionline.messages import (
     Alert,
     LineCounts,
@@ -22,36 +22,20 @@ from visionline.messages import (
 
 
 def prediction_row(p: Prediction) -> dict:
-    return {
-        "camera_id": p.camera_id,
-        "frame_id": p.frame_id,
-        "captured_at": utc(p.captured_at),
-        "model_name": p.model.name,
-        "model_version": p.model.version,
-        "served_by": p.model.served_by,
-        "label": p.label,
-        "confidence": p.confidence,
-        "top_k": [e.model_dump() for e in p.top_k],
-        "quality": p.quality.model_dump(exclude={"histogram"}),  # only the drift service reads it
-        "stages": p.stages,
-    }
+    return row_of(
+        p,
+        PredictionRow,
+        model_name=p.model.name,
+        model_version=p.model.version,
+        served_by=p.model.served_by,
+        top_k=[e.model_dump() for e in p.top_k],
+        quality=p.quality.model_dump(exclude={"histogram"}),  # only the drift service reads it
+    )
 
 
 def alert_row(a: Alert) -> dict:
-    return {
-        "alert_id": a.alert_id,
-        "camera_id": a.camera_id,
-        "frame_id": a.frame_id,
-        "rule": a.rule,
-        "label": a.label,
-        "confidence": a.confidence,
-        "severity": a.severity,
-        "captured_at": utc(a.captured_at),
-        "created_at": utc(a.created_at),
-        "model_name": a.model.name,
-        "model_version": a.model.version,
-        "part": a.part.model_dump(mode="json") if a.part else None,
-    }
+    part = a.part.model_dump(mode="json") if a.part else None
+    return row_of(a, AlertRow, model_name=a.model.name, model_version=a.model.version, part=part)
 
 
 # A redelivered prediction carries its frame's capture time exactly; another frame sent under
@@ -115,28 +99,14 @@ def mark_published(engine: Engine, alert_ids: Sequence[str]) -> None:
 
 
 def part_decision_row(v: PartVerdict) -> dict:
-    return {
-        "decision_id": v.decision_id,
-        "camera_id": v.camera_id,
-        "track_id": v.track_id,
-        "status": v.status,
-        "defective": v.defective,
-        "defect_class": v.defect_class,
-        "score": v.score,
-        "frames_seen": v.frames_seen,
-        "defect_frames": v.defect_frames,
-        "first_frame_id": v.first_frame_id,
-        "last_frame_id": v.last_frame_id,
-        "best_frame_id": v.best_frame_id,
-        "crossed_line": v.crossed_line,
-        "box": list(v.box),
-        "defects": [d.model_dump(mode="json") for d in v.defects],
-        "snapshot": v.snapshot,
-        "models": [m.model_dump() for m in v.models],
-        "counts": v.counts.model_dump(),
-        "captured_at": utc(v.captured_at),
-        "decided_at": utc(v.decided_at),
-    }
+    return row_of(
+        v,
+        PartDecisionRow,
+        box=list(v.box),
+        defects=[d.model_dump(mode="json") for d in v.defects],
+        models=[m.model_dump() for m in v.models],
+        counts=v.counts.model_dump(),
+    )
 
 
 def alert_from_row(row: AlertRow) -> Alert:

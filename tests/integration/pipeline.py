@@ -15,9 +15,8 @@ from confluent_kafka import Message
 from skimage import data as skdata
 from sqlalchemy import Engine, text
 
-from visionline.alerts import read_messages, read_topic, topic_consumer
 from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.kafka import producer
+from visionline.kafka import producer, read_messages, read_topic, topic_consumer
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
 from visionline.stack.config import free_ports
 

@@ -10,28 +10,18 @@ from pydantic import ValidationError
 
 from services.api.params import utc as _utc
 from services.api.routers.labels import LabelIn, check_kind, feedback_of
-from services.api.routers.models import _switch_failed, repository_models, version_folders
+from services.api.routers.models import _switch_failed, available_versions
 from visionline.registry.jobs import InvalidTransition
 from visionline.registry.promotion import PromotionError, PromotionRefused, VersionMissing
 from visionline.registry.store import JobNotFound
 
 
-def test_repository_models_are_folders_with_a_config(tmp_path):
-    for name in ("a_model", "b_model", ".hidden", "no_config"):
-        (tmp_path / name).mkdir()
-    for name in ("a_model", "b_model", ".hidden"):
-        (tmp_path / name / "config.pbtxt").write_text("")
-    (tmp_path / "file.txt").write_text("")
-    assert repository_models(tmp_path) == ["a_model", "b_model"]
-    assert repository_models(tmp_path / "missing") == []
-
-
-def test_version_folders_hold_a_model(tmp_path):
+def test_available_versions_are_folders_holding_a_model(tmp_path):
     for version, files in (("1", ["model.onnx"]), ("2", []), ("10", ["model.py"]), ("x", [])):
         (tmp_path / "m" / version).mkdir(parents=True)
         for file in files:
             (tmp_path / "m" / version / file).write_text("")
-    assert version_folders(tmp_path, "m") == [1, 10]
+    assert available_versions(tmp_path, "m") == [1, 10]
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,9 @@ import torch
 
 from visionline.inspection.train.heads import build_targets, focal_loss
 from visionline.inspection.train.patchcore import coreset
-from visionline.inspection.train.serving import TensorSpec, config_pbtxt, next_version
+from visionline.inspection.train.serving import TensorSpec, config_pbtxt
 from visionline.inspection.vision import STRIDE
+from visionline.registry.versions import next_version
 
 
 def test_targets_put_a_peak_size_and_offset_at_each_box_centre():

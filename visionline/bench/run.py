@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from visionline.alerts import topic_consumer
 from visionline.bench.figures import (
     CAMERA_PREFIX,
     IDLE_S,
@@ -35,6 +34,7 @@ from visionline.bench.figures import (
     safe_ratio,
     triton_figures,
 )
+from visionline.kafka import topic_consumer
 from visionline.settings import REPO_ROOT
 
 

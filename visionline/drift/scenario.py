@@ -256,7 +256,7 @@ def collect(bootstrap: str, runs: list[CameraRun], sender: Sender, config: Scena
             log: Callable[[str], None]) -> Observed:  # fmt: skip
     """Read observations, verdicts, drift events and dead letters until every frame sent was
     inspected and nothing new came for ``settle_s``."""
-    from visionline.alerts import read_messages, topic_consumer
+    from visionline.kafka import read_messages, topic_consumer
     from visionline.messages import Topic
 
     cameras = {r.camera for r in runs}

@@ -12,28 +12,13 @@ from sqlalchemy.orm import Session
 
 from visionline.db import outbox
 from visionline.db.models import Camera, DriftEventRow, DriftStateRow
-from visionline.db.outbox import utc
+from visionline.db.rows import row_of
 from visionline.drift.bank import SavedBank
 from visionline.messages import DriftEvent
 
 
 def event_row(e: DriftEvent) -> dict:
-    return {
-        "event_id": e.event_id,
-        "camera_id": e.camera_id,
-        "signal": e.signal,
-        "detector": e.detector,
-        "detector_params": e.detector_params,
-        "detected_frame_id": e.detected_frame_id,
-        "detected_at": utc(e.detected_at),
-        "frame_id": e.frame_id,
-        "captured_at": utc(e.captured_at),
-        "before": e.before.model_dump(),
-        "after": e.after.model_dump(),
-        "statistic": e.statistic,
-        "p_value": e.p_value,
-        "created_at": utc(e.created_at),
-    }
+    return row_of(e, DriftEventRow, before=e.before.model_dump(), after=e.after.model_dump())
 
 
 def record_events(engine: Engine, events: Sequence[DriftEvent]) -> list[DriftEvent]:

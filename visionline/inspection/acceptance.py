@@ -195,8 +195,8 @@ def publish_and_collect(
     """Send every camera's frames, paced at ``fps`` each, and read verdicts and alerts back."""
     import threading
 
-    from visionline.alerts import read_messages, topic_consumer
     from visionline.camera.publisher import FramePublisher
+    from visionline.kafka import read_messages, topic_consumer
     from visionline.messages import Topic
 
     per_camera = -(-config.parts // len(runs))

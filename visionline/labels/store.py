@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from visionline.db.models import FrameLabelRow, LabelOutcomeRow, LabelPredictionRow
 from visionline.db.outbox import utc
+from visionline.db.rows import row_of
 from visionline.labels.join import JoinPolicy, PredictedPart, Prediction, outcomes
 from visionline.messages import LabelFeedback, validate_fields
 
@@ -97,16 +98,8 @@ def record_prediction(
 
 
 def _upsert_label(conn: Connection, label: LabelFeedback) -> None:
-    row = {
-        "camera_id": label.camera_id,
-        "frame_id": label.frame_id,
-        "source": label.source,
-        "label_id": label.label_id,
-        "captured_at": utc(label.captured_at),
-        "labelled_at": utc(label.labelled_at),
-        "message": label.model_dump(mode="json"),
-        "updated_at": datetime.now(UTC),
-    }
+    message, now = label.model_dump(mode="json"), datetime.now(UTC)
+    row = row_of(label, FrameLabelRow, message=message, updated_at=now)
     stmt = insert(FrameLabelRow).values(row)
     newer = tuple_(stmt.excluded.labelled_at, stmt.excluded.label_id) > tuple_(
         FrameLabelRow.labelled_at, FrameLabelRow.label_id

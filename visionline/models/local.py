@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from visionline.models.spec import DEFAULT_REPOSITORY, LABELS_FILENAME, MODEL_FILENAME, MODEL_NAME
+from visionline.registry.versions import configured_serving
 
 _HINT = "run `make models` (or `visionline models build`) first"
 
@@ -19,29 +20,13 @@ def find_model_version(model_dir: Path, version: int | None = None) -> tuple[int
     those the config's ``version_policy`` names when it names some (the version Triton serves
     after `visionline models promote|rollback`)."""
     if version is None:
-        version = _policy_version(model_dir)
-    if version is not None:
-        path = model_dir / str(version) / MODEL_FILENAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; {_HINT}")
-        return version, path
-    versions = sorted(
-        int(child.name)
-        for child in model_dir.glob("*")
-        if child.name.isdigit() and (child / MODEL_FILENAME).is_file()
-    )
-    if not versions:
-        raise FileNotFoundError(f"no <version>/{MODEL_FILENAME} under {model_dir}; {_HINT}")
-    return versions[-1], model_dir / str(versions[-1]) / MODEL_FILENAME
-
-
-def _policy_version(model_dir: Path) -> int | None:
-    from visionline.registry.policy import CONFIG, served_versions
-
-    config = model_dir / CONFIG
-    listed = served_versions(config.read_text(encoding="utf-8")) if config.is_file() else None
-    present = [v for v in listed or [] if (model_dir / str(v) / MODEL_FILENAME).is_file()]
-    return max(present, default=None)
+        version = configured_serving(model_dir, runnable=True)
+        if version is None:
+            raise FileNotFoundError(f"no <version>/{MODEL_FILENAME} under {model_dir}; {_HINT}")
+    path = model_dir / str(version) / MODEL_FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; {_HINT}")
+    return version, path
 
 
 def load_labels(repository: Path, model: str) -> list[str]:

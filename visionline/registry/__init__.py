@@ -2,6 +2,7 @@
 
 - ``jobs``: the retraining job's state machine (plain functions).
 - ``policy``: the ``version_policy`` of a model's ``config.pbtxt`` (plain text rewrite).
+- ``versions``: a model's version folders, and which version serves.
 - ``store``: the ``retrain_jobs`` and ``model_versions`` tables (migration 0004).
 - ``promotion``: ``promote`` and ``rollback`` through Triton's model-control API.
 """

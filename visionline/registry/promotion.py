@@ -50,6 +50,7 @@ from visionline.registry.store import (
     set_status,
     version_row,
 )
+from visionline.registry.versions import serving_candidates
 
 log = logging.getLogger(__name__)
 METADATA = "metadata.json"
@@ -124,11 +125,7 @@ def wait_until(check, timeout_s: float, poll_s: float = 0.1) -> bool:
 def serving_now(control: ModelControl, repository: Path, model: str) -> int | None:
     """The version Triton serves now, when nothing is recorded yet: the highest version of the
     config's policy, else of the folders, that Triton reports ready."""
-    model_dir = repository / model
-    config = model_dir / policy.CONFIG
-    listed = policy.served_versions(config.read_text()) if config.is_file() else None
-    folders = [int(p.name) for p in model_dir.glob("[0-9]*") if p.name.isdigit() and p.is_dir()]
-    for version in sorted(listed or folders, reverse=True):
+    for version in serving_candidates(repository / model):
         if ready(control, model, version):
             return version
     return None

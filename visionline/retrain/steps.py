@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from visionline.messages import Topic
 from visionline.registry import policy as version_policy
-from visionline.registry.store import serving_row
+from visionline.registry.versions import next_version, pinned_versions, serving_version
 from visionline.retrain.jobs import Evaluation, Job, JobSteps
 from visionline.retrain.policy import (
     DEFECT_DETECTOR,
@@ -67,26 +66,6 @@ def cv2_decode(data: bytes):
     import numpy as np
 
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-
-
-def version_folders(model_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in model_dir.glob("[0-9]*")
-                  if p.name.isdigit() and (p / "model.onnx").is_file())  # fmt: skip
-
-
-def serving_version(engine: Engine, repository: Path, model: str) -> int | None:
-    """The version serving: the registry's serving row, else the config's pinned policy, else
-    the newest version folder (what Triton serves with no policy)."""
-    with Session(engine) as session:
-        row = serving_row(session, model)
-        if row is not None:
-            return row.version
-    config = repository / model / version_policy.CONFIG
-    pinned = version_policy.served_versions(config.read_text()) if config.is_file() else None
-    if pinned:
-        return max(pinned)
-    folders = version_folders(repository / model)
-    return folders[-1] if folders else None
 
 
 @dataclass(frozen=True)
@@ -243,7 +222,6 @@ class RealSteps:
         from visionline.inspection.train import fit
         from visionline.inspection.train.backbone import Backbone
         from visionline.inspection.train.data import render
-        from visionline.inspection.train.serving import next_version
 
         model_dir = self.repository / job.model
         self._pin_serving(model_dir, job.parent_version)
@@ -289,9 +267,8 @@ class RealSteps:
     def _pin_serving(self, model_dir: Path, parent: int | None) -> None:
         """Without a pinned policy Triton serves the newest folder on its next load: pin the
         version serving now, so the version trained next is only a candidate."""
-        config = model_dir / version_policy.CONFIG
-        if parent is not None and config.is_file():
-            if version_policy.served_versions(config.read_text()) is None:
+        if parent is not None and (model_dir / version_policy.CONFIG).is_file():
+            if pinned_versions(model_dir) is None:
                 version_policy.write_versions(model_dir, [parent])
 
     def evaluate(self, job: Job, candidate: int) -> Evaluation:

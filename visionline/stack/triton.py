@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from visionline.registry.versions import newest
 from visionline.stack.config import StackSettings
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,10 @@ def check_model(settings: StackSettings) -> None:
 def model_built(folder: Path) -> bool:
     """A config and a newest version folder holding its model.onnx (the Python-backend
     wrapper model.py runs that file)."""
-    versions = [d for d in folder.glob("[0-9]*") if d.is_dir() and d.name.isdigit()]
-    if not (folder / "config.pbtxt").exists() or not versions:
+    version = newest(folder, holding=None)
+    if not (folder / "config.pbtxt").exists() or version is None:
         return False
-    return (max(versions, key=lambda d: int(d.name)) / "model.onnx").exists()
+    return (folder / str(version) / "model.onnx").exists()
 
 
 def served_models(settings: StackSettings) -> list[str]:

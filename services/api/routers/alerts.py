@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.api.auth import Operator, Viewer
-from services.api.params import page_limit, utc
+from services.api.deps import Engine, PageSize, Settings
+from services.api.params import utc
 from visionline import alerts
 from visionline.db.models import AlertRow
 
@@ -115,8 +116,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str | None]:
 
 @router.get("/v1/alerts", response_model=AlertPage)
 def list_alerts(
-    request: Request,
+    engine: Engine,
     _: Viewer,
+    limit: PageSize,
     camera_id: Filter = None,
     severity: Literal["info", "warning", "critical"] | None = None,
     label: Filter = None,
@@ -132,31 +134,29 @@ def list_alerts(
         Query(max_length=400, description="A page's next_before, or an ISO 8601 time"),
         Text,
     ] = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
 ) -> AlertPage:
     """Stored alerts, newest (captured_at) first."""
-    limit = page_limit(request, limit)
     before_at, before_id = decode_cursor(before) if before else (None, None)
     query = alerts.AlertFilter(
         camera_id=camera_id, severity=severity, rule=rule, limit=limit, label=label,
         defect_class=defect_class, state=state, since=utc(since), until=utc(until),
         before=before_at, before_id=before_id,
     )  # fmt: skip
-    rows = alerts.list_alerts(request.app.state.engine, query)
+    rows = alerts.list_alerts(engine, query)
     cursor = encode_cursor(rows[-1]) if len(rows) == limit else None
     return AlertPage(items=[alert_out(r) for r in rows], next_before=cursor)
 
 
-def _alert(request: Request, alert_id: str) -> AlertRow:
+def _alert(engine: Engine, alert_id: str) -> AlertRow:
     try:
-        return alerts.get_alert(request.app.state.engine, storable(alert_id))
+        return alerts.get_alert(engine, storable(alert_id))
     except (alerts.AlertNotFound, ValueError):
         raise HTTPException(404, f"no alert {alert_id!r}") from None
 
 
 @router.get("/v1/alerts/{alert_id}", response_model=AlertOut)
-def get_alert(request: Request, alert_id: str, _: Viewer) -> AlertOut:
-    return alert_out(_alert(request, alert_id))
+def get_alert(engine: Engine, alert_id: str, _: Viewer) -> AlertOut:
+    return alert_out(_alert(engine, alert_id))
 
 
 @router.get(
@@ -164,11 +164,11 @@ def get_alert(request: Request, alert_id: str, _: Viewer) -> AlertOut:
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}, "description": "The annotated snapshot"}},
 )
-def get_snapshot(request: Request, alert_id: str, _: Viewer) -> Response:
+def get_snapshot(engine: Engine, settings: Settings, alert_id: str, _: Viewer) -> Response:
     """The frame of the alert with the parts and defects drawn (part alerts); 404 when the
     alert has none or it was pruned (InspectSettings.snapshot_max_age_s)."""
-    ref = alerts.snapshot_ref(_alert(request, alert_id))
-    path = alerts.snapshot_file(request.app.state.settings.snapshot_dir, ref) if ref else None
+    ref = alerts.snapshot_ref(_alert(engine, alert_id))
+    path = alerts.snapshot_file(settings.snapshot_dir, ref) if ref else None
     try:
         content = path.read_bytes() if path else None
     except OSError:  # pruned since it was found
@@ -179,10 +179,10 @@ def get_snapshot(request: Request, alert_id: str, _: Viewer) -> Response:
 
 
 def _act(
-    request: Request, alert_id: str, action: alerts.Action, actor: str, text: str | None
+    engine: Engine, alert_id: str, action: alerts.Action, actor: str, text: str | None
 ) -> AlertOut:
     try:
-        row = alerts.apply_action(request.app.state.engine, storable(alert_id), action, actor, text)
+        row = alerts.apply_action(engine, storable(alert_id), action, actor, text)
     except (alerts.AlertNotFound, ValueError):
         raise HTTPException(404, f"no alert {alert_id!r}") from None
     except alerts.AlertConflict as exc:
@@ -192,14 +192,14 @@ def _act(
 
 @router.post("/v1/alerts/{alert_id}/acknowledge", response_model=AlertOut)
 def acknowledge(
-    request: Request, alert_id: str, principal: Operator, body: AcknowledgeIn | None = None
+    engine: Engine, alert_id: str, principal: Operator, body: AcknowledgeIn | None = None
 ) -> AlertOut:
     """open -> acknowledged (409 once resolved); again: no change."""
     comment = body.comment if body else None
-    return _act(request, alert_id, "acknowledge", principal.name, comment)
+    return _act(engine, alert_id, "acknowledge", principal.name, comment)
 
 
 @router.post("/v1/alerts/{alert_id}/resolve", response_model=AlertOut)
-def resolve(request: Request, alert_id: str, principal: Operator, body: ResolveIn) -> AlertOut:
+def resolve(engine: Engine, alert_id: str, principal: Operator, body: ResolveIn) -> AlertOut:
     """open or acknowledged -> resolved; again: no change (the first resolution stays)."""
-    return _act(request, alert_id, "resolve", principal.name, body.resolution)
+    return _act(engine, alert_id, "resolve", principal.name, body.resolution)

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import redis
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import Admin, Viewer
-from services.api.params import page_limit
+from services.api.deps import Engine, PageSize, Redis, Settings
 from services.api.routers.alerts import Text, storable
 from visionline import camera_health, cameras
 from visionline.cameras import CAMERA_ID, CameraSpec, Pipeline
@@ -85,20 +85,10 @@ class CameraWithKey(CameraOut):
     upload_key: str = Field(description="Shown this once: only its HMAC is stored")
 
 
-def _redis(request: Request) -> redis.Redis:
-    """One client (and connection pool) per app, made on first use."""
-    client = getattr(request.app.state, "redis", None)
-    if client is None:
-        client = redis.Redis.from_url(request.app.state.common.redis_url,
-                                      socket_timeout=2, socket_connect_timeout=2)  # fmt: skip
-        request.app.state.redis = client
-    return client
-
-
-def _activities(request: Request, ids: list[str], now: float) -> dict[str, Any]:
+def _activities(client: redis.Redis, ids: list[str], now: float) -> dict[str, Any]:
     """Activity per camera; none (health ``unknown``) while Redis cannot be read."""
     try:
-        return camera_health.read_activity(_redis(request), ids, now)
+        return camera_health.read_activity(client, ids, now)
     except redis.RedisError as exc:
         log.warning("camera activity unavailable: %s", exc)
         return {}
@@ -125,94 +115,100 @@ def camera_out(row: Camera, activity: camera_health.Activity | None, now: float)
     )  # fmt: skip
 
 
-def _with_activity(request: Request, rows: list[Camera]) -> list[CameraOut]:
+def _with_activity(client: redis.Redis, rows: list[Camera]) -> list[CameraOut]:
     now = time.time()
-    found = _activities(request, [r.camera_id for r in rows], now)
+    found = _activities(client, [r.camera_id for r in rows], now)
     return [camera_out(r, found.get(r.camera_id), now) for r in rows]
 
 
-def _one(request: Request, row: Camera) -> CameraOut:
-    return _with_activity(request, [row])[0]
+def _one(client: redis.Redis, row: Camera) -> CameraOut:
+    return _with_activity(client, [row])[0]
 
 
 @router.get("/v1/cameras", response_model=CameraPage)
 def list_cameras(
-    request: Request,
+    engine: Engine,
+    client: Redis,
     _: Viewer,
+    limit: PageSize,
     after: Annotated[str | None, Query(max_length=64, description="A page's next_after")] = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
 ) -> CameraPage:
     """Registered cameras by id, with their activity."""
-    limit = page_limit(request, limit)
     try:
         after = storable(after)
     except ValueError as exc:
         raise HTTPException(422, f"after: {exc}") from None
-    rows = cameras.list_camera_rows(request.app.state.engine, limit, after)
+    rows = cameras.list_camera_rows(engine, limit, after)
     next_after = rows[-1].camera_id if len(rows) == limit else None
-    return CameraPage(items=_with_activity(request, rows), next_after=next_after)
+    return CameraPage(items=_with_activity(client, rows), next_after=next_after)
 
 
-def _camera(request: Request, camera_id: str) -> Camera:
+def _camera(engine: Engine, camera_id: str) -> Camera:
     try:
-        return cameras.get_camera(request.app.state.engine, camera_id)
+        return cameras.get_camera(engine, camera_id)
     except cameras.CameraNotFound:
         raise HTTPException(404, f"no camera {camera_id!r}") from None
 
 
 @router.get("/v1/cameras/{camera_id}", response_model=CameraOut)
-def get_camera(request: Request, camera_id: CameraId, _: Viewer) -> CameraOut:
-    return _one(request, _camera(request, camera_id))
+def get_camera(engine: Engine, client: Redis, camera_id: CameraId, _: Viewer) -> CameraOut:
+    return _one(client, _camera(engine, camera_id))
 
 
 @router.post("/v1/cameras", response_model=CameraWithKey, status_code=201)
-def register_camera(request: Request, body: CameraIn, principal: Admin) -> CameraWithKey:
+def register_camera(
+    engine: Engine, client: Redis, settings: Settings, body: CameraIn, principal: Admin
+) -> CameraWithKey:
     """Register a camera (409 if the id exists); the response holds its upload key, once."""
     spec = CameraSpec(**body.model_dump())
     try:
-        row, key = cameras.register_camera(
-            request.app.state.engine, spec, request.app.state.settings.key_pepper, principal.name
-        )
+        row, key = cameras.register_camera(engine, spec, settings.key_pepper, principal.name)
     except cameras.CameraExists:
         raise HTTPException(409, f"camera {body.camera_id!r} already exists") from None
-    return CameraWithKey(**_one(request, row).model_dump(), upload_key=key)
+    return CameraWithKey(**_one(client, row).model_dump(), upload_key=key)
 
 
-def _update(request: Request, camera_id: str, changes: dict, actor: str) -> CameraOut:
+def _update(
+    engine: Engine, client: redis.Redis, camera_id: str, changes: dict, actor: str
+) -> CameraOut:
     try:
-        row = cameras.update_camera(request.app.state.engine, camera_id, changes, actor)
+        row = cameras.update_camera(engine, camera_id, changes, actor)
     except cameras.CameraNotFound:
         raise HTTPException(404, f"no camera {camera_id!r}") from None
-    return _one(request, row)
+    return _one(client, row)
 
 
 @router.patch("/v1/cameras/{camera_id}", response_model=CameraOut)
 def update_camera(
-    request: Request, camera_id: CameraId, body: CameraPatch, principal: Admin
+    engine: Engine, client: Redis, camera_id: CameraId, body: CameraPatch, principal: Admin
 ) -> CameraOut:
     """Change name, max_fps, pipeline or enabled; fields left out (or null) stay."""
-    return _update(request, camera_id, body.model_dump(exclude_none=True), principal.name)
+    changes = body.model_dump(exclude_none=True)
+    return _update(engine, client, camera_id, changes, principal.name)
 
 
 @router.post("/v1/cameras/{camera_id}/disable", response_model=CameraOut)
-def disable_camera(request: Request, camera_id: CameraId, principal: Admin) -> CameraOut:
+def disable_camera(
+    engine: Engine, client: Redis, camera_id: CameraId, principal: Admin
+) -> CameraOut:
     """Ingest and the upload service refuse its frames from their next registry refresh."""
-    return _update(request, camera_id, {"enabled": False}, principal.name)
+    return _update(engine, client, camera_id, {"enabled": False}, principal.name)
 
 
 @router.post("/v1/cameras/{camera_id}/enable", response_model=CameraOut)
-def enable_camera(request: Request, camera_id: CameraId, principal: Admin) -> CameraOut:
-    return _update(request, camera_id, {"enabled": True}, principal.name)
+def enable_camera(
+    engine: Engine, client: Redis, camera_id: CameraId, principal: Admin
+) -> CameraOut:
+    return _update(engine, client, camera_id, {"enabled": True}, principal.name)
 
 
 @router.post("/v1/cameras/{camera_id}/rotate-key", response_model=CameraWithKey)
-def rotate_key(request: Request, camera_id: CameraId, principal: Admin) -> CameraWithKey:
+def rotate_key(
+    engine: Engine, client: Redis, settings: Settings, camera_id: CameraId, principal: Admin
+) -> CameraWithKey:
     """A new upload key, shown once; the old one stops working."""
     try:
-        row, key = cameras.rotate_upload_key(
-            request.app.state.engine, camera_id, request.app.state.settings.key_pepper,
-            principal.name,
-        )  # fmt: skip
+        row, key = cameras.rotate_upload_key(engine, camera_id, settings.key_pepper, principal.name)
     except cameras.CameraNotFound:
         raise HTTPException(404, f"no camera {camera_id!r}") from None
-    return CameraWithKey(**_one(request, row).model_dump(), upload_key=key)
+    return CameraWithKey(**_one(client, row).model_dump(), upload_key=key)

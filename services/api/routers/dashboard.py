@@ -11,11 +11,12 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine, text
 
+from services.api import deps
 from services.api.auth import Viewer
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -122,6 +123,8 @@ def _round(value: float | None) -> float | None:
 
 
 @router.get("/v1/stats", tags=["dashboard"])
-def stats(request: Request, _: Viewer, minutes: Annotated[int, Query(ge=1, le=1440)] = 30) -> Stats:
+def stats(
+    engine: deps.Engine, _: Viewer, minutes: Annotated[int, Query(ge=1, le=1440)] = 30
+) -> Stats:
     """Per minute: frames classified, parts decided, alerts, latency (p50, p95)."""
-    return minute_stats(request.app.state.engine, minutes)
+    return minute_stats(engine, minutes)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from services.api.auth import Viewer
-from services.api.params import NO_NUL, page_limit, utc
+from services.api.deps import Engine, PageSize
+from services.api.params import NO_NUL, ShortFilter, utc
 from visionline.db.models import DriftEventRow
 from visionline.drift.store import CameraDrift, camera_drift, get_event, list_events
 
@@ -66,29 +67,28 @@ class DriftStateOut(BaseModel):
 
 @router.get("/events", response_model=DriftEventsOut)
 def events(
-    request: Request,
+    engine: Engine,
     _: Viewer,
-    camera_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
-    signal: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    limit: PageSize,
+    camera_id: ShortFilter = None,
+    signal: ShortFilter = None,
     since: Annotated[datetime | None, Query(description="Capture time, ISO 8601 or epoch")] = None,
     until: Annotated[datetime | None, Query(description="Capture time, ISO 8601 or epoch")] = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
 ) -> DriftEventsOut:
     """Confirmed drift events, newest first (capture time of the confirming frame)."""
-    limit = page_limit(request, limit)
     since, until = utc(since), utc(until)
     if since is not None and until is not None and since > until:
         raise HTTPException(422, "since is after until")
-    rows = list_events(request.app.state.engine, camera_id, signal, since, until, limit)
+    rows = list_events(engine, camera_id, signal, since, until, limit)
     return DriftEventsOut(items=[DriftEventOut.of(r) for r in rows])
 
 
 @router.get("/events/{event_id:path}", response_model=DriftEventOut)
 def event(
-    request: Request, event_id: Annotated[str, Path(max_length=300, pattern=NO_NUL)], _: Viewer
+    engine: Engine, event_id: Annotated[str, Path(max_length=300, pattern=NO_NUL)], _: Viewer
 ) -> DriftEventOut:
     """One event by its id (``camera:signal:frame id``; ':' may be sent as is)."""
-    row = get_event(request.app.state.engine, event_id)
+    row = get_event(engine, event_id)
     if row is None:
         raise HTTPException(404, f"no drift event {event_id!r}")
     return DriftEventOut.of(row)
@@ -96,13 +96,13 @@ def event(
 
 @router.get("/state", response_model=DriftStateOut)
 def state(
-    request: Request,
+    engine: Engine,
     _: Viewer,
     window_minutes: Annotated[int, Query(ge=1, le=10080)] = DRIFTING_WINDOW_MIN,
 ) -> DriftStateOut:
     """Each camera (registered, or with events): its last drift event, and whether it is
     drifting now: a drift confirmed within the last ``window_minutes`` (default 30)."""
     since = datetime.now(UTC) - timedelta(minutes=window_minutes)
-    cameras = camera_drift(request.app.state.engine, since)
+    cameras = camera_drift(engine, since)
     return DriftStateOut(window_minutes=window_minutes,
                          items=[CameraDriftOut.of(c) for c in cameras])  # fmt: skip

@@ -14,12 +14,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy.orm import Session
 
 from services.api.auth import Operator, Viewer
-from services.api.params import NO_NUL, page_limit, publish, utc
+from services.api.deps import Engine, PageSize, Producer
+from services.api.params import NO_NUL, ModelFilter, ShortFilter, publish, utc
 from visionline import audit
 from visionline.db.models import Camera
 from visionline.labels.join import label_problem
@@ -150,10 +151,11 @@ def check_kind(pipeline: str, body: LabelIn) -> None:
 
 
 @router.post("", response_model=LabelPosted, status_code=202)
-def post_label(request: Request, body: LabelIn, principal: Operator) -> LabelPosted:
+def post_label(
+    engine: Engine, producer: Producer, body: LabelIn, principal: Operator
+) -> LabelPosted:
     """The correct labels of a frame. Accepted (202) once the broker has it; the labels worker
     stores it within seconds. 404 unknown camera; 503 broker did not ack (post again)."""
-    engine = request.app.state.engine
     with Session(engine) as session:
         camera = session.get(Camera, body.camera_id)
     if camera is None:
@@ -163,7 +165,7 @@ def post_label(request: Request, body: LabelIn, principal: Operator) -> LabelPos
     problem = label_problem(message)  # what the labels worker would dead-letter
     if problem is not None:
         raise HTTPException(422, problem)
-    if not publish(request.app.state.producer, Topic.LABELS_FEEDBACK, message.camera_id, message):
+    if not publish(producer, Topic.LABELS_FEEDBACK, message.camera_id, message):
         raise HTTPException(503, "the broker did not acknowledge the label; post it again")
     with Session(engine) as session, session.begin():
         audit.record(session, principal.name, "label.post", f"frame:{body.camera_id}/"
@@ -175,16 +177,15 @@ def post_label(request: Request, body: LabelIn, principal: Operator) -> LabelPos
 
 @router.get("/accuracy", response_model=AccuracyList)
 def label_accuracy(
-    request: Request,
+    engine: Engine,
     _: Viewer,
-    camera_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
-    model: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    limit: PageSize,
+    camera_id: ShortFilter = None,
+    model: ModelFilter = None,
     since: Annotated[datetime | None, Query(description="Frames captured from then on")] = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
 ) -> AccuracyList:
     """Counts (tp, fp, fn, tn) and precision, recall and F1 of labelled parts, per camera,
     model, version and kind (``visionline.labels.store.accuracy``)."""
-    limit = page_limit(request, limit)
     since = utc(since)
-    rows = accuracy(request.app.state.engine, camera_id, model, since)[:limit]
+    rows = accuracy(engine, camera_id, model, since)[:limit]
     return AccuracyList(accuracy=[AccuracyOut(**r.as_dict()) for r in rows])

@@ -1,8 +1,9 @@
 """The live alert stream: ``GET /v1/live/alerts`` as server-sent events.
 
 One ``AlertFeed`` per API process reads the alerts topic on a thread of its own and hands each
-alert to every open stream. It assigns itself all partitions and never commits, so it joins no
-consumer group and disturbs none; replicas of the API each read the whole topic.
+alert to every open stream. It assigns itself all partitions and never commits (a
+``visionline.kafka.reader``), so it joins no consumer group and disturbs none; replicas of the
+API each read the whole topic.
 
 Where it starts: at the partitions' high watermarks read once assigned, a known point after
 which nothing is missed (``ready`` is set there). The local broker, Tansu 0.6, reports a high
@@ -22,13 +23,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 
-from services.api.auth import bearer, principal_of
+from services.api.auth import TokenGate, bearer, principal_of
+from services.api.deps import Feed, Settings
+from visionline.kafka import assign_all, high_watermark, reader
 from visionline.messages import Alert, Topic, from_json
 from visionline.tokens import Principal, role_allows
 
@@ -120,16 +123,11 @@ class AlertFeed:
                 self._stop.wait(self.retry_s)
 
     def _consume(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": "visionline-api-live",  # librdkafka needs one; never joined
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,  # some brokers hold a fetch until this expires
-            }
-        )
+        consumer = reader(self.bootstrap, group="visionline-api-live")
         try:
-            started_ms = self._assign_at_end(consumer)
+            # Records older than this are the tail Tansu's watermark may replay.
+            started_ms = time.time() * 1000 - STALE_GRACE_S * 1000
+            assign_all(consumer, Topic.ALERTS, high_watermark)
             self.ready.set()
             while not self._stop.is_set():
                 message = consumer.poll(self.poll_s)
@@ -137,19 +135,6 @@ class AlertFeed:
                     self._dispatch(message, started_ms)
         finally:
             consumer.close()
-
-    def _assign_at_end(self, consumer: Consumer) -> float:
-        """Assign every partition at its high watermark; the epoch ms from which records are
-        live (older ones are the tail Tansu's watermark may replay)."""
-        started_ms = time.time() * 1000 - STALE_GRACE_S * 1000
-        name = str(Topic.ALERTS)
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        assignment = []
-        for p in partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-            assignment.append(TopicPartition(name, p, high))
-        consumer.assign(assignment)
-        return started_ms
 
     def _dispatch(self, message, started_ms: float) -> None:
         kind, at_ms = message.timestamp()
@@ -165,6 +150,7 @@ class AlertFeed:
 
 async def live_viewer(
     request: Request,
+    checks: TokenGate,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     access_token: Annotated[
         str | None,
@@ -173,7 +159,7 @@ async def live_viewer(
 ) -> Principal:
     """Viewer, by header or, here only, by ``access_token`` query parameter."""
     token = credentials.credentials if credentials else access_token
-    principal = await principal_of(request, token)
+    principal = await principal_of(request, checks, token)
     if not role_allows(principal.role, "viewer"):
         raise HTTPException(403, f"role {principal.role} may not do this; needs viewer")
     return principal
@@ -216,16 +202,16 @@ async def events(feed: AlertFeed, keepalive_s: float, camera_id: str | None,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Alerts as SSE"}},
 )
 async def live_alerts(
-    request: Request,
+    feed: Feed,
+    settings: Settings,
     _: Annotated[Principal, Depends(live_viewer)],
     camera_id: Annotated[str | None, Query(max_length=200)] = None,
     severity: Literal["info", "warning", "critical"] | None = None,
 ) -> StreamingResponse:
     """New alerts as they are raised: ``event: alert``, ``id: <alert_id>``, the alert as JSON
     data; a comment line every ``sse_keepalive_s`` keeps proxies from closing an idle stream."""
-    feed: AlertFeed | None = request.app.state.alert_feed
     if feed is None:
         raise HTTPException(503, "the live alert feed is not running in this process")
-    stream = events(feed, request.app.state.settings.sse_keepalive_s, camera_id, severity)
+    stream = events(feed, settings.sse_keepalive_s, camera_id, severity)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)

@@ -14,15 +14,15 @@ from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin, Operator, Viewer
-from services.api.params import NO_NUL, page_limit, publish
+from services.api.deps import Common, Engine, PageSize, Producer
+from services.api.params import ModelFilter, publish
 from visionline import audit
-from visionline.db.models import ModelVersionRow, RetrainJobRow
+from visionline.db.models import RetrainJobRow
 from visionline.messages import Topic
 from visionline.registry import policy
 from visionline.registry.jobs import InvalidTransition, JobState, Trigger
@@ -37,7 +37,8 @@ from visionline.registry.promotion import (
     triton_control,
     version_metrics,
 )
-from visionline.registry.store import JobNotFound, VersionStatus, get_job, list_versions
+from visionline.registry.store import JobNotFound, get_job, list_versions
+from visionline.registry.versions import recorded_serving, repository_models, version_folders
 from visionline.retrain.jobs import create_job_once, request_for
 from visionline.retrain.jobs import list_jobs as query_jobs
 from visionline.retrain.policy import MODELS as RETRAINABLE
@@ -144,27 +145,9 @@ class JobsOut(BaseModel):
 # --- plain functions ---------------------------------------------------------------------------
 
 
-def repository_models(repository: FsPath) -> list[str]:
-    """The models of a Triton repository: folders with a config.pbtxt."""
-    if not repository.is_dir():
-        return []
-    return sorted(p.name for p in repository.iterdir()
-                  if not p.name.startswith(".") and (p / policy.CONFIG).is_file())  # fmt: skip
-
-
-def version_folders(repository: FsPath, model: str) -> list[int]:
-    folder = repository / model
-    return sorted(int(p.name) for p in folder.glob("[0-9]*")
-                  if p.name.isdigit() and any(p.glob("model.*")))  # fmt: skip
-
-
-def recorded_serving(engine, model: str) -> ModelVersionRow | None:
-    """The registry's serving row of ``model`` (read only: no row lock)."""
-    query = select(ModelVersionRow).where(
-        ModelVersionRow.model == model, ModelVersionRow.status == VersionStatus.SERVING.value
-    )
-    with Session(engine) as session:
-        return session.scalars(query).one_or_none()
+def available_versions(repository: FsPath, model: str) -> list[int]:
+    """Version folders holding a model (model.onnx, or a Python backend's model.py)."""
+    return version_folders(repository / model, holding="model.*")
 
 
 def model_summary(engine, control, repository: FsPath, model: str) -> ModelOut:
@@ -176,7 +159,7 @@ def model_summary(engine, control, repository: FsPath, model: str) -> ModelOut:
         version = _ask_triton(control, repository, model)
         metrics = version_metrics(repository / model / str(version)) if version else {}
     return ModelOut(model=model, serving_version=version, recorded=row is not None,
-                    metrics=metrics, available_versions=version_folders(repository, model),
+                    metrics=metrics, available_versions=available_versions(repository, model),
                     retrainable=model in RETRAINABLE)  # fmt: skip
 
 
@@ -188,8 +171,8 @@ def _ask_triton(control, repository: FsPath, model: str) -> int | None:
         return None
 
 
-def _known(request: Request, model: str) -> FsPath:
-    repository = request.app.state.common.model_repository
+def _known(common: Common, model: str) -> FsPath:
+    repository = common.model_repository
     if model not in repository_models(repository):
         raise HTTPException(404, f"no model {model!r} in the model repository")
     return repository
@@ -198,8 +181,8 @@ def _known(request: Request, model: str) -> FsPath:
 class _Control:
     """A Triton client for one request, closed after it."""
 
-    def __init__(self, request: Request) -> None:
-        self.url = request.app.state.common.triton_grpc_url
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def __enter__(self):
         try:
@@ -233,23 +216,22 @@ def _switch_failed(exc: Exception, model: str, version: int | None = None) -> HT
 
 
 @router.get("/models", response_model=list[ModelOut])
-def list_models(request: Request, _: Viewer) -> list[ModelOut]:
+def list_models(engine: Engine, common: Common, _: Viewer) -> list[ModelOut]:
     """Each model of the repository with the version in service and its metrics."""
-    repository = request.app.state.common.model_repository
-    engine = request.app.state.engine
-    with _Control(request) as control:
+    repository = common.model_repository
+    with _Control(common.triton_grpc_url) as control:
         return [model_summary(engine, control, repository, m)
                 for m in repository_models(repository)]  # fmt: skip
 
 
 @router.get("/models/{model}/versions", response_model=VersionsOut)
-def model_versions(request: Request, model: ModelName, _: Viewer) -> VersionsOut:
+def model_versions(engine: Engine, common: Common, model: ModelName, _: Viewer) -> VersionsOut:
     """Recorded versions (status, parent, job, metrics, promoted at/by) and version folders."""
-    repository = _known(request, model)
-    row = recorded_serving(request.app.state.engine, model)
-    versions = list_versions(request.app.state.engine, model)
+    repository = _known(common, model)
+    row = recorded_serving(engine, model)
+    versions = list_versions(engine, model)
     return VersionsOut(model=model, serving_version=row.version if row else None,
-                       available_versions=version_folders(repository, model),
+                       available_versions=available_versions(repository, model),
                        versions=[VersionOut.of(v) for v in versions])  # fmt: skip
 
 
@@ -262,15 +244,16 @@ def _audit(actor: str, action: str, detail: dict[str, Any]):
 
 
 @router.post("/models/{model}/promote", response_model=VersionOut)
-def promote_version(request: Request, model: ModelName, body: PromoteIn,
-                    principal: Admin) -> VersionOut:  # fmt: skip
+def promote_version(
+    engine: Engine, common: Common, model: ModelName, body: PromoteIn, principal: Admin
+) -> VersionOut:
     """Serve ``version`` in place of the current one (Triton model control), and record it.
     404 unknown model or version; 409 already serving or a job not evaluating; 502 Triton
     failed to load it (Triton keeps serving the previous version)."""
-    repository = _known(request, model)
-    with _Control(request) as control:
+    repository = _known(common, model)
+    with _Control(common.triton_grpc_url) as control:
         try:
-            info = promote(request.app.state.engine, control, repository, model, body.version,
+            info = promote(engine, control, repository, model, body.version,
                            job_id=body.job_id, promoted_by=principal.name, reason=body.reason,
                            timeout_s=PROMOTE_TIMEOUT_S,
                            on_recorded=_audit(principal.name, "model.promote",
@@ -282,13 +265,15 @@ def promote_version(request: Request, model: ModelName, body: PromoteIn,
 
 
 @router.post("/models/{model}/rollback", response_model=VersionOut)
-def rollback_version(request: Request, model: ModelName, principal: Admin) -> VersionOut:
+def rollback_version(
+    engine: Engine, common: Common, model: ModelName, principal: Admin
+) -> VersionOut:
     """Serve again the version the current one replaced (that one becomes rolled_back).
     404 unknown model; 409 nothing to roll back to; 502 Triton failed to load it."""
-    repository = _known(request, model)
-    with _Control(request) as control:
+    repository = _known(common, model)
+    with _Control(common.triton_grpc_url) as control:
         try:
-            info = rollback(request.app.state.engine, control, repository, model,
+            info = rollback(engine, control, repository, model,
                             timeout_s=PROMOTE_TIMEOUT_S,
                             on_recorded=_audit(principal.name, "model.rollback", {}))  # fmt: skip
         except (PromotionError, policy.PolicyError) as exc:
@@ -300,10 +285,9 @@ def rollback_version(request: Request, model: ModelName, principal: Admin) -> Ve
 
 
 @router.post("/jobs", response_model=JobCreated, status_code=201)
-def create_job(request: Request, body: JobIn, principal: Operator) -> JobCreated:
+def create_job(engine: Engine, producer: Producer, body: JobIn, principal: Operator) -> JobCreated:
     """Queue a retraining job (trigger ``operator``) and publish its request, as
     ``visionline jobs create``. 409 while the model has a queued or running job."""
-    engine = request.app.state.engine
     reason = body.reason or f"requested by {principal.name}"
 
     def record(session: Session, job_id: int) -> None:
@@ -315,8 +299,7 @@ def create_job(request: Request, body: JobIn, principal: Operator) -> JobCreated
     if created.job_id is None:
         raise HTTPException(409, created.reason)
     job = get_job(engine, created.job_id)
-    published = publish(request.app.state.producer, Topic.RETRAIN_REQUESTS, job.model,
-                        request_for(job))  # fmt: skip
+    published = publish(producer, Topic.RETRAIN_REQUESTS, job.model, request_for(job))
     if not published:
         log.warning("retrain request of job %s not acked; it stays queued", job.id)
     return JobCreated(**JobOut.of(job).model_dump(), published=published)
@@ -324,23 +307,21 @@ def create_job(request: Request, body: JobIn, principal: Operator) -> JobCreated
 
 @router.get("/jobs", response_model=JobsOut)
 def list_jobs(
-    request: Request,
+    engine: Engine,
     _: Viewer,
-    model: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+    limit: PageSize,
+    model: ModelFilter = None,
     state: JobState | None = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
 ) -> JobsOut:
     """Retraining jobs, newest first."""
-    rows = query_jobs(request.app.state.engine, model, page_limit(request, limit),
-                 state.value if state else None)  # fmt: skip
+    rows = query_jobs(engine, model, limit, state.value if state else None)
     return JobsOut(items=[JobOut.of(r) for r in rows])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def job_detail(request: Request, job_id: Annotated[int, Path(ge=1, le=INT32)],
-               _: Viewer) -> JobOut:  # fmt: skip
+def job_detail(engine: Engine, job_id: Annotated[int, Path(ge=1, le=INT32)], _: Viewer) -> JobOut:
     """A job: state, history of transitions, metrics, dataset."""
     try:
-        return JobOut.of(get_job(request.app.state.engine, job_id))
+        return JobOut.of(get_job(engine, job_id))
     except JobNotFound as exc:
         raise HTTPException(404, str(exc)) from exc

@@ -10,13 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from services.api.auth import Admin, Viewer
-from services.api.params import page_limit
+from services.api.deps import Engine, PageSize
 from visionline import rulesets
 from visionline.cameras import CAMERA_ID
 from visionline.db.models import Camera
@@ -67,27 +67,27 @@ def rules_out(ruleset: RuleSet, camera_id: str | None = None) -> RulesOut:
     return RulesOut(**summary(ruleset).model_dump(), camera_id=camera_id, document=document)
 
 
-def require_camera(request: Request, camera_id: str) -> None:
-    with Session(request.app.state.engine) as session:
+def require_camera(engine: Engine, camera_id: str) -> None:
+    with Session(engine) as session:
         if session.get(Camera, camera_id) is None:
             raise HTTPException(404, f"no camera {camera_id!r}")
 
 
 @router.get("/v1/rules", response_model=RulesOut)
 def get_rules(
-    request: Request,
+    engine: Engine,
     _: Viewer,
     camera_id: Annotated[
         str | None, Query(pattern=CAMERA_ID.pattern, description="Only what applies to it")
     ] = None,
 ) -> RulesOut:
     """The rules in effect, with who changed them and when."""
-    ruleset = rulesets.current(request.app.state.engine, rules_file_path())
+    ruleset = rulesets.current(engine, rules_file_path())
     return rules_out(ruleset, camera_id)
 
 
 @router.put("/v1/rules", response_model=RulesOut)
-def put_rules(request: Request, principal: Admin, body: RulesUpdate) -> RulesOut:
+def put_rules(engine: Engine, principal: Admin, body: RulesUpdate) -> RulesOut:
     """Save a whole new document as the next version; the workers apply it to their next
     frames. An invalid document is refused (422) with what is wrong and where."""
     # What a RulesFile allows but PostgreSQL cannot store; the input is not echoed (it may not
@@ -98,30 +98,27 @@ def put_rules(request: Request, principal: Admin, body: RulesUpdate) -> RulesOut
         rulesets.document_of(body.document)
     except ValueError as exc:
         raise HTTPException(422, f"document: {exc}") from None
-    saved = rulesets.save(request.app.state.engine, body.document, principal.name, body.comment)
+    saved = rulesets.save(engine, body.document, principal.name, body.comment)
     return rules_out(saved)
 
 
 @router.get("/v1/rules/versions", response_model=list[RuleSetOut])
-def list_versions(
-    request: Request, _: Viewer, limit: Annotated[int, Query(ge=1)] = 50
-) -> list[RuleSetOut]:
+def list_versions(engine: Engine, _: Viewer, limit: PageSize) -> list[RuleSetOut]:
     """Saved versions, newest first (the file, version 0, is not listed)."""
-    limit = page_limit(request, limit)
-    return [summary(r) for r in rulesets.history(request.app.state.engine, limit)]
+    return [summary(r) for r in rulesets.history(engine, limit)]
 
 
 @router.get("/v1/rules/versions/{version}", response_model=RulesOut)
-def get_version(request: Request, _: Viewer, version: VersionNumber) -> RulesOut:
-    ruleset = rulesets.get_version(request.app.state.engine, version)
+def get_version(engine: Engine, _: Viewer, version: VersionNumber) -> RulesOut:
+    ruleset = rulesets.get_version(engine, version)
     if ruleset is None:
         raise HTTPException(404, f"no rules version {version}")
     return rules_out(ruleset)
 
 
 @router.get("/v1/cameras/{camera_id}/rules", response_model=RulesOut)
-def camera_rules(request: Request, _: Viewer, camera_id: CameraId) -> RulesOut:
+def camera_rules(engine: Engine, _: Viewer, camera_id: CameraId) -> RulesOut:
     """The rules and the inspection entry in effect for one camera."""
-    require_camera(request, camera_id)
-    ruleset = rulesets.current(request.app.state.engine, rules_file_path())
+    require_camera(engine, camera_id)
+    ruleset = rulesets.current(engine, rules_file_path())
     return rules_out(ruleset, camera_id)

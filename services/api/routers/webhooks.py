@@ -6,8 +6,8 @@ never listed, and never written to the audit log.
 
 A URL is refused (422) when its host is, or resolves to, an address that is not allowed
 (``visionline.webhooks.check_target``: loopback, private, link-local, metadata) unless inside
-``WebhookSettings.allowed_networks``, which ``python -m services.api`` puts in
-``app.state.webhook_allowed_networks`` (none there: none allowed). The worker checks again at
+``WebhookSettings.allowed_networks``, which ``python -m services.api`` hands the app
+(``services.api.deps.webhook_networks``; none there: none allowed). The worker checks again at
 each connection. Delivery errors are shown coarse.
 """
 
@@ -16,13 +16,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from services.api import deps
 from services.api.auth import Admin
-from services.api.params import NO_NUL, page_limit
+from services.api.params import NO_NUL
 from visionline import audit
 from visionline.db.models import WebhookDeliveryRow, WebhookSubscriptionRow
 from visionline.webhooks import (
@@ -177,12 +178,11 @@ def list_deliveries(engine: Engine, webhook_id: int, state: str | None,
         return [DeliveryOut.model_validate(r, from_attributes=True) for r in session.scalars(stmt)]
 
 
-def _check_target(request: Request, url: str | None) -> None:
+def _check_target(allowed: tuple, url: str | None) -> None:
     """422 when the URL's host is not an allowed webhook target (nothing of its resolution
     said)."""
     if url is None:
         return
-    allowed = getattr(request.app.state, "webhook_allowed_networks", ())
     try:
         check_target(url, allowed)
     except TargetRefused as exc:
@@ -190,57 +190,69 @@ def _check_target(request: Request, url: str | None) -> None:
         raise HTTPException(422, [error]) from None
 
 
-Limit = Annotated[int, Query(ge=1, le=100_000)]
+def _page_size(
+    settings: deps.Settings, limit: Annotated[int, Query(ge=1, le=100_000)] = deps.DEFAULT_PAGE
+) -> int:
+    return deps.checked_page(limit, settings)
+
+
+Limit = Annotated[int, Depends(_page_size)]
 
 
 @router.post("", status_code=201, response_model=WebhookCreated)
-def create(request: Request, body: WebhookIn, principal: Admin) -> WebhookCreated:
+def create(
+    engine: deps.Engine, allowed: deps.WebhookNetworks, body: WebhookIn, principal: Admin
+) -> WebhookCreated:
     """Subscribe a URL to alerts. Without ``secret`` one is generated and returned once. A URL
     whose host is or resolves to a loopback, private, link-local or metadata address is refused
     (422) unless the deployment allows that network."""
-    _check_target(request, body.url)
-    return create_subscription(request.app.state.engine, body, principal.name)
+    _check_target(allowed, body.url)
+    return create_subscription(engine, body, principal.name)
 
 
 @router.get("", response_model=list[WebhookOut])
-def list_(request: Request, _: Admin, limit: Limit = 50) -> list[WebhookOut]:
+def list_(engine: deps.Engine, _: Admin, limit: Limit) -> list[WebhookOut]:
     """Subscriptions, newest first (secrets are never shown)."""
     stmt = select(WebhookSubscriptionRow).order_by(WebhookSubscriptionRow.id.desc())
-    with Session(request.app.state.engine) as session:
-        rows = session.scalars(stmt.limit(page_limit(request, limit)))
+    with Session(engine) as session:
+        rows = session.scalars(stmt.limit(limit))
         return [_out(r) for r in rows]
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut)
-def get(request: Request, webhook_id: SubscriptionId, _: Admin) -> WebhookOut:
-    with Session(request.app.state.engine) as session:
+def get(engine: deps.Engine, webhook_id: SubscriptionId, _: Admin) -> WebhookOut:
+    with Session(engine) as session:
         return _out(_get(session, webhook_id))
 
 
 @router.patch("/{webhook_id}", response_model=WebhookOut)
-def patch(request: Request, webhook_id: SubscriptionId, body: WebhookPatch,
-          principal: Admin) -> WebhookOut:  # fmt: skip
+def patch(
+    engine: deps.Engine,
+    allowed: deps.WebhookNetworks,
+    webhook_id: SubscriptionId,
+    body: WebhookPatch,
+    principal: Admin,
+) -> WebhookOut:
     """Change url, secret, filter or enabled; deliveries already queued keep going. The URL is
     checked as at creation."""
-    _check_target(request, body.url)
-    return update_subscription(request.app.state.engine, webhook_id, body, principal.name)
+    _check_target(allowed, body.url)
+    return update_subscription(engine, webhook_id, body, principal.name)
 
 
 @router.delete("/{webhook_id}", status_code=204)
-def delete(request: Request, webhook_id: SubscriptionId, principal: Admin) -> None:
+def delete(engine: deps.Engine, webhook_id: SubscriptionId, principal: Admin) -> None:
     """Unsubscribe; its deliveries go with it."""
-    delete_subscription(request.app.state.engine, webhook_id, principal.name)
+    delete_subscription(engine, webhook_id, principal.name)
 
 
 @router.get("/{webhook_id}/deliveries", response_model=list[DeliveryOut])
 def deliveries(
-    request: Request,
+    engine: deps.Engine,
     webhook_id: SubscriptionId,
     _: Admin,
+    limit: Limit,
     state: Literal["pending", "delivered", "failed"] | None = None,
-    limit: Limit = 50,
 ) -> list[DeliveryOut]:
     """The subscription's deliveries, newest first: state, attempts, last status and a coarse
     error (``refused: target not allowed``, ``failed: no response``, ``failed: HTTP 5xx``)."""
-    limit = page_limit(request, limit)
-    return list_deliveries(request.app.state.engine, webhook_id, state, limit)
+    return list_deliveries(engine, webhook_id, state, limit)

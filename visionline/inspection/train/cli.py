@@ -29,8 +29,8 @@ def _train(
     only: set[str] | None, repository: Path, version: int, seed: int, skip_existing: bool
 ) -> dict | None:
     from visionline.inspection.train.fit import TrainConfig, train_all
-    from visionline.inspection.train.serving import next_version
     from visionline.inspection.vision import INSPECTION_MODELS
+    from visionline.registry.versions import next_version
 
     names = set(only or INSPECTION_MODELS)
     if skip_existing:

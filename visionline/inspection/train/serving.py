@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from visionline.models.spec import MODEL_FILENAME, TRITON_MODEL_PY
+from visionline.registry.versions import newest
 
 OPSET = 17
 METADATA = "metadata.json"
@@ -67,11 +68,6 @@ def _tensor(spec: TensorSpec) -> str:
     reshape = "" if spec.dims else "\n    reshape: { shape: [ ] }"
     return (f'  {{\n    name: "{spec.name}"\n    data_type: {spec.dtype}\n'
             f"    dims: [ {dims} ]{reshape}\n  }}")  # fmt: skip
-
-
-def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.glob("*") if p.name.isdigit()]
-    return max(versions, default=0) + 1
 
 
 def export_version(
@@ -149,8 +145,7 @@ class OnnxModel:
 
 
 def latest(model_dir: Path) -> tuple[int, Path]:
-    versions = sorted(int(p.name) for p in model_dir.glob("*")
-                      if p.name.isdigit() and (p / MODEL_FILENAME).is_file())  # fmt: skip
-    if not versions:
+    version = newest(model_dir)
+    if version is None:
         raise FileNotFoundError(f"no trained version under {model_dir}; run `visionline train all`")
-    return versions[-1], model_dir / str(versions[-1])
+    return version, model_dir / str(version)
