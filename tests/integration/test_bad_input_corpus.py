@@ -29,11 +29,11 @@ from tests.fuzz.corpus import (
 )
 from tests.integration.pipeline import TopicReader, chelsea_jpeg
 from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection import LineGenerator
 from visionline.kafka import producer
 from visionline.messages import Topic
 from visionline.settings import UploadSettings
 from visionline.stack.config import PIPELINE_SERVICES
+from visionline.synthetic import LineGenerator
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 
 from tests.integration.pipeline import Camera, TopicReader, chelsea_jpeg, new_camera
 from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection import LineGenerator
 from visionline.messages import Topic
+from visionline.synthetic import LineGenerator
 
 WORKERS = ("ingest", "preprocess", "inference", "postprocess", "inspect", "parts")
 

@@ -25,8 +25,8 @@ from tests.integration.pipeline import (
     wait_rows,
 )
 from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection import LineGenerator
 from visionline.messages import Topic
+from visionline.synthetic import LineGenerator
 
 FRAMES = 60
 FPS = 6

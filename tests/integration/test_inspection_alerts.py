@@ -10,9 +10,9 @@ from tests.integration.pipeline import rows, wait_rows
 from visionline.camera.publisher import FramePublisher
 from visionline.cameras import CameraSpec, upsert_cameras
 from visionline.inspection.acceptance import CameraRun, score
-from visionline.inspection.generator import LineGenerator
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.stack.config import INSPECTION_MODELS
+from visionline.synthetic.generator import LineGenerator
 
 FRAMES = 40  # about 12 whole parts at 10 fps, the speed infra/rules.yaml gives test-line-*
 FPS = 10.0

@@ -15,7 +15,6 @@ from sqlalchemy import text
 
 from services.rules.store import line_counts
 from tests.integration.pipeline import rows, wait_rows
-from visionline.inspection import LineGenerator
 from visionline.kafka import producer
 from visionline.messages import (
     DefectFinding,
@@ -30,6 +29,7 @@ from visionline.messages import (
     Topic,
     to_json,
 )
+from visionline.synthetic import LineGenerator
 
 MODELS = [
     ModelRef(name="part_detector", version="1", served_by="triton"),

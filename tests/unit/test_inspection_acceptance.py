@@ -3,7 +3,7 @@
 import pytest
 
 from visionline.inspection.acceptance import CameraRun, frames_needed, plan, score
-from visionline.inspection.generator import LineGenerator
+from visionline.synthetic.generator import LineGenerator
 
 
 def _run(frames: int = 40) -> CameraRun:

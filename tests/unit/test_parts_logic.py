@@ -17,7 +17,6 @@ from services.parts.logic import (
     build_verdicts,
     release,
 )
-from visionline.inspection import LineGenerator
 from visionline.inspection.config import (
     InspectionConfig,
     config_for,
@@ -37,6 +36,7 @@ from visionline.messages import (
     SourceRef,
 )
 from visionline.settings import REPO_ROOT
+from visionline.synthetic import LineGenerator
 
 T0 = 1_795_000_000.0
 MODELS = [

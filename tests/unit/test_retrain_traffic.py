@@ -7,8 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from visionline.inspection.generator import LineGenerator
-from visionline.inspection.nuisance import veiling_glare
 from visionline.inspection.tracking import PartDecision, PartDetection
 from visionline.inspection.train.data import render
 from visionline.inspection.vision import CROP, DEFECT_CLASSES, Crop
@@ -23,6 +21,8 @@ from visionline.retrain.traffic import (
     relighting,
     split_by_time,
 )
+from visionline.synthetic.generator import LineGenerator
+from visionline.synthetic.nuisance import veiling_glare
 
 
 def test_polygon_and_box_labels_become_masks() -> None:

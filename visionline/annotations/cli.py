@@ -41,8 +41,8 @@ def generate(
     ] = 0.3,
 ) -> None:
     """Render a seeded synthetic conveyor dataset with ground truth."""
-    from visionline.inspection import LineGenerator
-    from visionline.inspection.dataset import write_dataset
+    from visionline.synthetic import LineGenerator
+    from visionline.synthetic.dataset import write_dataset
 
     generator = LineGenerator(seed, (width, height), defect_rate=defect_rate)
     written = write_dataset(generator, out, frames)

@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.camera.frames import FrameSource
 from visionline.camera.publisher import CameraStats, FramePublisher, run_camera, run_cameras
 from visionline.camera.simulator import Resolution, parse_resolution
-from visionline.camera.sources import SPEC_HELP, FrameSource, SourceError, open_source, redact
+from visionline.camera.sources import SPEC_HELP, SourceError, open_source, redact
 from visionline.cameras import CAMERA_ID, LINE_PREFIX, CameraSpec, upsert_cameras
 from visionline.settings import CommonSettings
 
@@ -166,8 +167,8 @@ def lines(
     With ``--labels-delay`` the generator's truth of each frame follows as a late label
     (``visionline.labels``), for accuracy per model version (`visionline labels accuracy`).
     """
+    from visionline.camera.conveyor import ConveyorSource
     from visionline.inspection.acceptance import CAMERA_MIXES
-    from visionline.inspection.source import ConveyorSource
     from visionline.kafka import producer
     from visionline.labels.delayed import DelayedLabels
 

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from visionline.inspection.acceptance import CAMERA_MIXES, CameraRun
-from visionline.inspection.generator import LineGenerator
 from visionline.inspection.metrics import binary_counts
-from visionline.inspection.schedule import Ramp, Schedule
+from visionline.synthetic.generator import LineGenerator
+from visionline.synthetic.schedule import Ramp, Schedule
 
 CAMERAS = ("drift-line-1", "drift-line-2", "drift-line-3")
 DEFECT_DETECTOR = "defect_detector"

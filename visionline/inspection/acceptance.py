@@ -18,8 +18,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from visionline.inspection.generator import LineGenerator
 from visionline.inspection.metrics import binary_counts, iou
+from visionline.synthetic.generator import LineGenerator
 
 # Three lines, three different worlds: every nuisance factor is on somewhere.
 CAMERA_MIXES: dict[str, dict[str, float]] = {

@@ -6,7 +6,7 @@ Scores and labels: ``roc_auc`` and ``pixel_auroc`` (anomaly maps against truth m
 ``class_confusion``.
 
 Boxes are ``(x0, y0, x1, y1)`` in frame pixels with an exclusive end, as in
-``visionline.inspection.truth``: a box's area is ``(x1 - x0) * (y1 - y0)``, and integer truth
+``visionline.synthetic.truth``: a box's area is ``(x1 - x0) * (y1 - y0)``, and integer truth
 boxes and float detection boxes mix freely.
 """
 

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from visionline.annotations import PART_CLASS, ImageLabels, LabelObject, LabelSet
-from visionline.inspection.defects import DEFECT_CLASSES
 from visionline.inspection.sampling import LabelSampler, reasons_to_label
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.inspection.vision import ANOMALY_CLASS
 from visionline.messages import PartObservations
+from visionline.synthetic.defects import DEFECT_CLASSES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
