@@ -14,11 +14,11 @@ from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
 from visionline.drift.cli import app as drift_app
 from visionline.inspection.cli import app as inspection_app
-from visionline.inspection.train.cli import eval_command, train_app
 from visionline.labels.cli import app as labels_app
 from visionline.models.cli import app as models_app
 from visionline.retrain.cli import app as jobs_app
 from visionline.stack.cli import app as stack_app
+from visionline.training.cli import eval_command, train_app
 
 app = typer.Typer(help="visionline: the streaming pipeline around the model.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")

@@ -19,9 +19,9 @@ import numpy as np
 from visionline.inspection.acceptance import CameraRun, score
 from visionline.inspection.config import InspectionConfig
 from visionline.inspection.tracking import PartDecision, PartDetection, PartDetections, PartTracker
-from visionline.inspection.train.evaluate import load_models
-from visionline.inspection.train.serving import OnnxModel
 from visionline.inspection.vision import CropDecoding
+from visionline.training.evaluate import load_models
+from visionline.training.serving import OnnxModel
 
 
 @dataclass

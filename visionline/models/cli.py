@@ -65,8 +65,8 @@ def assemble(
     Checks every file against the release's manifest, rebuilds each ONNX graph from the frozen
     backbone and the released weights, and checks it answers as the trained graph did.
     """
-    from visionline.inspection.train.release import ReleaseError
-    from visionline.inspection.train.release import assemble as do_assemble
+    from visionline.training.release import ReleaseError
+    from visionline.training.release import assemble as do_assemble
 
     try:
         do_assemble(release, repository, force=force, log=console.print)

