@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from visionline.inspection.acceptance import CAMERA_MIXES, CameraRun
+from visionline.inspection.acceptance import CameraRun
 from visionline.inspection.metrics import binary_counts
 from visionline.synthetic.generator import LineGenerator
-from visionline.synthetic.schedule import Ramp, Schedule
+from visionline.synthetic.schedule import CAMERA_MIXES, Ramp, Schedule
 
 CAMERAS = ("drift-line-1", "drift-line-2", "drift-line-3")
 DEFECT_DETECTOR = "defect_detector"

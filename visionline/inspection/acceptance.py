@@ -18,22 +18,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from visionline.inspection.metrics import binary_counts, iou
+from visionline.inspection.metrics import MIN_IOU, binary_counts, iou
 from visionline.synthetic.generator import LineGenerator
-
-# Three lines, three different worlds: every nuisance factor is on somewhere.
-CAMERA_MIXES: dict[str, dict[str, float]] = {
-    "line-1": {"brightness": 0.4, "sensor_noise": 0.4, "occlusion": 0.3, "jpeg": 0.4},
-    "line-2": {"colour_temperature": 0.5, "lens_blur": 0.4, "shadow": 0.5, "resolution": 0.3},
-    "line-3": {
-        "gradient": 0.4,
-        "flicker": 0.4,
-        "motion_blur": 0.4,
-        "perspective": 0.4,
-        "white_balance": 0.4,
-    },
-}
-MIN_IOU = 0.3  # a verdict's box must overlap its true part at least this much
+from visionline.synthetic.schedule import CAMERA_MIXES
 
 
 @dataclass

@@ -22,6 +22,8 @@ Detection = tuple[str, BoxLike, float]  # class, box, score
 Truth = tuple[str, BoxLike]  # class, box
 BACKGROUND = "background"
 
+MIN_IOU = 0.3  # a verdict's box must overlap its true part at least this much
+
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks, tied values sharing the mean of the ranks they span."""

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visionline.inspection.acceptance import MIN_IOU
 from visionline.inspection.config import InspectionConfig
-from visionline.inspection.metrics import binary_counts, iou
-from visionline.inspection.offline import decide_frames, inspect_frame, local_inspector
+from visionline.inspection.local import decide_frames, inspect_frame, local_inspector
+from visionline.inspection.metrics import MIN_IOU, binary_counts, iou
 from visionline.inspection.tracking import PartDecision, PartDetection
 from visionline.messages import LabelFeedback
 from visionline.training.serving import OnnxModel
