@@ -8,12 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.acceptance.cli import app as acceptance_app
 from visionline.annotations.cli import app as dataset_app
 from visionline.api.cli import app as api_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
 from visionline.drift.cli import app as drift_app
-from visionline.inspection.cli import app as inspection_app
 from visionline.labels.cli import app as labels_app
 from visionline.models.cli import app as models_app
 from visionline.retrain.cli import app as jobs_app
@@ -28,7 +28,7 @@ app.add_typer(dataset_app, name="dataset")
 app.command("bench")(bench_command)
 app.add_typer(train_app, name="train")
 app.command("eval")(eval_command)
-app.add_typer(inspection_app, name="inspection")
+app.add_typer(acceptance_app, name="acceptance")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(drift_app, name="drift")
 app.add_typer(labels_app, name="labels")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from visionline.inspection.acceptance import CameraRun, frames_needed, plan, score
+from visionline.acceptance.run import CameraRun, frames_needed, plan, score
 from visionline.synthetic.generator import LineGenerator
 
 

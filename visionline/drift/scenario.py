@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from visionline.inspection.acceptance import CameraRun
+from visionline.acceptance.run import CameraRun
 from visionline.inspection.metrics import binary_counts
 from visionline.synthetic.generator import LineGenerator
 from visionline.synthetic.schedule import CAMERA_MIXES, Ramp, Schedule

@@ -12,7 +12,7 @@ factor alone at one strength (medium, 0.5, by default). Reported per condition:
   score the part rule (``min_mean_score``) averages over a part's frames.
 
 Crops are cut around the true part boxes, so each model is judged on its own; the end-to-end
-per-part figures come from ``visionline inspection run`` through the real stack.
+per-part figures come from ``visionline acceptance run`` through the real stack.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``visionline inspection run``: many parts on three conveyor cameras through the real stack.
+"""``visionline acceptance run``: many parts on three conveyor cameras through the real stack.
 
 Each camera is a ``LineGenerator`` with its own seed and mix of nuisance factors. Frames go
 to the raw-frames topic like any camera's (frame id ``<camera>-<index>``, capture time

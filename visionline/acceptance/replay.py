@@ -2,7 +2,8 @@
 
 The same code as the pipeline (the inspect worker's ``Inspector``, ``PartTracker`` configured
 from ``infra/rules.yaml``), in one process with ONNX Runtime: a quality engineer tunes decision
-thresholds here in a minute, then confirms them through the real stack with ``inspection run``.
+thresholds here in a minute, then confirms them through the real stack with
+``visionline acceptance run``.
 Observations are computed once; deciding again with other rules only re-runs the tracker.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from visionline.inspection.acceptance import CameraRun, score
+from visionline.acceptance.run import CameraRun, score
 from visionline.inspection.config import InspectionConfig
 from visionline.inspection.local import decide_frames, inspect_frame, local_inspector
 from visionline.inspection.tracking import PartDecision, PartDetection
