@@ -258,7 +258,7 @@ class RetrainSettings(_Settings):
     @field_validator("schedule_hours")
     @classmethod
     def _known_models_and_intervals(cls, value: dict[str, float]) -> dict[str, float]:
-        from visionline.retrain.policy import MODELS
+        from visionline.retrain.policy import MODELS  # settings sit below retrain: on use
 
         unknown = sorted(set(value) - set(MODELS))
         if unknown:

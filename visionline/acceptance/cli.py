@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from visionline.acceptance.run import RunConfig, figures_table, plan, run_acceptance
+from visionline.inspection.config import config_for, load_inspection
 from visionline.settings import REPO_ROOT
 
 app = typer.Typer(
@@ -35,8 +37,6 @@ def run(
     ),
 ) -> None:
     """Parts with mixed nuisances through the real stack; per-part recall and precision."""
-    from visionline.acceptance.run import RunConfig, figures_table, run_acceptance
-
     config = RunConfig(parts=parts, cameras=cameras, fps=fps, seed=seed)
     figures = run_acceptance(config, state_dir, console, bootstrap=bootstrap)
     console.print(figures_table(figures))
@@ -67,9 +67,8 @@ def replay(
     per-part recall and precision for the configured rules and for nearby thresholds."""
     from rich.table import Table
 
+    # Imported on use: ONNX Runtime and supervision (seconds) would slow down every command.
     from visionline.acceptance.replay import observe, replay_score, rule_grid
-    from visionline.acceptance.run import plan
-    from visionline.inspection.config import config_for, load_inspection
     from visionline.inspection.vision import CropDecoding
 
     base = config_for(load_inspection(rules_file), camera)

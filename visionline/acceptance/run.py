@@ -18,7 +18,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from visionline.alerts import read_messages, topic_consumer
+from visionline.camera.publisher import FramePublisher
 from visionline.inspection.metrics import MIN_IOU, binary_counts, iou
+from visionline.messages import Topic
+from visionline.stack import LocalStack
+from visionline.stack.config import free_port_settings
 from visionline.synthetic.generator import LineGenerator
 from visionline.synthetic.schedule import CAMERA_MIXES
 
@@ -182,10 +187,6 @@ def publish_and_collect(
     """Send every camera's frames, paced at ``fps`` each, and read verdicts and alerts back."""
     import threading
 
-    from visionline.alerts import read_messages, topic_consumer
-    from visionline.camera.publisher import FramePublisher
-    from visionline.messages import Topic
-
     per_camera = -(-config.parts // len(runs))
     total = {r.camera: frames_needed(r.generator, per_camera) for r in runs}
     consumer = topic_consumer(
@@ -252,9 +253,6 @@ def publish_and_collect(
 def run_acceptance(config: RunConfig, state_dir, console, bootstrap: str | None = None) -> dict:
     """Start a local stack on free ports (or use ``bootstrap``), run, score, write JSON."""
     from pathlib import Path
-
-    from visionline.stack import LocalStack
-    from visionline.stack.config import free_port_settings
 
     # Frame ids, hence decision and alert ids, are the run's own: a stack that kept an earlier
     # run's PostgreSQL would otherwise take this run's parts for replays and stay silent.

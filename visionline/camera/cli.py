@@ -19,6 +19,7 @@ from visionline.camera.publisher import CameraStats, FramePublisher, run_camera,
 from visionline.camera.simulator import Resolution, parse_resolution
 from visionline.camera.sources import SPEC_HELP, SourceError, open_source, redact
 from visionline.cameras import CAMERA_ID, LINE_PREFIX, CameraSpec, upsert_cameras
+from visionline.db import make_engine
 from visionline.kafka import producer
 from visionline.labels.delayed import DelayedLabels
 from visionline.settings import CommonSettings
@@ -236,8 +237,6 @@ def _register(camera_ids: list[str], fps: float, common: CommonSettings) -> None
 
 
 def _register_specs(specs: list[CameraSpec], common: CommonSettings) -> None:
-    from visionline.db import make_engine  # pulls in alembic: only when registering
-
     engine = make_engine(common.database_url)
     try:
         upsert_cameras(engine, specs, pepper="")  # no upload key: the pepper is unused

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from visionline.models.spec import DEFAULT_REPOSITORY, LABELS_FILENAME, MODEL_FILENAME, MODEL_NAME
+from visionline.registry.policy import CONFIG, served_versions
 
 _HINT = "run `make models` (or `visionline models build`) first"
 
@@ -36,8 +37,6 @@ def find_model_version(model_dir: Path, version: int | None = None) -> tuple[int
 
 
 def _policy_version(model_dir: Path) -> int | None:
-    from visionline.registry.policy import CONFIG, served_versions
-
     config = model_dir / CONFIG
     listed = served_versions(config.read_text(encoding="utf-8")) if config.is_file() else None
     present = [v for v in listed or [] if (model_dir / str(v) / MODEL_FILENAME).is_file()]

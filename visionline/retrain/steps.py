@@ -36,9 +36,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from visionline.inspection.config import config_for
+from visionline.labels import labelled_cameras, labelled_frames
 from visionline.messages import Topic
 from visionline.registry import policy as version_policy
+from visionline.registry.promotion import promote, triton_control
 from visionline.registry.store import serving_row
+from visionline.replay import replay_frames
 from visionline.retrain.jobs import Evaluation, Job, JobSteps
 from visionline.retrain.policy import (
     DEFECT_DETECTOR,
@@ -48,6 +52,7 @@ from visionline.retrain.policy import (
     dataset_plan,
     decide_promotion,
 )
+from visionline.rulesets import current
 from visionline.settings import RetrainSettings
 
 log = logging.getLogger(__name__)
@@ -125,7 +130,6 @@ class RealSteps:
         hold each camera's last frames out and crop the rest."""
         import numpy as np
 
-        from visionline.labels import labelled_cameras, labelled_frames
         from visionline.retrain.traffic import labelled_crops, relight, relighting, split_by_time
 
         s, drift, say = self.settings, job.dataset["drift"], _logger(job)
@@ -219,8 +223,6 @@ class RealSteps:
         """The labelled frames' images from Kafka, decoded to RGB, per camera, with the offset
         span read per partition. A frame reaches the broker after its capture (late when its
         camera lags): from a minute before the first capture time to now."""
-        from visionline.replay import replay_frames
-
         wanted = {x.frame_id: x for labels in label_lists for x in labels}
         cameras = sorted({x.camera_id for x in wanted.values()})
         frames: dict[str, list] = defaultdict(list)
@@ -314,9 +316,7 @@ class RealSteps:
         """The held-out recent frames through ``versions`` and each camera's tracker and
         rules, as the stack would have decided them: the drifting camera's (``shadow``), and
         the other cameras' pooled (``shadow_others``, what the candidate must not forget)."""
-        from visionline.inspection.config import config_for
         from visionline.retrain.shadow import load_versions, pooled, shadow_run
-        from visionline.rulesets import current
 
         inspection = current(self.engine, self.settings.rules_file).rules.inspection
         models = load_versions(self.repository, versions, self.settings.threads)
@@ -345,8 +345,6 @@ class RealSteps:
         return decide_promotion(candidate, serving, s.traffic_metric, s.margin, guards)
 
     def promote(self, job: Job, candidate: int, metrics: dict, reason: str) -> None:
-        from visionline.registry.promotion import promote, triton_control
-
         promote(self.engine, triton_control(self.triton_grpc_url), self.repository, job.model,
                 candidate, job_id=job.id, metrics=metrics, promoted_by="retrain",
                 reason=reason, timeout_s=self.settings.promote_timeout_s)  # fmt: skip

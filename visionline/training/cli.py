@@ -28,6 +28,7 @@ SeedOption = Annotated[int, typer.Option(help="Seed of the rendered training dat
 def _train(
     only: set[str] | None, repository: Path, version: int, seed: int, skip_existing: bool
 ) -> dict | None:
+    # torch, ONNX Runtime and supervision are imported on use, not by the CLI's other commands.
     from visionline.inspection.vision import INSPECTION_MODELS
     from visionline.training.fit import TrainConfig, train_all
     from visionline.training.serving import next_version

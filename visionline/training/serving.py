@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from visionline.models.spec import MODEL_FILENAME, TRITON_MODEL_PY
+from visionline.registry.policy import served_versions, with_versions
 
 OPSET = 17
 METADATA = "metadata.json"
@@ -120,8 +121,6 @@ def learned_state(module) -> dict[str, np.ndarray]:
 def write_config(model_dir: Path, config: str) -> None:
     """Write the model's config.pbtxt, keeping the versions a promotion pinned there: a newly
     trained version is a candidate, served only once it is promoted."""
-    from visionline.registry.policy import served_versions, with_versions
-
     path = model_dir / "config.pbtxt"
     pinned = served_versions(path.read_text()) if path.is_file() else None
     path.write_text(config if pinned is None else with_versions(config, pinned))
