@@ -10,7 +10,7 @@ from rich.table import Table
 
 from visionline.acceptance.cli import app as acceptance_app
 from visionline.alerts import AlertFilter, list_alerts, tail_alerts
-from visionline.annotations.cli import app as dataset_app
+from visionline.annotations.cli import app as annotations_app
 from visionline.api.cli import app as api_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
@@ -21,7 +21,7 @@ from visionline.drift.cli import app as drift_app
 from visionline.kafka import create_topics
 from visionline.labels.cli import app as labels_app
 from visionline.models.cli import app as models_app
-from visionline.retrain.cli import app as jobs_app
+from visionline.retrain.cli import app as retrain_app
 from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secrets
 from visionline.stack.cli import app as stack_app
 from visionline.training.cli import eval_command, train_app
@@ -30,12 +30,12 @@ app = typer.Typer(help="visionline: the streaming pipeline around the model.", n
 app.add_typer(stack_app, name="stack")
 app.add_typer(camera_app, name="camera")
 app.add_typer(models_app, name="models")
-app.add_typer(dataset_app, name="dataset")
+app.add_typer(annotations_app, name="annotations")
 app.command("bench")(bench_command)
 app.add_typer(train_app, name="train")
 app.command("eval")(eval_command)
 app.add_typer(acceptance_app, name="acceptance")
-app.add_typer(jobs_app, name="jobs")
+app.add_typer(retrain_app, name="retrain")
 app.add_typer(drift_app, name="drift")
 app.add_typer(labels_app, name="labels")
 alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")

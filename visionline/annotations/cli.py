@@ -1,4 +1,5 @@
-"""`visionline dataset`: make a generated dataset, export it to annotation tools, read it back."""
+"""`visionline annotations`: make a generated dataset, export it to annotation tools, read it
+back."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ The inspect worker keeps a frame when one of its parts is uncertain, when the an
 and the defect detector disagree, or when a part looks defective (``sampling.reasons_to_label``),
 within a per-camera budget. Each kept frame is ``frames/<key>.jpg`` (the camera's own bytes)
 and ``predictions/<key>.json`` (the observation and the reasons). ``sample_labels`` turns the
-predictions into a ``LabelSet`` of pre-annotations, so ``visionline dataset export --samples``
-writes them for CVAT, LabelImg, YOLO or COCO tools, and ``dataset import`` reads corrections.
+predictions into a ``LabelSet`` of pre-annotations, so ``visionline annotations export --samples``
+writes them for CVAT, LabelImg, YOLO or COCO tools, and ``annotations import`` reads corrections.
 Retention is the snapshot store's (age, then total size); predictions go with their frames.
 """
 

@@ -1,4 +1,4 @@
-"""`visionline jobs ...`: create retraining jobs by hand, list them, run one.
+"""`visionline retrain ...`: create retraining jobs by hand, list them, run one.
 
 Like `visionline models promote`, these find the stack through the common settings
 (VISIONLINE_DATABASE_URL, VISIONLINE_KAFKA_BOOTSTRAP); defaults are the local stack's.
