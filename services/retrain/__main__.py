@@ -26,8 +26,8 @@ from collections import defaultdict
 
 from visionline.db import make_engine
 from visionline.messages import DriftEvent, RetrainRequest, Topic, to_json
-from visionline.registry.jobs import FINAL, JobState
-from visionline.registry.store import advance_job, get_job
+from visionline.model_registry.job_states import FINAL, JobState
+from visionline.model_registry.store import advance_job, get_job
 from visionline.retrain.cli import NOT_QUEUED
 from visionline.retrain.jobs import (
     camera_pipeline,

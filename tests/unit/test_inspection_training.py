@@ -95,7 +95,7 @@ def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
 
 
 def test_a_new_config_keeps_the_versions_a_promotion_pinned(tmp_path):
-    from visionline.registry.policy import served_versions, with_versions
+    from visionline.model_registry.version_policy import served_versions, with_versions
     from visionline.training.serving import write_config
 
     fresh = 'name: "m"\nmax_batch_size: 8\n'

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from visionline.db.models import Base, Camera, RetrainJobRow
 from visionline.messages import DriftEvent, RetrainRequest, Topic, WindowStats, from_json, to_json
-from visionline.registry.store import advance_job, get_job
+from visionline.model_registry.store import advance_job, get_job
 from visionline.retrain.jobs import (
     Evaluation,
     JobNotQueued,

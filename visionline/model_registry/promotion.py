@@ -38,9 +38,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from visionline.db.models import ModelVersionRow
-from visionline.registry import policy
-from visionline.registry.jobs import JobState, check_transition
-from visionline.registry.store import (
+from visionline.model_registry import version_policy as policy
+from visionline.model_registry.job_states import JobState, check_transition
+from visionline.model_registry.store import (
     VersionInfo,
     VersionStatus,
     advance_job,

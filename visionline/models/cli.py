@@ -9,13 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from visionline.db import make_engine
+from visionline.model_registry.job_states import InvalidTransition
+from visionline.model_registry.promotion import PromotionError, triton_control
+from visionline.model_registry.promotion import promote as do_promote
+from visionline.model_registry.promotion import rollback as do_rollback
+from visionline.model_registry.store import JobNotFound, list_versions
 from visionline.models.scores import softmax
 from visionline.models.spec import DEFAULT_RELEASE, DEFAULT_REPOSITORY, MODEL_NAME
-from visionline.registry.jobs import InvalidTransition
-from visionline.registry.promotion import PromotionError, triton_control
-from visionline.registry.promotion import promote as do_promote
-from visionline.registry.promotion import rollback as do_rollback
-from visionline.registry.store import JobNotFound, list_versions
 from visionline.settings import CommonSettings
 
 app = typer.Typer(
@@ -106,7 +106,7 @@ def info(
     console.print(table)
 
 
-# --- versions: promotion and rollback through Triton (visionline.registry) -------------------
+# --- versions: promotion and rollback through Triton (visionline.model_registry) -----------------
 # Like `visionline alerts list`, these find the stack through the common settings
 # (VISIONLINE_DATABASE_URL, VISIONLINE_TRITON_GRPC_URL, VISIONLINE_MODEL_REPOSITORY), whose
 # defaults are the local stack's (`make up`).

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from visionline.model_registry.version_policy import CONFIG, served_versions
 from visionline.models.spec import DEFAULT_REPOSITORY, LABELS_FILENAME, MODEL_FILENAME, MODEL_NAME
-from visionline.registry.policy import CONFIG, served_versions
 
 _HINT = "run `make models` (or `visionline models build`) first"
 

@@ -15,8 +15,8 @@ from rich.table import Table
 from visionline.db import make_engine
 from visionline.kafka import producer
 from visionline.messages import Topic, to_json
-from visionline.registry.jobs import Trigger
-from visionline.registry.store import get_job
+from visionline.model_registry.job_states import Trigger
+from visionline.model_registry.store import get_job
 from visionline.retrain.jobs import (
     JobNotQueued,
     create_job_once,

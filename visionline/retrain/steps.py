@@ -19,7 +19,7 @@
   camera's held-out recent frames through both versions, the line's tracker and rules, scored
   per part as its alerts would have been. The drifting camera's decides, while the other
   cameras' and the generator frames guard against forgetting (``max_regression``).
-- promote: ``visionline.registry.promotion.promote`` with the job (Triton switches versions).
+- promote: ``visionline.model_registry.promotion.promote`` with the job (Triton switches versions).
 
 torch, onnxruntime and the generator are imported inside the steps: the worker starts light.
 """
@@ -39,9 +39,9 @@ from sqlalchemy.orm import Session
 from visionline.inspection.config import config_for
 from visionline.labels import labelled_cameras, labelled_frames
 from visionline.messages import Topic
-from visionline.registry import policy as version_policy
-from visionline.registry.promotion import promote, triton_control
-from visionline.registry.store import serving_row
+from visionline.model_registry import version_policy
+from visionline.model_registry.promotion import promote, triton_control
+from visionline.model_registry.store import serving_row
 from visionline.replay import replay_frames
 from visionline.retrain.jobs import Evaluation, Job, JobSteps
 from visionline.retrain.policy import (

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from visionline.model_registry.version_policy import served_versions, with_versions
 from visionline.models.spec import MODEL_FILENAME, TRITON_MODEL_PY
-from visionline.registry.policy import served_versions, with_versions
 
 OPSET = 17
 METADATA = "metadata.json"
