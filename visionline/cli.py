@@ -14,7 +14,7 @@ from visionline.annotations.cli import app as annotations_app
 from visionline.api.cli import app as api_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
-from visionline.cameras import is_placeholder_key, load_cameras, provision_cameras
+from visionline.camera_registry import is_placeholder_key, load_cameras, provision_cameras
 from visionline.db import make_engine, migrate
 from visionline.demo import part_counts, run_demo
 from visionline.drift.cli import app as drift_app

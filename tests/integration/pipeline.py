@@ -14,7 +14,7 @@ from skimage import data as skdata
 from sqlalchemy import Engine, text
 
 from visionline.alerts import read_messages, read_topic, topic_consumer
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.kafka import producer
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
 from visionline.stack.config import free_ports

@@ -28,7 +28,7 @@ from tests.fuzz.corpus import (
     kafka_headers,
 )
 from tests.integration.pipeline import TopicReader, chelsea_jpeg
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.kafka import producer
 from visionline.messages import Topic
 from visionline.settings import UploadSettings

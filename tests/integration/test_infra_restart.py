@@ -24,7 +24,7 @@ from tests.integration.pipeline import (
     rows,
     wait_rows,
 )
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.messages import Topic
 from visionline.synthetic import LineGenerator
 

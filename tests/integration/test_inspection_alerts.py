@@ -9,7 +9,7 @@ import uuid
 from tests.integration.pipeline import rows, wait_rows
 from visionline.acceptance.run import CameraRun, score
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.stack.config import INSPECTION_MODELS
 from visionline.synthetic.generator import LineGenerator

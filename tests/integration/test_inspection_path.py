@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.integration.pipeline import Camera, TopicReader
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.inspection.metrics import iou
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.messages import Topic

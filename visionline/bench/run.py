@@ -38,7 +38,7 @@ from visionline.bench.figures import (
 from visionline.camera.frames import encode_jpeg
 from visionline.camera.publisher import FramePublisher, Pacer, epoch_ms
 from visionline.camera.simulator import PHOTO_NAMES, PhotoSimulator, SceneSimulator, photos
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.db import make_engine
 from visionline.imaging import inspect_header, model_input
 from visionline.messages import Topic

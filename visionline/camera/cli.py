@@ -18,7 +18,7 @@ from visionline.camera.frames import FrameSource
 from visionline.camera.publisher import CameraStats, FramePublisher, run_camera, run_cameras
 from visionline.camera.simulator import Resolution, parse_resolution
 from visionline.camera.sources import SPEC_HELP, SourceError, open_source, redact
-from visionline.cameras import CAMERA_ID, LINE_PREFIX, CameraSpec, upsert_cameras
+from visionline.camera_registry import CAMERA_ID, LINE_PREFIX, CameraSpec, upsert_cameras
 from visionline.db import make_engine
 from visionline.kafka import producer
 from visionline.labels.delayed import DelayedLabels

@@ -38,7 +38,7 @@ from typing import Any
 from visionline.acceptance.run import CameraRun
 from visionline.alerts import read_messages, topic_consumer
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.db import make_engine
 from visionline.db.models import ModelVersionRow, RetrainJobRow
 from visionline.inspection.metrics import binary_counts

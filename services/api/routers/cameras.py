@@ -24,7 +24,7 @@ from services.api.auth import Admin, Viewer
 from services.api.params import page_limit
 from services.api.routers.alerts import Text, storable
 from visionline import camera_health, cameras
-from visionline.cameras import CAMERA_ID, CameraSpec, Pipeline
+from visionline.camera_registry import CAMERA_ID, CameraSpec, Pipeline
 from visionline.db.models import Camera
 
 log = logging.getLogger(__name__)

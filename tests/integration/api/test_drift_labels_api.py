@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from services.api.app import create_app
 from tests.integration.pipeline import free_port, rows, wait_rows
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.db.models import (
     Camera,
     DriftEventRow,
