@@ -8,28 +8,34 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from visionline.annotations.cli import app as dataset_app
+from visionline.acceptance.cli import app as acceptance_app
+from visionline.alerts import AlertFilter, list_alerts, tail_alerts
+from visionline.annotations.cli import app as annotations_app
 from visionline.api.cli import app as api_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
+from visionline.camera_registry import is_placeholder_key, load_cameras, provision_cameras
+from visionline.db import make_engine, migrate
+from visionline.demo import part_counts, run_demo
 from visionline.drift.cli import app as drift_app
-from visionline.inspection.cli import app as inspection_app
-from visionline.inspection.train.cli import eval_command, train_app
+from visionline.kafka import create_topics
 from visionline.labels.cli import app as labels_app
 from visionline.models.cli import app as models_app
-from visionline.retrain.cli import app as jobs_app
+from visionline.retrain.cli import app as retrain_app
+from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secrets
 from visionline.stack.cli import app as stack_app
+from visionline.training.cli import eval_command, train_app
 
 app = typer.Typer(help="visionline: the streaming pipeline around the model.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(camera_app, name="camera")
 app.add_typer(models_app, name="models")
-app.add_typer(dataset_app, name="dataset")
+app.add_typer(annotations_app, name="annotations")
 app.command("bench")(bench_command)
 app.add_typer(train_app, name="train")
 app.command("eval")(eval_command)
-app.add_typer(inspection_app, name="inspection")
-app.add_typer(jobs_app, name="jobs")
+app.add_typer(acceptance_app, name="acceptance")
+app.add_typer(retrain_app, name="retrain")
 app.add_typer(drift_app, name="drift")
 app.add_typer(labels_app, name="labels")
 alerts_app = typer.Typer(help="Alerts: live from the alerts topic, or stored in PostgreSQL.")
@@ -50,9 +56,6 @@ def alerts_tail(
     """Print alerts as they are published on the alerts topic."""
     import time
 
-    from visionline.alerts import tail_alerts
-    from visionline.settings import CommonSettings
-
     until = time.monotonic() + seconds if seconds else None
     for alert in tail_alerts(CommonSettings().kafka_bootstrap, from_beginning, until):
         if alert is not None:
@@ -70,10 +73,6 @@ def alerts_list(
     limit: int = typer.Option(50, min=1, max=10_000),
 ) -> None:
     """List stored alerts, newest first."""
-    from visionline.alerts import AlertFilter, list_alerts
-    from visionline.db import make_engine
-    from visionline.settings import CommonSettings
-
     rows = list_alerts(
         make_engine(CommonSettings().database_url), AlertFilter(camera, severity, rule, limit)
     )
@@ -104,8 +103,6 @@ def demo(
     """Start the local stack with simulated cameras, show alerts live, summarise, stop."""
     from pathlib import Path
 
-    from visionline.demo import part_counts, run_demo
-
     figures = run_demo(cameras, fps, seconds, Path(state_dir).absolute(), console, lines)
     if not figures["frames_predicted"]:
         console.print("[red]no frame made it through the pipeline[/]")
@@ -135,11 +132,6 @@ def setup(
     """Create the topics, migrate the database and register cameras (idempotent); a camera
     without an upload key gets a random one, written to --keys-file."""
     from pathlib import Path
-
-    from visionline.cameras import is_placeholder_key, load_cameras, provision_cameras
-    from visionline.db import make_engine, migrate
-    from visionline.kafka import create_topics
-    from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secrets
 
     common, upload = CommonSettings(), UploadSettings()
     refuse_dev_secrets(common, VISIONLINE_UPLOAD_KEY_PEPPER=upload.key_pepper)

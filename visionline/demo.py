@@ -12,9 +12,15 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from visionline.db import make_engine
+from visionline.inspection.config import config_for, load_inspection
 from visionline.kafka import read_messages, topic_consumer
 from visionline.messages import Topic
 from visionline.report import RunSummary, capture_to_alert
+from visionline.settings import PartsSettings
+from visionline.stack import LocalStack
+from visionline.stack.config import free_port_settings
+from visionline.tokens import create_token
 
 WATCHED = (Topic.PREDICTIONS, Topic.ALERTS, Topic.DEAD_LETTER, Topic.PART_DECISIONS)
 WARMUP_S = 5.0  # latency figures leave out frames captured this early
@@ -25,8 +31,6 @@ DEMO_LINE_PREFIX = "demo-line"
 
 def demo_line_fps(rules_file: Path) -> float:
     """The frame rate ``rules_file``'s inspection entry for the demo's lines was written for."""
-    from visionline.inspection.config import config_for, load_inspection
-
     camera = f"{DEMO_LINE_PREFIX}-1"
     config = config_for(load_inspection(rules_file), camera)
     if config is None:
@@ -162,9 +166,6 @@ def part_counts(parts: dict[str, int]) -> tuple[int, int]:
 
 def dashboard_token(database_url: str) -> str:
     """A viewer token for this run's dashboard link (the stack's database is the run's own)."""
-    from visionline.db import make_engine
-    from visionline.tokens import create_token
-
     return create_token(make_engine(database_url), "demo dashboard", "viewer", created_by="demo")
 
 
@@ -184,10 +185,6 @@ def api_check(api_url: str, token: str) -> str:
 def run_demo(
     cameras: int, fps: float, seconds: float, state_dir: Path, console: Console, lines: int = 0
 ) -> dict:
-    from visionline.settings import PartsSettings
-    from visionline.stack import LocalStack
-    from visionline.stack.config import free_port_settings
-
     line_fps = demo_line_fps(PartsSettings().rules_file)
     lines_at = {"line_cameras": lines, "line_fps": line_fps, "line_prefix": DEMO_LINE_PREFIX}
     settings = free_port_settings(state_dir, cameras=cameras, camera_fps=fps, **lines_at)

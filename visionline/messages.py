@@ -314,8 +314,8 @@ class DriftEvent(Schema):
 class RetrainRequest(Schema):
     """A retraining job to run, on ``visionline.retrain.requests``, key = model.
 
-    The job itself is the ``retrain_jobs`` row ``job_id`` (``visionline.registry``); this message
-    only asks a retrain worker to run it. Only a job still ``queued`` is run, so a request
+    The job itself is the ``retrain_jobs`` row ``job_id`` (``visionline.model_registry``); this
+    message only asks a retrain worker to run it. Only a job still ``queued`` is run, so a request
     delivered twice runs its job once. ``trigger`` is ``drift`` (``trigger_ref``: the drift
     event id), ``schedule`` or ``operator``.
     """

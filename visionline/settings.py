@@ -127,7 +127,7 @@ class InspectSettings(_Settings):
     snapshot_prune_s: float = Field(60.0, gt=0)  # how often old snapshots are pruned
     snapshot_jpeg_quality: int = Field(85, ge=1, le=100)
     # Frames worth labelling (uncertain, models disagreeing, looks defective), kept with their
-    # predictions for `visionline dataset export --samples`; 0 per minute keeps none.
+    # predictions for `visionline annotations export --samples`; 0 per minute keeps none.
     sample_dir: Path = REPO_ROOT / ".state" / "samples"
     samples_per_camera_per_minute: int = Field(30, ge=0)
     sample_max_age_s: float = Field(30 * 24 * 3600.0, gt=0)
@@ -257,7 +257,7 @@ class RetrainSettings(_Settings):
     @field_validator("schedule_hours")
     @classmethod
     def _known_models_and_intervals(cls, value: dict[str, float]) -> dict[str, float]:
-        from visionline.retrain.policy import MODELS
+        from visionline.retrain.policy import MODELS  # settings sit below retrain: on use
 
         unknown = sorted(set(value) - set(MODELS))
         if unknown:

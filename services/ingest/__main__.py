@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 
 from services.ingest.handlers import Ingest
-from visionline.cameras import CameraRegistry
+from visionline.camera_registry import CameraRegistry
 from visionline.db import make_engine
 from visionline.messages import Topic
 from visionline.settings import CommonSettings, IngestSettings

@@ -16,7 +16,7 @@ from services.ingest.logic import (
     validate_frame,
 )
 from visionline.camera_health import record_frame
-from visionline.cameras import CameraRegistry
+from visionline.camera_registry import CameraRegistry
 from visionline.imaging import FrameRejected
 from visionline.kafka import source_of
 from visionline.logs import set_frame

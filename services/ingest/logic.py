@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visionline.cameras import CAMERA_ID, RegisteredCamera
+from visionline.camera_registry import CAMERA_ID, RegisteredCamera
 from visionline.frame_headers import frame_id_of, header_text, parse_captured_at
 from visionline.imaging import FrameRejected, check_complete, inspect_header
 from visionline.messages import (

@@ -1,7 +1,7 @@
 """The retrain worker's handlers: retraining jobs, one at a time per model.
 
 - ``visionline.retrain.requests`` (RetrainRequest, key = model): run the job in a child
-  process (``visionline jobs run``: ``run_job`` with the real steps), so the consumer keeps
+  process (``visionline retrain run``: ``run_job`` with the real steps), so the consumer keeps
   its heartbeat; jobs of one model wait for each other, other models' do not. A child that
   dies mid-job leaves the job failed.
   The request is acked once its job is final; a repeated request finds its job no longer
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from visionline.messages import DriftEvent, RetrainRequest
-from visionline.registry.jobs import FINAL, JobState
-from visionline.registry.store import advance_job, get_job
+from visionline.model_registry.job_states import FINAL, JobState
+from visionline.model_registry.store import advance_job, get_job
 from visionline.retrain.cli import NOT_QUEUED
 from visionline.retrain.jobs import (
     camera_pipeline,
@@ -75,7 +75,7 @@ class RetrainHandlers:
         await self.ack(event)
 
     async def run_in_child(self, job_id: int):
-        """The job in its own process (``visionline jobs run``): training would starve this
+        """The job in its own process (``visionline retrain run``): training would starve this
         process's consumer of the interpreter. The final row, or None when not queued."""
         child = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -6,7 +6,7 @@ import uvicorn
 
 from services.upload.app import create_app
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import CameraRegistry
+from visionline.camera_registry import CameraRegistry
 from visionline.db import make_engine
 from visionline.logs import configure
 from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secrets

@@ -24,7 +24,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from visionline.auth_limits import FailureLimiter, Subject, client_of, limiter_for
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import CAMERA_ID, RegisteredCamera, hash_upload_key, is_placeholder_key
+from visionline.camera_registry import (
+    CAMERA_ID,
+    RegisteredCamera,
+    hash_upload_key,
+    is_placeholder_key,
+)
 from visionline.frame_headers import parse_captured_at
 from visionline.http_headers import SecurityHeaders
 from visionline.imaging import FrameRejected
@@ -38,7 +43,7 @@ MULTIPART_OVERHEAD = 16 << 10  # boundaries and part headers around the image
 
 
 class Registry(Protocol):
-    """What the API needs of the camera registry (``visionline.cameras.CameraRegistry``)."""
+    """What the API needs of the camera registry (``visionline.camera_registry.CameraRegistry``)."""
 
     def get(self, camera_id: str) -> RegisteredCamera | None: ...
 

@@ -15,7 +15,7 @@ from confluent_kafka import Message
 from skimage import data as skdata
 from sqlalchemy import Engine, text
 
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.kafka import producer, read_messages, read_topic, topic_consumer
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
 from visionline.stack.config import free_ports

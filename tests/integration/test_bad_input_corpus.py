@@ -28,12 +28,12 @@ from tests.fuzz.corpus import (
     kafka_headers,
 )
 from tests.integration.pipeline import TopicReader, chelsea_jpeg
-from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection import LineGenerator
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.kafka import producer
 from visionline.messages import Topic
 from visionline.settings import UploadSettings
 from visionline.stack.config import PIPELINE_SERVICES
+from visionline.synthetic import LineGenerator
 
 pytestmark = pytest.mark.integration
 

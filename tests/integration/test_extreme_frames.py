@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from tests.integration.pipeline import Camera, TopicReader, chelsea_jpeg, new_camera
-from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection import LineGenerator
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.messages import Topic
+from visionline.synthetic import LineGenerator
 
 WORKERS = ("ingest", "preprocess", "inference", "postprocess", "inspect", "parts")
 

@@ -24,9 +24,9 @@ from tests.integration.pipeline import (
     rows,
     wait_rows,
 )
-from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection import LineGenerator
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.messages import Topic
+from visionline.synthetic import LineGenerator
 
 FRAMES = 60
 FPS = 6

@@ -7,12 +7,12 @@ import time
 import uuid
 
 from tests.integration.pipeline import rows, wait_rows
+from visionline.acceptance.run import CameraRun, score
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection.acceptance import CameraRun, score
-from visionline.inspection.generator import LineGenerator
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.stack.config import INSPECTION_MODELS
+from visionline.synthetic.generator import LineGenerator
 
 FRAMES = 40  # about 12 whole parts at 10 fps, the speed infra/rules.yaml gives test-line-*
 FPS = 10.0
@@ -60,7 +60,7 @@ def test_a_line_gives_one_verdict_per_part_and_one_alert_per_rejected_part(stack
     assert row["parts"] >= 8 and row["decided"] == row["parts"]  # every whole part decided
     assert row["unmatched_verdicts"] == 0 and row["unmatched_alerts"] == 0
     assert figures["duplicate_alerts"] == 0  # one physical part, at most one alert
-    # Model quality is measured by `visionline inspection run`; here only that it works.
+    # Model quality is measured by `visionline acceptance run`; here only that it works.
     assert figures["tp"] >= 1 and figures["precision"] >= 0.5
 
     rejected = {d["decision_id"] for d in decided if d["status"] == "rejected"}

@@ -7,12 +7,12 @@ import uuid
 import pytest
 
 from tests.integration.pipeline import Camera, TopicReader
-from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection import LineGenerator
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.inspection.metrics import iou
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.messages import Topic
 from visionline.stack.config import INSPECTION_MODELS
+from visionline.synthetic import LineGenerator
 
 FRAMES = 6
 

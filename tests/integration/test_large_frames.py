@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.integration.pipeline import Camera, TopicReader, new_camera
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.messages import Topic
 from visionline.settings import IngestSettings
 

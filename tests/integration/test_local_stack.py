@@ -21,7 +21,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
-from visionline.cameras import load_cameras
+from visionline.camera_registry import load_cameras
 from visionline.db import make_engine
 from visionline.messages import Topic
 from visionline.settings import REPO_ROOT

@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 from visionline.cli import app
 from visionline.db import make_engine
+from visionline.model_registry import version_policy as policy
+from visionline.model_registry.promotion import promote, ready, triton_control, wait_until
+from visionline.model_registry.store import advance_job, create_job, get_job, list_versions
 from visionline.models import spec
-from visionline.registry import policy
-from visionline.registry.promotion import promote, ready, triton_control, wait_until
-from visionline.registry.store import advance_job, create_job, get_job, list_versions
 from visionline.stack.api import LocalStack
 from visionline.stack.config import free_port_settings
 

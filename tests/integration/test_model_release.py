@@ -20,7 +20,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from visionline.inspection.train.release import (
+from visionline.inspection.vision import INSPECTION_MODELS
+from visionline.models import spec
+from visionline.stack.api import LocalStack
+from visionline.stack.config import free_port_settings
+from visionline.training.release import (
     EVALUATION,
     MANIFEST,
     assemble,
@@ -31,10 +35,6 @@ from visionline.inspection.train.release import (
     release_size,
     write_release,
 )
-from visionline.inspection.vision import INSPECTION_MODELS
-from visionline.models import spec
-from visionline.stack.api import LocalStack
-from visionline.stack.config import free_port_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = ROOT / "models" / "release"
@@ -70,7 +70,7 @@ def test_the_release_is_intact_small_and_matches_the_installed_backbone(manifest
 
 def test_make_models_serves_the_release(manifest):
     """`make models` assembled triton_models/ from this very release."""
-    from visionline.inspection.train.release import release_stamp
+    from visionline.training.release import release_stamp
 
     stamp = release_stamp(RELEASE / MANIFEST)
     for name in INSPECTION_MODELS:
@@ -84,7 +84,7 @@ def test_assembled_models_answer_the_trained_graphs_probes(manifest, assembled):
 
 
 def test_assembled_models_reproduce_the_released_evaluation(assembled):
-    from visionline.inspection.train.evaluate import EvalConfig, evaluate
+    from visionline.training.evaluate import EvalConfig, evaluate
 
     released = json.loads((RELEASE / EVALUATION).read_text())
     again = evaluate(assembled, EvalConfig(**released["config"]), **QUIET)
@@ -106,8 +106,8 @@ def test_assembled_models_reproduce_the_released_evaluation(assembled):
 @pytest.fixture(scope="module")
 def short_release(tmp_path_factory, manifest) -> Path:
     """The release's training settings, on a small seeded subset, trained and released."""
-    from visionline.inspection.train.evaluate import EvalConfig
-    from visionline.inspection.train.fit import TrainConfig, train_all
+    from visionline.training.evaluate import EvalConfig
+    from visionline.training.fit import TrainConfig, train_all
 
     settings = json.loads((RELEASE / "defect_detector" / "metadata.json").read_text())["config"]
     settings["seed"] = settings["seed"] + 1000  # another seeded subset than the release's

@@ -23,7 +23,6 @@ from tests.factories import (
     source_ref,
 )
 from tests.integration.pipeline import rows, wait_rows
-from visionline.inspection import LineGenerator
 from visionline.kafka import producer
 from visionline.messages import (
     DefectFinding,
@@ -32,6 +31,7 @@ from visionline.messages import (
     Topic,
     to_json,
 )
+from visionline.synthetic import LineGenerator
 
 MODELS = [model_ref("part_detector"), model_ref("part_anomaly"), model_ref("defect_detector")]
 

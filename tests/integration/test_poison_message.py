@@ -16,10 +16,10 @@ import uuid
 
 from tests.integration.conftest import FAULT_MARKER
 from tests.integration.pipeline import Camera, TopicReader
-from visionline.cameras import CameraSpec, upsert_cameras
-from visionline.inspection import LineGenerator
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.messages import Topic
 from visionline.settings import CommonSettings
+from visionline.synthetic import LineGenerator
 
 
 def with_comment(jpeg: bytes, comment: bytes) -> bytes:

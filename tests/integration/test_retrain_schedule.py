@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from visionline.db import make_engine
-from visionline.registry.store import advance_job
+from visionline.model_registry.store import advance_job
 from visionline.retrain.jobs import job_for_trigger
 from visionline.retrain.schedule import create_scheduled_jobs
 

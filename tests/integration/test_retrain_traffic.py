@@ -11,7 +11,6 @@ import uuid
 import pytest
 
 from visionline.camera.publisher import FramePublisher
-from visionline.inspection.generator import LineGenerator
 from visionline.kafka import producer
 from visionline.labels import labelled_frames
 from visionline.labels.truth import feedback_from_truth
@@ -19,6 +18,7 @@ from visionline.messages import Topic, to_json
 from visionline.retrain.jobs import Job
 from visionline.retrain.steps import RealSteps
 from visionline.settings import RetrainSettings
+from visionline.synthetic.generator import LineGenerator
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The shadow run decides a line's labelled frames as the stack would: the repository's trained
 models through the inspect worker's ``Inspector`` and the parts worker's tracker, scored per part
-against labels. Checked against the inspection replay, which scores the same models and tracker
+against labels. Checked against the acceptance replay, which scores the same models and tracker
 against the generator's own truth by other code (``acceptance.score``)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from visionline.inspection.acceptance import plan
+from visionline.acceptance.replay import Observed, replay_score
+from visionline.acceptance.run import plan
 from visionline.inspection.config import config_for, load_inspection
-from visionline.inspection.offline import Observed, replay_score
 from visionline.labels.truth import feedback_from_truth
 from visionline.retrain.shadow import load_versions, observe_frames, shadow_run
 from visionline.settings import REPO_ROOT

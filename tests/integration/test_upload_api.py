@@ -26,7 +26,7 @@ from services.upload.app import create_app
 from tests.integration.pipeline import Camera, chelsea_jpeg, child, frames_of, free_port, new_camera
 from visionline.auth_limits import PREFIX
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import (
+from visionline.camera_registry import (
     CameraSpec,
     RegisteredCamera,
     hash_upload_key,

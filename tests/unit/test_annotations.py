@@ -17,8 +17,8 @@ from visionline.annotations import (
     import_labels,
 )
 from visionline.annotations.cli import app
-from visionline.inspection import LineGenerator
-from visionline.inspection.dataset import write_dataset
+from visionline.synthetic import LineGenerator
+from visionline.synthetic.dataset import write_dataset
 
 SIZE = (320, 180)
 

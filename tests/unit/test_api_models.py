@@ -10,10 +10,13 @@ from pydantic import ValidationError
 
 from services.api.params import utc as _utc
 from services.api.routers.labels import LabelIn, check_kind, feedback_of
-from services.api.routers.models import _switch_failed, available_versions
-from visionline.registry.jobs import InvalidTransition
-from visionline.registry.promotion import PromotionError, PromotionRefused, VersionMissing
-from visionline.registry.store import JobNotFound
+from services.api.routers.models import (
+    _switch_failed,
+    available_versions,
+)
+from visionline.model_registry.job_states import InvalidTransition
+from visionline.model_registry.promotion import PromotionError, PromotionRefused, VersionMissing
+from visionline.model_registry.store import JobNotFound
 
 
 def test_available_versions_are_folders_holding_a_model(tmp_path):

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from services.api.app import MAX_ECHOED, shortened
 from services.api.routers.dashboard import STATIC, page_csp
-from visionline.cameras import is_placeholder_key, write_upload_keys
+from visionline.camera_registry import is_placeholder_key, write_upload_keys
 from visionline.http_headers import STRICT_CSP, SecurityHeaders
 
 PAGE = STATIC / "dashboard.html"

@@ -10,7 +10,7 @@ from services.ingest.logic import (
     validate_frame,
 )
 from tests.unit.images import jpeg, jpeg_claiming, png
-from visionline.cameras import RegisteredCamera
+from visionline.camera_registry import RegisteredCamera
 from visionline.frame_headers import parse_captured_at
 from visionline.imaging import FrameRejected
 from visionline.messages import FRAME_ID, SourceRef, Topic

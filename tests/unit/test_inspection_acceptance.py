@@ -2,8 +2,8 @@
 
 import pytest
 
-from visionline.inspection.acceptance import CameraRun, frames_needed, plan, score
-from visionline.inspection.generator import LineGenerator
+from visionline.acceptance.run import CameraRun, frames_needed, plan, score
+from visionline.synthetic.generator import LineGenerator
 
 
 def _run(frames: int = 40) -> CameraRun:

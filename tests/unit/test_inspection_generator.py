@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from visionline.camera.conveyor import ConveyorSource
 from visionline.camera.frames import EncodedFrame, sniff_content_type
-from visionline.inspection import DEFECT_CLASSES, ConveyorSource, LineGenerator, Ramp, Schedule
-from visionline.inspection import nuisance as nz
-from visionline.inspection.dataset import read_parts, read_truth, write_dataset
-from visionline.inspection.schedule import FACTORS, NUISANCES, Step
-from visionline.inspection.truth import RoiMask
+from visionline.synthetic import DEFECT_CLASSES, LineGenerator, Ramp, Schedule
+from visionline.synthetic import nuisance as nz
+from visionline.synthetic.dataset import read_parts, read_truth, write_dataset
+from visionline.synthetic.schedule import FACTORS, NUISANCES, Step
+from visionline.synthetic.truth import RoiMask
 
 SMALL = (320, 180)
 SOME_NUISANCES = {"sensor_noise": 0.5, "occlusion": 0.8, "gradient": 0.3, "flicker": 0.5}

@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from visionline.inspection.train.release import (
+from visionline.inspection.vision import INSPECTION_MODELS
+from visionline.training.release import (
     LEARNED,
     MANIFEST,
     ReleaseError,
@@ -16,15 +17,14 @@ from visionline.inspection.train.release import (
     read_manifest,
     write_release,
 )
-from visionline.inspection.vision import INSPECTION_MODELS
 
 QUIET = {"log": lambda _: None}
 
 
 @pytest.fixture(scope="module")
 def tiny_release(tmp_path_factory):
-    from visionline.inspection.train.evaluate import EvalConfig
-    from visionline.inspection.train.fit import TrainConfig, train_all
+    from visionline.training.evaluate import EvalConfig
+    from visionline.training.fit import TrainConfig, train_all
 
     trained = tmp_path_factory.mktemp("trained")
     sizes = {"conditions": 2, "frames_per_condition": 2, "good_frames_per_condition": 2}

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from visionline.inspection import FrameTruth, LineGenerator, PartLabel
 from visionline.inspection.tracking import (
     DecisionRules,
     DefectDetection,
@@ -18,6 +17,7 @@ from visionline.inspection.tracking import (
     make_bytetrack,
     nms_parts,
 )
+from visionline.synthetic import FrameTruth, LineGenerator, PartLabel
 
 STOP, SIZE = 150, (320, 180)
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from visionline.inspection.train.heads import build_targets, focal_loss
-from visionline.inspection.train.patchcore import coreset
-from visionline.inspection.train.serving import TensorSpec, config_pbtxt
 from visionline.inspection.vision import STRIDE
-from visionline.registry.versions import next_version
+from visionline.model_registry.versions import next_version
+from visionline.training.heads import build_targets, focal_loss
+from visionline.training.patchcore import coreset
+from visionline.training.serving import TensorSpec, config_pbtxt
 
 
 def test_targets_put_a_peak_size_and_offset_at_each_box_centre():
@@ -67,8 +67,8 @@ def test_next_version_counts_numbered_folders(tmp_path):
 
 
 def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
-    from visionline.inspection.train.fit import TrainConfig, train_all
-    from visionline.inspection.train.serving import OnnxModel, latest
+    from visionline.training.fit import TrainConfig, train_all
+    from visionline.training.serving import OnnxModel, latest
 
     config = TrainConfig(
         conditions=2,
@@ -98,8 +98,8 @@ def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
     with pytest.raises(FileNotFoundError):
         latest(tmp_path / "nothing")
     # and `visionline eval` scores them: every figure in [0, 1] (None only without both labels)
-    from visionline.inspection.train.data import render
-    from visionline.inspection.train.evaluate import KEYS, evaluate_condition, load_models
+    from visionline.training.data import render
+    from visionline.training.evaluate import KEYS, evaluate_condition, load_models
 
     row = evaluate_condition(load_models(tmp_path, 1)[0], render(5, [("clean", {})], 3, 0.5))
     assert row["crops"] > row["defective_crops"] > 0
@@ -108,8 +108,8 @@ def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
 
 
 def test_a_new_config_keeps_the_versions_a_promotion_pinned(tmp_path):
-    from visionline.inspection.train.serving import write_config
-    from visionline.registry.policy import served_versions, with_versions
+    from visionline.model_registry.version_policy import served_versions, with_versions
+    from visionline.training.serving import write_config
 
     fresh = 'name: "m"\nmax_batch_size: 8\n'
     write_config(tmp_path, fresh)
@@ -123,7 +123,7 @@ def test_a_new_config_keeps_the_versions_a_promotion_pinned(tmp_path):
 def test_heads_start_from_their_seed_so_training_is_repeatable():
     """The part detector's head once drew its initial weights from torch's unseeded global
     generator: the same command trained another model each time."""
-    from visionline.inspection.train.fit import defect_head, part_head
+    from visionline.training.fit import defect_head, part_head
 
     for make in (part_head, defect_head):
         torch.manual_seed(1)

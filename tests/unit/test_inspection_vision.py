@@ -5,7 +5,6 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from visionline.inspection import LineGenerator
 from visionline.inspection.vision import (
     ANOMALY_CLASS,
     CROP,
@@ -25,6 +24,7 @@ from visionline.inspection.vision import (
     part_detections,
     peaks,
 )
+from visionline.synthetic import LineGenerator
 
 
 def test_frame_tensor_letterboxes_and_maps_boxes_back():

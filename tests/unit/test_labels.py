@@ -21,8 +21,7 @@ from tests.factories import (
 from tests.factories import (
     labelled_part as lpart,
 )
-from visionline.inspection import ConveyorSource, LineGenerator
-from visionline.inspection.truth import DefectTruth, FrameTruth, PartTruth, RoiMask
+from visionline.camera.conveyor import ConveyorSource
 from visionline.labels.delayed import DelayedLabels
 from visionline.labels.join import (
     JoinPolicy,
@@ -49,6 +48,8 @@ from visionline.messages import (
 )
 from visionline.observability import ModelScores
 from visionline.settings import LabelsSettings
+from visionline.synthetic import LineGenerator
+from visionline.synthetic.truth import DefectTruth, FrameTruth, PartTruth, RoiMask
 
 SMALL = (320, 180)
 POLICY = JoinPolicy()

@@ -1,5 +1,5 @@
-"""visionline.registry without servers: the job state machine, the config's version policy, and
-promote / rollback against a fake Triton and SQLite."""
+"""visionline.model_registry without servers: the job state machine, the config's version
+policy, and promote / rollback against a fake Triton and SQLite."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from visionline.model_registry import job_states as jobs
+from visionline.model_registry import version_policy as policy
+from visionline.model_registry.job_states import InvalidTransition, JobState
+from visionline.model_registry.promotion import PromotionError, promote, rollback
+from visionline.model_registry.store import advance_job, create_job, get_job, list_versions
 from visionline.models.local import find_model_version
-from visionline.registry import jobs, policy
-from visionline.registry.jobs import InvalidTransition, JobState
-from visionline.registry.promotion import PromotionError, promote, rollback
-from visionline.registry.store import advance_job, create_job, get_job, list_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "triton_models").glob("*/config.pbtxt"))

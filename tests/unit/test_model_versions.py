@@ -9,8 +9,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from visionline.db.models import Base, ModelVersionRow
-from visionline.registry import versions
-from visionline.registry.policy import with_versions
+from visionline.model_registry import versions
+from visionline.model_registry.version_policy import with_versions
 
 
 def folder(model_dir: Path, version: str, *files: str) -> None:

@@ -25,7 +25,7 @@ from tests.factories import (
     part_observations,
     source_ref,
 )
-from visionline.inspection import LineGenerator, wire
+from visionline.inspection import wire
 from visionline.inspection.config import (
     InspectionConfig,
     config_for,
@@ -40,6 +40,7 @@ from visionline.messages import (
     PartObservations,
 )
 from visionline.settings import REPO_ROOT
+from visionline.synthetic import LineGenerator
 
 T0 = 1_795_000_000.0
 MODELS = [model_ref("part_detector", "1"), model_ref("defect_detector", "2")]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from tests.factories import drift_event, window_stats
 from visionline.db.models import Camera, RetrainJobRow
 from visionline.messages import DriftEvent, RetrainRequest, Topic, from_json, to_json
-from visionline.registry.store import advance_job, get_job
+from visionline.model_registry.store import advance_job, get_job
 from visionline.retrain.jobs import (
     Evaluation,
     JobNotQueued,

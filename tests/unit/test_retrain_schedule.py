@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from visionline.registry.store import advance_job, get_job
+from visionline.model_registry.store import advance_job, get_job
 from visionline.retrain.jobs import create_job_once
 from visionline.retrain.schedule import create_scheduled_jobs, slot_of, slot_seconds, trigger_ref
 from visionline.settings import RetrainSettings

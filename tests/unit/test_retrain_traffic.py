@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 
 from tests.factories import label_feedback, labelled_part, part_decision
-from visionline.inspection.generator import LineGenerator
-from visionline.inspection.nuisance import veiling_glare
 from visionline.inspection.tracking import PartDecision
-from visionline.inspection.train.data import render
 from visionline.inspection.vision import CROP, DEFECT_CLASSES, Crop
 from visionline.labels.truth import feedback_from_truth
 from visionline.messages import LabelFeedback, LabelledDefect, LabelledPart
@@ -24,6 +21,9 @@ from visionline.retrain.traffic import (
     relighting,
     split_by_time,
 )
+from visionline.synthetic.generator import LineGenerator
+from visionline.synthetic.nuisance import veiling_glare
+from visionline.training.data import render
 
 
 def test_polygon_and_box_labels_become_masks() -> None:
@@ -140,7 +140,7 @@ def test_a_candidate_that_forgot_is_rejected_however_good_on_traffic() -> None:
 
 
 def test_the_generators_rehearsal_frames_render() -> None:
-    from visionline.inspection.train.data import eval_conditions
+    from visionline.training.data import eval_conditions
 
     data = render(5, list(eval_conditions(0.4))[:2], 1, 0.7, 0.08)
     assert data.crops and {c.condition for c in data.crops} <= {"clean", "brightness"}

@@ -1,4 +1,5 @@
-"""`visionline dataset`: make a generated dataset, export it to annotation tools, read it back."""
+"""`visionline annotations`: make a generated dataset, export it to annotation tools, read it
+back."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import typer
 from rich.console import Console
 
 from visionline.annotations import FORMATS, export_dataset, export_labels, import_labels
+from visionline.synthetic import LineGenerator
+from visionline.synthetic.dataset import write_dataset
 
 app = typer.Typer(
     help="Export labelled frames to annotation tools and read corrected labels back.",
@@ -41,9 +44,6 @@ def generate(
     ] = 0.3,
 ) -> None:
     """Render a seeded synthetic conveyor dataset with ground truth."""
-    from visionline.inspection import LineGenerator
-    from visionline.inspection.dataset import write_dataset
-
     generator = LineGenerator(seed, (width, height), defect_rate=defect_rate)
     written = write_dataset(generator, out, frames)
     console.print(f"wrote {written} frames to {out}")
@@ -71,7 +71,7 @@ def export_command(
     if (dataset is None) == (samples is None):
         raise typer.BadParameter("give exactly one of --dataset and --samples")
     if samples is not None:
-        from visionline.inspection.samples import sample_labels
+        from visionline.inspection.samples import sample_labels  # supervision: seconds to import
 
         labels = sample_labels(samples, include_parts=parts)
         export_labels(labels, samples / "frames", fmt, out)

@@ -18,7 +18,7 @@ import numpy as np
 from defusedxml import ElementTree as SafeET
 
 from visionline.annotations.labels import ImageLabels, LabelObject, LabelSet, mask_to_rle
-from visionline.inspection.truth import RleMask
+from visionline.synthetic.truth import RleMask
 
 ANNOTATIONS_FILE = "annotations.xml"
 

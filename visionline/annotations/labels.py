@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from visionline.inspection.defects import DEFECT_CLASSES
-from visionline.inspection.truth import FrameTruth, RleMask, tight
+from visionline.synthetic.defects import DEFECT_CLASSES
+from visionline.synthetic.truth import FrameTruth, RleMask, tight
 
 PART_CLASS = "part"
 

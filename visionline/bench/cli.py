@@ -11,6 +11,7 @@ import typer
 from visionline.bench.run import BenchOptions, run_bench, write_results
 from visionline.bench.tables import print_report
 from visionline.settings import REPO_ROOT
+from visionline.stack import StackError
 
 
 def bench_command(
@@ -41,8 +42,6 @@ def bench_command(
     """Full pipeline vs a bare single-process loop on the same frames: throughput, latency,
     Triton batch sizes, CPU and memory per process. Results in <out>/latest.json."""
     from rich.console import Console
-
-    from visionline.stack import StackError
 
     console = Console()
     options = BenchOptions(

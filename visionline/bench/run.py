@@ -34,16 +34,25 @@ from visionline.bench.figures import (
     safe_ratio,
     triton_figures,
 )
+from visionline.camera.frames import encode_jpeg
+from visionline.camera.publisher import FramePublisher, Pacer, epoch_ms
+from visionline.camera.simulator import PHOTO_NAMES, PhotoSimulator, SceneSimulator, photos
+from visionline.camera_registry import CameraSpec, upsert_cameras
+from visionline.db import make_engine
+from visionline.imaging import inspect_header, model_input
 from visionline.kafka import topic_consumer
-from visionline.settings import REPO_ROOT
+from visionline.messages import Topic
+from visionline.models.scores import softmax, top_k
+from visionline.rulesets import load_rules
+from visionline.settings import REPO_ROOT, PostprocessSettings, RulesSettings, UploadSettings
+from visionline.stack import LocalStack, StackSettings
+from visionline.stack.config import free_port_settings
+from visionline.stack.process import session_tree
 
 
 def frame_pool(resolution: tuple[int, int] = (1280, 720), quality: int = 80) -> list[bytes]:
     """Distinct camera-sized JPEGs: every bundled photo twice, six more chelsea cats, four
     synthetic scenes (about a third are cats, so a good share of frames alert)."""
-    from visionline.camera.frames import encode_jpeg
-    from visionline.camera.simulator import PHOTO_NAMES, PhotoSimulator, SceneSimulator, photos
-
     assert PHOTO_NAMES[0] == "chelsea"  # frame i is chelsea when i % len(photos) == 0
     photo, scene = PhotoSimulator(resolution), SceneSimulator(resolution, seed=1)
     count = len(photos(resolution))
@@ -84,9 +93,6 @@ class AlertRule:
 
 def bench_rule(camera_id: str) -> AlertRule:
     """The alert rule the bench cameras fall under, and postprocess's top-k."""
-    from visionline.rulesets import load_rules
-    from visionline.settings import PostprocessSettings, RulesSettings
-
     rules = [r for r in load_rules(RulesSettings().rules_file) if r.applies_to(camera_id)]
     if not rules:
         raise RuntimeError(f"no rule in the rules file applies to camera {camera_id}")
@@ -98,7 +104,7 @@ class BareLoop:
     """Decode, preprocess, ONNX Runtime (batch 1) and the alert threshold, in this process."""
 
     def __init__(self, repository: Path, model: str, threads: int, rule: AlertRule) -> None:
-        from visionline.models.local import LocalModel, load_labels
+        from visionline.models.local import LocalModel, load_labels  # ONNX Runtime: on use
 
         self.model = LocalModel(repository, model, None, threads)
         self.labels = load_labels(repository, model)
@@ -107,9 +113,6 @@ class BareLoop:
     def frame(self, data: bytes) -> tuple[float, bool]:
         """(seconds decoding + preprocessing, whether the frame alerts)."""
         import numpy as np
-
-        from visionline.imaging import inspect_header, model_input
-        from visionline.models.scores import softmax, top_k
 
         start = time.perf_counter()
         tensor, _ = model_input(data, inspect_header(data), self.model.input_shape[0] or 224)
@@ -149,7 +152,6 @@ class Collector(threading.Thread):
 
     def __init__(self, bootstrap: str) -> None:
         super().__init__(name="bench-collector", daemon=True)
-        from visionline.messages import Topic
 
         self.topics = {
             str(Topic.PREDICTIONS): "predictions",
@@ -204,8 +206,6 @@ class LoadGenerator(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        from visionline.camera.publisher import Pacer, epoch_ms
-
         pacer, index = Pacer(self.rate_fps), 0
         self.started_at = time.monotonic()
         while not self._halt.is_set():
@@ -286,8 +286,6 @@ class Sampler(threading.Thread):
         return self.samples
 
     def snapshot(self) -> Snapshot:
-        from visionline.stack.process import session_tree
-
         status = self.stack.status()
         if status is None:
             return {}
@@ -436,10 +434,6 @@ def wait_drained(load: LoadGenerator, collector: Collector, timeout_s: float) ->
 
 
 def register_cameras(database_url: str, count: int) -> list[str]:
-    from visionline.cameras import CameraSpec, upsert_cameras
-    from visionline.db import make_engine
-    from visionline.settings import UploadSettings
-
     cameras = [f"{CAMERA_PREFIX}-{i:02d}" for i in range(1, count + 1)]
     specs = [CameraSpec(camera_id=c, name="bench camera", max_fps=10_000) for c in cameras]
     engine = make_engine(database_url)
@@ -555,8 +549,6 @@ class BareSetup:
     @classmethod
     def of(cls, state_dir: Path, threads: int | None = None) -> BareSetup:
         """The model the stack will serve, by default with as many threads as Triton gives it."""
-        from visionline.stack import StackSettings
-
         stack = StackSettings(state_dir=state_dir)
         threads = threads or triton_threads(stack.model_repository, stack.model_name)
         rule = bench_rule(f"{CAMERA_PREFIX}-01")
@@ -578,10 +570,6 @@ def bare_summary(runs: list[dict]) -> dict[str, Any]:
 
 def run_pipeline(options: BenchOptions, pool: list[bytes], bare_fps: float, log) -> dict:
     """Start a fresh stack on free ports; saturation, half load and idle; stop it."""
-    from visionline.camera.publisher import FramePublisher
-    from visionline.stack import LocalStack
-    from visionline.stack.config import free_port_settings
-
     settings = free_port_settings(options.state_dir.absolute())
     log(f"starting the local stack in {settings.state_dir}")
     with LocalStack(settings, attached=True) as stack:

@@ -13,11 +13,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.camera.conveyor import ConveyorSource
+from visionline.camera.frames import FrameSource
 from visionline.camera.publisher import CameraStats, FramePublisher, run_camera, run_cameras
 from visionline.camera.simulator import Resolution, parse_resolution
-from visionline.camera.sources import SPEC_HELP, FrameSource, SourceError, open_source, redact
-from visionline.cameras import CAMERA_ID, LINE_PREFIX, CameraSpec, upsert_cameras
+from visionline.camera.sources import SPEC_HELP, SourceError, open_source, redact
+from visionline.camera_registry import CAMERA_ID, LINE_PREFIX, CameraSpec, upsert_cameras
+from visionline.db import make_engine
+from visionline.kafka import producer
+from visionline.labels.delayed import DelayedLabels
 from visionline.settings import CommonSettings
+from visionline.synthetic.schedule import CAMERA_MIXES
 
 app = typer.Typer(help="Push frames from cameras into Kafka.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -166,11 +172,6 @@ def lines(
     With ``--labels-delay`` the generator's truth of each frame follows as a late label
     (``visionline.labels``), for accuracy per model version (`visionline labels accuracy`).
     """
-    from visionline.inspection.acceptance import CAMERA_MIXES
-    from visionline.inspection.source import ConveyorSource
-    from visionline.kafka import producer
-    from visionline.labels.delayed import DelayedLabels
-
     common = _settings()
     ids = [f"{prefix}-{k}" for k in range(1, count + 1)]
     if register:
@@ -236,8 +237,6 @@ def _register(camera_ids: list[str], fps: float, common: CommonSettings) -> None
 
 
 def _register_specs(specs: list[CameraSpec], common: CommonSettings) -> None:
-    from visionline.db import make_engine  # pulls in alembic: only when registering
-
     engine = make_engine(common.database_url)
     try:
         upsert_cameras(engine, specs, pepper="")  # no upload key: the pepper is unused

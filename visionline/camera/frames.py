@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -29,6 +31,14 @@ class EncodedFrame:
 
 
 Frame = np.ndarray | EncodedFrame
+
+
+class FrameSource(Protocol):
+    """What ``open_source`` gives and the publisher reads: frames, then ``close()``."""
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
 
 
 def sniff_content_type(data: bytes) -> str | None:

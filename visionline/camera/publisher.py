@@ -15,16 +15,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from visionline.camera.frames import JPEG, encode_jpeg, to_encoded
+from visionline.camera.frames import JPEG, FrameSource, encode_jpeg, to_encoded
 from visionline.kafka import producer
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_CONTENT_TYPE, HEADER_FRAME_ID, Topic
-
-if TYPE_CHECKING:  # the upload service publishes without importing sources and simulators
-    from visionline.camera.sources import FrameSource
 
 __all__ = ["FramePublisher", "Pacer", "encode_jpeg", "run_camera", "run_cameras"]
 

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from visionline.camera.frames import EncodedFrame, Frame, sniff_content_type
+from visionline.camera.conveyor import ConveyorSource
+from visionline.camera.frames import EncodedFrame, Frame, FrameSource, sniff_content_type
 from visionline.camera.simulator import (
     DEFAULT_RESOLUTION,
     PhotoSimulator,
@@ -41,12 +42,6 @@ class SourceSpecError(ValueError):
 
 class SourceError(RuntimeError):
     """A source that cannot be opened or stopped delivering frames."""
-
-
-class FrameSource(Protocol):
-    def __iter__(self) -> Iterator[Frame]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -107,8 +102,6 @@ def open_source(
     if parsed.target == "photos":
         return PhotoSimulator(resolution, seed).encoded(jpeg_quality)
     if parsed.target == "line":
-        from visionline.inspection import ConveyorSource  # the camera side needs it only here
-
         return ConveyorSource(resolution, seed, jpeg_quality=jpeg_quality)
     return SceneSimulator(resolution, seed)
 

@@ -164,7 +164,8 @@ class DriftStateRow(Base):
 
 
 class RetrainJobRow(Base):
-    """A retraining job (``visionline.registry.jobs``): its state, why it ran, what it made."""
+    """A retraining job (``visionline.model_registry.job_states``): its state, why it ran, what
+    it made."""
 
     __tablename__ = "retrain_jobs"
     __table_args__ = (Index("ix_retrain_jobs_model_created", "model", "created_at"),)

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from visionline.drift.scenario import ScenarioConfig, figures_tables, run_scenario
+from visionline.inspection.config import config_for, load_inspection
 from visionline.settings import REPO_ROOT
 
 app = typer.Typer(help="Drift detection and the retraining it triggers.", no_args_is_help=True)
@@ -40,13 +42,6 @@ def scenario(
 ) -> None:
     """Glare drifts on one of three cameras: drift event, retraining on its labelled frames,
     promotion through Triton, and per-part F1 before, during and after, through the real stack."""
-    from visionline.drift.scenario import (
-        ScenarioConfig,
-        figures_tables,
-        run_scenario,
-    )
-    from visionline.inspection.config import config_for, load_inspection
-
     entry = config_for(load_inspection(rules_file), drift_camera)
     if entry is None:
         raise typer.BadParameter(f"no inspection entry in {rules_file} matches {drift_camera}")

@@ -35,10 +35,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from visionline.inspection.acceptance import CAMERA_MIXES, CameraRun
-from visionline.inspection.generator import LineGenerator
+from visionline.acceptance.run import CameraRun
+from visionline.camera.publisher import FramePublisher
+from visionline.camera_registry import CameraSpec, upsert_cameras
+from visionline.db import make_engine
+from visionline.db.models import ModelVersionRow, RetrainJobRow
 from visionline.inspection.metrics import binary_counts
-from visionline.inspection.schedule import Ramp, Schedule
+from visionline.kafka import producer, read_messages, topic_consumer
+from visionline.labels.delayed import DelayedLabels
+from visionline.labels.truth import feedback_from_truth
+from visionline.messages import Topic
+from visionline.stack import LocalStack
+from visionline.stack.config import free_port_settings
+from visionline.synthetic.generator import LineGenerator
+from visionline.synthetic.schedule import CAMERA_MIXES, Ramp, Schedule
 
 CAMERAS = ("drift-line-1", "drift-line-2", "drift-line-3")
 DEFECT_DETECTOR = "defect_detector"
@@ -167,9 +177,6 @@ def job_timeline(database_url: str, model: str = DEFECT_DETECTOR) -> list[dict]:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from visionline.db import make_engine
-    from visionline.db.models import ModelVersionRow, RetrainJobRow
-
     engine = make_engine(database_url)
     try:
         with Session(engine) as session:
@@ -202,10 +209,6 @@ class Sender:
     stops ``after`` frames past the moment ``switched`` is set, or at ``max_frames``."""
 
     def __init__(self, bootstrap: str, runs: list[CameraRun], config: ScenarioConfig) -> None:
-        from visionline.camera.publisher import FramePublisher
-        from visionline.kafka import producer
-        from visionline.labels.delayed import DelayedLabels
-
         self.runs, self.config = runs, config
         self.publisher = FramePublisher(bootstrap)
         self.label_producer = producer(bootstrap)
@@ -218,8 +221,6 @@ class Sender:
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        from visionline.labels.truth import feedback_from_truth
-
         try:
             self.publisher.start_polling()
             t0, stop_at = time.time(), self.config.max_frames
@@ -256,8 +257,6 @@ def collect(bootstrap: str, runs: list[CameraRun], sender: Sender, config: Scena
             log: Callable[[str], None]) -> Observed:  # fmt: skip
     """Read observations, verdicts, drift events and dead letters until every frame sent was
     inspected and nothing new came for ``settle_s``."""
-    from visionline.kafka import read_messages, topic_consumer
-    from visionline.messages import Topic
 
     cameras = {r.camera for r in runs}
     consumer = topic_consumer(bootstrap, (Topic.PART_OBSERVATIONS, Topic.PART_DECISIONS,
@@ -403,11 +402,6 @@ def copy_models(source: Path, target: Path) -> None:
 
 def run_scenario(config: ScenarioConfig, state_dir: Path, repository: Path, console) -> dict:
     """Start a stack with the retrain worker on a copy of the models, run, score."""
-    from visionline.cameras import CameraSpec, upsert_cameras
-    from visionline.db import make_engine
-    from visionline.stack import LocalStack
-    from visionline.stack.config import free_port_settings
-
     run_id = uuid.uuid4().hex[:8]
     runs = plan(config, run_id)
     if (state_dir / "stack.json").is_file():  # only ever a stack's own folder

@@ -1,28 +1,8 @@
-"""Synthetic production-line inspection data: conveyor frames with per-pixel ground truth.
+"""Inspection at run time: the models' contract (``vision``), one frame's inspection
+(``inspector``), tracking and one decision per part (``tracking``), its settings (``config``),
+the wire models (``wire``), snapshots, and the frames kept for labelling (``sampling``,
+``samples``).
 
-``LineGenerator(seed).frame(i)`` gives a BGR frame and its ``FrameTruth``; every frame is a pure
-function of (seed, camera, frame index, schedule), so any frame can be rendered on its own.
+The synthetic line is ``visionline.synthetic``, training and evaluation ``visionline.training``,
+and the end-to-end runs ``visionline.acceptance``.
 """
-
-from visionline.inspection.defects import DEFECT_CLASSES
-from visionline.inspection.generator import LineGenerator
-from visionline.inspection.parts import PART_KINDS
-from visionline.inspection.schedule import Constant, Ramp, Schedule, Step
-from visionline.inspection.source import ConveyorSource
-from visionline.inspection.truth import DefectTruth, FrameTruth, PartLabel, PartTruth, RleMask
-
-__all__ = [
-    "DEFECT_CLASSES",
-    "PART_KINDS",
-    "Constant",
-    "ConveyorSource",
-    "DefectTruth",
-    "FrameTruth",
-    "LineGenerator",
-    "PartLabel",
-    "PartTruth",
-    "Ramp",
-    "RleMask",
-    "Schedule",
-    "Step",
-]

@@ -84,6 +84,7 @@ class InspectionConfig(BaseModel):
         return any(fnmatch.fnmatchcase(camera_id, pattern) for pattern in self.cameras)
 
     def tracker_config(self) -> TrackerConfig:
+        # The tracker imports supervision (seconds): the API and rules worker read this file only.
         from visionline.inspection.tracking import TrackerConfig
 
         return TrackerConfig(

@@ -6,7 +6,7 @@ Scores and labels: ``roc_auc`` and ``pixel_auroc`` (anomaly maps against truth m
 ``class_confusion``.
 
 Boxes are ``(x0, y0, x1, y1)`` in frame pixels with an exclusive end, as in
-``visionline.inspection.truth``: a box's area is ``(x1 - x0) * (y1 - y0)``, and integer truth
+``visionline.synthetic.truth``: a box's area is ``(x1 - x0) * (y1 - y0)``, and integer truth
 boxes and float detection boxes mix freely.
 """
 
@@ -21,6 +21,8 @@ BoxLike = Sequence[float]  # x0, y0, x1, y1, end exclusive
 Detection = tuple[str, BoxLike, float]  # class, box, score
 Truth = tuple[str, BoxLike]  # class, box
 BACKGROUND = "background"
+
+MIN_IOU = 0.3  # a verdict's box must overlap its true part at least this much
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ The inspect worker keeps a frame when one of its parts is uncertain, when the an
 and the defect detector disagree, or when a part looks defective (``sampling.reasons_to_label``),
 within a per-camera budget. Each kept frame is ``frames/<key>.jpg`` (the camera's own bytes)
 and ``predictions/<key>.json`` (the observation and the reasons). ``sample_labels`` turns the
-predictions into a ``LabelSet`` of pre-annotations, so ``visionline dataset export --samples``
-writes them for CVAT, LabelImg, YOLO or COCO tools, and ``dataset import`` reads corrections.
+predictions into a ``LabelSet`` of pre-annotations, so ``visionline annotations export --samples``
+writes them for CVAT, LabelImg, YOLO or COCO tools, and ``annotations import`` reads corrections.
 Retention is the snapshot store's (age, then total size); predictions go with their frames.
 """
 
@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from visionline.annotations import PART_CLASS, ImageLabels, LabelObject, LabelSet
-from visionline.inspection.defects import DEFECT_CLASSES
 from visionline.inspection.sampling import LabelSampler, reasons_to_label
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.inspection.vision import ANOMALY_CLASS
 from visionline.messages import PartObservations
+from visionline.synthetic.defects import DEFECT_CLASSES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from visionline.inspection.defects import DEFECT_CLASSES
 from visionline.inspection.tracking import DefectDetection, FloatBox, PartDetection
+from visionline.synthetic.defects import DEFECT_CLASSES
 
 PART_DETECTOR, PART_ANOMALY, DEFECT_DETECTOR = "part_detector", "part_anomaly", "defect_detector"
 INSPECTION_MODELS = (PART_DETECTOR, PART_ANOMALY, DEFECT_DETECTOR)

@@ -13,6 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.db import make_engine
+from visionline.labels.store import accuracy
+from visionline.settings import CommonSettings
+
 app = typer.Typer(help="True labels joined to predictions: accuracy per model version.",
                   no_args_is_help=True)  # fmt: skip
 console = Console()
@@ -42,10 +46,6 @@ def accuracy_command(
 ) -> None:
     """Per camera, model, version and kind (frame_part, tracked_part): tp, fp, fn, tn,
     precision, recall and F1 of the defective decision."""
-    from visionline.db import make_engine
-    from visionline.labels.store import accuracy
-    from visionline.settings import CommonSettings
-
     engine = make_engine(CommonSettings().database_url)
     try:
         rows = accuracy(engine, camera_id=camera, model=model, since=since)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from visionline.inspection.truth import DefectTruth, FrameTruth, PartTruth, RleMask
 from visionline.messages import LabelFeedback, LabelledDefect, LabelledPart
+from visionline.synthetic.truth import DefectTruth, FrameTruth, PartTruth, RleMask
 
 
 def label_id_of(frame_id: str, source: str = "generator") -> str:

@@ -8,7 +8,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.db import make_engine
+from visionline.model_registry.job_states import InvalidTransition
+from visionline.model_registry.promotion import PromotionError, triton_control
+from visionline.model_registry.promotion import promote as do_promote
+from visionline.model_registry.promotion import rollback as do_rollback
+from visionline.model_registry.store import JobNotFound, list_versions
+from visionline.models.scores import softmax
 from visionline.models.spec import DEFAULT_RELEASE, DEFAULT_REPOSITORY, MODEL_NAME
+from visionline.settings import CommonSettings
 
 app = typer.Typer(
     help="Build and inspect the models Triton serves; promote and roll back their versions.",
@@ -65,8 +73,8 @@ def assemble(
     Checks every file against the release's manifest, rebuilds each ONNX graph from the frozen
     backbone and the released weights, and checks it answers as the trained graph did.
     """
-    from visionline.inspection.train.release import ReleaseError
-    from visionline.inspection.train.release import assemble as do_assemble
+    from visionline.training.release import ReleaseError
+    from visionline.training.release import assemble as do_assemble
 
     try:
         do_assemble(release, repository, force=force, log=console.print)
@@ -83,7 +91,6 @@ def info(
     """Show the model's version, tensors and its top-k on scikit-image's sample photos."""
     from visionline.models.export import sample_images
     from visionline.models.local import LocalModel, load_labels
-    from visionline.models.scores import softmax
 
     local = LocalModel(repository, model)
     labels = load_labels(repository, model)
@@ -99,7 +106,7 @@ def info(
     console.print(table)
 
 
-# --- versions: promotion and rollback through Triton (visionline.registry) -------------------
+# --- versions: promotion and rollback through Triton (visionline.model_registry) -----------------
 # Like `visionline alerts list`, these find the stack through the common settings
 # (VISIONLINE_DATABASE_URL, VISIONLINE_TRITON_GRPC_URL, VISIONLINE_MODEL_REPOSITORY), whose
 # defaults are the local stack's (`make up`).
@@ -110,10 +117,6 @@ TimeoutOption = Annotated[
 
 
 def _registry_context(repository: Path | None):
-    from visionline.db import make_engine
-    from visionline.registry.promotion import triton_control
-    from visionline.settings import CommonSettings
-
     common = CommonSettings()
     engine = make_engine(common.database_url)
     return engine, triton_control(common.triton_grpc_url), repository or common.model_repository
@@ -136,11 +139,6 @@ def promote(
     timeout: TimeoutOption = 120.0,
 ) -> None:
     """Serve VERSION of MODEL on Triton in place of the current one, and record its lineage."""
-    from visionline.registry.jobs import InvalidTransition
-    from visionline.registry.promotion import PromotionError
-    from visionline.registry.promotion import promote as do_promote
-    from visionline.registry.store import JobNotFound
-
     engine, control, repo = _registry_context(repository)
     try:
         info = do_promote(engine, control, repo, model, version, job_id=job, promoted_by=by,
@@ -161,9 +159,6 @@ def rollback(
     timeout: TimeoutOption = 120.0,
 ) -> None:
     """Serve again the version the current one replaced; the current one is marked rolled_back."""
-    from visionline.registry.promotion import PromotionError
-    from visionline.registry.promotion import rollback as do_rollback
-
     engine, control, repo = _registry_context(repository)
     try:
         info = do_rollback(engine, control, repo, model, timeout_s=timeout)
@@ -177,10 +172,6 @@ def rollback(
 @app.command()
 def versions(model: Annotated[str, typer.Argument(help="Model name.")]) -> None:
     """Recorded versions of MODEL: status, parent, job, metrics, when promoted."""
-    from visionline.db import make_engine
-    from visionline.registry.store import list_versions
-    from visionline.settings import CommonSettings
-
     engine = make_engine(CommonSettings().database_url)
     try:
         rows = list_versions(engine, model)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from visionline.model_registry.versions import configured_serving
 from visionline.models.spec import DEFAULT_REPOSITORY, LABELS_FILENAME, MODEL_FILENAME, MODEL_NAME
-from visionline.registry.versions import configured_serving
 
 _HINT = "run `make models` (or `visionline models build`) first"
 

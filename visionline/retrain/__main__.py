@@ -2,4 +2,4 @@
 
 from visionline.retrain.cli import app
 
-app(prog_name="visionline jobs")
+app(prog_name="visionline retrain")

@@ -1,4 +1,4 @@
-"""`visionline jobs ...`: create retraining jobs by hand, list them, run one.
+"""`visionline retrain ...`: create retraining jobs by hand, list them, run one.
 
 Like `visionline models promote`, these find the stack through the common settings
 (VISIONLINE_DATABASE_URL, VISIONLINE_KAFKA_BOOTSTRAP); defaults are the local stack's.
@@ -12,7 +12,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.db import make_engine
+from visionline.kafka import producer
+from visionline.messages import Topic, to_json
+from visionline.model_registry.job_states import Trigger
+from visionline.model_registry.store import get_job
+from visionline.retrain.jobs import (
+    JobNotQueued,
+    create_job_once,
+    list_jobs,
+    outcome,
+    request_for,
+    run_job,
+)
 from visionline.retrain.policy import MODELS
+from visionline.retrain.steps import RealSteps
+from visionline.settings import CommonSettings, RetrainSettings
 
 app = typer.Typer(help="Retraining jobs: create one (operator trigger), list them, run one.",
                   no_args_is_help=True)  # fmt: skip
@@ -28,14 +43,6 @@ def create(
     ] = True,
 ) -> None:
     """Queue a retraining job for MODEL and ask the retrain worker to run it."""
-    from visionline.db import make_engine
-    from visionline.kafka import producer
-    from visionline.messages import Topic, to_json
-    from visionline.registry.jobs import Trigger
-    from visionline.registry.store import get_job
-    from visionline.retrain.jobs import create_job_once, request_for
-    from visionline.settings import CommonSettings
-
     if model not in MODELS:
         console.print(f"[red]unknown model {model!r}; one of {', '.join(MODELS)}[/]")
         raise typer.Exit(1)
@@ -67,10 +74,6 @@ def list_command(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
 ) -> None:
     """Retraining jobs, newest first: state, trigger, versions, last reason."""
-    from visionline.db import make_engine
-    from visionline.retrain.jobs import list_jobs
-    from visionline.settings import CommonSettings
-
     engine = make_engine(CommonSettings().database_url)
     try:
         rows = list_jobs(engine, model, limit)
@@ -94,11 +97,7 @@ def run_command(job_id: Annotated[int, typer.Argument(help="A queued job.")]) ->
     """Run a queued job to promoted, rejected or failed, in this process. The retrain worker
     runs each job this way, in a child process: training holds the CPU and the interpreter
     for minutes, and the worker's own consumer must keep its heartbeat meanwhile."""
-    from visionline.db import make_engine
-    from visionline.retrain.jobs import JobNotQueued, outcome, run_job
-    from visionline.retrain.steps import RealSteps
-    from visionline.settings import CommonSettings, RetrainSettings
-    from visionline.worker import configure_logging
+    from visionline.worker import configure_logging  # Faust and Redis: only to run a job
 
     common = CommonSettings()
     configure_logging(common, "retrain")

@@ -1,6 +1,6 @@
 """Retraining jobs as the retrain worker uses them: debounced creation and ``run_job``.
 
-``run_job`` drives one job through its state machine (``visionline.registry.jobs``)::
+``run_job`` drives one job through its state machine (``visionline.model_registry.job_states``)::
 
     queued -> building_dataset -> training -> evaluating -> promoted | rejected
     any exception in a step -> failed, with the error as the reason
@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from visionline.db.models import Camera, RetrainJobRow
 from visionline.messages import DriftEvent, RetrainRequest
-from visionline.registry.jobs import FINAL, InvalidTransition, JobState, Trigger
-from visionline.registry.store import advance_job, create_job, get_job, model_lock
+from visionline.model_registry.job_states import FINAL, InvalidTransition, JobState, Trigger
+from visionline.model_registry.store import advance_job, create_job, get_job, model_lock
 from visionline.retrain.policy import model_for_drift
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def create_job_once(
 ) -> Created:
     """A new queued job for ``model``, unless one is queued or running already (then none).
     Check and insert happen under a per-model lock (PostgreSQL advisory lock). ``on_created``:
-    as for ``visionline.registry.store.create_job``."""
+    as for ``visionline.model_registry.store.create_job``."""
     with model_lock(engine, f"retrain-jobs:{model}"):
         existing = open_job(engine, model)
         if existing is not None:

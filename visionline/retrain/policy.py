@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from visionline.inspection.schedule import NUISANCES
 from visionline.messages import DriftEvent
+from visionline.synthetic.schedule import NUISANCES
 
 DEFECT_DETECTOR, PART_DETECTOR, PART_ANOMALY = "defect_detector", "part_detector", "part_anomaly"
 MODELS = (PART_DETECTOR, PART_ANOMALY, DEFECT_DETECTOR)
@@ -30,7 +30,7 @@ INSPECT_SIGNAL_MODEL = {
     "class_mix": DEFECT_DETECTOR,
     "part_confidence": PART_DETECTOR,
 }
-# Generator nuisances (visionline.inspection.schedule.NUISANCES) that move a drift signal: the
+# Generator nuisances (visionline.synthetic.schedule.NUISANCES) that move a drift signal: the
 # job's training data adds them at several strengths. Signals not listed (model scores) say
 # nothing of the cause: the job adds stronger random mixes of every factor instead.
 SIGNAL_NUISANCES = {

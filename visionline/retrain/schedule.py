@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from visionline.messages import RetrainRequest
-from visionline.registry.jobs import Trigger
-from visionline.registry.store import get_job
+from visionline.model_registry.job_states import Trigger
+from visionline.model_registry.store import get_job
 from visionline.retrain.jobs import create_job_once, job_for_trigger, request_for
 
 

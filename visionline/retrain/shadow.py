@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from visionline.inspection.acceptance import MIN_IOU
 from visionline.inspection.config import InspectionConfig
-from visionline.inspection.metrics import binary_counts, iou
-from visionline.inspection.offline import decide_frames, inspect_frame, local_inspector
+from visionline.inspection.local import decide_frames, inspect_frame, local_inspector
+from visionline.inspection.metrics import MIN_IOU, binary_counts, iou
 from visionline.inspection.tracking import PartDecision, PartDetection
-from visionline.inspection.train.serving import OnnxModel
 from visionline.messages import LabelFeedback
+from visionline.training.serving import OnnxModel
 
 COUNTS = ("tp", "fp", "fn", "tn")
 LabelledFrame = tuple[np.ndarray, LabelFeedback]  # RGB frame and its labels

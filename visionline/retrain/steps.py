@@ -19,7 +19,7 @@
   camera's held-out recent frames through both versions, the line's tracker and rules, scored
   per part as its alerts would have been. The drifting camera's decides, while the other
   cameras' and the generator frames guard against forgetting (``max_regression``).
-- promote: ``visionline.registry.promotion.promote`` with the job (Triton switches versions).
+- promote: ``visionline.model_registry.promotion.promote`` with the job (Triton switches versions).
 
 torch, onnxruntime and the generator are imported inside the steps: the worker starts light.
 """
@@ -35,9 +35,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from visionline.inspection.config import config_for
+from visionline.labels import labelled_cameras, labelled_frames
 from visionline.messages import Topic
-from visionline.registry import policy as version_policy
-from visionline.registry.versions import next_version, pinned_versions, serving_version
+from visionline.model_registry import version_policy
+from visionline.model_registry.promotion import promote, triton_control
+from visionline.model_registry.versions import next_version, pinned_versions, serving_version
+from visionline.replay import replay_frames
 from visionline.retrain.jobs import Evaluation, Job, JobSteps
 from visionline.retrain.policy import (
     DEFECT_DETECTOR,
@@ -47,6 +51,7 @@ from visionline.retrain.policy import (
     dataset_plan,
     decide_promotion,
 )
+from visionline.rulesets import current
 from visionline.settings import RetrainSettings
 
 log = logging.getLogger(__name__)
@@ -104,7 +109,6 @@ class RealSteps:
         hold each camera's last frames out and crop the rest."""
         import numpy as np
 
-        from visionline.labels import labelled_cameras, labelled_frames
         from visionline.retrain.traffic import labelled_crops, relight, relighting, split_by_time
 
         s, drift, say = self.settings, job.dataset["drift"], _logger(job)
@@ -185,8 +189,8 @@ class RealSteps:
     def _part_boxes(self):
         """The serving part detector, to cut training crops as the inspect worker does, and
         what cut them; None (the labels' boxes) where no part detector is installed."""
-        from visionline.inspection.train.serving import OnnxModel
         from visionline.retrain.traffic import part_detector
+        from visionline.training.serving import OnnxModel
 
         version = serving_version(self.engine, self.repository, PART_DETECTOR)
         if version is None:
@@ -198,8 +202,6 @@ class RealSteps:
         """The labelled frames' images from Kafka, decoded to RGB, per camera, with the offset
         span read per partition. A frame reaches the broker after its capture (late when its
         camera lags): from a minute before the first capture time to now."""
-        from visionline.replay import replay_frames
-
         assert self.bootstrap is not None  # replayed only when uses_traffic
         wanted = {x.frame_id: x for labels in label_lists for x in labels}
         cameras = sorted({x.camera_id for x in wanted.values()})
@@ -219,9 +221,9 @@ class RealSteps:
     def train(self, job: Job) -> int:
         import torch
 
-        from visionline.inspection.train import fit
-        from visionline.inspection.train.backbone import Backbone
-        from visionline.inspection.train.data import render
+        from visionline.training import fit
+        from visionline.training.backbone import Backbone
+        from visionline.training.data import render
 
         model_dir = self.repository / job.model
         self._pin_serving(model_dir, job.parent_version)
@@ -248,9 +250,9 @@ class RealSteps:
     def _fine_tune(self, job: Job, version: int, config, say) -> int:
         """The serving detector trained further on the traffic crops, with generator crops of
         every ``visionline eval`` condition beside them (rehearsal: the other cameras' world)."""
-        from visionline.inspection.train import fit
-        from visionline.inspection.train.backbone import Backbone
-        from visionline.inspection.train.data import eval_conditions, render
+        from visionline.training import fit
+        from visionline.training.backbone import Backbone
+        from visionline.training.data import eval_conditions, render
 
         rehearsal = render(job.dataset["seed"], list(eval_conditions(0.4)),
                            self.settings.rehearsal_frames_per_condition, config.defect_rate,
@@ -293,9 +295,7 @@ class RealSteps:
         """The held-out recent frames through ``versions`` and each camera's tracker and
         rules, as the stack would have decided them: the drifting camera's (``shadow``), and
         the other cameras' pooled (``shadow_others``, what the candidate must not forget)."""
-        from visionline.inspection.config import config_for
         from visionline.retrain.shadow import load_versions, pooled, shadow_run
-        from visionline.rulesets import current
 
         inspection = current(self.engine, self.settings.rules_file).rules.inspection
         models = load_versions(self.repository, versions, self.settings.threads)
@@ -325,8 +325,6 @@ class RealSteps:
         return decide_promotion(candidate, serving, s.traffic_metric, s.margin, guards)
 
     def promote(self, job: Job, candidate: int, metrics: dict, reason: str) -> None:
-        from visionline.registry.promotion import promote, triton_control
-
         promote(self.engine, triton_control(self.triton_grpc_url), self.repository, job.model,
                 candidate, job_id=job.id, metrics=metrics, promoted_by="retrain",
                 reason=reason, timeout_s=self.settings.promote_timeout_s)  # fmt: skip
@@ -345,9 +343,9 @@ def evaluate_versions(
 ) -> list[dict[str, Any]]:
     """Each set of versions ({model: version folder}) scored on the same held-out frames:
     ``visionline eval``'s conditions (each rendered once) plus the drift's nuisances."""
-    from visionline.inspection.train.data import eval_conditions, render
-    from visionline.inspection.train.evaluate import evaluate_condition
-    from visionline.inspection.train.serving import OnnxModel
+    from visionline.training.data import eval_conditions, render
+    from visionline.training.evaluate import evaluate_condition
+    from visionline.training.serving import OnnxModel
 
     started = time.perf_counter()
     conditions = list(eval_conditions(eval_plan.get("strength", EVAL_STRENGTH)))

@@ -18,9 +18,9 @@ import numpy as np
 
 from visionline.inspection.metrics import iou
 from visionline.inspection.tracking import FloatBox
-from visionline.inspection.train.data import MIN_VISIBLE, CropSample, crop_around
 from visionline.inspection.vision import DEFECT_CLASSES, decode_parts, frame_tensor
 from visionline.messages import LabelFeedback, LabelledPart
+from visionline.training.data import MIN_VISIBLE, CropSample, crop_around
 
 LABEL_JITTER, DETECTED_JITTER = 0.08, 0.03
 MATCH_IOU = 0.3  # a detected box is a labelled part's (as verdicts are joined to parts: acceptance)

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from visionline.cameras import LINE_PREFIX_PATTERN
+from visionline.camera_registry import LINE_PREFIX_PATTERN
 from visionline.services_table import SERVICES, ServiceSpec
 from visionline.settings import REPO_ROOT, CommonSettings
 

@@ -205,7 +205,7 @@ def provision_database(
 ) -> None:
     """Database, schema and camera registry: everything the services expect to find. Cameras
     the file gives no upload key get a random one, written to ``keys_file``."""
-    from visionline.cameras import load_cameras, provision_cameras
+    from visionline.camera_registry import load_cameras, provision_cameras
     from visionline.db import make_engine, migrate
 
     ensure_database(url)

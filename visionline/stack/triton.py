@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from visionline.registry.versions import newest
+from visionline.model_registry.versions import newest
 from visionline.stack.config import StackSettings
 
 log = logging.getLogger(__name__)

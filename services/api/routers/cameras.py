@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.api.auth import Admin, Viewer
 from services.api.deps import Engine, PageSize, Redis, Settings
 from services.api.routers.alerts import Text, storable
-from visionline import camera_health, cameras
-from visionline.cameras import CAMERA_ID, CameraSpec, Pipeline
+from visionline import camera_health, camera_registry
+from visionline.camera_registry import CAMERA_ID, CameraSpec, Pipeline
 from visionline.db.models import Camera
 
 log = logging.getLogger(__name__)
@@ -138,15 +138,15 @@ def list_cameras(
         after = storable(after)
     except ValueError as exc:
         raise HTTPException(422, f"after: {exc}") from None
-    rows = cameras.list_camera_rows(engine, limit, after)
+    rows = camera_registry.list_camera_rows(engine, limit, after)
     next_after = rows[-1].camera_id if len(rows) == limit else None
     return CameraPage(items=_with_activity(client, rows), next_after=next_after)
 
 
 def _camera(engine: Engine, camera_id: str) -> Camera:
     try:
-        return cameras.get_camera(engine, camera_id)
-    except cameras.CameraNotFound:
+        return camera_registry.get_camera(engine, camera_id)
+    except camera_registry.CameraNotFound:
         raise HTTPException(404, f"no camera {camera_id!r}") from None
 
 
@@ -162,8 +162,10 @@ def register_camera(
     """Register a camera (409 if the id exists); the response holds its upload key, once."""
     spec = CameraSpec(**body.model_dump())
     try:
-        row, key = cameras.register_camera(engine, spec, settings.key_pepper, principal.name)
-    except cameras.CameraExists:
+        row, key = camera_registry.register_camera(
+            engine, spec, settings.key_pepper, principal.name
+        )
+    except camera_registry.CameraExists:
         raise HTTPException(409, f"camera {body.camera_id!r} already exists") from None
     return CameraWithKey(**_one(client, row).model_dump(), upload_key=key)
 
@@ -172,8 +174,8 @@ def _update(
     engine: Engine, client: redis.Redis, camera_id: str, changes: dict, actor: str
 ) -> CameraOut:
     try:
-        row = cameras.update_camera(engine, camera_id, changes, actor)
-    except cameras.CameraNotFound:
+        row = camera_registry.update_camera(engine, camera_id, changes, actor)
+    except camera_registry.CameraNotFound:
         raise HTTPException(404, f"no camera {camera_id!r}") from None
     return _one(client, row)
 
@@ -208,7 +210,9 @@ def rotate_key(
 ) -> CameraWithKey:
     """A new upload key, shown once; the old one stops working."""
     try:
-        row, key = cameras.rotate_upload_key(engine, camera_id, settings.key_pepper, principal.name)
-    except cameras.CameraNotFound:
+        row, key = camera_registry.rotate_upload_key(
+            engine, camera_id, settings.key_pepper, principal.name
+        )
+    except camera_registry.CameraNotFound:
         raise HTTPException(404, f"no camera {camera_id!r}") from None
     return CameraWithKey(**_one(client, row).model_dump(), upload_key=key)

@@ -1,9 +1,9 @@
 """Served models and their versions; promotion and rollback through Triton's model control;
-retraining jobs (``visionline.registry``, ``visionline.retrain.jobs``).
+retraining jobs (``visionline.model_registry``, ``visionline.retrain.jobs``).
 
 A model is a folder of the Triton repository (``common.model_repository``) with a
 ``config.pbtxt``: the classifier and the inspection models. Promote and rollback do what
-``visionline models promote|rollback`` do (``visionline.registry.promotion``), recording the
+``visionline models promote|rollback`` do (``visionline.model_registry.promotion``), recording the
 caller as ``promoted_by`` and in the audit log, in the transaction that records the lineage.
 """
 
@@ -24,9 +24,9 @@ from services.api.params import ModelFilter, publish
 from visionline import audit
 from visionline.db.models import RetrainJobRow
 from visionline.messages import Topic
-from visionline.registry import policy
-from visionline.registry.jobs import InvalidTransition, JobState, Trigger
-from visionline.registry.promotion import (
+from visionline.model_registry import version_policy as policy
+from visionline.model_registry.job_states import InvalidTransition, JobState, Trigger
+from visionline.model_registry.promotion import (
     PromotionError,
     PromotionRefused,
     VersionInfo,
@@ -37,8 +37,8 @@ from visionline.registry.promotion import (
     triton_control,
     version_metrics,
 )
-from visionline.registry.store import JobNotFound, get_job, list_versions
-from visionline.registry.versions import recorded_serving, repository_models, version_folders
+from visionline.model_registry.store import JobNotFound, get_job, list_versions
+from visionline.model_registry.versions import recorded_serving, repository_models, version_folders
 from visionline.retrain.jobs import create_job_once, request_for
 from visionline.retrain.jobs import list_jobs as query_jobs
 from visionline.retrain.policy import MODELS as RETRAINABLE
@@ -287,7 +287,7 @@ def rollback_version(
 @router.post("/jobs", response_model=JobCreated, status_code=201)
 def create_job(engine: Engine, producer: Producer, body: JobIn, principal: Operator) -> JobCreated:
     """Queue a retraining job (trigger ``operator``) and publish its request, as
-    ``visionline jobs create``. 409 while the model has a queued or running job."""
+    ``visionline retrain create``. 409 while the model has a queued or running job."""
     reason = body.reason or f"requested by {principal.name}"
 
     def record(session: Session, job_id: int) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from services.api.auth import Admin, Viewer
 from services.api.deps import Engine, PageSize
 from visionline import rulesets
-from visionline.cameras import CAMERA_ID
+from visionline.camera_registry import CAMERA_ID
 from visionline.db.models import Camera
 from visionline.rulesets import RuleSet, RulesFile
 from visionline.settings import RulesSettings

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from services.upload.app import create_app as create_upload_app
 from tests.integration.pipeline import Camera, new_camera, rows
 from visionline.camera.publisher import FramePublisher
-from visionline.cameras import CameraRegistry
+from visionline.camera_registry import CameraRegistry
 from visionline.settings import CommonSettings, UploadSettings
 
 pytestmark = pytest.mark.integration

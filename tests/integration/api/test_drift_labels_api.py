@@ -26,7 +26,7 @@ from tests.factories import (
     window_stats,
 )
 from tests.integration.pipeline import free_port, rows, wait_rows
-from visionline.cameras import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.db.models import (
     Camera,
     DriftEventRow,

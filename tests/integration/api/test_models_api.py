@@ -25,10 +25,10 @@ from tests.integration.pipeline import TopicReader, free_port
 from visionline.db.models import AuditRow, ModelVersionRow
 from visionline.kafka import producer
 from visionline.messages import Topic
+from visionline.model_registry import version_policy as policy
+from visionline.model_registry.promotion import ready, triton_control, wait_until
+from visionline.model_registry.store import advance_job
 from visionline.models import spec
-from visionline.registry import policy
-from visionline.registry.promotion import ready, triton_control, wait_until
-from visionline.registry.store import advance_job
 from visionline.retrain.jobs import open_job
 from visionline.retrain.policy import MODELS
 from visionline.settings import CommonSettings

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from visionline.inspection.parts import Canvas
+from visionline.synthetic.parts import Canvas
 
 DEFECT_CLASSES = ("scratch", "crack", "stain", "missing_hole", "deformation")
 

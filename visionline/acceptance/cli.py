@@ -1,4 +1,4 @@
-"""`visionline inspection run`: the acceptance run of the inspection use case, one command."""
+"""`visionline acceptance run`: the acceptance run of the inspection use case, one command."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from visionline.acceptance.run import RunConfig, figures_table, plan, run_acceptance
+from visionline.inspection.config import config_for, load_inspection
 from visionline.settings import REPO_ROOT
 
-app = typer.Typer(help="Inspection on conveyor lines: end-to-end runs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Acceptance of inspection on conveyor lines: end-to-end runs, replays.",
+    no_args_is_help=True,
+)
 console = Console()
 
 
@@ -32,8 +37,6 @@ def run(
     ),
 ) -> None:
     """Parts with mixed nuisances through the real stack; per-part recall and precision."""
-    from visionline.inspection.acceptance import RunConfig, figures_table, run_acceptance
-
     config = RunConfig(parts=parts, cameras=cameras, fps=fps, seed=seed)
     figures = run_acceptance(config, state_dir, console, bootstrap=bootstrap)
     console.print(figures_table(figures))
@@ -64,9 +67,8 @@ def replay(
     per-part recall and precision for the configured rules and for nearby thresholds."""
     from rich.table import Table
 
-    from visionline.inspection.acceptance import plan
-    from visionline.inspection.config import config_for, load_inspection
-    from visionline.inspection.offline import observe, replay_score, rule_grid
+    # Imported on use: ONNX Runtime and supervision (seconds) would slow down every command.
+    from visionline.acceptance.replay import observe, replay_score, rule_grid
     from visionline.inspection.vision import CropDecoding
 
     base = config_for(load_inspection(rules_file), camera)

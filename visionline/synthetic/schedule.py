@@ -100,3 +100,17 @@ class Schedule:
             name: min(1.0, max(0.0, curves[name].at(t))) if name in curves else 0.0
             for name in FACTORS
         }
+
+
+# Three lines, three different worlds: every nuisance factor is on somewhere.
+CAMERA_MIXES: dict[str, dict[str, float]] = {
+    "line-1": {"brightness": 0.4, "sensor_noise": 0.4, "occlusion": 0.3, "jpeg": 0.4},
+    "line-2": {"colour_temperature": 0.5, "lens_blur": 0.4, "shadow": 0.5, "resolution": 0.3},
+    "line-3": {
+        "gradient": 0.4,
+        "flicker": 0.4,
+        "motion_blur": 0.4,
+        "perspective": 0.4,
+        "white_balance": 0.4,
+    },
+}

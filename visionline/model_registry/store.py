@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from visionline.db.models import ModelVersionRow, RetrainJobRow
-from visionline.registry.jobs import JobState, Trigger, transition_record
+from visionline.model_registry.job_states import JobState, Trigger, transition_record
 
 
 class VersionStatus(StrEnum):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionline.inspection.train.backbone import Backbone
+from visionline.training.backbone import Backbone
 
 
 def patch_features(f8: torch.Tensor, f16: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from visionline.camera.frames import EncodedFrame
-from visionline.inspection.generator import LineGenerator
-from visionline.inspection.truth import FrameTruth
+from visionline.camera.publisher import new_frame_id
+from visionline.labels.truth import feedback_from_truth
+from visionline.synthetic.generator import LineGenerator
+from visionline.synthetic.truth import FrameTruth
 
 if TYPE_CHECKING:
     from visionline.labels.delayed import DelayedLabels
@@ -65,9 +67,6 @@ class ConveyorSource:
     def _labelled(self, frame: EncodedFrame, index: int) -> EncodedFrame:
         """The frame under an id of its own (camera: the generator's), its truth held back in
         ``labels``; labels now due are published."""
-        from visionline.camera.publisher import new_frame_id
-        from visionline.labels.truth import feedback_from_truth
-
         assert self.labels is not None and self.last_truth is not None  # see __iter__
         now = self.clock()
         captured_ms = frame.captured_at_ms or round(now * 1000)

@@ -12,7 +12,7 @@ factor alone at one strength (medium, 0.5, by default). Reported per condition:
   score the part rule (``min_mean_score``) averages over a part's frames.
 
 Crops are cut around the true part boxes, so each model is judged on its own; the end-to-end
-per-part figures come from ``visionline inspection run`` through the real stack.
+per-part figures come from ``visionline acceptance run`` through the real stack.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from visionline.inspection import metrics
-from visionline.inspection.train.data import CropSample, Samples, eval_conditions, render
-from visionline.inspection.train.serving import OnnxModel, latest
 from visionline.inspection.vision import (
     CROP,
     DEFECT_CLASSES,
@@ -39,6 +37,8 @@ from visionline.inspection.vision import (
     decode_parts,
     upsample,
 )
+from visionline.training.data import CropSample, Samples, eval_conditions, render
+from visionline.training.serving import OnnxModel, latest
 
 IDENTITY = Crop(0.0, 0.0, float(CROP))  # decode in crop pixels
 ALL_DETECTIONS = CropDecoding(min_defect_score=0.03)  # AP needs the low-score tail too

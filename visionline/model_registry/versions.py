@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from visionline.model_registry.version_policy import CONFIG, served_versions
 from visionline.models.spec import MODEL_FILENAME
-from visionline.registry.policy import CONFIG, served_versions
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -85,7 +85,7 @@ def recorded_serving(engine: Engine, model: str) -> ModelVersionRow | None:
     from sqlalchemy.orm import Session
 
     from visionline.db.models import ModelVersionRow
-    from visionline.registry.store import VersionStatus
+    from visionline.model_registry.store import VersionStatus
 
     query = select(ModelVersionRow).where(
         ModelVersionRow.model == model, ModelVersionRow.status == VersionStatus.SERVING.value
@@ -99,7 +99,7 @@ def serving_version(engine: Engine, repository: Path, model: str) -> int | None:
     waited for), else ``configured_serving``."""
     from sqlalchemy.orm import Session
 
-    from visionline.registry.store import serving_row
+    from visionline.model_registry.store import serving_row
 
     with Session(engine) as session:
         row = serving_row(session, model)

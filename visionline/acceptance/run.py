@@ -1,4 +1,4 @@
-"""``visionline inspection run``: many parts on three conveyor cameras through the real stack.
+"""``visionline acceptance run``: many parts on three conveyor cameras through the real stack.
 
 Each camera is a ``LineGenerator`` with its own seed and mix of nuisance factors. Frames go
 to the raw-frames topic like any camera's (frame id ``<camera>-<index>``, capture time
@@ -18,22 +18,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from visionline.inspection.generator import LineGenerator
-from visionline.inspection.metrics import binary_counts, iou
-
-# Three lines, three different worlds: every nuisance factor is on somewhere.
-CAMERA_MIXES: dict[str, dict[str, float]] = {
-    "line-1": {"brightness": 0.4, "sensor_noise": 0.4, "occlusion": 0.3, "jpeg": 0.4},
-    "line-2": {"colour_temperature": 0.5, "lens_blur": 0.4, "shadow": 0.5, "resolution": 0.3},
-    "line-3": {
-        "gradient": 0.4,
-        "flicker": 0.4,
-        "motion_blur": 0.4,
-        "perspective": 0.4,
-        "white_balance": 0.4,
-    },
-}
-MIN_IOU = 0.3  # a verdict's box must overlap its true part at least this much
+from visionline.camera.publisher import FramePublisher
+from visionline.inspection.metrics import MIN_IOU, binary_counts, iou
+from visionline.kafka import read_messages, topic_consumer
+from visionline.messages import Topic
+from visionline.stack import LocalStack
+from visionline.stack.config import free_port_settings
+from visionline.synthetic.generator import LineGenerator
+from visionline.synthetic.schedule import CAMERA_MIXES
 
 
 @dataclass
@@ -195,10 +187,6 @@ def publish_and_collect(
     """Send every camera's frames, paced at ``fps`` each, and read verdicts and alerts back."""
     import threading
 
-    from visionline.camera.publisher import FramePublisher
-    from visionline.kafka import read_messages, topic_consumer
-    from visionline.messages import Topic
-
     per_camera = -(-config.parts // len(runs))
     total = {r.camera: frames_needed(r.generator, per_camera) for r in runs}
     consumer = topic_consumer(
@@ -265,9 +253,6 @@ def publish_and_collect(
 def run_acceptance(config: RunConfig, state_dir, console, bootstrap: str | None = None) -> dict:
     """Start a local stack on free ports (or use ``bootstrap``), run, score, write JSON."""
     from pathlib import Path
-
-    from visionline.stack import LocalStack
-    from visionline.stack.config import free_port_settings
 
     # Frame ids, hence decision and alert ids, are the run's own: a stack that kept an earlier
     # run's PostgreSQL would otherwise take this run's parts for replays and stay silent.

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from visionline.inspection.generator import LineGenerator
-from visionline.inspection.schedule import NUISANCES
-from visionline.inspection.truth import FrameTruth, PartTruth
 from visionline.inspection.vision import CROP, DEFECT_CLASSES, Crop, frame_tensor
+from visionline.synthetic.generator import LineGenerator
+from visionline.synthetic.schedule import NUISANCES
+from visionline.synthetic.truth import FrameTruth, PartTruth
 
 MIN_VISIBLE = 0.35  # parts mostly outside the frame are not crop samples
 

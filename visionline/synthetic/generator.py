@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from visionline.camera.frames import encode_jpeg
-from visionline.inspection import nuisance as nz
-from visionline.inspection.defects import DEFECT_CLASSES, apply_defects, choose_defects
-from visionline.inspection.parts import (
+from visionline.synthetic import nuisance as nz
+from visionline.synthetic.defects import DEFECT_CLASSES, apply_defects, choose_defects
+from visionline.synthetic.parts import (
     PART_KINDS,
     RAIL,
     PartSpec,
@@ -32,8 +32,8 @@ from visionline.inspection.parts import (
     finish_edges,
     pose,
 )
-from visionline.inspection.schedule import Schedule
-from visionline.inspection.truth import (
+from visionline.synthetic.schedule import Schedule
+from visionline.synthetic.truth import (
     DefectTruth,
     FrameTruth,
     PartLabel,

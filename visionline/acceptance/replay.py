@@ -2,57 +2,32 @@
 
 The same code as the pipeline (the inspect worker's ``Inspector``, ``PartTracker`` configured
 from ``infra/rules.yaml``), in one process with ONNX Runtime: a quality engineer tunes decision
-thresholds here in a minute, then confirms them through the real stack with ``inspection run``.
+thresholds here in a minute, then confirms them through the real stack with
+``visionline acceptance run``.
 Observations are computed once; deciding again with other rules only re-runs the tracker.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from visionline.inspection.acceptance import CameraRun, score
+from visionline.acceptance.run import CameraRun, score
 from visionline.inspection.config import InspectionConfig
-from visionline.inspection.tracking import PartDecision, PartDetection, PartDetections, PartTracker
-from visionline.inspection.train.evaluate import load_models
-from visionline.inspection.train.serving import OnnxModel
+from visionline.inspection.local import decide_frames, inspect_frame, local_inspector
+from visionline.inspection.tracking import PartDecision, PartDetection
 from visionline.inspection.vision import CropDecoding
+from visionline.training.evaluate import load_models
 
 
 @dataclass
 class Observed:
     run: CameraRun
     frames: list[list[PartDetection]]  # per frame index
-
-
-def local_inspector(
-    models: dict[str, OnnxModel],
-    versions: dict[str, int],
-    decoding: CropDecoding | None = None,
-    min_part_score: float = 0.3,
-):
-    """The inspect worker's own ``Inspector`` on in-process ONNX models instead of Triton."""
-    from visionline.inspection.inspector import Inspector
-
-    async def infer(model: str, input_name: str, batch: np.ndarray, outputs: Sequence[str]):
-        found = models[model].run(batch)
-        return {name: found[name] for name in outputs}, str(versions[model])
-
-    async def served_version(model: str) -> str:
-        return str(versions[model])
-
-    return Inspector(infer, served_version, min_part_score=min_part_score,
-                     decoding=decoding or CropDecoding())  # fmt: skip
-
-
-def inspect_frame(inspector, rgb: np.ndarray) -> list[PartDetection]:
-    parts, _ = asyncio.run(inspector.inspect(rgb))
-    return parts
 
 
 def observe(
@@ -80,28 +55,6 @@ def observe(
 def decide(observed: Observed, config: InspectionConfig) -> list[PartDecision]:
     run = observed.run
     return decide_frames(run.camera, run.generator.resolution, observed.frames, config)
-
-
-def decide_frames(
-    camera: str,
-    resolution: tuple[int, int],
-    frames: Sequence[list[PartDetection]],
-    config: InspectionConfig,
-    captured_at: Sequence[float] | None = None,
-) -> list[PartDecision]:
-    """Frames' detections through the parts worker's tracker and rules; a frame's index in
-    ``frames`` is its frame index in the decisions. With capture times, the belt travel
-    comes from them (as in the parts worker: a missing frame is no jump), else frames are
-    taken as consecutive."""
-    tracker = PartTracker(camera, resolution, config.tracker_config(), config.decision_rules())
-    decisions = []
-    for index, parts in enumerate(frames):
-        shift = None
-        if captured_at is not None:
-            shift = (captured_at[index] - captured_at[0]) * config.speed_px_per_s
-        frame = PartDetections(camera=camera, frame_index=index, parts=parts, belt_shift=shift)
-        decisions += tracker.update(frame)
-    return decisions + tracker.flush()
 
 
 def as_alerts(run: CameraRun, decisions: list[PartDecision]) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Training, export and evaluation of the three inspection models (see ``vision.py``).
+"""Training, export and evaluation of the three inspection models (their contract is
+``visionline/inspection/vision.py``).
 
 ``visionline train all`` renders seeded data from the line generator, extracts frozen
 EfficientNet-Lite0 features once, fits each model's head on them (minutes on two CPU cores),

@@ -18,8 +18,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from visionline.inspection.generator import LineGenerator
-from visionline.inspection.truth import FrameTruth, PartLabel
+from visionline.synthetic.generator import LineGenerator
+from visionline.synthetic.truth import FrameTruth, PartLabel
 
 
 def write_dataset(generator: LineGenerator, out_dir: Path, frames: int | Iterable[int]) -> int:

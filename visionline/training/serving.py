@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from visionline.model_registry.version_policy import served_versions, with_versions
+from visionline.model_registry.versions import newest
 from visionline.models.spec import MODEL_FILENAME, TRITON_MODEL_PY
-from visionline.registry.versions import newest
 
 OPSET = 17
 METADATA = "metadata.json"
@@ -117,8 +118,6 @@ def learned_state(module) -> dict[str, np.ndarray]:
 def write_config(model_dir: Path, config: str) -> None:
     """Write the model's config.pbtxt, keeping the versions a promotion pinned there: a newly
     trained version is a candidate, served only once it is promoted."""
-    from visionline.registry.policy import served_versions, with_versions
-
     path = model_dir / "config.pbtxt"
     pinned = served_versions(path.read_text()) if path.is_file() else None
     path.write_text(config if pinned is None else with_versions(config, pinned))

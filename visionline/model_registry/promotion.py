@@ -38,9 +38,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from visionline.db.models import ModelVersionRow
-from visionline.registry import policy
-from visionline.registry.jobs import JobState, check_transition
-from visionline.registry.store import (
+from visionline.model_registry import version_policy as policy
+from visionline.model_registry.job_states import JobState, check_transition
+from visionline.model_registry.store import (
     VersionInfo,
     VersionStatus,
     advance_job,
@@ -50,7 +50,7 @@ from visionline.registry.store import (
     set_status,
     version_row,
 )
-from visionline.registry.versions import serving_candidates
+from visionline.model_registry.versions import serving_candidates
 
 log = logging.getLogger(__name__)
 METADATA = "metadata.json"
