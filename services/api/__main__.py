@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
+from services.api.alert_feed import AlertFeed
 from services.api.app import create_app
-from services.api.routers.live import AlertFeed
 from visionline.db import make_engine
 from visionline.kafka import producer
 from visionline.logs import configure

@@ -46,7 +46,7 @@ MAX_ECHOED = 64  # characters of a path parameter an error message may repeat
 def create_app(common: CommonSettings, settings: ApiSettings, engine: Engine,
                producer: Any = None, alert_feed: Any = None) -> FastAPI:  # fmt: skip
     """The API on ``engine``. ``producer`` (confluent_kafka) publishes what operators post
-    (labels, retrain requests); ``alert_feed`` (``services.api.routers.live.AlertFeed``) fans
+    (labels, retrain requests); ``alert_feed`` (``services.api.alert_feed.AlertFeed``) fans
     the alerts topic out to live streams. Either may be None where a test needs neither."""
 
     @asynccontextmanager

@@ -14,7 +14,7 @@ from visionline.auth_limits import FailureLimiter
 from visionline.settings import ApiSettings, CommonSettings
 
 if TYPE_CHECKING:
-    from services.api.routers.live import AlertFeed
+    from services.api.alert_feed import AlertFeed
 
 DEFAULT_PAGE = 50  # items a list request returns when it names no limit
 

@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from services.api.routers.live import event, offer, wanted
+from services.api.alert_feed import offer
+from services.api.routers.live import event, wanted
 from services.webhooks.handlers import post
 from services.webhooks.logic import Retry, Subscription, delivery_rows, outcome, parse_alerts
 from services.webhooks.store import Due

@@ -1,151 +1,25 @@
-"""The live alert stream: ``GET /v1/live/alerts`` as server-sent events.
-
-One ``AlertFeed`` per API process reads the alerts topic on a thread of its own and hands each
-alert to every open stream. It assigns itself all partitions and never commits (a
-``visionline.kafka.reader``), so it joins no consumer group and disturbs none; replicas of the
-API each read the whole topic.
-
-Where it starts: at the partitions' high watermarks read once assigned, a known point after
-which nothing is missed (``ready`` is set there). The local broker, Tansu 0.6, reports a high
-watermark of *last batch's base offset + 1* (checked: after one batch of 5 records it said 1,
-not 5), so the feed may re-read the tail of the last batch written before it started; those
-records are older than the feed and are dropped by their timestamp. Kafka itself is exact, and
-the same code is right for both.
-"""
+"""The live alert stream: ``GET /v1/live/alerts`` as server-sent events, fed by one
+``services.api.alert_feed.AlertFeed`` per API process."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import ValidationError
 
+from services.api.alert_feed import AlertFeed
 from services.api.auth import TokenGate, bearer, principal_of
 from services.api.deps import Feed, Settings
-from visionline.kafka import assign_all, high_watermark, reader
-from visionline.messages import Alert, Topic, from_json
+from visionline.messages import Alert
 from visionline.tokens import Principal, role_allows
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/live", tags=["live"])
-
-QUEUE_SIZE = 256  # alerts a stream may fall behind before it loses the oldest
-STALE_GRACE_S = 1.0  # record timestamps have millisecond resolution and clocks differ a bit
-
-
-@dataclass(eq=False)
-class Subscriber:
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue  # of Alert, then None when the feed stops
-
-
-def offer(queue: asyncio.Queue, item: Alert | None) -> None:
-    """Put without waiting (on the queue's loop): a full queue drops its oldest alert, so a
-    slow client loses events rather than holding back the others."""
-    if queue.full():
-        queue.get_nowait()
-    queue.put_nowait(item)
-
-
-class AlertFeed:
-    """The alerts topic, fanned out to subscribers' asyncio queues."""
-
-    def __init__(self, bootstrap: str, queue_size: int = QUEUE_SIZE, poll_s: float = 0.5,
-                 retry_s: float = 2.0) -> None:  # fmt: skip
-        self.bootstrap, self.queue_size = bootstrap, queue_size
-        self.poll_s, self.retry_s = poll_s, retry_s
-        self.ready = threading.Event()  # set once positioned: later alerts all arrive
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._subscribers: set[Subscriber] = set()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self.ready.clear()
-        self._thread = threading.Thread(target=self._run, name="alert-feed", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for s in subscribers:  # open streams end instead of waiting forever
-            self._hand_off(s, None)
-
-    def subscribe(self) -> Subscriber:
-        """A new queue on the running loop; ``unsubscribe`` it when the stream ends."""
-        s = Subscriber(asyncio.get_running_loop(), asyncio.Queue(self.queue_size))
-        with self._lock:
-            self._subscribers.add(s)
-        return s
-
-    def unsubscribe(self, s: Subscriber) -> None:
-        with self._lock:
-            self._subscribers.discard(s)
-
-    @property
-    def subscribers(self) -> int:
-        with self._lock:
-            return len(self._subscribers)
-
-    def publish(self, alert: Alert) -> None:
-        """Hand ``alert`` to every subscriber (from any thread)."""
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for s in subscribers:
-            self._hand_off(s, alert)
-
-    def _hand_off(self, s: Subscriber, item: Alert | None) -> None:
-        try:
-            s.loop.call_soon_threadsafe(offer, s.queue, item)
-        except RuntimeError:  # its loop is closed: the stream is gone
-            self.unsubscribe(s)
-
-    def _run(self) -> None:
-        """Read until stopped; a broker that fails is retried, not fatal to the API."""
-        while not self._stop.is_set():
-            try:
-                self._consume()
-            except Exception as exc:  # noqa: BLE001 - log, wait, reconnect
-                log.warning("alert feed failed (%s: %s); retrying", type(exc).__name__, exc)
-                self._stop.wait(self.retry_s)
-
-    def _consume(self) -> None:
-        consumer = reader(self.bootstrap, group="visionline-api-live")
-        try:
-            # Records older than this are the tail Tansu's watermark may replay.
-            started_ms = time.time() * 1000 - STALE_GRACE_S * 1000
-            assign_all(consumer, Topic.ALERTS, high_watermark)
-            self.ready.set()
-            while not self._stop.is_set():
-                message = consumer.poll(self.poll_s)
-                if message is not None and message.error() is None:
-                    self._dispatch(message, started_ms)
-        finally:
-            consumer.close()
-
-    def _dispatch(self, message, started_ms: float) -> None:
-        kind, at_ms = message.timestamp()
-        if kind != TIMESTAMP_NOT_AVAILABLE and at_ms < started_ms:
-            return
-        try:
-            alert = from_json(message.value() or b"", Alert)
-        except ValidationError as exc:
-            log.warning("live feed skipped an unparsable alert: %s", str(exc)[:300])
-            return
-        self.publish(alert)
 
 
 async def live_viewer(

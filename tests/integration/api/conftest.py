@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from services.api.alert_feed import AlertFeed
 from services.api.app import create_app
-from services.api.routers.live import AlertFeed
 from tests.integration.conftest import WEBHOOK_ALLOWED_NETWORKS
 from visionline.db import make_engine, migrate
 from visionline.kafka import producer

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import uvicorn
 
+from services.api.alert_feed import AlertFeed
 from services.api.app import create_app
-from services.api.routers.live import AlertFeed
 from tests.factories import alert as make_alert
 from tests.integration.pipeline import free_port
 from visionline.kafka import producer
