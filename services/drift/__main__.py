@@ -21,17 +21,13 @@ def main() -> None:
     common, settings = CommonSettings(), DriftSettings()
     configure_logging(common, "drift")
     engine = make_engine(common.database_url)
-    detectors = load_detectors(settings.detectors_file)
-    monitor = DriftMonitor(
-        Policy.of(settings), detectors, PostgresState(engine), settings.checkpoint_every
-    )
+    detectors, state = load_detectors(settings.detectors_file), PostgresState(engine)
+    monitor = DriftMonitor(Policy.of(settings), detectors, state, settings.checkpoint_every)
     worker = Worker("drift", common)
     events = partial(worker.send_many, worker.topic(Topic.DRIFT_EVENTS))
     drift = DriftHandlers(monitor, engine, events, DriftStates())
-    for source, schema in (
-        (Topic.PREDICTIONS, Prediction),
-        (Topic.PART_OBSERVATIONS, PartObservations),
-    ):
+    watched = (Topic.PREDICTIONS, Prediction), (Topic.PART_OBSERVATIONS, PartObservations)
+    for source, schema in watched:
         acks = ManualAcks()
         worker.manual(source, schema, partial(drift.observe, acks), acks)
     worker.every(settings.checkpoint_interval_s, drift.checkpoint, "checkpoint")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from visionline.acceptance.run import CameraRun, frames_needed, plan, score
+from visionline.acceptance.run import CameraRun, PacedSender, frames_needed, plan, score
 from visionline.synthetic.generator import LineGenerator
 
 
@@ -80,3 +80,35 @@ def test_the_plan_gives_enough_frames_for_the_parts_asked():
         run.boxes[index] = []
         run.frames = index + 1
     assert len(_scored_parts(run)) >= 10
+
+
+def test_paced_sender_sends_each_camera_its_own_frame_count_stamped_when_due() -> None:
+    class Journal:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str, int]] = []
+            self.flushed = False
+
+        def publish(self, camera, data, frame_id, captured_at) -> None:
+            self.sent.append((camera, frame_id, captured_at))
+
+        def flush(self, timeout) -> None:
+            self.flushed = True
+
+    class Run:
+        def __init__(self, camera: str) -> None:
+            self.camera = camera
+
+        def render(self, index: int) -> bytes:
+            return b"jpeg"
+
+        def frame_id(self, index: int) -> str:
+            return f"{self.camera}-{index}"
+
+    journal = Journal()
+    sender = PacedSender(journal, [Run("a"), Run("b")], {"a": 3, "b": 1}, fps=200.0)
+    sender.send_all()
+    assert sender.done.is_set() and journal.flushed
+    assert dict(sender.sent) == {"a": 3, "b": 1}
+    a_times = [t for camera, _, t in journal.sent if camera == "a"]
+    assert [f for c, f, _ in journal.sent if c == "a"] == ["a-0", "a-1", "a-2"]
+    assert [t - a_times[0] for t in a_times] == [0, 5, 10]  # 200 fps: 5 ms apart

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -80,21 +81,28 @@ def frames_needed(generator: LineGenerator, parts_per_camera: int) -> int:
     return int((parts_per_camera + 2) * generator.spacing + generator.frames_per_part) + 2
 
 
-def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> dict:
-    """Per-part recall, precision and duplicates of defect alerts against the truth."""
-    by_camera = {r.camera: r for r in runs}
-    decided: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    unmatched_verdicts: Counter[str] = Counter()
+Key = tuple[str, int]  # (camera id, part id)
+
+
+def _match_verdicts(by_camera: dict, verdicts: list[dict]):
+    """Each verdict on the true part it judged: (verdicts per part, unmatched per camera)."""
+    decided: dict[Key, list[dict]] = defaultdict(list)
+    unmatched: Counter[str] = Counter()
     for v in verdicts:
         run = by_camera.get(v["camera_id"])
         if run is None:
             continue
         part = run.part_of(v["best_frame_id"], v["box"])
         if part is None:
-            unmatched_verdicts[v["camera_id"]] += 1
+            unmatched[v["camera_id"]] += 1
         else:
             decided[(v["camera_id"], part)].append(v)
-    alerted: dict[tuple[str, int], set[str]] = defaultdict(set)
+    return decided, unmatched
+
+
+def _match_alerts(by_camera: dict, alerts: list[dict]):
+    """Each part alert on its true part: (alert ids per part, alerts on no part per camera)."""
+    alerted: dict[Key, set[str]] = defaultdict(set)
     false_alerts: Counter[str] = Counter()
     for a in alerts:
         run, detail = by_camera.get(a["camera_id"]), a.get("part")
@@ -105,56 +113,71 @@ def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> di
             false_alerts[a["camera_id"]] += 1
         else:
             alerted[(a["camera_id"], part)].add(a["alert_id"])
-    cameras = {}
-    totals: dict[str, list] = {"predicted": [], "actual": []}
-    duplicates_total = 0
+    return alerted, false_alerts
+
+
+def _camera_score(
+    run: CameraRun, decided: dict, alerted: dict, false_alerts: int, unmatched_verdicts: int
+) -> tuple[dict, list[bool], list[bool]]:
+    """One camera's figures, and its (predicted, actual) per part, false alerts included."""
+    labels = [
+        p
+        for p in run.generator.part_truth(run.frames)
+        if p.first_frame > 0 and p.last_frame < run.frames - 1
+    ]
+    predicted = [bool(alerted.get((run.camera, p.part_id))) for p in labels]
+    actual = [p.defective for p in labels]
+    missed = [
+        _missed(p, decided.get((run.camera, p.part_id), []))
+        for p, hit in zip(labels, predicted, strict=True)
+        if p.defective and not hit
+    ]
+    predicted, actual = predicted + [True] * false_alerts, actual + [False] * false_alerts
+    counts = binary_counts(predicted, actual)
+    statuses = Counter(
+        v["status"] for key, vs in decided.items() if key[0] == run.camera for v in vs
+    )
+    figures = {
+        "frames": run.frames,
+        "parts": len(labels),
+        "defective": sum(p.defective for p in labels),
+        "decided": sum(bool(decided.get((run.camera, p.part_id))) for p in labels),
+        "alerted": sum(bool(alerted.get((run.camera, p.part_id))) for p in labels),
+        "unmatched_alerts": false_alerts,
+        "unmatched_verdicts": unmatched_verdicts,
+        "duplicate_alerts": sum(
+            max(0, len(alerted.get((run.camera, p.part_id), ())) - 1) for p in labels
+        ),
+        "nuisances": run.generator.schedule.strengths_at(0, run.camera),
+        "statuses": dict(statuses),
+        "missed": missed,
+        **{k: round(v, 4) for k, v in counts.items()},
+    }
+    return figures, predicted, actual
+
+
+def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> dict:
+    """Per-part recall, precision and duplicates of defect alerts against the truth."""
+    by_camera = {r.camera: r for r in runs}
+    decided, unmatched_verdicts = _match_verdicts(by_camera, verdicts)
+    alerted, false_alerts = _match_alerts(by_camera, alerts)
+    cameras: dict[str, dict] = {}
+    predicted: list[bool] = []
+    actual: list[bool] = []
     for run in runs:
-        labels = [
-            p
-            for p in run.generator.part_truth(run.frames)
-            if p.first_frame > 0 and p.last_frame < run.frames - 1
-        ]
-        predicted = [bool(alerted.get((run.camera, p.part_id))) for p in labels]
-        actual = [p.defective for p in labels]
-        duplicates = sum(max(0, len(alerted.get((run.camera, p.part_id), ())) - 1) for p in labels)
-        missed = [
-            _missed(p, decided.get((run.camera, p.part_id), []))
-            for p, hit in zip(labels, predicted, strict=True)
-            if p.defective and not hit
-        ]
-        counts = binary_counts(
-            predicted + [True] * false_alerts[run.camera],
-            actual + [False] * false_alerts[run.camera],
+        figures, p, a = _camera_score(
+            run, decided, alerted, false_alerts[run.camera], unmatched_verdicts[run.camera]
         )
-        cameras[run.camera] = {
-            "frames": run.frames,
-            "parts": len(labels),
-            "defective": sum(actual),
-            "decided": sum(bool(decided.get((run.camera, p.part_id))) for p in labels),
-            "alerted": sum(predicted),
-            "unmatched_alerts": false_alerts[run.camera],
-            "unmatched_verdicts": unmatched_verdicts[run.camera],
-            "duplicate_alerts": duplicates,
-            "nuisances": run.generator.schedule.strengths_at(0, run.camera),
-            "statuses": dict(
-                Counter(
-                    v["status"] for key, vs in decided.items() if key[0] == run.camera for v in vs
-                )
-            ),
-            "missed": missed,
-            **{k: round(v, 4) for k, v in counts.items()},
-        }
-        totals["predicted"] += predicted + [True] * false_alerts[run.camera]
-        totals["actual"] += actual + [False] * false_alerts[run.camera]
-        duplicates_total += duplicates
-    overall = binary_counts(totals["predicted"], totals["actual"])
+        cameras[run.camera] = figures
+        predicted, actual = predicted + p, actual + a
+    overall = binary_counts(predicted, actual)
     return {
         "parts": sum(c["parts"] for c in cameras.values()),
         "defective": sum(c["defective"] for c in cameras.values()),
         "recall": round(overall["recall"], 4),
         "precision": round(overall["precision"], 4),
         "f1": round(overall["f1"], 4),
-        "duplicate_alerts": duplicates_total,
+        "duplicate_alerts": sum(c["duplicate_alerts"] for c in cameras.values()),
         "tp": overall["tp"],
         "fp": overall["fp"],
         "fn": overall["fn"],
@@ -185,69 +208,73 @@ def publish_and_collect(
     bootstrap: str, runs: list[CameraRun], config: RunConfig, log: Callable[[str], None]
 ) -> tuple[list[dict], list[dict], dict]:
     """Send every camera's frames, paced at ``fps`` each, and read verdicts and alerts back."""
-    import threading
-
     per_camera = -(-config.parts // len(runs))
     total = {r.camera: frames_needed(r.generator, per_camera) for r in runs}
-    consumer = topic_consumer(
-        bootstrap,
-        (Topic.PART_DECISIONS, Topic.ALERTS, Topic.PART_OBSERVATIONS),
-        from_beginning=True,
-    )
+    topics = (Topic.PART_DECISIONS, Topic.ALERTS, Topic.PART_OBSERVATIONS)
+    consumer = topic_consumer(bootstrap, topics, from_beginning=True)
     publisher = FramePublisher(bootstrap)
     publisher.start_polling()
-    t0 = time.time()
-    sent: Counter[str] = Counter()
-    done = threading.Event()
+    sender = PacedSender(publisher, runs, total, config.fps)
+    threading.Thread(target=sender.send_all, name="line-cameras", daemon=True).start()
+    collected = _collect(consumer, sender, {r.camera for r in runs}, config, log)
+    consumer.close()
+    publisher.close()
+    seconds = round(time.time() - sender.t0, 1)
+    verdicts, alerts, observed = collected
+    return verdicts, alerts, {"sent": dict(sender.sent), "inspected": observed, "seconds": seconds}
 
-    def send_all() -> None:
-        for index in range(max(total.values())):
-            due = t0 + index / config.fps
-            for run in runs:
-                if index < total[run.camera]:
+
+@dataclass
+class PacedSender:
+    """Each camera's frames at ``fps``, stamped with the time they are due."""
+
+    publisher: FramePublisher
+    runs: list[CameraRun]
+    total: dict[str, int]  # frames per camera
+    fps: float
+    t0: float = field(default_factory=time.time)
+    sent: Counter[str] = field(default_factory=Counter)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def send_all(self) -> None:
+        for index in range(max(self.total.values())):
+            due = self.t0 + index / self.fps
+            for run in self.runs:
+                if index < self.total[run.camera]:
                     data = run.render(index)
-                    publisher.publish(
-                        run.camera, data, run.frame_id(index), captured_at=int(due * 1000)
-                    )
-                    sent[run.camera] += 1
-            time.sleep(max(0.0, t0 + (index + 1) / config.fps - time.time()))
-        publisher.flush(60)
-        done.set()
+                    frame_id = run.frame_id(index)
+                    self.publisher.publish(run.camera, data, frame_id, captured_at=int(due * 1000))
+                    self.sent[run.camera] += 1
+            time.sleep(max(0.0, self.t0 + (index + 1) / self.fps - time.time()))
+        self.publisher.flush(60)
+        self.done.set()
 
-    sender = threading.Thread(target=send_all, name="line-cameras", daemon=True)
-    sender.start()
+
+def _collect(consumer, sender: PacedSender, cameras: set[str], config: RunConfig, log):
+    """Verdicts, alerts and inspected frames per camera, until every sent frame was inspected
+    and nothing new came for ``settle_s`` (or the timeout)."""
     verdicts, alerts, observed = list[dict](), list[dict](), Counter[str]()
-    last_news = time.monotonic()
+    last_news = report = time.monotonic()
     deadline = time.monotonic() + config.timeout_s
-    report = time.monotonic() + 10
-    cameras = {r.camera for r in runs}
     for message in read_messages(consumer, until=deadline, idle_s=0.5):
         now = time.monotonic()
         if message is not None:
-            item = json.loads(message.value())
-            topic = message.topic()
+            item, topic = json.loads(message.value()), message.topic()
             if topic == str(Topic.PART_OBSERVATIONS):
-                camera = item["frame"]["camera_id"]
-                observed[camera] += camera in cameras
+                observed[item["frame"]["camera_id"]] += item["frame"]["camera_id"] in cameras
             elif item.get("camera_id") in cameras:
                 (verdicts if topic == str(Topic.PART_DECISIONS) else alerts).append(item)
             last_news = now
-        if now >= report:
+        if now >= report + 10:
             log(
-                f"sent {sum(sent.values())}/{sum(total.values())} frames, inspected "
+                f"sent {sum(sender.sent.values())}/{sum(sender.total.values())} frames, inspected "
                 f"{sum(observed.values())}, {len(verdicts)} verdicts, {len(alerts)} alerts"
             )
-            report = now + 10
-        all_seen = done.is_set() and sum(observed.values()) >= sum(sent.values())
+            report = now
+        all_seen = sender.done.is_set() and sum(observed.values()) >= sum(sender.sent.values())
         if all_seen and now - last_news > config.settle_s:
             break
-    consumer.close()
-    publisher.close()
-    return (
-        verdicts,
-        alerts,
-        {"sent": dict(sent), "inspected": dict(observed), "seconds": round(time.time() - t0, 1)},
-    )
+    return verdicts, alerts, dict(observed)
 
 
 def run_acceptance(config: RunConfig, state_dir, console, bootstrap: str | None = None) -> dict:

@@ -139,31 +139,35 @@ def _line_prefix(value: str) -> str:
     return value
 
 
+LinePrefix = Annotated[
+    str,
+    typer.Option(
+        help="Camera ids are PREFIX-1, PREFIX-2, ...: the infra/rules.yaml inspection entry "
+        "that names them gives their belt speed, so it must be written for FPS.",
+        callback=_line_prefix,
+    ),
+]
+LabelsDelay = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        help="Publish each frame's ground truth on the labels feedback topic this many "
+        "seconds later (off by default).",
+    ),
+]
+
+
 @app.command()
 def lines(
     count: Annotated[int, typer.Option(min=1, max=9, help="Conveyor cameras: line-1, ...")] = 3,
     fps: Fps = 10.0,
-    prefix: Annotated[
-        str,
-        typer.Option(
-            help="Camera ids are PREFIX-1, PREFIX-2, ...: the infra/rules.yaml inspection entry "
-            "that names them gives their belt speed, so it must be written for FPS.",
-            callback=_line_prefix,
-        ),
-    ] = "line",
+    prefix: LinePrefix = "line",
     duration: Duration = None,
     register: Annotated[
         bool, typer.Option(help="Register them as inspection cameras first.")
     ] = True,
     seed: Seed = 0,
-    labels_delay: Annotated[
-        float | None,
-        typer.Option(
-            min=0,
-            help="Publish each frame's ground truth on the labels feedback topic this many "
-            "seconds later (off by default).",
-        ),
-    ] = None,
+    labels_delay: LabelsDelay = None,
 ) -> None:
     """Run COUNT simulated conveyor lines for inspection, each with its own nuisance mix.
 
@@ -175,30 +179,16 @@ def lines(
     common = _settings()
     ids = [f"{prefix}-{k}" for k in range(1, count + 1)]
     if register:
-        specs = [CameraSpec(camera_id=cid, name=f"simulated conveyor {cid}", pipeline="inspect",
-                            max_fps=round(fps * 1.2 + 1, 2)) for cid in ids]  # fmt: skip
+        max_fps = round(fps * 1.2 + 1, 2)
+        specs = [
+            CameraSpec(
+                camera_id=cid, name=f"simulated conveyor {cid}", pipeline="inspect", max_fps=max_fps
+            )
+            for cid in ids
+        ]
         _register_specs(specs, common)
     label_out = None if labels_delay is None else producer(common.kafka_bootstrap)
-
-    def truth_of() -> dict:  # each camera holds its own labels back
-        if label_out is None or labels_delay is None:  # both are set, or neither
-            return {}
-        return {"labels": DelayedLabels(labels_delay), "label_producer": label_out}
-
-    sources = [
-        (
-            cid,
-            ConveyorSource(
-                seed=seed + k,
-                camera=cid,
-                fps=fps,
-                realtime_fps=fps,
-                nuisances=CAMERA_MIXES.get(f"line-{k + 1}", {}),  # the k-th line's mix
-                **truth_of(),
-            ),
-        )  # fmt: skip
-        for k, cid in enumerate(ids)
-    ]
+    sources = _conveyor_sources(ids, fps, seed, labels_delay, label_out)
     publisher = FramePublisher(common.kafka_bootstrap)
     log.info("simulating %d conveyor lines at %s fps", count, fps)
     with _stop_on_signals() as stop:
@@ -209,6 +199,31 @@ def lines(
     if labels_lost:
         console.print("[red]error:[/red] labels not delivered to the broker")
         raise typer.Exit(1)
+
+
+def _conveyor_sources(ids: list[str], fps: float, seed: int, labels_delay, label_out) -> list:
+    """(camera id, its ConveyorSource) per line, the k-th line with the k-th nuisance mix; each
+    camera holds its own labels back when ``labels_delay`` is set."""
+
+    def truth_of() -> dict:
+        if label_out is None or labels_delay is None:  # both are set, or neither
+            return {}
+        return {"labels": DelayedLabels(labels_delay), "label_producer": label_out}
+
+    return [
+        (
+            cid,
+            ConveyorSource(
+                seed=seed + k,
+                camera=cid,
+                fps=fps,
+                realtime_fps=fps,
+                nuisances=CAMERA_MIXES.get(f"line-{k + 1}", {}),
+                **truth_of(),
+            ),
+        )
+        for k, cid in enumerate(ids)
+    ]
 
 
 def simulated_cameras(

@@ -109,52 +109,27 @@ class RealSteps:
         hold each camera's last frames out and crop the rest."""
         import numpy as np
 
-        from visionline.retrain.traffic import labelled_crops, relight, relighting, split_by_time
+        from visionline.retrain.traffic import split_by_time
 
         s, drift, say = self.settings, job.dataset["drift"], _logger(job)
         camera, start = drift["camera_id"], float(drift["window"]["first_captured_at"])
-        deadline = time.monotonic() + s.traffic_wait_s
-        while True:
-            labels = labelled_frames(self.engine, camera, start, time.time() + 3600)
-            if len(labels) >= s.traffic_min_frames or time.monotonic() > deadline:
-                break
-            say(f"{len(labels)}/{s.traffic_min_frames} labelled frames of {camera} so far")
-            time.sleep(5)
-        if len(labels) < s.traffic_min_frames:
-            raise RuntimeError(
-                f"only {len(labels)} labelled frames of {camera} since the drift after "
-                f"{s.traffic_wait_s:.0f} s (need {s.traffic_min_frames})"
-            )
-        labels = labels[: s.traffic_max_frames]  # in capture order
+        labels = self._labels_since(camera, start, say)
         first, last = labels[0].captured_at, labels[-1].captured_at
-        others = {c: labelled_frames(self.engine, c, first, last)[: s.traffic_max_frames]
-                  for c in labelled_cameras(self.engine, first, last) if c != camera}  # fmt: skip
-        before = []
-        if s.relight_frames and drift.get("signal") in LIGHTING_SIGNALS:
-            before = labelled_frames(self.engine, camera, start - 86400, start)[-s.relight_frames :]
-        frames, offsets = self._replay([labels, *others.values(), before],
-                                       before[0].captured_at if before else first)  # fmt: skip
+        others = self._other_cameras(camera, first, last)
+        before = self._before_drift(camera, start, drift.get("signal"))
+        since = before[0].captured_at if before else first
+        frames, offsets = self._replay([labels, *others.values(), before], since)
         earlier = [f for f in frames.get(camera, []) if f[1].captured_at < start]
         frames[camera] = [f for f in frames.get(camera, []) if f[1].captured_at >= start]
-        rng = np.random.default_rng(100 + job.id)
-        detect, cut_by = self._part_boxes()
         split = {c: split_by_time(f, s.traffic_held_out) for c, f in frames.items() if f}
         train_frames, shadow = split.get(camera, ([], []))
         if not train_frames or not shadow:
-            raise RuntimeError(f"{len(frames[camera])} replayed frames of {camera} since the "
-                               "drift: none to train on or to hold out")  # fmt: skip
-        train = labelled_crops(train_frames, rng, detect=detect)
+            why = "none to train on or to hold out"
+            raise RuntimeError(f"{len(frames[camera])} frames of {camera} since the drift: {why}")
         other_frames = [f for c in others for f in split.get(c, ([], []))[0]]
-        other_train = labelled_crops(other_frames, rng, detect=detect)
-        if len(other_train) > len(train):  # the drifting camera keeps half of the training
-            keep = np.sort(rng.choice(len(other_train), len(train), replace=False))
-            other_train = [other_train[k] for k in keep]
-        relit = []
-        if earlier:  # the drift's light on the camera's earlier frames: more of the new condition
-            table = relighting([f for f, _ in earlier[:: max(1, len(earlier) // 30)]],
-                               [f for f, _ in train_frames[-30:]])  # fmt: skip
-            relit = labelled_crops(((relight(f, table), label) for f, label in earlier), rng,
-                                   detect=detect)  # fmt: skip
+        rng = np.random.default_rng(100 + job.id)
+        crops = self._traffic_crops(train_frames, other_frames, earlier, rng)
+        train, relit, other_train, cut_by = crops
         if not train:
             raise RuntimeError(f"no part crops in {len(train_frames)} frames of {camera}")
         shadow_others = {c: split[c][1] for c in others if c in split}
@@ -185,6 +160,62 @@ class RealSteps:
             "defective_train_crops": sum(c.defective for c in train),
             "seed": 100 + job.id,
         }
+
+    def _labels_since(self, camera: str, start: float, say) -> list:
+        """The camera's labelled frames since ``start``, waiting up to ``traffic_wait_s`` for
+        ``traffic_min_frames`` of them; at most ``traffic_max_frames``, in capture order."""
+        s = self.settings
+        deadline = time.monotonic() + s.traffic_wait_s
+        while True:
+            labels = labelled_frames(self.engine, camera, start, time.time() + 3600)
+            if len(labels) >= s.traffic_min_frames or time.monotonic() > deadline:
+                break
+            say(f"{len(labels)}/{s.traffic_min_frames} labelled frames of {camera} so far")
+            time.sleep(5)
+        if len(labels) < s.traffic_min_frames:
+            raise RuntimeError(
+                f"only {len(labels)} labelled frames of {camera} since the drift after "
+                f"{s.traffic_wait_s:.0f} s (need {s.traffic_min_frames})"
+            )
+        return labels[: s.traffic_max_frames]
+
+    def _other_cameras(self, camera: str, first: float, last: float) -> dict[str, list]:
+        """The other cameras' labelled frames captured from ``first`` to ``last``."""
+        cameras = [c for c in labelled_cameras(self.engine, first, last) if c != camera]
+        cap = self.settings.traffic_max_frames
+        return {c: labelled_frames(self.engine, c, first, last)[:cap] for c in cameras}
+
+    def _before_drift(self, camera: str, start: float, signal: str | None) -> list:
+        """For a lighting drift, the camera's last ``relight_frames`` labelled frames before
+        it (to be relit); else none."""
+        n = self.settings.relight_frames
+        if not n or signal not in LIGHTING_SIGNALS:
+            return []
+        return labelled_frames(self.engine, camera, start - 86400, start)[-n:]
+
+    def _traffic_crops(self, train_frames: list, other_frames: list, earlier: list, rng):
+        """Training crops: the drifting camera's, its frames from before the drift relit to
+        the drift's light, and the other cameras' (at most as many as the camera's own); and
+        what cut them."""
+        import numpy as np
+
+        from visionline.retrain.traffic import labelled_crops, relight, relighting
+
+        detect, cut_by = self._part_boxes()
+        train = labelled_crops(train_frames, rng, detect=detect)
+        other_train = labelled_crops(other_frames, rng, detect=detect)
+        if len(other_train) > len(train):  # the drifting camera keeps half of the training
+            keep = np.sort(rng.choice(len(other_train), len(train), replace=False))
+            other_train = [other_train[k] for k in keep]
+        relit = []
+        if earlier:  # the drift's light on the camera's earlier frames: more of the new condition
+            table = relighting(
+                [f for f, _ in earlier[:: max(1, len(earlier) // 30)]],
+                [f for f, _ in train_frames[-30:]],
+            )
+            relabelled = ((relight(f, table), label) for f, label in earlier)
+            relit = labelled_crops(relabelled, rng, detect=detect)
+        return train, relit, other_train, cut_by
 
     def _part_boxes(self):
         """The serving part detector, to cut training crops as the inspect worker does, and
