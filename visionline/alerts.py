@@ -38,8 +38,11 @@ def _alert_or_none(value: bytes) -> Alert | None:
     try:
         return from_json(value, Alert)
     except ValidationError as exc:
-        log.warning("skipped a message on %s that is not an alert: %s", Topic.ALERTS,
-                    exc.errors(include_input=False)[:1])  # fmt: skip
+        log.warning(
+            "skipped a message on %s that is not an alert: %s",
+            Topic.ALERTS,
+            exc.errors(include_input=False)[:1],
+        )
         return None
 
 

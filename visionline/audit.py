@@ -13,8 +13,9 @@ from visionline.db.models import AuditRow
 
 def record(session: Session, actor: str, action: str, target: str, **detail: Any) -> None:
     """Add an entry in the caller's transaction: the change and its record land together."""
-    session.add(AuditRow(at=datetime.now(UTC), actor=actor, action=action, target=target,
-                         detail=detail))  # fmt: skip
+    session.add(
+        AuditRow(at=datetime.now(UTC), actor=actor, action=action, target=target, detail=detail)
+    )
 
 
 def history(engine: Engine, target: str | None = None, limit: int = 100) -> list[AuditRow]:

@@ -90,8 +90,12 @@ def parse_activity(counts: Sequence[bytes | None], last: dict[bytes, bytes]) -> 
         return value if math.isfinite(value) else None
 
     frame_id = last.get(b"frame_id")
-    return Activity(number(b"at"), number(b"captured_at"),
-                    frame_id.decode(errors="replace") if frame_id else None, frames)  # fmt: skip
+    return Activity(
+        number(b"at"),
+        number(b"captured_at"),
+        frame_id.decode(errors="replace") if frame_id else None,
+        frames,
+    )
 
 
 def read_activity(redis_client, camera_ids: Sequence[str], now: float) -> dict[str, Activity]:

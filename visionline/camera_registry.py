@@ -254,8 +254,9 @@ def register_camera(
     """A new camera and its upload key (returned only here; only its HMAC is stored)."""
     key = new_upload_key()
     fields = spec.model_dump(exclude={"upload_key"})
-    row = Camera(**fields, upload_key_hash=hash_upload_key(key, pepper),
-                 created_at=datetime.now(UTC))  # fmt: skip
+    row = Camera(
+        **fields, upload_key_hash=hash_upload_key(key, pepper), created_at=datetime.now(UTC)
+    )
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
             if session.get(Camera, spec.camera_id) is not None:

@@ -63,12 +63,25 @@ def _cameras_table(frames: Counter, alerts: Counter, labels: dict) -> Table:
 
 
 def _lines_table(lines: dict[str, Counter], last: dict[str, str]) -> Table:
-    table = Table("line", "parts", "passed", "rejected", "insufficient", "last part",
-                  title="Conveyor lines: one decision per part")  # fmt: skip
+    table = Table(
+        "line",
+        "parts",
+        "passed",
+        "rejected",
+        "insufficient",
+        "last part",
+        title="Conveyor lines: one decision per part",
+    )
     for camera in sorted(lines):
         c = lines[camera]
-        table.add_row(camera, str(c.total()), str(c["accepted"]), str(c["rejected"]),
-                      str(c["insufficient"]), last.get(camera, ""))  # fmt: skip
+        table.add_row(
+            camera,
+            str(c.total()),
+            str(c["accepted"]),
+            str(c["rejected"]),
+            str(c["insufficient"]),
+            last.get(camera, ""),
+        )
     return table
 
 
@@ -178,8 +191,10 @@ def api_check(api_url: str, token: str) -> str:
         cameras = client.get("/v1/cameras", params={"limit": 500}).raise_for_status().json()
         alerts = client.get("/v1/alerts", params={"limit": 500}).raise_for_status().json()
     healthy = sum(c["health"] == "ok" for c in cameras["items"])
-    return (f"operator API: {len(cameras['items'])} cameras ({healthy} healthy), "
-            f"{len(alerts['items'])} alerts stored (first page of 500)")  # fmt: skip
+    return (
+        f"operator API: {len(cameras['items'])} cameras ({healthy} healthy), "
+        f"{len(alerts['items'])} alerts stored (first page of 500)"
+    )
 
 
 def run_demo(

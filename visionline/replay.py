@@ -93,8 +93,10 @@ def replay_frames(
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"replay of {topic}: nothing from the broker for {timeout_s}"
-                                   f" s, partitions {sorted(pending)} unfinished")  # fmt: skip
+                raise TimeoutError(
+                    f"replay of {topic}: nothing from the broker for {timeout_s}"
+                    f" s, partitions {sorted(pending)} unfinished"
+                )
             batch = consumer.consume(500, min(left, 1.0))
             if batch:
                 deadline = time.monotonic() + timeout_s
@@ -186,8 +188,10 @@ def _is_message(message: Message, pending: dict[int, _Range]) -> bool:
         return True
     if error.code() == KafkaError._PARTITION_EOF:
         pending.pop(cast(int, message.partition()), None)  # the end of a partition names it
-    elif error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                           KafkaError.TOPIC_AUTHORIZATION_FAILED):  # fmt: skip
+    elif error.fatal() or error.code() in (
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    ):
         raise KafkaException(error)
     else:
         log.warning("replay: %s", error)
@@ -200,8 +204,9 @@ def _frame(message: Message, camera_id: str) -> ReplayedFrame:
     # A consumed message's headers are (name, bytes or None) pairs; only produce takes a dict.
     headers = cast(list[tuple[str, bytes | None]], message.headers() or [])
     data = message.value() or b""
-    source = SourceRef(topic=message.topic(), partition=message.partition(),
-                       offset=message.offset())  # fmt: skip
+    source = SourceRef(
+        topic=message.topic(), partition=message.partition(), offset=message.offset()
+    )
     stamp_s = message.timestamp()[1] / 1000
     try:
         frame_id = frame_id_of(headers, source, stamp_s)

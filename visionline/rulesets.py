@@ -139,9 +139,13 @@ def _strings(value: Any):
 
 
 def from_row(row: RuleSetRow) -> RuleSet:
-    return RuleSet(version=row.version, rules=RulesFile.model_validate(row.document),
-                   changed_by=row.changed_by, changed_at=row.changed_at,
-                   comment=row.comment)  # fmt: skip
+    return RuleSet(
+        version=row.version,
+        rules=RulesFile.model_validate(row.document),
+        changed_by=row.changed_by,
+        changed_at=row.changed_at,
+        comment=row.comment,
+    )
 
 
 def from_file(path: Path) -> RuleSet:
@@ -188,15 +192,24 @@ def save(engine: Engine, document: RulesFile | dict, actor: str, comment: str = 
         session.execute(text("LOCK TABLE rule_sets IN EXCLUSIVE MODE"))
         previous = session.execute(select(func.max(RuleSetRow.version))).scalar()
         row = RuleSetRow(
-            version=(previous or FILE_VERSION) + 1, document=document_of(rules),
-            changed_by=actor, changed_at=datetime.now(UTC), comment=comment,
-        )  # fmt: skip
+            version=(previous or FILE_VERSION) + 1,
+            document=document_of(rules),
+            changed_by=actor,
+            changed_at=datetime.now(UTC),
+            comment=comment,
+        )
         session.add(row)
-        audit.record(session, actor, "rules.update", AUDIT_TARGET, version=row.version,
-                     comment=comment)  # fmt: skip
+        audit.record(
+            session, actor, "rules.update", AUDIT_TARGET, version=row.version, comment=comment
+        )
         session.flush()
-        return RuleSet(version=row.version, rules=rules, changed_by=actor,
-                       changed_at=row.changed_at, comment=comment)  # fmt: skip
+        return RuleSet(
+            version=row.version,
+            rules=rules,
+            changed_by=actor,
+            changed_at=row.changed_at,
+            comment=comment,
+        )
 
 
 def for_camera(rules: RulesFile, camera_id: str) -> RulesFile:
@@ -215,8 +228,13 @@ class RulesWatcher:
     ``version`` answers the version in effect cheaply, ``load`` the rules in effect (see
     ``watch``, which gives both from the database)."""
 
-    def __init__(self, version: Callable[[], int], load: Callable[[], RuleSet], refresh_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        version: Callable[[], int],
+        load: Callable[[], RuleSet],
+        refresh_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.version, self.load, self.refresh_s, self.clock = version, load, refresh_s, clock
         self.current = load()  # a failure here stops the worker: it has no rules yet
         self.checked = clock()

@@ -52,8 +52,14 @@ def create_token(engine: Engine, name: str, role: Role, created_by: str = "") ->
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     token_id, token = new_token()
-    row = ApiTokenRow(token_id=token_id, name=name, role=role, token_hash=hash_token(token),
-                      created_at=datetime.now(UTC), created_by=created_by)  # fmt: skip
+    row = ApiTokenRow(
+        token_id=token_id,
+        name=name,
+        role=role,
+        token_hash=hash_token(token),
+        created_at=datetime.now(UTC),
+        created_by=created_by,
+    )
     with Session(engine) as session, session.begin():
         session.add(row)
     return token

@@ -89,8 +89,9 @@ def verify_signature(
     return hmac.compare_digest(sign(secret, timestamp, body), signature or "")
 
 
-def delivery_headers(secret: str, body: bytes, alert_id: str, attempt: int,
-                     now: float | None = None) -> dict[str, str]:  # fmt: skip
+def delivery_headers(
+    secret: str, body: bytes, alert_id: str, attempt: int, now: float | None = None
+) -> dict[str, str]:
     timestamp = str(int(time.time() if now is None else now))
     return {
         "Content-Type": "application/json",

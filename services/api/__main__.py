@@ -21,8 +21,13 @@ def main() -> None:
     # Webhook targets on private networks the deployment allows (the worker reads the same).
     app.state.webhook_allowed_networks = WebhookSettings().allowed_networks
     # log_config=None: uvicorn's records go through the handler configured above.
-    uvicorn.run(app, host=settings.host, port=settings.port,
-                log_level=common.log_level.lower(), log_config=None)  # fmt: skip
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=common.log_level.lower(),
+        log_config=None,
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,13 @@ def offer(queue: asyncio.Queue, item: Alert | None) -> None:
 class AlertFeed:
     """The alerts topic, fanned out to subscribers' asyncio queues."""
 
-    def __init__(self, bootstrap: str, queue_size: int = QUEUE_SIZE, poll_s: float = 0.5,
-                 retry_s: float = 2.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bootstrap: str,
+        queue_size: int = QUEUE_SIZE,
+        poll_s: float = 0.5,
+        retry_s: float = 2.0,
+    ) -> None:
         self.bootstrap, self.queue_size = bootstrap, queue_size
         self.poll_s, self.retry_s = poll_s, retry_s
         self.ready = threading.Event()  # set once positioned: later alerts all arrive

@@ -43,8 +43,13 @@ ROUTERS = (alerts, cameras, rules, models, drift, labels, live, webhooks, dashbo
 MAX_ECHOED = 64  # characters of a path parameter an error message may repeat
 
 
-def create_app(common: CommonSettings, settings: ApiSettings, engine: Engine,
-               producer: Any = None, alert_feed: Any = None) -> FastAPI:  # fmt: skip
+def create_app(
+    common: CommonSettings,
+    settings: ApiSettings,
+    engine: Engine,
+    producer: Any = None,
+    alert_feed: Any = None,
+) -> FastAPI:
     """The API on ``engine``. ``producer`` (confluent_kafka) publishes what operators post
     (labels, retrain requests); ``alert_feed`` (``services.api.alert_feed.AlertFeed``) fans
     the alerts topic out to live streams. Either may be None where a test needs neither."""
@@ -113,9 +118,14 @@ class AsciiJSONResponse(JSONResponse):
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with where and what, less the rejected input FastAPI would echo: an input that
     cannot be written back as JSON (1e999, NaN, a lone surrogate) turned the 422 into a 500."""
-    errors = [{"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
-               "msg": str(e.get("msg", "")),
-               "type": str(e.get("type", ""))} for e in exc.errors()]  # fmt: skip
+    errors = [
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors()
+    ]
     return AsciiJSONResponse({"detail": errors}, status_code=422)
 
 

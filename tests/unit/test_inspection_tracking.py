@@ -200,8 +200,9 @@ def test_a_part_tracked_twice_is_decided_once(first, second, decisions) -> None:
 
 def test_a_part_tracked_twice_and_lost_on_an_empty_frame_is_not_a_none_decision() -> None:
     config = TrackerConfig(belt_px_per_frame=40, lost_frames=1)
-    tracker = PartTracker("c", SIZE, config, DecisionRules(min_frames=2),
-                          tracker=SplittingTracker(split=4))  # fmt: skip
+    tracker = PartTracker(
+        "c", SIZE, config, DecisionRules(min_frames=2), tracker=SplittingTracker(split=4)
+    )
     # As above, but the second track is lost (in frames without a box) before the exit line.
     xs = {0: 10, 1: 50, 4: 170, 5: 210}
     frames = [[part(xs[i], 1, ("crack",))] if i in xs else [] for i in range(9)]

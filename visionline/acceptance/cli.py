@@ -77,10 +77,23 @@ def replay(
     runs = plan(cameras, 0, base.fps, seed)
     low = CropDecoding(min_defect_score=0.1)  # keep weak defects: the grid decides
     observed = [observe(r, frames, repository, low, log=console.print) for r in runs]
-    table = Table("rule", "threshold", "recall", "precision", "parts", "defective",
-                  title=f"Per-part decisions, {cameras} lines x {frames} frames")  # fmt: skip
+    table = Table(
+        "rule",
+        "threshold",
+        "recall",
+        "precision",
+        "parts",
+        "defective",
+        title=f"Per-part decisions, {cameras} lines x {frames} frames",
+    )
     for rule, threshold, config in rule_grid(base):
         f = replay_score(observed, config)
-        table.add_row(rule, threshold, f"{f['recall']:.3f}", f"{f['precision']:.3f}",
-                      str(f["parts"]), str(f["defective"]))  # fmt: skip
+        table.add_row(
+            rule,
+            threshold,
+            f"{f['recall']:.3f}",
+            f"{f['precision']:.3f}",
+            str(f["parts"]),
+            str(f["defective"]),
+        )
     console.print(table)

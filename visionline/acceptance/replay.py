@@ -62,9 +62,14 @@ def as_alerts(run: CameraRun, decisions: list[PartDecision]) -> list[dict]:
     alerts = []
     for k, d in enumerate(decisions):
         if d.defective and d.best_part is not None:
-            alerts.append({"alert_id": f"{run.camera}:{k}", "camera_id": run.camera,
-                           "frame_id": run.frame_id(d.best_frame),
-                           "part": {"box": list(d.best_part.box)}})  # fmt: skip
+            alerts.append(
+                {
+                    "alert_id": f"{run.camera}:{k}",
+                    "camera_id": run.camera,
+                    "frame_id": run.frame_id(d.best_frame),
+                    "part": {"box": list(d.best_part.box)},
+                }
+            )
     return alerts
 
 

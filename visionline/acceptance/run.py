@@ -315,10 +315,17 @@ def figures_table(figures: dict):
     from rich.table import Table
 
     table = Table(
-        "camera", "parts", "bad", "alerted", "recall", "precision", "dup", "stray",
+        "camera",
+        "parts",
+        "bad",
+        "alerted",
+        "recall",
+        "precision",
+        "dup",
+        "stray",
         title="Per-part defect alerts vs truth (dup: extra alerts for one part; stray: alerts "
         "matching no part)",
-    )  # fmt: skip
+    )
     for camera, row in figures["cameras"].items():
         table.add_row(
             camera,

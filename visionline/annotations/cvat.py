@@ -64,8 +64,11 @@ def _meta(labels: LabelSet) -> ET.Element:
 def _image_element(image_id: int, image: ImageLabels) -> ET.Element:
     element = ET.Element(
         "image",
-        id=str(image_id), name=image.file_name, width=str(image.width), height=str(image.height),
-    )  # fmt: skip
+        id=str(image_id),
+        name=image.file_name,
+        width=str(image.width),
+        height=str(image.height),
+    )
     for obj in image.objects:
         element.append(_shape(obj))
     return element

@@ -38,9 +38,14 @@ def list_command() -> None:
     """Tokens (never their secrets)."""
     table = Table("token id", "name", "role", "created", "last used", "revoked")
     for row in list_tokens(_engine()):
-        table.add_row(row.token_id, row.name, row.role, f"{row.created_at:%Y-%m-%d %H:%M}",
-                      f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "",
-                      f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "")  # fmt: skip
+        table.add_row(
+            row.token_id,
+            row.name,
+            row.role,
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "",
+            f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "",
+        )
     console.print(table)
 
 

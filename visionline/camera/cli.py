@@ -270,9 +270,14 @@ def _finish(publisher: FramePublisher, stats: list[CameraStats]) -> None:
     for s in stats:
         avg_kb = s.bytes_sent / s.sent / 1024 if s.sent else 0.0
         table.add_row(
-            s.camera_id, str(s.sent), f"{s.fps:.2f}", f"{avg_kb:.1f}",
-            str(s.skipped_ticks), str(s.dropped), s.error or "",
-        )  # fmt: skip
+            s.camera_id,
+            str(s.sent),
+            f"{s.fps:.2f}",
+            f"{avg_kb:.1f}",
+            str(s.skipped_ticks),
+            str(s.dropped),
+            s.error or "",
+        )
     console.print(table)
     console.print(
         f"delivered {publisher.delivered}, delivery errors {publisher.delivery_errors}, "

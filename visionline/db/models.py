@@ -334,7 +334,7 @@ class WebhookDeliveryRow(Base):
             "ix_webhook_deliveries_due",
             "next_attempt_at",
             postgresql_where=text("state = 'pending'"),
-        ),  # fmt: skip
+        ),
     )
 
     subscription_id: Mapped[int] = mapped_column(

@@ -136,8 +136,11 @@ class CameraBank:
 def model_changes(before: dict[str, str], now: dict[str, str]) -> str:
     """Each model whose version changed ("defect_detector 3 -> 4"); a model not seen before
     (a frame without parts names fewer models) is no change."""
-    return ", ".join(f"{name} {before[name]} -> {version}" for name, version in sorted(now.items())
-                     if name in before and before[name] != version)  # fmt: skip
+    return ", ".join(
+        f"{name} {before[name]} -> {version}"
+        for name, version in sorted(now.items())
+        if name in before and before[name] != version
+    )
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,17 @@ def scenario(
     entry = config_for(load_inspection(rules_file), drift_camera)
     if entry is None:
         raise typer.BadParameter(f"no inspection entry in {rules_file} matches {drift_camera}")
-    config = ScenarioConfig(before=before, ramp=ramp, after=after, glare=glare,
-                            drift_camera=drift_camera, labels_delay_s=labels_delay, seed=seed,
-                            max_frames=max_frames, fps=entry.fps)  # fmt: skip
+    config = ScenarioConfig(
+        before=before,
+        ramp=ramp,
+        after=after,
+        glare=glare,
+        drift_camera=drift_camera,
+        labels_delay_s=labels_delay,
+        seed=seed,
+        max_frames=max_frames,
+        fps=entry.fps,
+    )
     figures = run_scenario(config, state_dir.absolute(), repository.absolute(), console)
     for table in figures_tables(figures):
         console.print(table)

@@ -88,8 +88,12 @@ def plan(config: ScenarioConfig, run_id: str) -> list[CameraRun]:
         if camera == config.drift_camera:
             t0, t1 = config.before / config.fps, (config.before + config.ramp) / config.fps
             mix["glare"] = Ramp(0.0, config.glare, t0, t1)
-        generator = LineGenerator(seed=config.seed + k, fps=config.fps, camera=camera,
-                                  schedule=Schedule(cameras={camera: mix}))  # fmt: skip
+        generator = LineGenerator(
+            seed=config.seed + k,
+            fps=config.fps,
+            camera=camera,
+            schedule=Schedule(cameras={camera: mix}),
+        )
         runs.append(CameraRun(camera, generator, run_id))
     return runs
 
@@ -144,15 +148,19 @@ def phase_scores(run: CameraRun, verdicts: list[dict], onset: int, old: str | No
                 if verdict
                 else {}
             )
-            phases[phase]["wrong"].append({"part_id": label.part_id, "classes": label.classes,
-                                           "version": version, **seen})  # fmt: skip
+            phases[phase]["wrong"].append(
+                {"part_id": label.part_id, "classes": label.classes, "version": version, **seen}
+            )
     out: dict[str, dict] = {}
     for phase in ("before", "during", "after"):
         p, a = phases[phase]["p"], phases[phase]["a"]
         counts = binary_counts(p, a) if p else {}
-        out[phase] = {"parts": len(p), "defective": sum(a),
-                      **{k: round(float(counts[k]), 4) for k in ("recall", "precision", "f1")
-                         if k in counts}, "wrong": phases[phase]["wrong"]}  # fmt: skip
+        out[phase] = {
+            "parts": len(p),
+            "defective": sum(a),
+            **{k: round(float(counts[k]), 4) for k in ("recall", "precision", "f1") if k in counts},
+            "wrong": phases[phase]["wrong"],
+        }
     return out
 
 
@@ -167,9 +175,14 @@ def frames_to_event(run: CameraRun, events: list[dict], onset: int) -> dict | No
     if not found:
         return None
     confirmed, raised, event = min(found, key=lambda f: f[0])
-    return {"event_id": event["event_id"], "signal": event["signal"],
-            "detector": event["detector"], "alarm_frames": raised - onset,
-            "confirmed_frames": confirmed - onset, "created_at": event["created_at"]}  # fmt: skip
+    return {
+        "event_id": event["event_id"],
+        "signal": event["signal"],
+        "detector": event["detector"],
+        "alarm_frames": raised - onset,
+        "confirmed_frames": confirmed - onset,
+        "created_at": event["created_at"],
+    }
 
 
 def job_timeline(database_url: str, model: str = DEFECT_DETECTOR) -> list[dict]:
@@ -180,25 +193,36 @@ def job_timeline(database_url: str, model: str = DEFECT_DETECTOR) -> list[dict]:
     engine = make_engine(database_url)
     try:
         with Session(engine) as session:
-            jobs = session.scalars(select(RetrainJobRow).where(RetrainJobRow.model == model)
-                                   .order_by(RetrainJobRow.id)).all()  # fmt: skip
+            jobs = session.scalars(
+                select(RetrainJobRow).where(RetrainJobRow.model == model).order_by(RetrainJobRow.id)
+            ).all()
             promoted = {r.job_id: r for r in session.scalars(select(ModelVersionRow))}
             out = []
             for j in jobs:
                 version = promoted.get(j.id)
-                out.append({
-                    "job_id": j.id, "trigger": j.trigger, "trigger_ref": j.trigger_ref,
-                    "state": j.state, "reason": j.reason, "parent_version": j.parent_version,
-                    "candidate_version": j.candidate_version,
-                    "states": {h["to"]: h["at"] for h in j.history or []},
-                    "created_at": j.created_at.timestamp(),
-                    "promoted_at": version.promoted_at.timestamp()
-                    if version is not None and version.promoted_at else None,
-                    "dataset": {k: v for k, v in (j.dataset or {}).items()
-                                if k not in ("conditions",)},
-                    "shadow": {side: ((j.metrics or {}).get(side) or {}).get("shadow")
-                               for side in ("candidate", "serving")},
-                })  # fmt: skip
+                out.append(
+                    {
+                        "job_id": j.id,
+                        "trigger": j.trigger,
+                        "trigger_ref": j.trigger_ref,
+                        "state": j.state,
+                        "reason": j.reason,
+                        "parent_version": j.parent_version,
+                        "candidate_version": j.candidate_version,
+                        "states": {h["to"]: h["at"] for h in j.history or []},
+                        "created_at": j.created_at.timestamp(),
+                        "promoted_at": version.promoted_at.timestamp()
+                        if version is not None and version.promoted_at
+                        else None,
+                        "dataset": {
+                            k: v for k, v in (j.dataset or {}).items() if k not in ("conditions",)
+                        },
+                        "shadow": {
+                            side: ((j.metrics or {}).get(side) or {}).get("shadow")
+                            for side in ("candidate", "serving")
+                        },
+                    }
+                )
             return out
     finally:
         engine.dispose()
@@ -234,8 +258,9 @@ class Sender:
                 for run in self.runs:
                     data, truth = run.render_with_truth(index)
                     frame_id = run.frame_id(index)
-                    self.publisher.publish(run.camera, data, frame_id,
-                                           captured_at=int(captured * 1000))  # fmt: skip
+                    self.publisher.publish(
+                        run.camera, data, frame_id, captured_at=int(captured * 1000)
+                    )
                     label = feedback_from_truth(run.camera, frame_id, captured, truth)
                     self.labels.add(label, time.time())
                     self.sent[run.camera] += 1
@@ -253,15 +278,22 @@ class Sender:
         self.publisher.close()
 
 
-def collect(bootstrap: str, runs: list[CameraRun], sender: Sender, config: ScenarioConfig,
-            log: Callable[[str], None]) -> Observed:  # fmt: skip
+def collect(
+    bootstrap: str,
+    runs: list[CameraRun],
+    sender: Sender,
+    config: ScenarioConfig,
+    log: Callable[[str], None],
+) -> Observed:
     """Read observations, verdicts, drift events and dead letters until every frame sent was
     inspected and nothing new came for ``settle_s``."""
 
     cameras = {r.camera for r in runs}
-    consumer = topic_consumer(bootstrap, (Topic.PART_OBSERVATIONS, Topic.PART_DECISIONS,
-                                          Topic.DRIFT_EVENTS, Topic.DEAD_LETTER),
-                              from_beginning=True)  # fmt: skip
+    consumer = topic_consumer(
+        bootstrap,
+        (Topic.PART_OBSERVATIONS, Topic.PART_DECISIONS, Topic.DRIFT_EVENTS, Topic.DEAD_LETTER),
+        from_beginning=True,
+    )
     seen = Observed()
     last_news, report = time.monotonic(), time.monotonic() + 15
     deadline = time.monotonic() + config.max_frames / config.fps + 1800
@@ -275,16 +307,20 @@ def collect(bootstrap: str, runs: list[CameraRun], sender: Sender, config: Scena
                 seen.verdicts.append(item)
             elif topic == str(Topic.DRIFT_EVENTS) and item.get("camera_id") in cameras:
                 seen.drift_events.append(item)
-                log(f"drift event: {item['signal']} on {item['camera_id']} "
-                    f"({item['detector']}, frame {item['frame_id']})")  # fmt: skip
+                log(
+                    f"drift event: {item['signal']} on {item['camera_id']} "
+                    f"({item['detector']}, frame {item['frame_id']})"
+                )
             elif topic == str(Topic.DEAD_LETTER) and item.get("camera_id") in cameras:
                 seen.dead_letters[item["camera_id"]] += 1
             last_news = now
         if now >= report:
-            log(f"sent {sum(sender.sent.values())} frames, inspected "
+            log(
+                f"sent {sum(sender.sent.values())} frames, inspected "
                 f"{sum(seen.inspected.values())}, {len(seen.verdicts)} verdicts, "
                 f"{len(seen.drift_events)} drift events, defect detector "
-                f"{'switched' if seen.switch else 'not switched'}")  # fmt: skip
+                f"{'switched' if seen.switch else 'not switched'}"
+            )
             report = now + 15
         if sender.error is not None:
             break
@@ -297,8 +333,9 @@ def collect(bootstrap: str, runs: list[CameraRun], sender: Sender, config: Scena
     return seen
 
 
-def _observation(seen: Observed, item: dict, cameras: set[str], config: ScenarioConfig,
-                 sender: Sender) -> None:  # fmt: skip
+def _observation(
+    seen: Observed, item: dict, cameras: set[str], config: ScenarioConfig, sender: Sender
+) -> None:
     frame = item["frame"]
     if frame["camera_id"] not in cameras:
         return
@@ -307,8 +344,11 @@ def _observation(seen: Observed, item: dict, cameras: set[str], config: Scenario
     seen.versions_by_frame[frame["frame_id"]] = version
     if seen.first_version is None:
         seen.first_version = version
-    elif (version != seen.first_version and seen.switch is None
-          and frame["camera_id"] == config.drift_camera):  # fmt: skip
+    elif (
+        version != seen.first_version
+        and seen.switch is None
+        and frame["camera_id"] == config.drift_camera
+    ):
         seen.switch = {"frame_id": frame["frame_id"], "version": version, "at": time.time()}
         sender.switched.set()
 
@@ -317,16 +357,37 @@ def lost_frames(runs: list[CameraRun], sent: Counter, seen: Observed) -> dict:
     """Per camera: sent, inspected, and which frame ids never came back as an observation."""
     out = {}
     for run in runs:
-        missing = [run.frame_id(i) for i in range(sent[run.camera])
-                   if run.frame_id(i) not in seen.versions_by_frame]  # fmt: skip
-        out[run.camera] = {"sent": sent[run.camera], "inspected": seen.inspected[run.camera],
-                           "missing": len(missing), "missing_ids": missing[:20],
-                           "dead_letters": seen.dead_letters[run.camera]}  # fmt: skip
+        missing = [
+            run.frame_id(i)
+            for i in range(sent[run.camera])
+            if run.frame_id(i) not in seen.versions_by_frame
+        ]
+        out[run.camera] = {
+            "sent": sent[run.camera],
+            "inspected": seen.inspected[run.camera],
+            "missing": len(missing),
+            "missing_ids": missing[:20],
+            "dead_letters": seen.dead_letters[run.camera],
+        }
     return out
 
 
-def score(runs: list[CameraRun], config: ScenarioConfig, seen: Observed, sent: Counter,
-          jobs: list[dict]) -> dict:  # fmt: skip
+def _timing(event: dict | None, job: dict | None, switch: dict | None) -> dict:
+    """Seconds from the drift event to its job, the promotion and the first frame served by
+    the new version."""
+    timing = {}
+    if event is not None and job is not None:
+        timing["event_to_job_s"] = round(job["created_at"] - event["created_at"], 1)
+        if job.get("promoted_at"):
+            timing["event_to_promoted_s"] = round(job["promoted_at"] - event["created_at"], 1)
+    if event is not None and switch is not None:
+        timing["event_to_first_frame_s"] = round(switch["at"] - event["created_at"], 1)
+    return timing
+
+
+def score(
+    runs: list[CameraRun], config: ScenarioConfig, seen: Observed, sent: Counter, jobs: list[dict]
+) -> dict:
     by_camera = {r.camera: r for r in runs}
     drifting = by_camera[config.drift_camera]
     onset = config.before
@@ -335,23 +396,24 @@ def score(runs: list[CameraRun], config: ScenarioConfig, seen: Observed, sent: C
     job = next((j for j in jobs if event and j["trigger_ref"] == event["event_id"]), None)
     if job is None and jobs:
         job = jobs[0]
-    timing = {}
-    if event is not None and job is not None:
-        timing["event_to_job_s"] = round(job["created_at"] - event["created_at"], 1)
-        if job.get("promoted_at"):
-            timing["event_to_promoted_s"] = round(job["promoted_at"] - event["created_at"], 1)
-    if event is not None and seen.switch is not None:
-        timing["event_to_first_frame_s"] = round(seen.switch["at"] - event["created_at"], 1)
-    phases = {r.camera: phase_scores(r, [v for v in seen.verdicts if v["camera_id"] == r.camera],
-                                     onset, seen.first_version) for r in runs}  # fmt: skip
+    timing = _timing(event, job, seen.switch)
+    phases = {
+        r.camera: phase_scores(
+            r, [v for v in seen.verdicts if v["camera_id"] == r.camera], onset, seen.first_version
+        )
+        for r in runs
+    }
     before, after = phases[config.drift_camera]["before"], phases[config.drift_camera]["after"]
     recovered = None
     if "f1" in before and "f1" in after:
         recovered = round(after["f1"] - before["f1"], 4)
     lost = lost_frames(runs, sent, seen)
     others = [e for e in seen.drift_events if e["camera_id"] != config.drift_camera]
-    early = [e for e in seen.drift_events if e["camera_id"] == config.drift_camera
-             and (drifting.index_of(e["frame_id"]) or 0) < onset]  # fmt: skip
+    early = [
+        e
+        for e in seen.drift_events
+        if e["camera_id"] == config.drift_camera and (drifting.index_of(e["frame_id"]) or 0) < onset
+    ]
     return {
         "drift_camera": config.drift_camera,
         "onset_frame": onset,
@@ -364,19 +426,19 @@ def score(runs: list[CameraRun], config: ScenarioConfig, seen: Observed, sent: C
         "versions": {
             "before": seen.first_version,
             "after": seen.switch["version"] if seen.switch else None,
-        },  # fmt: skip
+        },
         "phases": phases,
         "f1_after_minus_before": recovered,
         "frames": lost,
         "frames_lost": sum(c["missing"] for c in lost.values()),
         "other_camera_events": [
             {k: e[k] for k in ("camera_id", "signal", "frame_id")} for e in others
-        ],  # fmt: skip
+        ],
         "drifting_camera_events_before_onset": len(early),
         "drift_events": [
             {k: e[k] for k in ("camera_id", "signal", "detector", "frame_id")}
             for e in seen.drift_events
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -421,8 +483,15 @@ def run_scenario(config: ScenarioConfig, state_dir: Path, repository: Path, cons
             stack.start()
             console.print(f"stack ready in {time.monotonic() - started:.0f} s")
             engine = make_engine(stack.database_url)
-            specs = [CameraSpec(camera_id=c, name=f"drift scenario {c}", pipeline="inspect",
-                                max_fps=config.fps * 2 + 1) for c in CAMERAS]  # fmt: skip
+            specs = [
+                CameraSpec(
+                    camera_id=c,
+                    name=f"drift scenario {c}",
+                    pipeline="inspect",
+                    max_fps=config.fps * 2 + 1,
+                )
+                for c in CAMERAS
+            ]
             upsert_cameras(engine, specs, pepper="")
             engine.dispose()
             sender = Sender(stack.kafka_bootstrap, runs, config)
@@ -444,8 +513,9 @@ def run_scenario(config: ScenarioConfig, state_dir: Path, repository: Path, cons
             else:
                 os.environ[k] = v
     figures = score(runs, config, seen, sender.sent, jobs)
-    figures.update(run_id=run_id, config=config.__dict__,
-                   wall_s=round(time.monotonic() - started, 1))  # fmt: skip
+    figures.update(
+        run_id=run_id, config=config.__dict__, wall_s=round(time.monotonic() - started, 1)
+    )
     figures["targets"] = targets(figures)
     return figures
 
@@ -455,21 +525,34 @@ def figures_tables(figures: dict):
 
     drift = Table("measure", "value", title="Drift on " + figures["drift_camera"])
     event = figures["event"] or {}
-    drift.add_row("frames from onset to drift event (confirmed)",
-                  str(figures["frames_to_event"]))  # fmt: skip
+    drift.add_row("frames from onset to drift event (confirmed)", str(figures["frames_to_event"]))
     drift.add_row("frames from onset to alarm", str(event.get("alarm_frames")))
     drift.add_row("signal / detector", f"{event.get('signal')} / {event.get('detector')}")
     for k, v in figures["timing"].items():
         drift.add_row(k.replace("_", " "), f"{v} s")
-    drift.add_row("defect detector version", f"{figures['versions']['before']} -> "
-                  f"{figures['versions']['after']}")  # fmt: skip
+    drift.add_row(
+        "defect detector version",
+        f"{figures['versions']['before']} -> {figures['versions']['after']}",
+    )
     drift.add_row("frames lost", str(figures["frames_lost"]))
     drift.add_row("drift events on other cameras", str(len(figures["other_camera_events"])))
-    phases = Table("camera", "phase", "parts", "bad", "recall", "precision", "F1",
-                   title="Per-part decisions against the truth")  # fmt: skip
+    phases = Table(
+        "camera",
+        "phase",
+        "parts",
+        "bad",
+        "recall",
+        "precision",
+        "F1",
+        title="Per-part decisions against the truth",
+    )
     for camera, rows in figures["phases"].items():
         for phase, row in rows.items():
-            phases.add_row(camera, phase, str(row["parts"]), str(row["defective"]),
-                           *(f"{row[k]:.3f}" if k in row else "-"
-                             for k in ("recall", "precision", "f1")))  # fmt: skip
+            phases.add_row(
+                camera,
+                phase,
+                str(row["parts"]),
+                str(row["defective"]),
+                *(f"{row[k]:.3f}" if k in row else "-" for k in ("recall", "precision", "f1")),
+            )
     return drift, phases

@@ -54,10 +54,15 @@ class PostgresState:
             return
         now = datetime.now(UTC)
         rows = [
-            {"camera_id": b.camera_id, "state": b.state, "offsets": b.offsets,
-             "frames": b.frames, "updated_at": now}
+            {
+                "camera_id": b.camera_id,
+                "state": b.state,
+                "offsets": b.offsets,
+                "frames": b.frames,
+                "updated_at": now,
+            }
             for b in banks
-        ]  # fmt: skip
+        ]
         stmt = insert(DriftStateRow).values(rows)
         stmt = stmt.on_conflict_do_update(
             index_elements=["camera_id"],
@@ -138,6 +143,13 @@ def camera_drift(engine: Engine, recent_since: datetime) -> list[CameraDrift]:
     out = []
     for camera in sorted(cameras):
         row = latest.get(camera)
-        out.append(CameraDrift(camera, row and row.event_id, row and row.signal,
-                               row and row.created_at, tuple(signals.get(camera, ()))))  # fmt: skip
+        out.append(
+            CameraDrift(
+                camera,
+                row and row.event_id,
+                row and row.signal,
+                row and row.created_at,
+                tuple(signals.get(camera, ())),
+            )
+        )
     return out

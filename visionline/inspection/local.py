@@ -35,8 +35,9 @@ def local_inspector(
     async def served_version(model: str) -> str:
         return str(versions[model])
 
-    return Inspector(infer, served_version, min_part_score=min_part_score,
-                     decoding=decoding or CropDecoding())  # fmt: skip
+    return Inspector(
+        infer, served_version, min_part_score=min_part_score, decoding=decoding or CropDecoding()
+    )
 
 
 def inspect_frame(inspector, rgb: np.ndarray) -> list[PartDetection]:

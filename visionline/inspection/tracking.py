@@ -253,16 +253,26 @@ def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) 
         status = "rejected" if is_defective(ev, evidence, rules) else "accepted"
     ref = ev.refs.most_common(1)
     return PartDecision(
-        camera=camera, track_id=track_id, status=status, defective=status == "rejected",
-        frames_seen=ev.frames_seen, defect_frames=ev.defect_frames,
-        max_defect_score=ev.max_defect_score, top_class=top_class(ev, evidence, rules),
-        class_votes=dict(ev.votes), class_evidence=evidence, best_box=ev.best_box,
+        camera=camera,
+        track_id=track_id,
+        status=status,
+        defective=status == "rejected",
+        frames_seen=ev.frames_seen,
+        defect_frames=ev.defect_frames,
+        max_defect_score=ev.max_defect_score,
+        top_class=top_class(ev, evidence, rules),
+        class_votes=dict(ev.votes),
+        class_evidence=evidence,
+        best_box=ev.best_box,
         best_area=box_area(ev.best_box),
-        first_frame=ev.first_frame, last_frame=ev.last_seen, crossed_line=ev.crossed,
+        first_frame=ev.first_frame,
+        last_frame=ev.last_seen,
+        crossed_line=ev.crossed,
         ref=ref[0][0] if ref else None,
         best_frame=ev.evidence_frame if ev.evidence else ev.last_seen,
-        best_part=ev.evidence or ev.seen, last_box=ev.seen.box if ev.seen else None,
-    )  # fmt: skip
+        best_part=ev.evidence or ev.seen,
+        last_box=ev.seen.box if ev.seen else None,
+    )
 
 
 def mean_rejecting_class(evidence: dict[str, float], rules: DecisionRules) -> str | None:

@@ -107,10 +107,12 @@ class Crop:
         """The crop as uint8 [CROP, CROP, (3)]; outside the frame is black, like the letterbox."""
         if self.scale < 1:  # shrinking: average, so thin scratches are not aliased away
             return _cut_by_resize(rgb, self)
-        matrix = np.array([[self.scale, 0, -self.x0 * self.scale],
-                           [0, self.scale, -self.y0 * self.scale]])  # fmt: skip
-        return cv2.warpAffine(rgb, matrix, (CROP, CROP), flags=cv2.INTER_LINEAR,
-                              borderValue=(0, 0, 0))  # fmt: skip
+        matrix = np.array(
+            [[self.scale, 0, -self.x0 * self.scale], [0, self.scale, -self.y0 * self.scale]]
+        )
+        return cv2.warpAffine(
+            rgb, matrix, (CROP, CROP), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0)
+        )
 
 
 def _cut_by_resize(rgb: np.ndarray, crop: Crop) -> np.ndarray:
@@ -196,8 +198,9 @@ def decode_parts(
 
 def polygon_of(mask: np.ndarray) -> np.ndarray | None:
     """The largest outer contour of a bool mask, simplified, as [K, 2] points."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE)  # fmt: skip
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     if not contours:
         return None
     biggest = max(contours, key=cv2.contourArea)
@@ -291,14 +294,23 @@ def part_detections(
     out = []
     for i, ((box, confidence), crop) in enumerate(zip(parts, crops, strict=True)):
         found, score = decode_crop(
-            crop, anomaly["anomaly_map"][i], float(anomaly["anomaly_score"][i]),
-            defects["defect_heatmap"][i], defects["defect_size"][i], defects["defect_mask"][i],
+            crop,
+            anomaly["anomaly_map"][i],
+            float(anomaly["anomaly_score"][i]),
+            defects["defect_heatmap"][i],
+            defects["defect_size"][i],
+            defects["defect_mask"][i],
             config,
-        )  # fmt: skip
+        )
         anomaly_score = float(np.clip(anomaly["anomaly_score"][i], 0, 1))
-        out.append(PartDetection(box=box, confidence=min(1.0, confidence),
-                                 defect_score=min(1.0, score), anomaly_score=anomaly_score,
-                                 defects=found,
-                                 class_scores=class_scores(defects["defect_heatmap"][i],
-                                                           config.classes)))  # fmt: skip
+        out.append(
+            PartDetection(
+                box=box,
+                confidence=min(1.0, confidence),
+                defect_score=min(1.0, score),
+                anomaly_score=anomaly_score,
+                defects=found,
+                class_scores=class_scores(defects["defect_heatmap"][i], config.classes),
+            )
+        )
     return out

@@ -17,8 +17,9 @@ from visionline.db import make_engine
 from visionline.labels.store import accuracy
 from visionline.settings import CommonSettings
 
-app = typer.Typer(help="True labels joined to predictions: accuracy per model version.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="True labels joined to predictions: accuracy per model version.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -27,11 +28,34 @@ def _rate(value: float | None) -> str:
 
 
 def accuracy_table(rows: list) -> Table:
-    table = Table("camera", "model", "version", "kind", "tp", "fp", "fn", "tn",
-                  "precision", "recall", "f1", title="accuracy against true labels")  # fmt: skip
+    table = Table(
+        "camera",
+        "model",
+        "version",
+        "kind",
+        "tp",
+        "fp",
+        "fn",
+        "tn",
+        "precision",
+        "recall",
+        "f1",
+        title="accuracy against true labels",
+    )
     for r in rows:
-        table.add_row(r.camera_id, r.model, r.version, r.kind, str(r.tp), str(r.fp), str(r.fn),
-                      str(r.tn), _rate(r.precision), _rate(r.recall), _rate(r.f1))  # fmt: skip
+        table.add_row(
+            r.camera_id,
+            r.model,
+            r.version,
+            r.kind,
+            str(r.tp),
+            str(r.fp),
+            str(r.fn),
+            str(r.tn),
+            _rate(r.precision),
+            _rate(r.recall),
+            _rate(r.f1),
+        )
     return table
 
 

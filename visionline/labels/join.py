@@ -133,14 +133,28 @@ def _models(refs: Sequence[ModelRef]) -> tuple[tuple[str, str], ...]:
 def frame_prediction(obs: PartObservations, source: ScoreSource = "defect_score") -> Prediction:
     f = obs.frame
     parts = tuple(PredictedPart(p.box, part_score(p, source)) for p in obs.parts)
-    return Prediction(f"frame:{f.camera_id}:{f.frame_id}", "frame_part", f.camera_id, f.frame_id,
-                      f.captured_at, parts, _models(obs.models))  # fmt: skip
+    return Prediction(
+        f"frame:{f.camera_id}:{f.frame_id}",
+        "frame_part",
+        f.camera_id,
+        f.frame_id,
+        f.captured_at,
+        parts,
+        _models(obs.models),
+    )
 
 
 def verdict_prediction(v: PartVerdict) -> Prediction:
     part = PredictedPart(v.box, v.score, v.defective)
-    return Prediction(f"verdict:{v.decision_id}", "tracked_part", v.camera_id, v.best_frame_id,
-                      v.captured_at, (part,), _models(v.models))  # fmt: skip
+    return Prediction(
+        f"verdict:{v.decision_id}",
+        "tracked_part",
+        v.camera_id,
+        v.best_frame_id,
+        v.captured_at,
+        (part,),
+        _models(v.models),
+    )
 
 
 def frame_outcomes(
@@ -153,10 +167,17 @@ def frame_outcomes(
 
     pairs = greedy_match([p.box for p in parts], [t.box for t in labelled], policy.min_iou)
     out = [
-        PartOutcome(f"p{i}:t{labelled[j].part_id}", "matched", predicted(parts[i]),
-                    labelled[j].defective, parts[i].score, labelled[j].part_id, round(ov, 4))
+        PartOutcome(
+            f"p{i}:t{labelled[j].part_id}",
+            "matched",
+            predicted(parts[i]),
+            labelled[j].defective,
+            parts[i].score,
+            labelled[j].part_id,
+            round(ov, 4),
+        )
         for i, j, ov in pairs
-    ]  # fmt: skip
+    ]
     seen_p, seen_t = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
     out += [
         PartOutcome(f"p{i}", "false_detection", predicted(p), False, p.score)
@@ -182,8 +203,15 @@ def verdict_outcome(
         return PartOutcome("verdict", "false_detection", defective, False, part.score)
     _, j, overlap = pairs[0]
     truth = labelled[j]
-    return PartOutcome("verdict", "matched", defective, truth.defective, part.score,
-                       truth.part_id, round(overlap, 4))  # fmt: skip
+    return PartOutcome(
+        "verdict",
+        "matched",
+        defective,
+        truth.defective,
+        part.score,
+        truth.part_id,
+        round(overlap, 4),
+    )
 
 
 def outcomes(prediction: Prediction, label: LabelFeedback, policy: JoinPolicy) -> list[PartOutcome]:

@@ -109,7 +109,7 @@ def _upsert_label(conn: Connection, label: LabelFeedback) -> None:
         set_={
             c: stmt.excluded[c]
             for c in ("label_id", "captured_at", "labelled_at", "message", "updated_at")
-        },  # fmt: skip
+        },
         where=newer,
     )
     conn.execute(stmt)
@@ -130,9 +130,15 @@ def _current_label(conn: Connection, camera_id: str, frame_id: str) -> LabelFeed
 def _prediction(row) -> Prediction:
     """A ``label_predictions`` row (of a Core select: named columns) as a ``Prediction``."""
     parts = tuple(PredictedPart(tuple(p["box"]), p["score"], p.get("defective")) for p in row.parts)
-    return Prediction(row.prediction_id, row.kind, row.camera_id, row.frame_id,
-                      row.captured_at.timestamp(), parts,
-                      tuple((m[0], m[1]) for m in row.models))  # fmt: skip
+    return Prediction(
+        row.prediction_id,
+        row.kind,
+        row.camera_id,
+        row.frame_id,
+        row.captured_at.timestamp(),
+        parts,
+        tuple((m[0], m[1]) for m in row.models),
+    )
 
 
 def _predictions(conn: Connection, camera_id: str, frame_id: str) -> list[Prediction]:
@@ -153,17 +159,30 @@ def outcome_rows(prediction: Prediction, label: LabelFeedback, policy: JoinPolic
     rows = []
     for o in outcomes(prediction, label, policy):
         for model, version in prediction.models or (UNKNOWN_MODEL,):
-            rows.append({
-                "outcome_id": outcome_id(prediction.prediction_id, label.label_id, o.slot,
-                                         model, version),
-                "kind": prediction.kind, "camera_id": prediction.camera_id,
-                "frame_id": prediction.frame_id, "prediction_id": prediction.prediction_id,
-                "label_id": label.label_id, "model": model, "version": version,
-                "slot": o.slot, "match": o.match, "outcome": o.outcome,
-                "predicted_defective": o.predicted_defective,
-                "true_defective": o.true_defective, "score": o.score, "part_id": o.part_id,
-                "iou": o.iou, "captured_at": utc(prediction.captured_at), "created_at": now,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "outcome_id": outcome_id(
+                        prediction.prediction_id, label.label_id, o.slot, model, version
+                    ),
+                    "kind": prediction.kind,
+                    "camera_id": prediction.camera_id,
+                    "frame_id": prediction.frame_id,
+                    "prediction_id": prediction.prediction_id,
+                    "label_id": label.label_id,
+                    "model": model,
+                    "version": version,
+                    "slot": o.slot,
+                    "match": o.match,
+                    "outcome": o.outcome,
+                    "predicted_defective": o.predicted_defective,
+                    "true_defective": o.true_defective,
+                    "score": o.score,
+                    "part_id": o.part_id,
+                    "iou": o.iou,
+                    "captured_at": utc(prediction.captured_at),
+                    "created_at": now,
+                }
+            )
     return rows
 
 
@@ -213,8 +232,7 @@ class Accuracy:
         return 2 * self.tp / denominator if denominator else None
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "precision": self.precision, "recall": self.recall,
-                "f1": self.f1}  # fmt: skip
+        return {**asdict(self), "precision": self.precision, "recall": self.recall, "f1": self.f1}
 
 
 def accuracy(

@@ -156,6 +156,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _job_metrics(engine: Engine, job_id: int, model: str, metrics: dict | None) -> dict | None:
+    """``metrics``, else the job's; refused unless the job retrained ``model`` and may be
+    promoted now."""
+    job = get_job(engine, job_id)
+    if job.model != model:
+        raise PromotionRefused(f"job {job_id} retrained {job.model}, not {model}")
+    check_transition(job.state, JobState.PROMOTED)
+    return metrics if metrics is not None else (dict(job.metrics or {}) or None)
+
+
 def promote(
     engine: Engine,
     control: ModelControl,
@@ -185,11 +195,7 @@ def promote(
         if previous == version:
             raise PromotionRefused(f"{model} version {version} is already serving")
         if job_id is not None:
-            job = get_job(engine, job_id)
-            if job.model != model:
-                raise PromotionRefused(f"job {job_id} retrained {job.model}, not {model}")
-            check_transition(job.state, JobState.PROMOTED)
-            metrics = metrics if metrics is not None else (dict(job.metrics or {}) or None)
+            metrics = _job_metrics(engine, job_id, model, metrics)
         metrics = metrics if metrics is not None else version_metrics(folder)
         switch_serving(control, repository, model, version, timeout_s)
         with Session(engine, expire_on_commit=False) as session, session.begin():
@@ -204,8 +210,8 @@ def promote(
             session.add(row)
             if job_id is not None:
                 why = reason or f"promoted to serving as version {version}"
-                advance_job(engine, job_id, JobState.PROMOTED, why, session=session,
-                            candidate_version=version)  # fmt: skip
+                done = JobState.PROMOTED
+                advance_job(engine, job_id, done, why, session=session, candidate_version=version)
             session.flush()
             info = VersionInfo.of(row)
             if on_recorded is not None:
@@ -243,8 +249,9 @@ def rollback(
                 raise PromotionRefused(f"no promotion of {model} recorded: nothing to roll back")
             version, target = current.version, current.parent_version
         if target is None:
-            raise PromotionRefused(f"{model} version {version} replaced no version: nothing to "
-                                 "roll back to")  # fmt: skip
+            raise PromotionRefused(
+                f"{model} version {version} replaced no version: nothing to roll back to"
+            )
         version_dir(repository, model, target)
         switch_serving(control, repository, model, target, timeout_s)
         with Session(engine, expire_on_commit=False) as session, session.begin():

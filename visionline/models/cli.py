@@ -141,8 +141,9 @@ def promote(
     """Serve VERSION of MODEL on Triton in place of the current one, and record its lineage."""
     engine, control, repo = _registry_context(repository)
     try:
-        info = do_promote(engine, control, repo, model, version, job_id=job, promoted_by=by,
-                          timeout_s=timeout)  # fmt: skip
+        info = do_promote(
+            engine, control, repo, model, version, job_id=job, promoted_by=by, timeout_s=timeout
+        )
     except (PromotionError, InvalidTransition, JobNotFound) as exc:
         raise _fail(exc) from exc
     finally:

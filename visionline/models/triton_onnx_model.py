@@ -19,10 +19,17 @@ import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
-        self.inputs = [(i["name"], pb_utils.triton_string_to_numpy(i["data_type"]),
-                        tuple(int(d) for d in i["dims"])) for i in config["input"]]  # fmt: skip
-        self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"]))
-                        for o in config["output"]]  # fmt: skip
+        self.inputs = [
+            (
+                i["name"],
+                pb_utils.triton_string_to_numpy(i["data_type"]),
+                tuple(int(d) for d in i["dims"]),
+            )
+            for i in config["input"]
+        ]
+        self.outputs = [
+            (o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]
+        ]
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_thread_count", "0"))

@@ -29,8 +29,9 @@ from visionline.retrain.policy import MODELS
 from visionline.retrain.steps import RealSteps
 from visionline.settings import CommonSettings, RetrainSettings
 
-app = typer.Typer(help="Retraining jobs: create one (operator trigger), list them, run one.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Retraining jobs: create one (operator trigger), list them, run one.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -49,8 +50,9 @@ def create(
     common = CommonSettings()
     engine = make_engine(common.database_url)
     try:
-        created = create_job_once(engine, model, Trigger.OPERATOR, None,
-                                  reason or "requested by an operator")  # fmt: skip
+        created = create_job_once(
+            engine, model, Trigger.OPERATOR, None, reason or "requested by an operator"
+        )
         if created.job_id is None:
             console.print(f"[yellow]{created.reason}[/]")
             raise typer.Exit(1)
@@ -62,8 +64,9 @@ def create(
         send = producer(common.kafka_bootstrap)
         send.produce(str(Topic.RETRAIN_REQUESTS), to_json(request_for(job)), model.encode())
         if send.flush(15) > 0:
-            console.print("[red]the request was not acked; the worker runs queued jobs when it "
-                          "starts[/]")  # fmt: skip
+            console.print(
+                "[red]the request was not acked; the worker runs queued jobs when it starts[/]"
+            )
             raise typer.Exit(1)
         console.print(f"request published on {Topic.RETRAIN_REQUESTS}")
 
@@ -79,13 +82,21 @@ def list_command(
         rows = list_jobs(engine, model, limit)
     finally:
         engine.dispose()
-    table = Table("job", "model", "state", "trigger", "parent", "candidate", "updated (UTC)",
-                  "reason")  # fmt: skip
+    table = Table(
+        "job", "model", "state", "trigger", "parent", "candidate", "updated (UTC)", "reason"
+    )
     for row in rows:
         trigger = row.trigger + (f" {row.trigger_ref}" if row.trigger_ref else "")
-        table.add_row(str(row.id), row.model, row.state, trigger, _opt(row.parent_version),
-                      _opt(row.candidate_version), row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-                      row.reason)  # fmt: skip
+        table.add_row(
+            str(row.id),
+            row.model,
+            row.state,
+            trigger,
+            _opt(row.parent_version),
+            _opt(row.candidate_version),
+            row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.reason,
+        )
     console.print(table if rows else "no retraining job")
 
 
@@ -102,8 +113,13 @@ def run_command(job_id: Annotated[int, typer.Argument(help="A queued job.")]) ->
     common = CommonSettings()
     configure_logging(common, "retrain")
     engine = make_engine(common.database_url)
-    steps = RealSteps(engine, common.model_repository, RetrainSettings(),
-                      common.triton_grpc_url, bootstrap=common.kafka_bootstrap).steps()  # fmt: skip
+    steps = RealSteps(
+        engine,
+        common.model_repository,
+        RetrainSettings(),
+        common.triton_grpc_url,
+        bootstrap=common.kafka_bootstrap,
+    ).steps()
     try:
         job = run_job(engine, job_id, steps)
     except JobNotQueued as skipped:

@@ -73,11 +73,19 @@ def create_job_once(
     with model_lock(engine, f"retrain-jobs:{model}"):
         existing = open_job(engine, model)
         if existing is not None:
-            why = (f"not created: job {existing.id} for {model} is already {existing.state} "
-                   f"({reason})")  # fmt: skip
+            why = (
+                f"not created: job {existing.id} for {model} is already {existing.state} ({reason})"
+            )
             return Created(model, None, why[:MAX_REASON], existing.id)
-        job_id = create_job(engine, model, trigger, trigger_ref, reason=reason[:MAX_REASON],
-                            dataset=dataset, on_created=on_created)  # fmt: skip
+        job_id = create_job(
+            engine,
+            model,
+            trigger,
+            trigger_ref,
+            reason=reason[:MAX_REASON],
+            dataset=dataset,
+            on_created=on_created,
+        )
     return Created(model, job_id, reason)
 
 
@@ -110,12 +118,24 @@ def jobs_for_drift(
     earlier = job_for_trigger(engine, Trigger.DRIFT, event.event_id)
     if earlier is not None:  # the event again (a redelivery): its job, published again if queued
         queued = earlier.state == JobState.QUEUED.value
-        return Created(earlier.model, earlier.id, f"drift event {event.event_id} already created "
-                       f"job {earlier.id} ({earlier.state})", publish=queued)  # fmt: skip
-    drift = {"drift": {"event_id": event.event_id, "camera_id": event.camera_id,
-                       "signal": event.signal, "detector": event.detector,
-                       "window": event.after.model_dump(), "reference": event.before.model_dump(),
-                       "statistic": event.statistic, "p_value": event.p_value}}  # fmt: skip
+        return Created(
+            earlier.model,
+            earlier.id,
+            f"drift event {event.event_id} already created job {earlier.id} ({earlier.state})",
+            publish=queued,
+        )
+    drift = {
+        "drift": {
+            "event_id": event.event_id,
+            "camera_id": event.camera_id,
+            "signal": event.signal,
+            "detector": event.detector,
+            "window": event.after.model_dump(),
+            "reference": event.before.model_dump(),
+            "statistic": event.statistic,
+            "p_value": event.p_value,
+        }
+    }
     return create_job_once(engine, model, Trigger.DRIFT, event.event_id, reason, drift)
 
 
@@ -164,8 +184,12 @@ def fail_interrupted(engine: Engine) -> list[int]:
     with Session(engine) as session:
         stale = list(session.execute(query))
     for job_id, state in stale:
-        advance_job(engine, job_id, JobState.FAILED, f"interrupted: the retrain worker stopped "
-                    f"while the job was {state}")  # fmt: skip
+        advance_job(
+            engine,
+            job_id,
+            JobState.FAILED,
+            f"interrupted: the retrain worker stopped while the job was {state}",
+        )
     return [job_id for job_id, _ in stale]
 
 
@@ -193,8 +217,14 @@ class Job:
 
     @classmethod
     def of(cls, row: RetrainJobRow) -> Job:
-        return cls(row.id, row.model, row.trigger, row.trigger_ref, row.parent_version,
-                   dict(row.dataset or {}))  # fmt: skip
+        return cls(
+            row.id,
+            row.model,
+            row.trigger,
+            row.trigger_ref,
+            row.parent_version,
+            dict(row.dataset or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -249,17 +279,32 @@ def run_job(engine: Engine, job_id: int, steps: JobSteps) -> RetrainJobRow:
 def _run(engine: Engine, job: Job, steps: JobSteps) -> None:
     dataset, parent = steps.build_dataset(job)
     dataset = {**job.dataset, **dataset}
-    advance_job(engine, job.id, JobState.TRAINING, f"training on {dataset.get('frames', '?')} "
-                "frames", dataset=dataset, parent_version=parent)  # fmt: skip
+    advance_job(
+        engine,
+        job.id,
+        JobState.TRAINING,
+        f"training on {dataset.get('frames', '?')} frames",
+        dataset=dataset,
+        parent_version=parent,
+    )
     job = Job(job.id, job.model, job.trigger, job.trigger_ref, parent, dataset)
     candidate = steps.train(job)
-    advance_job(engine, job.id, JobState.EVALUATING, f"evaluating version {candidate} against "
-                f"version {parent}", candidate_version=candidate)  # fmt: skip
+    advance_job(
+        engine,
+        job.id,
+        JobState.EVALUATING,
+        f"evaluating version {candidate} against version {parent}",
+        candidate_version=candidate,
+    )
     evaluation = steps.evaluate(job, candidate)
     promote, reason = steps.decide(evaluation.candidate, evaluation.serving)
-    metrics = {"candidate_version": candidate, "serving_version": evaluation.serving_version,
-               "candidate": evaluation.candidate, "serving": evaluation.serving,
-               "decision": reason}  # fmt: skip
+    metrics = {
+        "candidate_version": candidate,
+        "serving_version": evaluation.serving_version,
+        "candidate": evaluation.candidate,
+        "serving": evaluation.serving,
+        "decision": reason,
+    }
     if not promote:
         advance_job(engine, job.id, JobState.REJECTED, reason[:MAX_REASON], metrics=metrics)
         return

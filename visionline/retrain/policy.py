@@ -50,8 +50,10 @@ def model_for_drift(
     if pipeline is None:
         return None, f"{where}: camera not registered, no model to retrain"
     if pipeline == "classify":
-        return None, (f"{where}: classify camera; retraining the classifier "
-                      "(efficientnet_lite0) is not supported yet")  # fmt: skip
+        return None, (
+            f"{where}: classify camera; retraining the classifier "
+            "(efficientnet_lite0) is not supported yet"
+        )
     if pipeline != "inspect":
         return None, f"{where}: unknown pipeline {pipeline!r}"
     model = INSPECT_SIGNAL_MODEL.get(event.signal)
@@ -81,8 +83,9 @@ def dataset_plan(
         conditions.append([name, {name: round(float(rng.uniform(0.1, max_strength)), 3)}])
     while len(conditions) < base_conditions:
         chosen = rng.choice(NUISANCES, size=3, replace=False)
-        conditions.append(["mixed", {str(n): round(float(rng.uniform(0.1, max_strength)), 3)
-                                     for n in chosen}])  # fmt: skip
+        conditions.append(
+            ["mixed", {str(n): round(float(rng.uniform(0.1, max_strength)), 3) for n in chosen}]
+        )
     drift = SIGNAL_NUISANCES.get(signal or "", ())
     strengths = np.linspace(0.3, 0.8, max(1, drift_conditions))
     for k in range(drift_conditions):
@@ -91,8 +94,9 @@ def dataset_plan(
             conditions.append([f"drift:{factor}", {factor: round(float(strengths[k]), 3)}])
         else:
             chosen = rng.choice(NUISANCES, size=3, replace=False)
-            conditions.append(["drift:mixed", {str(n): round(float(rng.uniform(0.3, 0.8)), 3)
-                                               for n in chosen}])  # fmt: skip
+            conditions.append(
+                ["drift:mixed", {str(n): round(float(rng.uniform(0.3, 0.8)), 3) for n in chosen}]
+            )
     return {
         "source": "generator",
         "seed": seed,
@@ -133,8 +137,10 @@ def decide_promotion(
         if now is None or then is None:
             return False, f"rejected: no {path} to guard against forgetting"
         if now < then - largest_drop - 1e-12:
-            return False, (f"rejected: {path} fell to {now:.4f} from {then:.4f}, more than "
-                           f"{largest_drop:.4f}: the candidate forgot what it knew")  # fmt: skip
+            return False, (
+                f"rejected: {path} fell to {now:.4f} from {then:.4f}, more than "
+                f"{largest_drop:.4f}: the candidate forgot what it knew"
+            )
     candidate = metric_value(candidate_metrics, metric)
     serving = metric_value(serving_metrics, metric)
     if candidate is None:

@@ -91,11 +91,17 @@ def schedule_model(engine: Engine, model: str, every_hours: float, at: float) ->
     ref = trigger_ref(model, slot)
     earlier = job_for_trigger(engine, Trigger.SCHEDULE, ref)
     if earlier is not None:
-        return Scheduled(model, ref, earlier.id, f"the slot's job is {earlier.id} "
-                         f"({earlier.state})")  # fmt: skip
+        return Scheduled(
+            model, ref, earlier.id, f"the slot's job is {earlier.id} ({earlier.state})"
+        )
     reason = f"scheduled every {every_hours:g} h: slot {slot.start_iso} to {slot.end_iso}"
-    dataset = {"schedule": {"every_hours": every_hours, "slot_start": slot.start_iso,
-                            "slot_end": slot.end_iso}}  # fmt: skip
+    dataset = {
+        "schedule": {
+            "every_hours": every_hours,
+            "slot_start": slot.start_iso,
+            "slot_end": slot.end_iso,
+        }
+    }
     created = create_job_once(engine, model, Trigger.SCHEDULE, ref, reason, dataset)
     if created.job_id is None:
         return Scheduled(model, ref, None, created.reason)

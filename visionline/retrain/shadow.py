@@ -28,8 +28,9 @@ LabelledFrame = tuple[np.ndarray, LabelFeedback]  # RGB frame and its labels
 
 
 def load_versions(repository: Path, versions: dict[str, int], threads: int) -> dict[str, OnnxModel]:
-    return {m: OnnxModel(repository / m / str(v) / "model.onnx", threads)
-            for m, v in versions.items()}  # fmt: skip
+    return {
+        m: OnnxModel(repository / m / str(v) / "model.onnx", threads) for m, v in versions.items()
+    }
 
 
 def observe_frames(
@@ -73,19 +74,27 @@ def score_decisions(labels: Sequence[LabelFeedback], decisions: Sequence[PartDec
             rejected.add(part)
     predicted = [p in rejected for p in truth] + [True] * false_alerts
     actual = list(truth.values()) + [False] * false_alerts
-    return {"parts": len(truth), "defective_parts": sum(truth.values()),
-            "false_alerts": false_alerts, **_rates(binary_counts(predicted, actual))}  # fmt: skip
+    return {
+        "parts": len(truth),
+        "defective_parts": sum(truth.values()),
+        "false_alerts": false_alerts,
+        **_rates(binary_counts(predicted, actual)),
+    }
 
 
 def _rates(counts: dict) -> dict:
-    return {**{k: int(counts[k]) for k in COUNTS},
-            **{k: round(float(counts[k]), 4) for k in ("recall", "precision", "f1")}}  # fmt: skip
+    return {
+        **{k: int(counts[k]) for k in COUNTS},
+        **{k: round(float(counts[k]), 4) for k in ("recall", "precision", "f1")},
+    }
 
 
 def pooled(scores: Sequence[dict]) -> dict:
     """Several cameras' shadow scores as one: counts summed, rates from the sums."""
-    total = {k: sum(s[k] for s in scores) for k in (*COUNTS, "parts", "defective_parts",
-                                                     "false_alerts", "frames")}  # fmt: skip
+    total = {
+        k: sum(s[k] for s in scores)
+        for k in (*COUNTS, "parts", "defective_parts", "false_alerts", "frames")
+    }
     predicted = [True] * (total["tp"] + total["fp"]) + [False] * (total["fn"] + total["tn"])
     actual = [True] * total["tp"] + [False] * total["fp"] + [True] * total["fn"]
     actual += [False] * total["tn"]
@@ -106,7 +115,7 @@ def shadow_run(
     height, width = frames[0][0].shape[:2]
     observed = observe_frames(frames, models, versions)
     labels = [label for _, label in frames]
-    decisions = decide_frames(camera, (width, height), observed, config,
-                              [label.captured_at for label in labels])  # fmt: skip
-    return {"frames": len(frames), "versions": dict(versions),
-            **score_decisions(labels, decisions)}  # fmt: skip
+    decisions = decide_frames(
+        camera, (width, height), observed, config, [label.captured_at for label in labels]
+    )
+    return {"frames": len(frames), "versions": dict(versions), **score_decisions(labels, decisions)}

@@ -61,8 +61,15 @@ LIGHTING_SIGNALS = ("brightness", "contrast", "saturation", "embedding_distance"
 EVAL_SEED = 9001  # visionline eval's held-out seeds; training seeds are 100 + job id
 EVAL_STRENGTH = 0.5
 DRIFT_EVAL_STRENGTH = 0.7
-METRIC_KEYS = ("part_ap50", "image_auroc", "pixel_auroc", "part_score_auroc", "detector_auroc",
-               "defect_map50", "mask_iou")  # fmt: skip
+METRIC_KEYS = (
+    "part_ap50",
+    "image_auroc",
+    "pixel_auroc",
+    "part_score_auroc",
+    "detector_auroc",
+    "defect_map50",
+    "mask_iou",
+)
 
 
 def cv2_decode(data: bytes):
@@ -86,20 +93,32 @@ class RealSteps:
 
     def uses_traffic(self, job: Job) -> bool:
         drift = job.dataset.get("drift") or {}
-        return bool(job.model == DEFECT_DETECTOR and drift.get("camera_id") and self.bootstrap
-                    and self.settings.traffic_min_frames > 0)  # fmt: skip
+        return bool(
+            job.model == DEFECT_DETECTOR
+            and drift.get("camera_id")
+            and self.bootstrap
+            and self.settings.traffic_min_frames > 0
+        )
 
     def build_dataset(self, job: Job) -> tuple[dict[str, Any], int | None]:
         if self.uses_traffic(job):
-            return self._traffic_dataset(job), serving_version(self.engine, self.repository,
-                                                               job.model)  # fmt: skip
+            return self._traffic_dataset(job), serving_version(
+                self.engine, self.repository, job.model
+            )
         signal = (job.dataset.get("drift") or {}).get("signal")
-        plan = dataset_plan(100 + job.id, self.settings.train_conditions,
-                            self.settings.train_frames_per_condition,
-                            self.settings.drift_conditions, signal)  # fmt: skip
-        plan["eval"] = {"seed": EVAL_SEED, "strength": EVAL_STRENGTH,
-                        "frames_per_condition": self.settings.eval_frames_per_condition,
-                        "drift_strength": DRIFT_EVAL_STRENGTH}  # fmt: skip
+        plan = dataset_plan(
+            100 + job.id,
+            self.settings.train_conditions,
+            self.settings.train_frames_per_condition,
+            self.settings.drift_conditions,
+            signal,
+        )
+        plan["eval"] = {
+            "seed": EVAL_SEED,
+            "strength": EVAL_STRENGTH,
+            "frames_per_condition": self.settings.eval_frames_per_condition,
+            "drift_strength": DRIFT_EVAL_STRENGTH,
+        }
         return plan, serving_version(self.engine, self.repository, job.model)
 
     def _traffic_dataset(self, job: Job) -> dict[str, Any]:
@@ -133,13 +152,15 @@ class RealSteps:
         if not train:
             raise RuntimeError(f"no part crops in {len(train_frames)} frames of {camera}")
         shadow_others = {c: split[c][1] for c in others if c in split}
-        self._held[job.id] = {"train": train + relit + other_train, "shadow": shadow,
-                              "shadow_others": shadow_others}  # fmt: skip
-        say(f"{sum(map(len, frames.values())) + len(earlier)} labelled frames replayed: "
-            f"{len(train)} + {len(relit)} relit + {len(other_train)} training crops ({camera}, "
-            f"its {len(earlier)} frames from before the drift relit, other cameras; cut by "
-            f"{cut_by}), the last {len(shadow)} frames of each camera held out for the shadow "
-            "run")  # fmt: skip
+        held = {"train": train + relit + other_train, "shadow": shadow}
+        self._held[job.id] = held | {"shadow_others": shadow_others}
+        crop_counts = f"{len(train)} + {len(relit)} relit + {len(other_train)} training crops"
+        say(
+            f"{sum(map(len, frames.values())) + len(earlier)} labelled frames replayed: "
+            f"{crop_counts} ({camera}, its {len(earlier)} frames from before the drift relit, "
+            f"other cameras; cut by {cut_by}), the last {len(shadow)} frames of each camera "
+            "held out for the shadow run"
+        )
         return {
             "source": "traffic",
             "camera_id": camera,
@@ -238,8 +259,13 @@ class RealSteps:
         cameras = sorted({x.camera_id for x in wanted.values()})
         frames: dict[str, list] = defaultdict(list)
         offsets: dict[int, tuple[int, int]] = {}
-        for f in replay_frames(self.bootstrap, str(Topic.RAW_FRAMES), cameras,
-                               int((first - 60) * 1000), int(time.time() * 1000)):  # fmt: skip
+        for f in replay_frames(
+            self.bootstrap,
+            str(Topic.RAW_FRAMES),
+            cameras,
+            int((first - 60) * 1000),
+            int(time.time() * 1000),
+        ):
             label = wanted.get(f.frame_id)
             bgr = cv2_decode(f.data) if label is not None else None
             if bgr is None:
@@ -260,10 +286,15 @@ class RealSteps:
         self._pin_serving(model_dir, job.parent_version)
         version = next_version(model_dir)
         s = self.settings
-        config = replace(fit.TrainConfig(), seed=100 + job.id, threads=s.threads,
-                         part_epochs=s.train_epochs, defect_epochs=s.train_epochs,
-                         conditions=s.train_conditions,
-                         frames_per_condition=s.train_frames_per_condition)  # fmt: skip
+        config = replace(
+            fit.TrainConfig(),
+            seed=100 + job.id,
+            threads=s.threads,
+            part_epochs=s.train_epochs,
+            defect_epochs=s.train_epochs,
+            conditions=s.train_conditions,
+            frames_per_condition=s.train_frames_per_condition,
+        )
         say = _logger(job)
         if job.model == PART_ANOMALY:
             fit.train_all(self.repository, version, config, say, only={PART_ANOMALY})
@@ -272,8 +303,13 @@ class RealSteps:
         if job.id in self._held:
             return self._fine_tune(job, version, config, say)
         conditions = [(name, dict(factors)) for name, factors in job.dataset["conditions"]]
-        data = render(job.dataset["seed"], conditions, job.dataset["frames_per_condition"],
-                      config.defect_rate, config.jitter)  # fmt: skip
+        data = render(
+            job.dataset["seed"],
+            conditions,
+            job.dataset["frames_per_condition"],
+            config.defect_rate,
+            config.jitter,
+        )
         fitter = fit.fit_part_detector if job.model == PART_DETECTOR else fit.fit_defect_detector
         fitter(Backbone(), data, self.repository, version, config, say)
         return version
@@ -285,16 +321,23 @@ class RealSteps:
         from visionline.training.backbone import Backbone
         from visionline.training.data import eval_conditions, render
 
-        rehearsal = render(job.dataset["seed"], list(eval_conditions(0.4)),
-                           self.settings.rehearsal_frames_per_condition, config.defect_rate,
-                           config.jitter).crops  # fmt: skip
+        rehearsal = render(
+            job.dataset["seed"],
+            list(eval_conditions(0.4)),
+            self.settings.rehearsal_frames_per_condition,
+            config.defect_rate,
+            config.jitter,
+        ).crops
         crops = self._held[job.id]["train"] + rehearsal
         parent = self.repository / job.model / str(job.parent_version) / "model.onnx"
-        say(f"fine-tuning version {job.parent_version} on {len(crops)} crops "
-            f"({len(rehearsal)} rehearsal)")  # fmt: skip
+        say(
+            f"fine-tuning version {job.parent_version} on {len(crops)} crops "
+            f"({len(rehearsal)} rehearsal)"
+        )
         epochs = self.settings.fine_tune_epochs
-        fit.fine_tune_defect_detector(Backbone(), crops, parent, self.repository, version,
-                                      config, say, epochs=epochs)  # fmt: skip
+        fit.fine_tune_defect_detector(
+            Backbone(), crops, parent, self.repository, version, config, say, epochs=epochs
+        )
         return version
 
     def _pin_serving(self, model_dir: Path, parent: int | None) -> None:
@@ -312,15 +355,21 @@ class RealSteps:
             missing = [m for m, v in serving.items() if v is None]
             raise RuntimeError(f"no serving version of {', '.join(missing)} to evaluate against")
         drift = job.dataset.get("drift_nuisances") or []
-        results = evaluate_versions(self.repository, [known, {**known, job.model: candidate}],
-                                    job.dataset.get("eval", {}), drift, self.settings.threads,
-                                    _logger(job))  # fmt: skip
+        results = evaluate_versions(
+            self.repository,
+            [known, {**known, job.model: candidate}],
+            job.dataset.get("eval", {}),
+            drift,
+            self.settings.threads,
+            _logger(job),
+        )
         held = self._held.pop(job.id, {})
         if held.get("shadow"):
             for result in results:
                 result.update(self._shadow_runs(result["versions"], held, _logger(job)))
-        return Evaluation(candidate=results[1], serving=results[0],
-                          serving_version=job.parent_version)  # fmt: skip
+        return Evaluation(
+            candidate=results[1], serving=results[0], serving_version=job.parent_version
+        )
 
     def _shadow_runs(self, versions: dict[str, int], held: dict[str, Any], say) -> dict:
         """The held-out recent frames through ``versions`` and each camera's tracker and
@@ -337,15 +386,19 @@ class RealSteps:
 
         shadow = run(held["shadow"])
         if shadow is None:
-            raise RuntimeError(f"no inspection rules name {held['shadow'][0][1].camera_id}: "
-                               "its frames cannot be decided in a shadow run")  # fmt: skip
+            raise RuntimeError(
+                f"no inspection rules name {held['shadow'][0][1].camera_id}: "
+                "its frames cannot be decided in a shadow run"
+            )
         out = {"shadow": shadow}
         # the other cameras with inspection rules (labels of others cannot be decided here)
         others = [r for r in map(run, held["shadow_others"].values()) if r is not None]
         if others:
             out["shadow_others"] = pooled(others)
-        say(f"shadow run of {versions}: F1 {out['shadow']['f1']} on {out['shadow']['parts']} "
-            f"parts" + (f", others {out['shadow_others']['f1']}" if others else ""))  # fmt: skip
+        say(
+            f"shadow run of {versions}: F1 {out['shadow']['f1']} on {out['shadow']['parts']} "
+            f"parts" + (f", others {out['shadow_others']['f1']}" if others else "")
+        )
         return out
 
     def decide(self, candidate: dict, serving: dict) -> tuple[bool, str]:
@@ -356,9 +409,18 @@ class RealSteps:
         return decide_promotion(candidate, serving, s.traffic_metric, s.margin, guards)
 
     def promote(self, job: Job, candidate: int, metrics: dict, reason: str) -> None:
-        promote(self.engine, triton_control(self.triton_grpc_url), self.repository, job.model,
-                candidate, job_id=job.id, metrics=metrics, promoted_by="retrain",
-                reason=reason, timeout_s=self.settings.promote_timeout_s)  # fmt: skip
+        promote(
+            self.engine,
+            triton_control(self.triton_grpc_url),
+            self.repository,
+            job.model,
+            candidate,
+            job_id=job.id,
+            metrics=metrics,
+            promoted_by="retrain",
+            reason=reason,
+            timeout_s=self.settings.promote_timeout_s,
+        )
 
     def steps(self) -> JobSteps:
         return JobSteps(self.build_dataset, self.train, self.evaluate, self.decide, self.promote)
@@ -382,8 +444,10 @@ def evaluate_versions(
     conditions = list(eval_conditions(eval_plan.get("strength", EVAL_STRENGTH)))
     strength = eval_plan.get("drift_strength", DRIFT_EVAL_STRENGTH)
     conditions += [(f"drift:{n}", {n: strength}) for n in dict.fromkeys(drift_nuisances)]
-    models = [{m: OnnxModel(repository / m / str(v) / "model.onnx", threads)
-               for m, v in versions.items()} for versions in version_sets]  # fmt: skip
+    models = [
+        {m: OnnxModel(repository / m / str(v) / "model.onnx", threads) for m, v in versions.items()}
+        for versions in version_sets
+    ]
     rows: list[dict[str, dict]] = [{} for _ in version_sets]
     seed, frames = eval_plan.get("seed", EVAL_SEED), eval_plan.get("frames_per_condition", 12)
     for k, (name, nuisances) in enumerate(conditions):
@@ -391,8 +455,10 @@ def evaluate_versions(
         for i, loaded in enumerate(models):
             rows[i][name] = evaluate_condition(loaded, data)
         say(f"evaluated {name} ({time.perf_counter() - started:.0f} s)")
-    return [{"versions": dict(v), "conditions": r, "summary": summarise(r)}
-            for v, r in zip(version_sets, rows, strict=True)]  # fmt: skip
+    return [
+        {"versions": dict(v), "conditions": r, "summary": summarise(r)}
+        for v, r in zip(version_sets, rows, strict=True)
+    ]
 
 
 def summarise(rows: dict[str, dict]) -> dict[str, dict]:
@@ -401,8 +467,10 @@ def summarise(rows: dict[str, dict]) -> dict[str, dict]:
     import numpy as np
 
     out: dict[str, dict] = {"clean": {k: rows.get("clean", {}).get(k) for k in METRIC_KEYS}}
-    groups = {"nuisance": [r for n, r in rows.items() if n != "clean"],
-              "drift": [r for n, r in rows.items() if n.startswith("drift:")]}  # fmt: skip
+    groups = {
+        "nuisance": [r for n, r in rows.items() if n != "clean"],
+        "drift": [r for n, r in rows.items() if n.startswith("drift:")],
+    }
     for group, members in groups.items():
         for key in METRIC_KEYS:
             values = [r[key] for r in members if r.get(key) is not None]

@@ -68,9 +68,17 @@ def labelled_crops(
                 continue
             known = [d for d in part.defects if d.defect_class in DEFECT_CLASSES]
             part = part.model_copy(update={"defects": known})
-            crops.append(crop_around(rgb, box, defect_masks(part, size),
-                                     f"traffic:{label.camera_id}",
-                                     f"{label.camera_id}:{part.part_id}", rng, jitter))  # fmt: skip
+            crops.append(
+                crop_around(
+                    rgb,
+                    box,
+                    defect_masks(part, size),
+                    f"traffic:{label.camera_id}",
+                    f"{label.camera_id}:{part.part_id}",
+                    rng,
+                    jitter,
+                )
+            )
     return crops
 
 

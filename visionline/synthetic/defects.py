@@ -23,8 +23,11 @@ def _inside(canvas: Canvas) -> np.ndarray:
 
 def _point_inside(canvas: Canvas, rng: np.random.Generator, margin: float = 0.15) -> np.ndarray:
     """A random point well inside the part (falls back to any part pixel)."""
-    inside = cv2.erode(_inside(canvas).astype(np.uint8), np.ones((3, 3), np.uint8),
-                       iterations=max(1, int(canvas.radius * margin)))  # fmt: skip
+    inside = cv2.erode(
+        _inside(canvas).astype(np.uint8),
+        np.ones((3, 3), np.uint8),
+        iterations=max(1, int(canvas.radius * margin)),
+    )
     ys, xs = np.nonzero(inside) if inside.any() else np.nonzero(_inside(canvas))
     k = rng.integers(len(xs))
     return np.array([xs[k], ys[k]], np.float64)

@@ -156,9 +156,16 @@ class LineGenerator:
         labels = []
         for part_id, frames in sorted(seen.items()):
             classes = [c for c, _ in self.posed(part_id, False).defects]
-            labels.append(PartLabel(part_id=part_id, kind=self.spec(part_id).kind,
-                                    defective=bool(classes), classes=classes,  # type: ignore[arg-type]
-                                    first_frame=frames[0], last_frame=frames[-1]))  # fmt: skip
+            labels.append(
+                PartLabel(
+                    part_id=part_id,
+                    kind=self.spec(part_id).kind,
+                    defective=bool(classes),
+                    classes=classes,  # type: ignore[arg-type]
+                    first_frame=frames[0],
+                    last_frame=frames[-1],
+                )
+            )
         return labels
 
     # Frames -----------------------------------------------------------------------------------
@@ -253,10 +260,15 @@ class LineGenerator:
     ) -> FrameTruth:
         parts = [t for p in placed if (t := self._part_truth(p, occluder)) is not None]
         return FrameTruth(
-            frame_index=index, t_s=index / self.fps, seed=self.seed, camera=self.camera,
-            resolution=self.resolution, strengths=s,
-            jpeg_quality=nz.jpeg_quality(s["jpeg"], self.jpeg_base), parts=parts,
-        )  # fmt: skip
+            frame_index=index,
+            t_s=index / self.fps,
+            seed=self.seed,
+            camera=self.camera,
+            resolution=self.resolution,
+            strengths=s,
+            jpeg_quality=nz.jpeg_quality(s["jpeg"], self.jpeg_base),
+            parts=parts,
+        )
 
     def _part_truth(self, placed: Placed, occluder: np.ndarray | None) -> PartTruth | None:
         mask = placed.mask.clip(self.resolution)
@@ -265,15 +277,24 @@ class LineGenerator:
         defects = []
         for cls, roi in placed.defects:
             if (clipped := roi.clip(self.resolution)) is not None:
-                defects.append(DefectTruth(
-                    defect_class=cls, box=clipped.box, mask=clipped.rle(),  # type: ignore[arg-type]
-                    occluded_fraction=_occluded(clipped, occluder)))  # fmt: skip
+                defects.append(
+                    DefectTruth(
+                        defect_class=cls,
+                        box=clipped.box,
+                        mask=clipped.rle(),  # type: ignore[arg-type]
+                        occluded_fraction=_occluded(clipped, occluder),
+                    )
+                )
         return PartTruth(
-            part_id=placed.part_id, kind=placed.kind, box=mask.box, mask=mask.rle(),
+            part_id=placed.part_id,
+            kind=placed.kind,
+            box=mask.box,
+            mask=mask.rle(),
             visible_fraction=round(min(1.0, int(mask.array.sum()) / max(1, placed.area)), 4),
             occluded_fraction=_occluded(mask, occluder),
-            defective=bool(placed.defects), defects=defects,
-        )  # fmt: skip
+            defective=bool(placed.defects),
+            defects=defects,
+        )
 
 
 def _occluded(mask: RoiMask, occluder: np.ndarray | None) -> float:

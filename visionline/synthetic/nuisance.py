@@ -86,9 +86,16 @@ def _unit_shadow(width: int, height: int, profile: CameraProfile) -> np.ndarray:
     shape: np.ndarray = np.zeros((small_h, small_w), np.float32)
     cx, cy = profile.shadow_centre
     ax, ay = profile.shadow_axes
-    cv2.ellipse(shape, (int(cx * small_w), int(cy * small_h)),
-                (max(1, int(ax * small_w)), max(1, int(ay * small_h))),
-                profile.shadow_angle, 0, 360, 1.0, -1)  # fmt: skip
+    cv2.ellipse(
+        shape,
+        (int(cx * small_w), int(cy * small_h)),
+        (max(1, int(ax * small_w)), max(1, int(ay * small_h))),
+        profile.shadow_angle,
+        0,
+        360,
+        1.0,
+        -1,
+    )
     shape = cv2.GaussianBlur(shape, (0, 0), max(1.0, 0.03 * small_w))
     return cv2.resize(shape, (width, height), interpolation=cv2.INTER_LINEAR)
 
@@ -139,8 +146,11 @@ def resolution(image: np.ndarray, strength: float) -> np.ndarray:
         return image
     height, width = image.shape[:2]
     scale = 1 - 0.75 * strength
-    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA)  # fmt: skip
+    small = cv2.resize(
+        image,
+        (max(1, round(width * scale)), max(1, round(height * scale))),
+        interpolation=cv2.INTER_AREA,
+    )
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
@@ -208,8 +218,9 @@ def perspective(size: tuple[int, int], strength: float, profile: CameraProfile) 
 def warp(image: np.ndarray, matrix: np.ndarray, nearest: bool = False) -> np.ndarray:
     height, width = image.shape[:2]
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    return cv2.warpPerspective(image, matrix, (width, height), flags=flags,
-                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    return cv2.warpPerspective(
+        image, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def foreign_object(rng: np.random.Generator, size: float) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -66,8 +66,15 @@ def _hole(silhouette: np.ndarray, hole: Hole) -> None:
 
 def _flange(silhouette: np.ndarray, radius: float, rng: np.random.Generator) -> list[Hole]:
     c = silhouette.shape[0] / 2
-    cv2.circle(silhouette, (round(c * 16), round(c * 16)), round(radius * 16), 255, -1,
-               cv2.LINE_AA, shift=4)  # fmt: skip
+    cv2.circle(
+        silhouette,
+        (round(c * 16), round(c * 16)),
+        round(radius * 16),
+        255,
+        -1,
+        cv2.LINE_AA,
+        shift=4,
+    )
     _hole(silhouette, Hole(c, c, radius * rng.uniform(0.28, 0.4)))
     count, phase = int(rng.integers(4, 9)), rng.uniform(0, 2 * np.pi)
     angles = phase + 2 * np.pi * np.arange(count) / count
@@ -111,8 +118,9 @@ def _bracket(silhouette: np.ndarray, radius: float, rng: np.random.Generator) ->
     c = silhouette.shape[0] / 2
     arm = radius * rng.uniform(0.45, 0.6)
     x0, y0, x1, y1 = c - radius, c - radius, c + radius, c + radius
-    outline = np.array([[x0, y0], [x0 + arm, y0], [x0 + arm, y1 - arm], [x1, y1 - arm],
-                        [x1, y1], [x0, y1]])  # fmt: skip
+    outline = np.array(
+        [[x0, y0], [x0 + arm, y0], [x0 + arm, y1 - arm], [x1, y1 - arm], [x1, y1], [x0, y1]]
+    )
     cv2.fillPoly(silhouette, [np.round(outline * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     r, mid = radius * rng.uniform(0.08, 0.11), arm / 2
     holes = [

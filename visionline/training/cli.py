@@ -91,22 +91,31 @@ def release_command(
 
 
 @train_app.command("parts")
-def train_parts(repository: RepositoryOption = DEFAULT_REPOSITORY, version: VersionOption = 0,
-                seed: SeedOption = 7) -> None:  # fmt: skip
+def train_parts(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    version: VersionOption = 0,
+    seed: SeedOption = 7,
+) -> None:
     """The part detector only."""
     _train({"part_detector"}, repository, version, seed, False)
 
 
 @train_app.command("anomaly")
-def train_anomaly(repository: RepositoryOption = DEFAULT_REPOSITORY, version: VersionOption = 0,
-                  seed: SeedOption = 7) -> None:  # fmt: skip
+def train_anomaly(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    version: VersionOption = 0,
+    seed: SeedOption = 7,
+) -> None:
     """The PatchCore anomaly model only (good parts only)."""
     _train({"part_anomaly"}, repository, version, seed, False)
 
 
 @train_app.command("defects")
-def train_defects(repository: RepositoryOption = DEFAULT_REPOSITORY, version: VersionOption = 0,
-                  seed: SeedOption = 7) -> None:  # fmt: skip
+def train_defects(
+    repository: RepositoryOption = DEFAULT_REPOSITORY,
+    version: VersionOption = 0,
+    seed: SeedOption = 7,
+) -> None:
     """The defect detector (boxes, classes, masks) only."""
     _train({"defect_detector"}, repository, version, seed, False)
 
@@ -136,8 +145,9 @@ def eval_command(
     )
     table = Table("condition", "crops (bad)", *headers, title=f"versions {result['versions']}")
     for name, row in result["conditions"].items():
-        table.add_row(name, f"{row['crops']} ({row['defective_crops']})",
-                      *(_cell(row[k]) for k in KEYS))  # fmt: skip
+        table.add_row(
+            name, f"{row['crops']} ({row['defective_crops']})", *(_cell(row[k]) for k in KEYS)
+        )
     for name, row in result["summary"].items():
         if name != "clean":
             table.add_row(

@@ -79,8 +79,9 @@ def render(
     out = Samples()
     rng = np.random.default_rng(seed)
     for k, (name, nuisances) in enumerate(condition_list):
-        generator = LineGenerator(seed=seed * 1000 + k, defect_rate=defect_rate,
-                                  nuisances=nuisances, camera=f"cam-{k}")  # fmt: skip
+        generator = LineGenerator(
+            seed=seed * 1000 + k, defect_rate=defect_rate, nuisances=nuisances, camera=f"cam-{k}"
+        )
         for n in range(frames_per_condition):
             bgr, truth = generator.frame(20 + n * every, clean=clean_parts)
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -139,5 +140,6 @@ def crop_around(
         classes.append(DEFECT_CLASSES.index(defect_class))
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
         mask |= cut
-    return CropSample(crop.cut(rgb), classes, np.array(boxes, np.float64).reshape(-1, 4),
-                      mask, condition, part_id)  # fmt: skip
+    return CropSample(
+        crop.cut(rgb), classes, np.array(boxes, np.float64).reshape(-1, 4), mask, condition, part_id
+    )

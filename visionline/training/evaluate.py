@@ -67,13 +67,19 @@ def evaluate(repository: Path, config: EvalConfig = EvalConfig(), log=print) -> 
     rows = {}
     for k, (name, nuisances) in enumerate(eval_conditions(config.strength)):
         t = time.perf_counter()
-        data = render(config.seed + k, [(name, nuisances)], config.frames_per_condition,
-                      config.defect_rate)  # fmt: skip
+        data = render(
+            config.seed + k, [(name, nuisances)], config.frames_per_condition, config.defect_rate
+        )
         rows[name] = evaluate_condition(models, data)
         log(f"{name}: {_short(rows[name])} ({time.perf_counter() - t:.0f} s)")
     summary = _summary(rows)
-    return {"versions": versions, "config": config.__dict__, "conditions": rows,
-            "summary": summary, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return {
+        "versions": versions,
+        "config": config.__dict__,
+        "conditions": rows,
+        "summary": summary,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def evaluate_condition(models: dict[str, OnnxModel], data: Samples) -> dict:
@@ -93,10 +99,14 @@ def evaluate_condition(models: dict[str, OnnxModel], data: Samples) -> dict:
     dets, truths, part_scores, ious = [], [], [], []
     for i, crop in enumerate(crops):
         detected, score = decode_crop(
-            IDENTITY, anomaly["anomaly_map"][i], float(anomaly["anomaly_score"][i]),
-            defects["defect_heatmap"][i], defects["defect_size"][i], defects["defect_mask"][i],
+            IDENTITY,
+            anomaly["anomaly_map"][i],
+            float(anomaly["anomaly_score"][i]),
+            defects["defect_heatmap"][i],
+            defects["defect_size"][i],
+            defects["defect_mask"][i],
             ALL_DETECTIONS,
-        )  # fmt: skip
+        )
         part_scores.append(score)
         classed = [d for d in detected if d.defect_class in DEFECT_CLASSES]
         dets.append([(d.defect_class, d.box, d.score) for d in classed])
@@ -105,7 +115,9 @@ def evaluate_condition(models: dict[str, OnnxModel], data: Samples) -> dict:
             ious.append(metrics.mask_iou(upsample(defects["defect_mask"][i]) >= 0.5, crop.mask))
     maps = [upsample(m) for m in anomaly["anomaly_map"]]
     return {
-        "frames": len(frames), "crops": len(crops), "defective_crops": int(bad.sum()),
+        "frames": len(frames),
+        "crops": len(crops),
+        "defective_crops": int(bad.sum()),
         "part_ap50": _round(metrics.average_precision(part_dets, part_truth).get("part")),
         "image_auroc": _round(_auroc(anomaly["anomaly_score"], bad)),
         "pixel_auroc": _round(metrics.pixel_auroc(maps, [c.mask for c in crops])),
@@ -115,7 +127,7 @@ def evaluate_condition(models: dict[str, OnnxModel], data: Samples) -> dict:
         "defect_ap50": {c: _round(v) for c, v in metrics.average_precision(dets, truths).items()},
         "mask_iou": _round(float(np.mean(ious))) if ious else None,
         "confusion": _confusion(dets, truths),
-    }  # fmt: skip
+    }
 
 
 def _confusion(dets: list, truths: list) -> dict:

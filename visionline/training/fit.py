@@ -131,8 +131,13 @@ def build_model(name: str, backbone: Backbone, learned: Mapping[str, np.ndarray]
     return module.eval()
 
 
-def train_all(repository: Path, version: int, config: TrainConfig = TrainConfig(),
-              log: Log = print, only: set[str] | None = None) -> dict:  # fmt: skip
+def train_all(
+    repository: Path,
+    version: int,
+    config: TrainConfig = TrainConfig(),
+    log: Log = print,
+    only: set[str] | None = None,
+) -> dict:
     """Fit and install the models named in ``only`` (all three when None); a summary."""
     torch.set_num_threads(config.threads)
     only = only or {PART_DETECTOR, PART_ANOMALY, DEFECT_DETECTOR}
@@ -140,25 +145,34 @@ def train_all(repository: Path, version: int, config: TrainConfig = TrainConfig(
     started = time.perf_counter()
     if only & {PART_DETECTOR, DEFECT_DETECTOR}:
         t = time.perf_counter()
-        train = render(config.seed, list(conditions(config.max_strength, config.conditions,
-                                                    config.seed)),
-                       config.frames_per_condition, config.defect_rate, config.jitter)  # fmt: skip
-        log(f"rendered {len(train.frames)} frames, {len(train.crops)} crops "
-            f"({time.perf_counter() - t:.0f} s)")  # fmt: skip
+        train = render(
+            config.seed,
+            list(conditions(config.max_strength, config.conditions, config.seed)),
+            config.frames_per_condition,
+            config.defect_rate,
+            config.jitter,
+        )
+        log(
+            f"rendered {len(train.frames)} frames, {len(train.crops)} crops "
+            f"({time.perf_counter() - t:.0f} s)"
+        )
         if PART_DETECTOR in only:
-            summary[PART_DETECTOR] = fit_part_detector(backbone, train, repository, version,
-                                                        config, log)  # fmt: skip
+            summary[PART_DETECTOR] = fit_part_detector(
+                backbone, train, repository, version, config, log
+            )
         if DEFECT_DETECTOR in only:
-            summary[DEFECT_DETECTOR] = fit_defect_detector(backbone, train, repository, version,
-                                                            config, log)  # fmt: skip
+            summary[DEFECT_DETECTOR] = fit_defect_detector(
+                backbone, train, repository, version, config, log
+            )
     if PART_ANOMALY in only:
         summary[PART_ANOMALY] = fit_anomaly(backbone, repository, version, config, log)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
 
 
-def fit_part_detector(backbone: Backbone, data: Samples, repository: Path, version: int,
-                      config: TrainConfig, log: Log) -> dict:  # fmt: skip
+def fit_part_detector(
+    backbone: Backbone, data: Samples, repository: Path, version: int, config: TrainConfig, log: Log
+) -> dict:
     t = time.perf_counter()
     frames = data.frames[:: max(1, len(data.frames) // config.part_frames)]
     images = np.stack([f.image for f in frames])
@@ -169,8 +183,13 @@ def fit_part_detector(backbone: Backbone, data: Samples, repository: Path, versi
     head = part_head(config.seed)
     history = train_head(head, features, targets, config.part_epochs, config.seed, log=log)
     seconds = round(time.perf_counter() - t, 1)
-    meta = {"model": PART_DETECTOR, "frames": len(images), "loss": history, "seconds": seconds,
-            "config": asdict(config)}  # fmt: skip
+    meta = {
+        "model": PART_DETECTOR,
+        "frames": len(images),
+        "loss": history,
+        "seconds": seconds,
+        "config": asdict(config),
+    }
     install(PartDetectorNet(backbone, head), PART_DETECTOR, images[:2], repository, version, meta)
     log(f"part detector: version {version} installed ({seconds} s)")
     return {"frames": len(images), "final_loss": history[-1], "seconds": seconds}
@@ -195,32 +214,62 @@ def head_from_onnx(path: Path, head: Head) -> Head:
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
-    state = {i.name.removeprefix("head."): torch.from_numpy(numpy_helper.to_array(i).copy())
-             for i in graph.initializer if i.name.startswith("head.")}  # fmt: skip
+    state = {
+        i.name.removeprefix("head."): torch.from_numpy(numpy_helper.to_array(i).copy())
+        for i in graph.initializer
+        if i.name.startswith("head.")
+    }
     head.load_state_dict(state)
     return head
 
 
-def fit_defect_detector(backbone: Backbone, data: Samples, repository: Path, version: int,
-                        config: TrainConfig, log: Log) -> dict:  # fmt: skip
+def fit_defect_detector(
+    backbone: Backbone, data: Samples, repository: Path, version: int, config: TrainConfig, log: Log
+) -> dict:
     """A new defect detector on ``data``'s crops."""
-    return _fit_defect_head(backbone, data.crops, defect_head(config.seed), repository, version,
-                            config.defect_epochs, config, log)  # fmt: skip
+    return _fit_defect_head(
+        backbone,
+        data.crops,
+        defect_head(config.seed),
+        repository,
+        version,
+        config.defect_epochs,
+        config,
+        log,
+    )
 
 
-def fine_tune_defect_detector(backbone: Backbone, crops: list[CropSample], parent: Path,
-                              repository: Path, version: int, config: TrainConfig, log: Log,
-                              epochs: int = 4, lr: float = 5e-4) -> dict:  # fmt: skip
+def fine_tune_defect_detector(
+    backbone: Backbone,
+    crops: list[CropSample],
+    parent: Path,
+    repository: Path,
+    version: int,
+    config: TrainConfig,
+    log: Log,
+    epochs: int = 4,
+    lr: float = 5e-4,
+) -> dict:
     """The detector at ``parent`` (a model.onnx), trained further on ``crops``: minutes, not
     the quarter hour of a new one, and it starts from everything the parent knows."""
     head = head_from_onnx(parent, defect_head())
-    return _fit_defect_head(backbone, crops, head, repository, version, epochs, config, log,
-                            lr=lr, parent=str(parent))  # fmt: skip
+    return _fit_defect_head(
+        backbone, crops, head, repository, version, epochs, config, log, lr=lr, parent=str(parent)
+    )
 
 
-def _fit_defect_head(backbone: Backbone, crop_samples: list[CropSample], head: Head,
-                     repository: Path, version: int, epochs: int, config: TrainConfig,
-                     log: Log, lr: float = 2e-3, parent: str | None = None) -> dict:  # fmt: skip
+def _fit_defect_head(
+    backbone: Backbone,
+    crop_samples: list[CropSample],
+    head: Head,
+    repository: Path,
+    version: int,
+    epochs: int,
+    config: TrainConfig,
+    log: Log,
+    lr: float = 2e-3,
+    parent: str | None = None,
+) -> dict:
     t = time.perf_counter()
     crops = np.stack([c.image for c in crop_samples])
     features = extract(backbone, crops)
@@ -230,28 +279,45 @@ def _fit_defect_head(backbone: Backbone, crop_samples: list[CropSample], head: H
     targets = build_targets(boxes, classes, len(DEFECT_CLASSES), CROP_GRID, masks)
     history = train_head(head, features, targets, epochs, config.seed, lr=lr, log=log)
     seconds = round(time.perf_counter() - t, 1)
-    meta = {"model": DEFECT_DETECTOR, "crops": len(crops), "classes": list(DEFECT_CLASSES),
-            "defective_crops": sum(c.defective for c in crop_samples), "loss": history,
-            "seconds": seconds, "config": asdict(config), "fine_tuned_from": parent,
-            "epochs": epochs, "lr": lr}  # fmt: skip
+    meta = {
+        "model": DEFECT_DETECTOR,
+        "crops": len(crops),
+        "classes": list(DEFECT_CLASSES),
+        "defective_crops": sum(c.defective for c in crop_samples),
+        "loss": history,
+        "seconds": seconds,
+        "config": asdict(config),
+        "fine_tuned_from": parent,
+        "epochs": epochs,
+        "lr": lr,
+    }
     net = DefectDetectorNet(backbone, head)
     install(net, DEFECT_DETECTOR, crops[:2], repository, version, meta)
     log(f"defect detector: version {version} installed ({seconds} s)")
     return {"crops": len(crops), "final_loss": history[-1], "seconds": seconds}
 
 
-def fit_anomaly(backbone: Backbone, repository: Path, version: int, config: TrainConfig,
-                log: Log) -> dict:  # fmt: skip
+def fit_anomaly(
+    backbone: Backbone, repository: Path, version: int, config: TrainConfig, log: Log
+) -> dict:
     t = time.perf_counter()
     conds = list(conditions(config.max_strength, config.conditions, config.seed + 1))
-    good = render(config.seed + 1, conds, config.good_frames_per_condition, 0.0, config.jitter,
-                  clean_parts=True)  # fmt: skip
+    good = render(
+        config.seed + 1,
+        conds,
+        config.good_frames_per_condition,
+        0.0,
+        config.jitter,
+        clean_parts=True,
+    )
     crops = np.stack([c.image for c in good.crops])
     rng = np.random.default_rng(config.seed)
     per_crop = max(1, config.bank_patches // len(crops))
     bank = fit_bank(backbone, crops, config.bank_size, config.seed, sample=per_crop, rng=rng)
-    log(f"anomaly: bank of {len(bank)} patches from {len(crops)} good crops "
-        f"({time.perf_counter() - t:.0f} s)")  # fmt: skip
+    log(
+        f"anomaly: bank of {len(bank)} patches from {len(crops)} good crops "
+        f"({time.perf_counter() - t:.0f} s)"
+    )
     model = PatchCore(backbone, bank)
     held_out = render(config.seed + 2, conds[: config.conditions // 2], 6, 0.5, config.jitter)
     del good
@@ -260,8 +326,14 @@ def fit_anomaly(backbone: Backbone, repository: Path, version: int, config: Trai
     calibration = model.calibrate(scores[~bad], scores[bad])
     log(f"anomaly: calibrated on {len(bad)} held-out crops: {calibration}")
     seconds = round(time.perf_counter() - t, 1)
-    meta = {"model": PART_ANOMALY, "good_crops": len(crops), "bank": len(bank),
-            "calibration": calibration, "seconds": seconds, "config": asdict(config)}  # fmt: skip
+    meta = {
+        "model": PART_ANOMALY,
+        "good_crops": len(crops),
+        "bank": len(bank),
+        "calibration": calibration,
+        "seconds": seconds,
+        "config": asdict(config),
+    }
     install(model, PART_ANOMALY, crops[:2], repository, version, meta)
     log(f"anomaly: version {version} installed ({seconds} s)")
     return {"good_crops": len(crops), "bank": len(bank), **calibration, "seconds": seconds}

@@ -27,8 +27,14 @@ class Head(nn.Module):
     """``dilations``: one 3x3 convolution each; growing dilations see the whole part, which
     a missing hole needs (only the pattern of the other holes says one is missing)."""
 
-    def __init__(self, classes: int, offset: bool, mask: bool, width: int = 64,
-                 dilations: Sequence[int] = (1, 1)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        classes: int,
+        offset: bool,
+        mask: bool,
+        width: int = 64,
+        dilations: Sequence[int] = (1, 1),
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(FEATURES, width, 1), nn.ReLU()]
         for d in dilations:
@@ -93,8 +99,14 @@ def build_targets(
     if masks is not None:  # a cell is defect if any of its pixels is: thin scratches count
         pooled = [m.reshape(h, STRIDE, w, STRIDE).any(axis=(1, 3)) for m in masks]
         mask = torch.from_numpy(np.stack(pooled).astype(np.float32))
-    return Targets(torch.from_numpy(heat), torch.from_numpy(size), torch.from_numpy(offset),
-                   torch.from_numpy(centre), torch.from_numpy(weight >= NEAR), mask)  # fmt: skip
+    return Targets(
+        torch.from_numpy(heat),
+        torch.from_numpy(size),
+        torch.from_numpy(offset),
+        torch.from_numpy(centre),
+        torch.from_numpy(weight >= NEAR),
+        mask,
+    )
 
 
 def focal_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -128,9 +140,15 @@ def loss_of(
 
 
 def train_head(
-    head: Head, features: torch.Tensor, targets: Targets, epochs: int, seed: int,
-    batch: int = 32, lr: float = 2e-3, log=print,
-) -> list[float]:  # fmt: skip
+    head: Head,
+    features: torch.Tensor,
+    targets: Targets,
+    epochs: int,
+    seed: int,
+    batch: int = 32,
+    lr: float = 2e-3,
+    log=print,
+) -> list[float]:
     """Adam with cosine decay; returns the mean loss per epoch."""
     torch.manual_seed(seed)
     optimiser = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-5)
@@ -152,7 +170,9 @@ def train_head(
             schedule.step()
             total += loss.item() * len(index)
         history.append(total / len(features))
-        log(f"  epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f} "
-            f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
+        log(
+            f"  epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f} "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
     head.eval()
     return history

@@ -66,8 +66,9 @@ class PatchCore(nn.Module):
         q = features.permute(0, 2, 3, 1).reshape(n, h * w, d)
         d2 = (q * q).sum(-1, keepdim=True) - 2 * q @ self.bank.T + self.bank_sq
         raw = d2.min(-1).values.clamp_min(0).sqrt().reshape(n, 1, h, w)
-        smooth = nn.functional.conv2d(nn.functional.pad(raw, (1, 1, 1, 1), mode="replicate"),
-                                      self.blur)[:, 0]  # fmt: skip
+        smooth = nn.functional.conv2d(
+            nn.functional.pad(raw, (1, 1, 1, 1), mode="replicate"), self.blur
+        )[:, 0]
         return smooth, smooth.amax(dim=(1, 2))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,8 +40,14 @@ class TensorSpec:
     dims: tuple[int, ...]  # without the batch axis
 
 
-def config_pbtxt(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
-                 max_batch: int, preferred: Sequence[int], comment: str) -> str:  # fmt: skip
+def config_pbtxt(
+    name: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    max_batch: int,
+    preferred: Sequence[int],
+    comment: str,
+) -> str:
     def block(specs: Sequence[TensorSpec]) -> str:
         return ",\n".join(_tensor(s) for s in specs)
 
@@ -50,25 +56,37 @@ def config_pbtxt(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[Tens
         "# Written by `visionline train`. Python backend here; in production serve",
         "# model.onnx as efficientnet_lite0/config.pbtxt explains.",
     ]
-    return "\n".join([*lines,
-                      "", f'name: "{name}"', 'backend: "python"', f"max_batch_size: {max_batch}",
-                      f"input [\n{block(inputs)}\n]", f"output [\n{block(outputs)}\n]",
-                      "dynamic_batching {",
-                      f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
-                      "  max_queue_delay_microseconds: 2000", "}",
-                      "instance_group [ { count: 1, kind: KIND_CPU } ]",
-                      "parameters [",
-                      '  { key: "intra_op_thread_count", value: { string_value: "1" } },',
-                      '  { key: "inter_op_thread_count", value: { string_value: "1" } }',
-                      "]", ""])  # fmt: skip
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f'name: "{name}"',
+            'backend: "python"',
+            f"max_batch_size: {max_batch}",
+            f"input [\n{block(inputs)}\n]",
+            f"output [\n{block(outputs)}\n]",
+            "dynamic_batching {",
+            f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
+            "  max_queue_delay_microseconds: 2000",
+            "}",
+            "instance_group [ { count: 1, kind: KIND_CPU } ]",
+            "parameters [",
+            '  { key: "intra_op_thread_count", value: { string_value: "1" } },',
+            '  { key: "inter_op_thread_count", value: { string_value: "1" } }',
+            "]",
+            "",
+        ]
+    )
 
 
 def _tensor(spec: TensorSpec) -> str:
     # A scalar per item: Triton wants dims [ 1 ] and a reshape to [ ] when batching.
     dims = ", ".join(map(str, spec.dims)) if spec.dims else "1"
     reshape = "" if spec.dims else "\n    reshape: { shape: [ ] }"
-    return (f'  {{\n    name: "{spec.name}"\n    data_type: {spec.dtype}\n'
-            f"    dims: [ {dims} ]{reshape}\n  }}")  # fmt: skip
+    return (
+        f'  {{\n    name: "{spec.name}"\n    data_type: {spec.dtype}\n'
+        f"    dims: [ {dims} ]{reshape}\n  }}"
+    )
 
 
 def export_version(
@@ -93,11 +111,16 @@ def export_version(
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module.eval(), (torch.from_numpy(example),), str(folder / MODEL_FILENAME),
-                dynamo=False, opset_version=OPSET, input_names=[s.name for s in inputs],
+                module.eval(),
+                (torch.from_numpy(example),),
+                str(folder / MODEL_FILENAME),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[s.name for s in inputs],
                 output_names=[s.name for s in outputs],
-                dynamic_axes={name: {0: "batch"} for name in names}, do_constant_folding=True,
-            )  # fmt: skip
+                dynamic_axes={name: {0: "batch"} for name in names},
+                do_constant_folding=True,
+            )
         shutil.copyfile(TRITON_MODEL_PY, folder / "model.py")
         # numpy's stub matches the ** arrays against its allow_pickle: bool as well
         np.savez(folder / LEARNED, **learned_state(module))  # type: ignore[arg-type]

@@ -90,14 +90,25 @@ def alert_out(row: AlertRow) -> AlertOut:
     has_snapshot = alerts.snapshot_ref(row) is not None
     url = f"/v1/alerts/{quote(row.alert_id, safe='')}/snapshot" if has_snapshot else None
     return AlertOut(
-        alert_id=row.alert_id, camera_id=row.camera_id, frame_id=row.frame_id, rule=row.rule,
-        label=row.label, confidence=row.confidence, severity=row.severity,
-        captured_at=row.captured_at, created_at=row.created_at,
-        model=ModelOut(name=row.model_name, version=row.model_version), part=row.part,
-        state=row.state, acknowledged_by=row.acknowledged_by, acknowledged_at=row.acknowledged_at,
-        resolved_by=row.resolved_by, resolved_at=row.resolved_at, resolution=row.resolution,
+        alert_id=row.alert_id,
+        camera_id=row.camera_id,
+        frame_id=row.frame_id,
+        rule=row.rule,
+        label=row.label,
+        confidence=row.confidence,
+        severity=row.severity,
+        captured_at=row.captured_at,
+        created_at=row.created_at,
+        model=ModelOut(name=row.model_name, version=row.model_version),
+        part=row.part,
+        state=row.state,
+        acknowledged_by=row.acknowledged_by,
+        acknowledged_at=row.acknowledged_at,
+        resolved_by=row.resolved_by,
+        resolved_at=row.resolved_at,
+        resolution=row.resolution,
         snapshot_url=url,
-    )  # fmt: skip
+    )
 
 
 def encode_cursor(row: AlertRow) -> str:
@@ -138,10 +149,18 @@ def list_alerts(
     """Stored alerts, newest (captured_at) first."""
     before_at, before_id = decode_cursor(before) if before else (None, None)
     query = alerts.AlertFilter(
-        camera_id=camera_id, severity=severity, rule=rule, limit=limit, label=label,
-        defect_class=defect_class, state=state, since=utc(since), until=utc(until),
-        before=before_at, before_id=before_id,
-    )  # fmt: skip
+        camera_id=camera_id,
+        severity=severity,
+        rule=rule,
+        limit=limit,
+        label=label,
+        defect_class=defect_class,
+        state=state,
+        since=utc(since),
+        until=utc(until),
+        before=before_at,
+        before_id=before_id,
+    )
     rows = alerts.list_alerts(engine, query)
     cursor = encode_cursor(rows[-1]) if len(rows) == limit else None
     return AlertPage(items=[alert_out(r) for r in rows], next_before=cursor)

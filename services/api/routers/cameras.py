@@ -103,8 +103,12 @@ def _time(epoch: float | None) -> datetime | None:
 
 def camera_out(row: Camera, activity: camera_health.Activity | None, now: float) -> CameraOut:
     return CameraOut(
-        camera_id=row.camera_id, name=row.name, enabled=row.enabled, max_fps=row.max_fps,
-        pipeline=row.pipeline, has_upload_key=bool(row.upload_key_hash),
+        camera_id=row.camera_id,
+        name=row.name,
+        enabled=row.enabled,
+        max_fps=row.max_fps,
+        pipeline=row.pipeline,
+        has_upload_key=bool(row.upload_key_hash),
         created_at=row.created_at,
         last_frame_at=_time(activity.last_frame_at) if activity else None,
         last_captured_at=_time(activity.last_captured_at) if activity else None,
@@ -112,7 +116,7 @@ def camera_out(row: Camera, activity: camera_health.Activity | None, now: float)
         frames_last_minute=activity.frames_last_minute if activity else None,
         fps=activity.fps if activity else None,
         health=camera_health.health(row.enabled, row.max_fps, activity, now),
-    )  # fmt: skip
+    )
 
 
 def _with_activity(client: redis.Redis, rows: list[Camera]) -> list[CameraOut]:

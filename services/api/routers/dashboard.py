@@ -109,12 +109,16 @@ def minute_stats(engine: Engine, minutes: int, now: datetime | None = None) -> S
     for i in range(minutes + 1):
         minute = since + timedelta(minutes=i)
         r = results.get(minute)
-        rows.append(MinuteStats(
-            minute=minute, frames=r.frames if r else 0, parts=r.parts if r else 0,
-            alerts=alerts.get(minute, 0),
-            latency_p50_ms=_round(r.p50) if r else None,
-            latency_p95_ms=_round(r.p95) if r else None,
-        ))  # fmt: skip
+        rows.append(
+            MinuteStats(
+                minute=minute,
+                frames=r.frames if r else 0,
+                parts=r.parts if r else 0,
+                alerts=alerts.get(minute, 0),
+                latency_p50_ms=_round(r.p50) if r else None,
+                latency_p95_ms=_round(r.p95) if r else None,
+            )
+        )
     return Stats(since=since, minutes=rows)
 
 

@@ -55,9 +55,14 @@ class CameraDriftOut(BaseModel):
 
     @classmethod
     def of(cls, state: CameraDrift) -> CameraDriftOut:
-        return cls(camera_id=state.camera_id, drifting=state.drifting,
-                   drifting_signals=list(state.recent_signals), last_event_id=state.last_event_id,
-                   last_signal=state.last_signal, last_event_at=state.last_event_at)  # fmt: skip
+        return cls(
+            camera_id=state.camera_id,
+            drifting=state.drifting,
+            drifting_signals=list(state.recent_signals),
+            last_event_id=state.last_event_id,
+            last_signal=state.last_signal,
+            last_event_at=state.last_event_at,
+        )
 
 
 class DriftStateOut(BaseModel):
@@ -104,5 +109,6 @@ def state(
     drifting now: a drift confirmed within the last ``window_minutes`` (default 30)."""
     since = datetime.now(UTC) - timedelta(minutes=window_minutes)
     cameras = camera_drift(engine, since)
-    return DriftStateOut(window_minutes=window_minutes,
-                         items=[CameraDriftOut.of(c) for c in cameras])  # fmt: skip
+    return DriftStateOut(
+        window_minutes=window_minutes, items=[CameraDriftOut.of(c) for c in cameras]
+    )

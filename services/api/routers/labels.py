@@ -124,12 +124,18 @@ class AccuracyList(BaseModel):
 def feedback_of(body: LabelIn, labelled_at: float | None = None) -> LabelFeedback:
     """The message of a posted label; each post is a new labelling (its own label_id)."""
     parts = [
-        LabelledPart(part_id=p.part_id, box=p.box, defective=p.defective,
-                     visible_fraction=p.visible_fraction,
-                     defects=[LabelledDefect(defect_class=d.defect_class, box=d.box,
-                                             polygon=d.polygon) for d in p.defects])
+        LabelledPart(
+            part_id=p.part_id,
+            box=p.box,
+            defective=p.defective,
+            visible_fraction=p.visible_fraction,
+            defects=[
+                LabelledDefect(defect_class=d.defect_class, box=d.box, polygon=d.polygon)
+                for d in p.defects
+            ],
+        )
         for p in body.parts or ()
-    ]  # fmt: skip
+    ]
     return LabelFeedback(
         label_id=f"operator:{body.frame_id}:{uuid.uuid4().hex}",
         camera_id=body.camera_id,
@@ -168,10 +174,16 @@ def post_label(
     if not publish(producer, Topic.LABELS_FEEDBACK, message.camera_id, message):
         raise HTTPException(503, "the broker did not acknowledge the label; post it again")
     with Session(engine) as session, session.begin():
-        audit.record(session, principal.name, "label.post", f"frame:{body.camera_id}/"
-                     f"{body.frame_id}", label_id=message.label_id)  # fmt: skip
-    fields = message.model_dump(include={"label_id", "camera_id", "frame_id", "source",
-                                         "labelled_at"})  # fmt: skip
+        audit.record(
+            session,
+            principal.name,
+            "label.post",
+            f"frame:{body.camera_id}/{body.frame_id}",
+            label_id=message.label_id,
+        )
+    fields = message.model_dump(
+        include={"label_id", "camera_id", "frame_id", "source", "labelled_at"}
+    )
     return LabelPosted(**fields, topic=str(Topic.LABELS_FEEDBACK))
 
 

@@ -51,8 +51,9 @@ def wanted(alert: Alert, camera_id: str | None, severity: str | None) -> bool:
     )
 
 
-async def events(feed: AlertFeed, keepalive_s: float, camera_id: str | None,
-                 severity: str | None) -> AsyncIterator[str]:  # fmt: skip
+async def events(
+    feed: AlertFeed, keepalive_s: float, camera_id: str | None, severity: str | None
+) -> AsyncIterator[str]:
     subscriber = feed.subscribe()
     try:
         yield ": connected\n\n"  # headers and a first line out at once: the stream is open

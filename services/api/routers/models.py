@@ -67,10 +67,17 @@ class VersionOut(BaseModel):
 
     @classmethod
     def of(cls, info: VersionInfo) -> VersionOut:
-        return cls(model=info.model, version=info.version, status=info.status,
-                   parent_version=info.parent_version, job_id=info.job_id, metrics=info.metrics,
-                   promoted_at=info.promoted_at, promoted_by=info.promoted_by,
-                   updated_at=info.updated_at)  # fmt: skip
+        return cls(
+            model=info.model,
+            version=info.version,
+            status=info.status,
+            parent_version=info.parent_version,
+            job_id=info.job_id,
+            metrics=info.metrics,
+            promoted_at=info.promoted_at,
+            promoted_by=info.promoted_by,
+            updated_at=info.updated_at,
+        )
 
 
 class ModelOut(BaseModel):
@@ -79,8 +86,9 @@ class ModelOut(BaseModel):
         description="Recorded by the registry, else asked of Triton (its highest ready version)"
     )
     recorded: bool = Field(description="Whether the registry recorded the serving version")
-    metrics: dict[str, Any] = Field(description="Of the serving version: recorded at its "
-                                    "promotion, else its metadata.json")  # fmt: skip
+    metrics: dict[str, Any] = Field(
+        description="Of the serving version: recorded at its promotion, else its metadata.json"
+    )
     available_versions: list[int] = Field(description="Version folders in the repository")
     retrainable: bool
 
@@ -96,8 +104,12 @@ class PromoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, le=INT32)
-    job_id: int | None = Field(None, ge=1, le=INT32, description="The job that trained it: "
-                               "it must be evaluating, and becomes promoted")  # fmt: skip
+    job_id: int | None = Field(
+        None,
+        ge=1,
+        le=INT32,
+        description="The job that trained it: it must be evaluating, and becomes promoted",
+    )
     reason: str = Field("", max_length=500, pattern=r"^[^\x00]*$")
 
 
@@ -125,17 +137,29 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, row: RetrainJobRow) -> JobOut:
-        return cls(id=row.id, model=row.model, state=row.state, trigger=row.trigger,
-                   trigger_ref=row.trigger_ref, reason=row.reason, history=list(row.history),
-                   parent_version=row.parent_version, candidate_version=row.candidate_version,
-                   metrics=dict(row.metrics or {}), dataset=dict(row.dataset or {}),
-                   created_at=row.created_at, updated_at=row.updated_at)  # fmt: skip
+        return cls(
+            id=row.id,
+            model=row.model,
+            state=row.state,
+            trigger=row.trigger,
+            trigger_ref=row.trigger_ref,
+            reason=row.reason,
+            history=list(row.history),
+            parent_version=row.parent_version,
+            candidate_version=row.candidate_version,
+            metrics=dict(row.metrics or {}),
+            dataset=dict(row.dataset or {}),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
 
 
 class JobCreated(JobOut):
-    published: bool = Field(description="Whether the broker took the request; if not, the job "
-                            "stays queued until the retrain worker starts (it runs queued jobs "
-                            "then)")  # fmt: skip
+    published: bool = Field(
+        description="Whether the broker took the request; if not, the job "
+        "stays queued until the retrain worker starts (it runs queued jobs "
+        "then)"
+    )
 
 
 class JobsOut(BaseModel):
@@ -158,9 +182,14 @@ def model_summary(engine, control, repository: FsPath, model: str) -> ModelOut:
     else:
         version = _ask_triton(control, repository, model)
         metrics = version_metrics(repository / model / str(version)) if version else {}
-    return ModelOut(model=model, serving_version=version, recorded=row is not None,
-                    metrics=metrics, available_versions=available_versions(repository, model),
-                    retrainable=model in RETRAINABLE)  # fmt: skip
+    return ModelOut(
+        model=model,
+        serving_version=version,
+        recorded=row is not None,
+        metrics=metrics,
+        available_versions=available_versions(repository, model),
+        retrainable=model in RETRAINABLE,
+    )
 
 
 def _ask_triton(control, repository: FsPath, model: str) -> int | None:
@@ -220,8 +249,9 @@ def list_models(engine: Engine, common: Common, _: Viewer) -> list[ModelOut]:
     """Each model of the repository with the version in service and its metrics."""
     repository = common.model_repository
     with _Control(common.triton_grpc_url) as control:
-        return [model_summary(engine, control, repository, m)
-                for m in repository_models(repository)]  # fmt: skip
+        return [
+            model_summary(engine, control, repository, m) for m in repository_models(repository)
+        ]
 
 
 @router.get("/models/{model}/versions", response_model=VersionsOut)
@@ -230,15 +260,25 @@ def model_versions(engine: Engine, common: Common, model: ModelName, _: Viewer) 
     repository = _known(common, model)
     row = recorded_serving(engine, model)
     versions = list_versions(engine, model)
-    return VersionsOut(model=model, serving_version=row.version if row else None,
-                       available_versions=available_versions(repository, model),
-                       versions=[VersionOut.of(v) for v in versions])  # fmt: skip
+    return VersionsOut(
+        model=model,
+        serving_version=row.version if row else None,
+        available_versions=available_versions(repository, model),
+        versions=[VersionOut.of(v) for v in versions],
+    )
 
 
 def _audit(actor: str, action: str, detail: dict[str, Any]):
     def record(session: Session, info: VersionInfo) -> None:
-        audit.record(session, actor, action, f"model:{info.model}", version=info.version,
-                     parent_version=info.parent_version, **detail)  # fmt: skip
+        audit.record(
+            session,
+            actor,
+            action,
+            f"model:{info.model}",
+            version=info.version,
+            parent_version=info.parent_version,
+            **detail,
+        )
 
     return record
 
@@ -253,12 +293,20 @@ def promote_version(
     repository = _known(common, model)
     with _Control(common.triton_grpc_url) as control:
         try:
-            info = promote(engine, control, repository, model, body.version,
-                           job_id=body.job_id, promoted_by=principal.name, reason=body.reason,
-                           timeout_s=PROMOTE_TIMEOUT_S,
-                           on_recorded=_audit(principal.name, "model.promote",
-                                              {"job_id": body.job_id,
-                                               "reason": body.reason}))  # fmt: skip
+            info = promote(
+                engine,
+                control,
+                repository,
+                model,
+                body.version,
+                job_id=body.job_id,
+                promoted_by=principal.name,
+                reason=body.reason,
+                timeout_s=PROMOTE_TIMEOUT_S,
+                on_recorded=_audit(
+                    principal.name, "model.promote", {"job_id": body.job_id, "reason": body.reason}
+                ),
+            )
         except (PromotionError, InvalidTransition, JobNotFound, policy.PolicyError) as exc:
             raise _switch_failed(exc, model, body.version) from exc
     return VersionOut.of(info)
@@ -273,9 +321,14 @@ def rollback_version(
     repository = _known(common, model)
     with _Control(common.triton_grpc_url) as control:
         try:
-            info = rollback(engine, control, repository, model,
-                            timeout_s=PROMOTE_TIMEOUT_S,
-                            on_recorded=_audit(principal.name, "model.rollback", {}))  # fmt: skip
+            info = rollback(
+                engine,
+                control,
+                repository,
+                model,
+                timeout_s=PROMOTE_TIMEOUT_S,
+                on_recorded=_audit(principal.name, "model.rollback", {}),
+            )
         except (PromotionError, policy.PolicyError) as exc:
             raise _switch_failed(exc, model) from exc
     return VersionOut.of(info)
@@ -291,11 +344,11 @@ def create_job(engine: Engine, producer: Producer, body: JobIn, principal: Opera
     reason = body.reason or f"requested by {principal.name}"
 
     def record(session: Session, job_id: int) -> None:
-        audit.record(session, principal.name, "job.create", f"job:{job_id}", model=body.model,
-                     reason=reason)  # fmt: skip
+        audit.record(
+            session, principal.name, "job.create", f"job:{job_id}", model=body.model, reason=reason
+        )
 
-    created = create_job_once(engine, body.model, Trigger.OPERATOR, None, reason,
-                              on_created=record)  # fmt: skip
+    created = create_job_once(engine, body.model, Trigger.OPERATOR, None, reason, on_created=record)
     if created.job_id is None:
         raise HTTPException(409, created.reason)
     job = get_job(engine, created.job_id)

@@ -57,9 +57,13 @@ def rules_file_path() -> Path:
 
 
 def summary(ruleset: RuleSet) -> RuleSetOut:
-    return RuleSetOut(version=ruleset.version, source=ruleset.source,
-                      changed_by=ruleset.changed_by, changed_at=ruleset.changed_at,
-                      comment=ruleset.comment)  # fmt: skip
+    return RuleSetOut(
+        version=ruleset.version,
+        source=ruleset.source,
+        changed_by=ruleset.changed_by,
+        changed_at=ruleset.changed_at,
+        comment=ruleset.comment,
+    )
 
 
 def rules_out(ruleset: RuleSet, camera_id: str | None = None) -> RulesOut:

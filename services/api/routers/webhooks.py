@@ -115,8 +115,14 @@ class DeliveryOut(BaseModel):
 
 
 def _out(row: WebhookSubscriptionRow) -> WebhookOut:
-    return WebhookOut(id=row.id, url=row.url, enabled=row.enabled, filter=row.filter,
-                      created_at=row.created_at, created_by=row.created_by)  # fmt: skip
+    return WebhookOut(
+        id=row.id,
+        url=row.url,
+        enabled=row.enabled,
+        filter=row.filter,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
 
 
 def _filter(f: WebhookFilter) -> dict:
@@ -125,14 +131,26 @@ def _filter(f: WebhookFilter) -> dict:
 
 def create_subscription(engine: Engine, body: WebhookIn, actor: str) -> WebhookCreated:
     secret = body.secret or generate_secret()
-    row = WebhookSubscriptionRow(url=body.url, secret=secret, enabled=body.enabled,
-                                 filter=_filter(body.filter), created_at=datetime.now(UTC),
-                                 created_by=actor)  # fmt: skip
+    row = WebhookSubscriptionRow(
+        url=body.url,
+        secret=secret,
+        enabled=body.enabled,
+        filter=_filter(body.filter),
+        created_at=datetime.now(UTC),
+        created_by=actor,
+    )
     with Session(engine) as session, session.begin():
         session.add(row)
         session.flush()
-        audit.record(session, actor, "webhook.create", f"webhook:{row.id}", url=row.url,
-                     filter=row.filter, enabled=row.enabled)  # fmt: skip
+        audit.record(
+            session,
+            actor,
+            "webhook.create",
+            f"webhook:{row.id}",
+            url=row.url,
+            filter=row.filter,
+            enabled=row.enabled,
+        )
         out = _out(row)
     return WebhookCreated(**out.model_dump(), secret=None if body.secret else secret)
 
@@ -144,8 +162,9 @@ def _get(session: Session, webhook_id: int) -> WebhookSubscriptionRow:
     return row
 
 
-def update_subscription(engine: Engine, webhook_id: int, body: WebhookPatch,
-                        actor: str) -> WebhookOut:  # fmt: skip
+def update_subscription(
+    engine: Engine, webhook_id: int, body: WebhookPatch, actor: str
+) -> WebhookOut:
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "filter" in changes:
         changes["filter"] = _filter(body.filter)
@@ -154,8 +173,14 @@ def update_subscription(engine: Engine, webhook_id: int, body: WebhookPatch,
         for name, value in changes.items():
             setattr(row, name, value)
         detail = {k: v for k, v in changes.items() if k != "secret"}
-        audit.record(session, actor, "webhook.update", f"webhook:{row.id}", **detail,
-                     secret_changed="secret" in changes)  # fmt: skip
+        audit.record(
+            session,
+            actor,
+            "webhook.update",
+            f"webhook:{row.id}",
+            **detail,
+            secret_changed="secret" in changes,
+        )
         return _out(row)
 
 
@@ -166,8 +191,9 @@ def delete_subscription(engine: Engine, webhook_id: int, actor: str) -> None:
         session.delete(row)
 
 
-def list_deliveries(engine: Engine, webhook_id: int, state: str | None,
-                    limit: int) -> list[DeliveryOut]:  # fmt: skip
+def list_deliveries(
+    engine: Engine, webhook_id: int, state: str | None, limit: int
+) -> list[DeliveryOut]:
     d = WebhookDeliveryRow
     stmt = select(d).where(d.subscription_id == webhook_id)
     if state is not None:

@@ -98,8 +98,14 @@ def downgrade() -> None:
     op.drop_table("webhook_subscriptions")
     op.drop_table("rule_sets")
     op.drop_index("ix_alerts_state", "alerts")
-    for column in ("state", "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at",
-                   "resolution"):  # fmt: skip
+    for column in (
+        "state",
+        "acknowledged_by",
+        "acknowledged_at",
+        "resolved_by",
+        "resolved_at",
+        "resolution",
+    ):
         op.drop_column("alerts", column)
     op.drop_index("ix_audit_log_target", "audit_log")
     op.drop_table("audit_log")
