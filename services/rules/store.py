@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from visionline.db import outbox
 from visionline.db.models import AlertRow, PartDecisionRow, PredictionRow
-from visionline.db.rows import row_of
+from visionline.db.rows import fields_of, row_of
 from visionline.messages import (
     Alert,
     LineCounts,
@@ -119,19 +119,7 @@ def alert_from_row(row: AlertRow) -> Alert:
         if same
         else ModelRef(name=row.model_name, version=row.model_version, served_by="triton")
     )
-    return Alert(
-        alert_id=row.alert_id,
-        camera_id=row.camera_id,
-        frame_id=row.frame_id,
-        rule=row.rule,
-        label=row.label,
-        confidence=row.confidence,
-        severity=row.severity,
-        captured_at=row.captured_at.timestamp(),
-        created_at=row.created_at.timestamp(),
-        model=model,
-        part=part,
-    )
+    return Alert(**fields_of(row, Alert, model=model, part=part))
 
 
 def record_parts(

@@ -1,8 +1,10 @@
-"""Rows from messages: a table's columns filled from the message's fields of the same name, so
-a mapper names only what is stored differently (a nested model, a renamed field)."""
+"""Rows from messages and back: a table's columns filled from the message's fields of the same
+name (and the fields from the columns), so a mapper names only what is stored differently (a
+nested model, a renamed field)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -34,3 +36,16 @@ def row_of(message: BaseModel, table: type[Base], /, **columns: Any) -> dict[str
 def _holds_a_model(value: Any) -> bool:
     items = value if isinstance(value, list | tuple) else [value]
     return any(isinstance(v, BaseModel) for v in items)
+
+
+def fields_of(row: Any, schema: type[BaseModel], /, **fields: Any) -> dict[str, Any]:
+    """``fields``, and each other field of ``schema`` that ``row`` has a column of the same
+    name: a datetime as epoch seconds where the field is a number, any other value as it is."""
+    out = {}
+    for name, info in schema.model_fields.items():
+        if name in fields or not hasattr(row, name):
+            continue
+        value = getattr(row, name)
+        wants_number = info.annotation in (float, float | None)
+        out[name] = value.timestamp() if wants_number and isinstance(value, datetime) else value
+    return out | fields

@@ -17,6 +17,17 @@ from typing import Any
 
 import numpy as np
 
+# The figures of an inspection models' evaluation, per condition (training and retraining).
+EVALUATION_KEYS = (
+    "part_ap50",
+    "image_auroc",
+    "pixel_auroc",
+    "part_score_auroc",
+    "detector_auroc",
+    "defect_map50",
+    "mask_iou",
+)
+
 BoxLike = Sequence[float]  # x0, y0, x1, y1, end exclusive
 Detection = tuple[str, BoxLike, float]  # class, box, score
 Truth = tuple[str, BoxLike]  # class, box

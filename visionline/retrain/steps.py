@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from visionline.inspection.config import config_for
+from visionline.inspection.metrics import EVALUATION_KEYS
 from visionline.labels import labelled_cameras, labelled_frames
 from visionline.messages import Topic
 from visionline.model_registry import version_policy
@@ -61,15 +62,6 @@ LIGHTING_SIGNALS = ("brightness", "contrast", "saturation", "embedding_distance"
 EVAL_SEED = 9001  # visionline eval's held-out seeds; training seeds are 100 + job id
 EVAL_STRENGTH = 0.5
 DRIFT_EVAL_STRENGTH = 0.7
-METRIC_KEYS = (
-    "part_ap50",
-    "image_auroc",
-    "pixel_auroc",
-    "part_score_auroc",
-    "detector_auroc",
-    "defect_map50",
-    "mask_iou",
-)
 
 
 def cv2_decode(data: bytes):
@@ -466,13 +458,13 @@ def summarise(rows: dict[str, dict]) -> dict[str, dict]:
     eval``), and the mean over the drift conditions alone."""
     import numpy as np
 
-    out: dict[str, dict] = {"clean": {k: rows.get("clean", {}).get(k) for k in METRIC_KEYS}}
+    out: dict[str, dict] = {"clean": {k: rows.get("clean", {}).get(k) for k in EVALUATION_KEYS}}
     groups = {
         "nuisance": [r for n, r in rows.items() if n != "clean"],
         "drift": [r for n, r in rows.items() if n.startswith("drift:")],
     }
     for group, members in groups.items():
-        for key in METRIC_KEYS:
+        for key in EVALUATION_KEYS:
             values = [r[key] for r in members if r.get(key) is not None]
             mean = round(float(np.mean(values)), 4) if values else None
             out.setdefault(f"{group}_mean", {})[key] = mean

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from visionline.inspection import metrics
+from visionline.inspection.metrics import EVALUATION_KEYS
 from visionline.inspection.vision import (
     CROP,
     DEFECT_CLASSES,
@@ -149,15 +150,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None or np.isnan(value) else round(float(value), 4)
 
 
-KEYS = (
-    "part_ap50",
-    "image_auroc",
-    "pixel_auroc",
-    "part_score_auroc",
-    "detector_auroc",
-    "defect_map50",
-    "mask_iou",
-)
+KEYS = EVALUATION_KEYS
 
 
 def _short(row: dict) -> str:

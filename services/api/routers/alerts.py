@@ -19,6 +19,7 @@ from services.api.deps import Engine, PageSize, Settings
 from services.api.params import utc
 from visionline import alerts
 from visionline.db.models import AlertRow
+from visionline.db.rows import fields_of
 
 router = APIRouter(tags=["alerts"])
 
@@ -89,26 +90,8 @@ class ResolveIn(BaseModel):
 def alert_out(row: AlertRow) -> AlertOut:
     has_snapshot = alerts.snapshot_ref(row) is not None
     url = f"/v1/alerts/{quote(row.alert_id, safe='')}/snapshot" if has_snapshot else None
-    return AlertOut(
-        alert_id=row.alert_id,
-        camera_id=row.camera_id,
-        frame_id=row.frame_id,
-        rule=row.rule,
-        label=row.label,
-        confidence=row.confidence,
-        severity=row.severity,
-        captured_at=row.captured_at,
-        created_at=row.created_at,
-        model=ModelOut(name=row.model_name, version=row.model_version),
-        part=row.part,
-        state=row.state,
-        acknowledged_by=row.acknowledged_by,
-        acknowledged_at=row.acknowledged_at,
-        resolved_by=row.resolved_by,
-        resolved_at=row.resolved_at,
-        resolution=row.resolution,
-        snapshot_url=url,
-    )
+    model = ModelOut(name=row.model_name, version=row.model_version)
+    return AlertOut(**fields_of(row, AlertOut, model=model, snapshot_url=url))
 
 
 def encode_cursor(row: AlertRow) -> str:
