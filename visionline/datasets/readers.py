@@ -298,7 +298,7 @@ def _coco_entries(layout: Layout, images: dict, found: Path) -> dict:
         if escapes(name):
             layout.problem(found, f"path escapes the dataset folder: {name!r}")
         elif not (folder / name).is_file() and not (folder / name).is_symlink():
-            layout.problem(relative(folder / name, layout.root), "missing image file")
+            layout.problem(folder / name, "missing image file")
         else:
             entries[image_id] = layout.entry(folder / name)
     return entries
@@ -357,7 +357,7 @@ def _read_cvat_image(layout: Layout, found: Path, element, declared: list[str]) 
         layout.problem(found, f"path escapes the dataset folder: {name!r}")
         return
     if not (folder / name).is_file() and not (folder / name).is_symlink():
-        layout.problem(relative(folder / name, layout.root), "missing image file")
+        layout.problem(folder / name, "missing image file")
         return
     entry = layout.entry(folder / name)
     size = (int(element.get("width", 0)), int(element.get("height", 0)))
