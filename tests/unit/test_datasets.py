@@ -256,6 +256,33 @@ def test_voc_label_file_for_a_missing_image(stored, tmp_path) -> None:
     ]
 
 
+def test_cvat_unknown_label_and_missing_image(stored, tmp_path) -> None:
+    store, checked = stored
+    root = tmp_path / "cvat"
+    export_dataset(checked["detection"].dataset, store, "cvat", root)
+    xml = root / "train/annotations.xml"
+    xml.write_text(xml.read_text().replace('<box label="astronaut"', '<box label="dog"', 1))
+    (root / "train/images/frame-005.jpg").unlink()
+    result = read_and_check(root, "cvat")
+    assert _reasons(result, "train/images/frame-005.jpg") == ["missing image file"]
+    [unknown] = [p for p in result.problems if "dog" in p.reason]
+    assert unknown.reason == "unknown class 'dog' (not in the task's labels)"
+    assert len(result.dataset.images) == 22
+
+
+def test_voc_xml_that_is_not_voc_is_mixed_formats(stored, tmp_path) -> None:
+    store, checked = stored
+    root = tmp_path / "voc"
+    export_dataset(checked["detection"].dataset, store, "voc", root)
+    (root / "val/annotations/cvat.xml").write_text(
+        "<annotations><version>1.1</version></annotations>"
+    )
+    result = read_and_check(root, "voc")
+    assert _reasons(result, "val/annotations/cvat.xml") == [
+        "mixed formats: <annotations> is not a Pascal VOC annotation"
+    ]
+
+
 def test_duplicate_images_are_reported_once_each(sources, tmp_path) -> None:
     root = _copy(sources["classification"], tmp_path)
     shutil.copyfile(root / "train/coffee/coffee-1.jpg", root / "val/rocket/again.jpg")
@@ -333,3 +360,21 @@ def test_import_refuses_a_bad_name_and_an_unknown_format(sources, tmp_path, monk
     assert bad_name.exit_code == 2 and "dataset name '../x'" in bad_name.output
     bad_format = runner.invoke(app, ["import", path, "--format", "labelme", "--name", "x"])
     assert bad_format.exit_code == 2 and "unknown format 'labelme'" in bad_format.output
+
+
+def test_frames_labelled_in_production_come_back_as_a_dataset(tmp_path: Path) -> None:
+    """The samples the inspect worker keeps go to CVAT (`visionline dataset export --samples
+    --format cvat`, the same codec as here) and come back corrected in that layout: they import
+    as a detection dataset as they are, masks giving their boxes."""
+    from visionline.annotations import export_dataset as export_annotations
+    from visionline.inspection import LineGenerator
+    from visionline.inspection.dataset import write_dataset
+
+    generated = tmp_path / "generated"
+    write_dataset(LineGenerator(0, (320, 180), defect_rate=1.0), generated, 4)
+    labels = export_annotations(generated, "cvat", tmp_path / "cvat", include_parts=True)
+    checked = read_and_check(tmp_path / "cvat", "cvat")
+    assert checked.problems == []
+    assert checked.dataset.task == "detection" and len(checked.dataset.images) == 4
+    objects = sorted(o.label for image in labels.images for o in image.objects)
+    assert sorted(b.label for i in checked.dataset.images for b in i.boxes) == objects

@@ -130,10 +130,11 @@ def show_command(
     console.print(f"by {row.created_by} at {row.created_at.isoformat()}")
     console.print(f"{row.image_count} images; sizes (w x h) {_sizes(row.sizes)}")
     classes = Table("class", "count", title="per class", title_justify="left")
-    for label, count in row.counts["per_class"].items():
+    for label, count in sorted(row.counts["per_class"].items()):
         classes.add_row(label, str(count))
     console.print(classes)
-    splits = ", ".join(f"{split} {count}" for split, count in row.counts["per_split"].items())
+    per_split = sorted(row.counts["per_split"].items())  # PostgreSQL's JSONB orders keys its way
+    splits = ", ".join(f"{split} {count}" for split, count in per_split)
     console.print(f"per split: {splits}")
     if row.skipped:
         skipped = [Problem(item["file"], item["reason"]) for item in row.skipped]
@@ -141,7 +142,7 @@ def show_command(
 
 
 def _sizes(sizes: dict) -> str:
-    return ", ".join(f"{key} {w}x{h}" for key, (w, h) in sizes.items())
+    return ", ".join(f"{key} {sizes[key][0]}x{sizes[key][1]}" for key in ("min", "median", "max"))
 
 
 @app.command("export")

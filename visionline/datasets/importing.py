@@ -103,17 +103,18 @@ def store_version(
     result = ImportResult(record.name, version, False, dataset, checked.problems)
     for sha256, path in checked.files.items():
         store.put_blob(sha256, read_verified(path, sha256))
-    manifest_written = False
+    manifest_tried = False
     try:
         with Session(engine) as session, session.begin():
             if existing_version(session, record.name, version) is not None:
                 return result
             session.add(new_row(dataset, record, checked.problems))
             session.flush()  # a concurrent import of the same version fails here, before
+            # Set before the write: a store may fail having written part of it.
+            manifest_tried = True
             store.put_manifest(record.name, version, dataset.model_dump_json().encode())
-            manifest_written = True
     except BaseException:
-        if manifest_written:
+        if manifest_tried:
             store.delete_manifest(record.name, version)
         raise
     result.created = True

@@ -106,7 +106,9 @@ def split_folders(root: Path, parsed: Parsed) -> list[tuple[str, Path]]:
 
 
 def _ignored(path: Path) -> bool:
-    return is_hidden(path) or path.stem.lower().startswith(IGNORED_NAMES)
+    # ``.cache``: the index files YOLO trainers leave beside the labels.
+    ignored = path.stem.lower().startswith(IGNORED_NAMES) or path.suffix == ".cache"
+    return is_hidden(path) or ignored
 
 
 def report_stray_files(layout: Layout, fmt: str) -> None:
