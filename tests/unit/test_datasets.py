@@ -116,6 +116,27 @@ def test_a_changed_label_or_box_is_a_new_version(stored, sources, tmp_path) -> N
     assert moved.version_id() != checked["detection"].dataset.version_id()
 
 
+def test_roboflow_layouts_read_the_same(stored, yolo_source, sources, tmp_path) -> None:
+    """Roboflow writes ``valid/`` for the validation split, YOLO's data.yaml once at the top
+    and COCO's ``_annotations.coco.json`` beside the images."""
+    _, checked = stored
+    version = checked["detection"].dataset.version_id()
+    yolo = _copy(yolo_source, tmp_path / "yolo")
+    (yolo / "val").rename(yolo / "valid")
+    (yolo / "train/data.yaml").rename(yolo / "data.yaml")
+    (yolo / "valid/data.yaml").unlink()
+    (yolo / "README.roboflow.txt").write_text("exported by hand")
+    coco = _copy(sources["detection"], tmp_path / "coco")
+    for split in ("train", "val"):
+        for image in (coco / split / "images").iterdir():
+            image.rename(coco / split / image.name)
+        (coco / split / "images").rmdir()
+        (coco / split / "annotations.json").rename(coco / split / "_annotations.coco.json")
+    for root, fmt in ((yolo, "yolo"), (coco, "coco")):
+        result = read_and_check(root, fmt)
+        assert result.problems == [] and result.dataset.version_id() == version, fmt
+
+
 def test_impossible_conversions_are_refused(stored, tmp_path: Path) -> None:
     store, checked = stored
     with pytest.raises(ImpossibleConversion, match="exports to folders, not coco"):
