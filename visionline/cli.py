@@ -12,6 +12,7 @@ from visionline.annotations.cli import app as dataset_app
 from visionline.api.cli import app as api_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
+from visionline.datasets.cli import app as datasets_app
 from visionline.drift.cli import app as drift_app
 from visionline.inspection.cli import app as inspection_app
 from visionline.inspection.train.cli import eval_command, train_app
@@ -25,6 +26,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(camera_app, name="camera")
 app.add_typer(models_app, name="models")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(datasets_app, name="datasets")
 app.command("bench")(bench_command)
 app.add_typer(train_app, name="train")
 app.command("eval")(eval_command)
