@@ -20,6 +20,7 @@ from visionline.labels.cli import app as labels_app
 from visionline.models.cli import app as models_app
 from visionline.retrain.cli import app as jobs_app
 from visionline.stack.cli import app as stack_app
+from visionline.training.dataset_cli import train_classifier_command
 
 app = typer.Typer(help="visionline: the streaming pipeline around the model.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -29,6 +30,7 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(datasets_app, name="datasets")
 app.command("bench")(bench_command)
 app.add_typer(train_app, name="train")
+train_app.command("classifier")(train_classifier_command)
 app.command("eval")(eval_command)
 app.add_typer(inspection_app, name="inspection")
 app.add_typer(jobs_app, name="jobs")

@@ -114,12 +114,40 @@ def eval_command(
     frames: Annotated[int, typer.Option(help="Frames per condition.")] = 24,
     strength: Annotated[float, typer.Option(help="Nuisance strength (0.5: medium).")] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the held-out data.")] = 9001,
-    json_out: Annotated[Path, typer.Option("--json", help="Where to write the figures.")] = Path(
-        "bench-results/inspection-eval.json"
-    ),
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Where to write the figures (inspection: bench-results/inspection-eval.json).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="A classifier trained on a dataset (dataset mode).")
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset mode: NAME[@VERSION] (default: the one MODEL trained on)."),
+    ] = None,
+    model_version: Annotated[
+        int | None, typer.Option("--model-version", help="Dataset mode: default the newest.")
+    ] = None,
+    target_precision: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Dataset mode: precision of the threshold.")
+    ] = 0.95,
+    card: Annotated[bool, typer.Option(help="Dataset mode: the robustness card.")] = True,
 ) -> None:
-    """Score the installed inspection models per nuisance condition: table and JSON."""
+    """Score the installed inspection models per nuisance condition: table and JSON. With
+    --model/--dataset: a classifier trained on a dataset, on its held-out images, with its
+    robustness card (visionline.training.dataset_cli)."""
+    if model is not None or dataset is not None:
+        from visionline.training.dataset_cli import eval_dataset
+
+        repo = None if repository == DEFAULT_REPOSITORY else repository
+        eval_dataset(model, dataset, model_version, repo, target_precision, card, json_out)
+        return
     from visionline.inspection.train.evaluate import KEYS, EvalConfig, evaluate
+
+    json_out = json_out or Path("bench-results/inspection-eval.json")
 
     config = EvalConfig(seed=seed, strength=strength, frames_per_condition=frames)
     result = evaluate(repository, config, log=console.print)
