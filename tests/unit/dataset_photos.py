@@ -108,3 +108,19 @@ def detection_coco(out: Path, frames: int = 24, val_every: int = 4) -> Path:
     for split, document in documents.items():
         (out / split / "annotations.json").write_text(json.dumps(document))
     return out
+
+
+def classification_crops(out: Path, per_class: int = 50, seed: int = 0, size: int = 128) -> Path:
+    """``out/<class>/<n>.jpg`` with no split folders: ``per_class`` seeded random crops (a
+    third to four fifths of the short side, anywhere) of six photographs: the four subjects
+    and two textures (brick, gravel), for a dataset of a few hundred images."""
+    rng = np.random.default_rng(seed)
+    for label in (*CLASSES, "brick", "gravel"):
+        photo = _bgr(getattr(data, label)())
+        height, width = photo.shape[:2]
+        for n in range(per_class):
+            side = int(min(width, height) * rng.uniform(0.33, 0.8))
+            x0, y0 = rng.integers(0, width - side + 1), rng.integers(0, height - side + 1)
+            crop = cv2.resize(photo[y0 : y0 + side, x0 : x0 + side], (size, size))
+            _save(out / label / f"{label}-{n}.jpg", crop)
+    return out

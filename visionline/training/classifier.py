@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ class Features(nn.Module):
         super().__init__()
         from visionline.models.export import load_pretrained
 
-        self.net = load_pretrained().net
+        self.net: Any = load_pretrained().net  # efficientnet_lite_pytorch's, untyped
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         self.eval()

@@ -8,11 +8,12 @@ the classes that occur, in truth or prediction), and the score threshold that me
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 
-def confusion_matrix(truth: Sequence[int], predicted: Sequence[int], classes: int) -> np.ndarray:
+def confusion_matrix(truth: Any, predicted: Any, classes: int) -> np.ndarray:
     matrix = np.zeros((classes, classes), np.int64)
     np.add.at(matrix, (np.asarray(truth, int), np.asarray(predicted, int)), 1)
     return matrix
@@ -48,7 +49,7 @@ def accuracy(matrix: np.ndarray) -> float:
     return _ratio(np.trace(matrix), matrix.sum())
 
 
-def summary(truth: Sequence[int], predicted: Sequence[int], names: Sequence[str]) -> dict:
+def summary(truth: Any, predicted: Any, names: Sequence[str]) -> dict:
     """Everything the eval JSON holds about one set of predictions."""
     matrix = confusion_matrix(truth, predicted, len(names))
     return {

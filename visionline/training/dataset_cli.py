@@ -283,6 +283,7 @@ def _robustness_table(result: dict) -> None:
         *(f"acc @{s}" for s in strengths),
         *(f"F1 @{s}" for s in strengths),
         f"F1 drop @{strengths[-1]}",
+        f"true-class score @{strengths[-1]}",
         title="robustness card (held-out images)",
         title_justify="left",
     )
@@ -292,6 +293,7 @@ def _robustness_table(result: dict) -> None:
         *[f"{clean['accuracy']:.3f}"] * len(strengths),
         *[f"{clean['macro_f1']:.3f}"] * len(strengths),
         "",
+        f"{clean['true_class_score']:.3f}",
     )
     for factor, by_strength in result["robustness"].items():
         cells = [by_strength[s] for s in strengths]
@@ -301,11 +303,13 @@ def _robustness_table(result: dict) -> None:
             *(f"{c['accuracy']:.3f}" for c in cells),
             *(f"{c['macro_f1']:.3f}" for c in cells),
             f"{cells[-1]['macro_f1_drop']:.3f}",
+            f"{cells[-1]['true_class_score']:.3f}",
             style=style,
         )
     console.print(table)
     worst = result["worst"]
     console.print(
         f"worst factor: {result['worst_factor']} (macro F1 {worst['macro_f1']:.3f} at "
-        f"strength {worst['strength']}, {worst['macro_f1_drop']:.3f} below clean)"
+        f"strength {worst['strength']}, {worst['macro_f1_drop']:.3f} below clean; true-class "
+        f"score {worst['true_class_score']:.3f} against {result['clean']['true_class_score']:.3f})"
     )

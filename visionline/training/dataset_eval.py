@@ -4,8 +4,9 @@ serves it: model.onnx run with ONNX Runtime on the prepared images.
 The figures: accuracy, macro F1, per-class precision/recall/F1, the confusion matrix, a score
 threshold per class and overall that meets a chosen precision, and the robustness card: the
 same figures on the same images under each nuisance factor at three strengths
-(``nuisance_images.STRENGTHS``), the drop against clean, and the worst factor (the lowest
-macro F1 at the strongest strength; then the lowest accuracy).
+(``nuisance_images.STRENGTHS``), the drop against clean, and the worst factor: the lowest
+macro F1 at the strongest strength, then the lowest accuracy, then the lowest mean
+probability of the true class (which still ranks factors when every prediction is right).
 """
 
 from __future__ import annotations
@@ -63,7 +64,12 @@ def load_heldout(folder: Path, dataset: Dataset, store: DatasetStore) -> HeldOut
 
 
 def figures(logits: np.ndarray, truth: np.ndarray, classes: list[str]) -> dict:
-    return cm.summary(truth, logits.argmax(axis=1), classes)
+    """The summary, and the mean probability of the true class: it tells apart factors that
+    leave every prediction right but shake the model's confidence."""
+    result = cm.summary(truth, logits.argmax(axis=1), classes)
+    true_scores = softmax(logits)[np.arange(len(truth)), truth]
+    result["true_class_score"] = float(true_scores.mean()) if len(truth) else 0.0
+    return result
 
 
 def robustness_card(
@@ -90,24 +96,28 @@ def robustness_card(
             if advance is not None:
                 advance(1)
     strongest = str(nuisance_images.STRENGTHS[-1])
-    worst = min(
-        card, key=lambda f: (card[f][strongest]["macro_f1"], card[f][strongest]["accuracy"], f)
-    )
+    worst = min(card, key=lambda f: _rank(card[f][strongest], f))
     return {
         "robustness": card,
         "strengths": list(nuisance_images.STRENGTHS),
-        "clean": {"accuracy": clean["accuracy"], "macro_f1": clean["macro_f1"]},
+        "clean": {k: clean[k] for k in ("accuracy", "macro_f1", "true_class_score")},
         "worst_factor": worst,
         "worst": {"factor": worst, "strength": float(strongest), **card[worst][strongest]},
     }
+
+
+def _rank(cell: dict, factor: str) -> tuple:
+    return (cell["macro_f1"], cell["accuracy"], cell["true_class_score"], factor)
 
 
 def _brief(result: dict, clean: dict) -> dict:
     return {
         "accuracy": result["accuracy"],
         "macro_f1": result["macro_f1"],
+        "true_class_score": result["true_class_score"],
         "accuracy_drop": clean["accuracy"] - result["accuracy"],
         "macro_f1_drop": clean["macro_f1"] - result["macro_f1"],
+        "true_class_score_drop": clean["true_class_score"] - result["true_class_score"],
     }
 
 
