@@ -18,7 +18,7 @@ from visionline.cli import app
 from visionline.datasets.model import Dataset, DatasetImage
 from visionline.db.models import Base
 from visionline.registry import policy
-from visionline.registry.promotion import promote
+from visionline.registry.promotion import PromotionError, promote
 from visionline.registry.store import get_job, list_versions
 from visionline.training import classifier_metrics as cm
 from visionline.training import nuisance_images
@@ -244,3 +244,28 @@ def test_a_dataset_without_a_split_is_held_out_stratified_and_seeded() -> None:
     assert [i.sha256 for i in again.heldout] == [i.sha256 for i in split.heldout]
     others = {tuple(i.sha256 for i in stratified_split(images, s, 0.2).heldout) for s in range(8)}
     assert len(others) > 1  # the seed chooses
+
+
+def test_promotion_serves_the_labels_of_the_version_it_serves(tmp_path: Path) -> None:
+    from visionline.registry.promotion import rollback
+
+    model_dir = tmp_path / "repo" / "m"
+    for version, classes in ((1, "cat\ndog\n"), (2, "bolt\nnut\nwasher\n")):
+        (model_dir / str(version)).mkdir(parents=True)
+        (model_dir / str(version) / "model.onnx").write_bytes(b"onnx")
+        (model_dir / str(version) / "labels.txt").write_text(classes)
+    (model_dir / "config.pbtxt").write_text('name: "m"\nmax_batch_size: 4\n')
+    (model_dir / "labels.txt").write_text("cat\ndog\n")
+    engine = create_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    Base.metadata.create_all(engine)
+    triton = FakeTriton(tmp_path / "repo")
+    promote(engine, triton, tmp_path / "repo", "m", 1)
+    promote(engine, triton, tmp_path / "repo", "m", 2)
+    assert (model_dir / "labels.txt").read_text() == "bolt\nnut\nwasher\n"
+    rollback(engine, triton, tmp_path / "repo", "m")
+    assert (model_dir / "labels.txt").read_text() == "cat\ndog\n"
+    triton.load_model = lambda name: (_ for _ in ()).throw(RuntimeError("failed to load"))
+    with pytest.raises(PromotionError):
+        promote(engine, triton, tmp_path / "repo", "m", 2)
+    assert (model_dir / "labels.txt").read_text() == "cat\ndog\n"  # put back with the config
+    engine.dispose()
