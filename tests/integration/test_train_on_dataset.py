@@ -65,6 +65,17 @@ def _photos() -> np.ndarray:
     return np.stack([resize_center_crop(getattr(data, name)()[..., :3]) for name in CLASSES])
 
 
+def _served_labels(grpc_url: str, labels: list[str]) -> list[str]:
+    """The class Triton's model names for each class's photograph."""
+    client = grpcclient.InferenceServerClient(grpc_url)
+    image = grpcclient.InferInput(spec.INPUT_NAME, [len(CLASSES), 224, 224, 3], "UINT8")
+    image.set_data_from_numpy(_photos())
+    output = grpcclient.InferRequestedOutput(spec.OUTPUT_NAME)
+    logits = client.infer(MODEL, [image], outputs=[output]).as_numpy(spec.OUTPUT_NAME)
+    assert logits.shape == (len(CLASSES), len(labels))
+    return [labels[k] for k in logits.argmax(1)]
+
+
 def test_import_train_evaluate_promote_and_serve(triton, repository: Path, tmp_path) -> None:
     env = {
         "VISIONLINE_DATABASE_URL": triton.database_url,
@@ -117,12 +128,6 @@ def test_import_train_evaluate_promote_and_serve(triton, repository: Path, tmp_p
     assert (version.status, version.job_id) == ("serving", job)
     assert version.metrics["accuracy"] == figures["accuracy"]
 
-    client = grpcclient.InferenceServerClient(triton.triton_grpc_url)
-    image = grpcclient.InferInput(spec.INPUT_NAME, [len(CLASSES), 224, 224, 3], "UINT8")
-    image.set_data_from_numpy(_photos())
-    output = grpcclient.InferRequestedOutput(spec.OUTPUT_NAME)
-    logits = client.infer(MODEL, [image], outputs=[output]).as_numpy(spec.OUTPUT_NAME)
     served = (repository / MODEL / spec.LABELS_FILENAME).read_text().split()
-    assert logits.shape == (len(CLASSES), len(CLASSES))
-    assert [served[k] for k in logits.argmax(1)] == list(CLASSES)
+    assert _served_labels(triton.triton_grpc_url, served) == list(CLASSES)
     engine.dispose()

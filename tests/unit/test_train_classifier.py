@@ -269,3 +269,43 @@ def test_promotion_serves_the_labels_of_the_version_it_serves(tmp_path: Path) ->
         promote(engine, triton, tmp_path / "repo", "m", 2)
     assert (model_dir / "labels.txt").read_text() == "cat\ndog\n"  # put back with the config
     engine.dispose()
+
+
+@pytest.mark.parametrize("hidden", [0, 16])
+def test_the_head_learns_separable_features_the_same_way_twice(hidden: int) -> None:
+    from visionline.training.classifier import FEATURES, ClassifierSettings, fit_head
+    from visionline.training.classifier import train_accuracy as head_accuracy
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, FEATURES)).astype(np.float32)
+    labels = np.repeat(np.arange(3), 20)
+    features = centres[labels] + rng.normal(0, 0.5, (len(labels), FEATURES)).astype(np.float32)
+    settings = ClassifierSettings(epochs=15, hidden=hidden, batch=16)
+    head, loss = fit_head(features[None], labels, 3, settings)
+    again, loss_again = fit_head(features[None], labels, 3, settings)
+    assert head_accuracy(head, features[None], labels) == 1.0 and loss < 0.5
+    assert loss == loss_again
+    first, second = head.state_dict(), again.state_dict()
+    assert list(first) == list(second)
+    for name in first:
+        assert bool((first[name] == second[name]).all()), name
+
+
+def test_a_detection_dataset_is_refused_and_another_version_is_scored_on_unseen_images() -> None:
+    from visionline.training.classifier_data import heldout_of, split_dataset
+
+    boxes = Dataset(task="detection", classes=["a"], images=[])
+    with pytest.raises(ValueError, match="classification dataset"):
+        split_dataset(boxes, seed=7, fraction=0.2)
+    images = [_image(n, "ab"[n % 2]) for n in range(6)]
+    dataset = Dataset(task="classification", classes=["a", "b"], images=images)
+    recorded = [images[0].sha256]
+    assert [i.sha256 for i in heldout_of(dataset, recorded, set())] == recorded
+    trained = {image.sha256 for image in images[:4]}
+    unseen = heldout_of(dataset, [f"{999:064x}"], trained)  # none of the recorded images here
+    assert [i.sha256 for i in unseen] == [images[4].sha256, images[5].sha256]
+
+
+def test_a_model_name_that_is_a_path_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "classifier", "--dataset", "d", "--model", "../x"])
+    assert result.exit_code == 2 and "letters, digits" in result.output

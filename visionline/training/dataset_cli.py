@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,20 @@ EVALUATION_FILE = "evaluation.json"  # the full evaluation training writes besid
 DatasetOption = Annotated[
     str, typer.Option("--dataset", help="NAME (its newest version) or NAME@VERSION.")
 ]
-ModelOption = Annotated[str, typer.Option("--model", help="Model name in the model repository.")]
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
+def _check_model_name(name: str) -> str:
+    """A folder of the model repository and a Triton model name: no path, no dot."""
+    if not MODEL_NAME.fullmatch(name):
+        raise typer.BadParameter(f"{name!r}: letters, digits, '_' and '-', at most 100")
+    return name
+
+
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", callback=_check_model_name, help="Model name in the model repository."),
+]
 RepositoryOption = Annotated[
     Path | None,
     typer.Option("--repository", help="Model repository (default: VISIONLINE_MODEL_REPOSITORY)."),
@@ -77,26 +91,48 @@ def progress_stages() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
         yield stage
 
 
+Epochs = Annotated[int, typer.Option(min=1, help="Epochs of the head.")]
+Seed = Annotated[int, typer.Option(help="Seed of the split, augmentation and head.")]
+Copies = Annotated[int, typer.Option(min=0, help="Nuisance-augmented copies of each image.")]
+Hidden = Annotated[int, typer.Option(min=0, help="0: a linear head; else an MLP's width.")]
+HeldOutShare = Annotated[
+    float, typer.Option(min=0.05, max=0.5, help="Share held out when the dataset has no split.")
+]
+Threads = Annotated[int, typer.Option(min=1, help="CPU threads.")]
+Cache = Annotated[bool, typer.Option(help="Reuse backbone features computed before.")]
+Card = Annotated[bool, typer.Option(help="Compute the robustness card.")]
+Register = Annotated[bool, typer.Option(help="Record the candidate in the model registry.")]
+# The dataset mode of `visionline eval` (visionline.inspection.train.cli.eval_command).
+EvalModel = Annotated[
+    str | None,
+    typer.Option(
+        callback=lambda name: name if name is None else _check_model_name(name),
+        help="Dataset mode: a classifier trained on a dataset.",
+    ),
+]
+EvalDataset = Annotated[
+    str | None,
+    typer.Option(help="Dataset mode: NAME[@VERSION] (default: the one MODEL trained on)."),
+]
+EvalModelVersion = Annotated[
+    int | None, typer.Option("--model-version", help="Dataset mode: default the newest.")
+]
+
+
 def train_classifier_command(
     dataset: DatasetOption,
     model: ModelOption,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the head.")] = 60,
-    seed: Annotated[int, typer.Option(help="Seed of the split, augmentation and head.")] = 7,
-    copies: Annotated[
-        int, typer.Option(min=0, help="Nuisance-augmented copies of each training image.")
-    ] = 4,
-    hidden: Annotated[int, typer.Option(min=0, help="0: a linear head; else an MLP's width.")] = 0,
-    heldout: Annotated[
-        float, typer.Option(min=0.05, max=0.5, help="Share held out when the dataset has no split.")
-    ] = 0.2,
+    epochs: Epochs = 60,
+    seed: Seed = 7,
+    copies: Copies = 4,
+    hidden: Hidden = 0,
+    heldout: HeldOutShare = 0.2,
     repository: RepositoryOption = None,
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads.")] = 2,
-    cache: Annotated[bool, typer.Option(help="Reuse backbone features computed before.")] = True,
-    card: Annotated[bool, typer.Option(help="Compute the robustness card after training.")] = True,
+    threads: Threads = 2,
+    cache: Cache = True,
+    card: Card = True,
     target_precision: PrecisionOption = 0.95,
-    register: Annotated[
-        bool, typer.Option(help="Record the candidate in the model registry (PostgreSQL).")
-    ] = True,
+    register: Register = True,
 ) -> None:
     """Train a classifier with DATASET's classes on the ImageNet backbone; install it as a
     candidate version of MODEL (served once `visionline models promote` serves it)."""

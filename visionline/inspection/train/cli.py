@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from visionline.models.spec import DEFAULT_RELEASE, DEFAULT_REPOSITORY
+from visionline.training import dataset_cli
 
 train_app = typer.Typer(
     help="Train the inspection models on generated line data and install them for Triton.",
@@ -121,29 +122,20 @@ def eval_command(
             help="Where to write the figures (inspection: bench-results/inspection-eval.json).",
         ),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="A classifier trained on a dataset (dataset mode).")
-    ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(help="Dataset mode: NAME[@VERSION] (default: the one MODEL trained on)."),
-    ] = None,
-    model_version: Annotated[
-        int | None, typer.Option("--model-version", help="Dataset mode: default the newest.")
-    ] = None,
-    target_precision: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Dataset mode: precision of the threshold.")
-    ] = 0.95,
-    card: Annotated[bool, typer.Option(help="Dataset mode: the robustness card.")] = True,
+    model: dataset_cli.EvalModel = None,
+    dataset: dataset_cli.EvalDataset = None,
+    model_version: dataset_cli.EvalModelVersion = None,
+    target_precision: dataset_cli.PrecisionOption = 0.95,
+    card: dataset_cli.Card = True,
 ) -> None:
     """Score the installed inspection models per nuisance condition: table and JSON. With
     --model/--dataset: a classifier trained on a dataset, on its held-out images, with its
     robustness card (visionline.training.dataset_cli)."""
     if model is not None or dataset is not None:
-        from visionline.training.dataset_cli import eval_dataset
-
         repo = None if repository == DEFAULT_REPOSITORY else repository
-        eval_dataset(model, dataset, model_version, repo, target_precision, card, json_out)
+        dataset_cli.eval_dataset(
+            model, dataset, model_version, repo, target_precision, card, json_out
+        )
         return
     from visionline.inspection.train.evaluate import KEYS, EvalConfig, evaluate
 
