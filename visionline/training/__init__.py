@@ -1,0 +1,11 @@
+"""Training on the user's own datasets (issue 17).
+
+- ``classifier``: frozen ImageNet backbone features, nuisance-augmented copies, the head.
+- ``classifier_data``: a dataset version's images prepared, and the held-out split.
+- ``classifier_job``: ``visionline train classifier``'s work; the candidate's registry record.
+- ``classifier_serving``: the Triton version folder (ONNX, config, labels, split, metadata).
+- ``classifier_metrics``: accuracy, macro F1, confusion matrix, thresholds for a precision.
+- ``dataset_eval``: held-out figures through ONNX Runtime and the robustness card.
+- ``nuisance_images``: the project's nuisance factors on RGB photographs.
+- ``dataset_cli``: the ``train classifier`` command and ``eval``'s dataset mode.
+"""
