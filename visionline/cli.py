@@ -15,6 +15,7 @@ from visionline.api.cli import app as api_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
 from visionline.camera_registry import is_placeholder_key, load_cameras, provision_cameras
+from visionline.datasets.cli import app as datasets_app
 from visionline.db import make_engine, migrate
 from visionline.demo import part_counts, run_demo
 from visionline.drift.cli import app as drift_app
@@ -25,14 +26,17 @@ from visionline.retrain.cli import app as retrain_app
 from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secrets
 from visionline.stack.cli import app as stack_app
 from visionline.training.cli import eval_command, train_app
+from visionline.training.dataset_cli import train_classifier_command
 
 app = typer.Typer(help="visionline: the streaming pipeline around the model.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(camera_app, name="camera")
 app.add_typer(models_app, name="models")
 app.add_typer(annotations_app, name="annotations")
+app.add_typer(datasets_app, name="datasets")
 app.command("bench")(bench_command)
 app.add_typer(train_app, name="train")
+train_app.command("classifier")(train_classifier_command)
 app.command("eval")(eval_command)
 app.add_typer(acceptance_app, name="acceptance")
 app.add_typer(retrain_app, name="retrain")

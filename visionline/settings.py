@@ -333,6 +333,16 @@ class WebhookSettings(_Settings):
     allowed_networks: tuple[IPvAnyNetwork, ...] = ()
 
 
+class DatasetSettings(_Settings):
+    """The dataset store (``visionline datasets``): where imported images and manifests go."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_DATASETS_")
+
+    # A local folder; the store is one small interface (visionline.datasets.store), so an
+    # object store can take its place.
+    store_dir: Path = REPO_ROOT / ".state" / "datasets"
+
+
 def refuse_dev_secrets(common: CommonSettings, **secrets: str) -> None:
     """Placeholder secrets are fine on a laptop and refused in production."""
     if common.is_production:

@@ -350,3 +350,28 @@ class WebhookDeliveryRow(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DatasetVersionRow(Base):
+    """One immutable dataset version: ``version`` is the sha256 of its images and labels
+    (``visionline.datasets.model.Dataset.version_id``); its files are in the dataset store."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_dataset_versions_version"),
+        Index("ix_dataset_versions_name", "name", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(16))  # the format it was imported from
+    task: Mapped[str] = mapped_column(String(16))  # classification | detection
+    classes: Mapped[list] = mapped_column(Json)
+    image_count: Mapped[int] = mapped_column(Integer)
+    counts: Mapped[dict] = mapped_column(Json)  # {"per_class": {...}, "per_split": {...}}
+    sizes: Mapped[dict] = mapped_column(Json)  # {"min": [w, h], "median": [...], "max": [...]}
+    skipped: Mapped[list] = mapped_column(Json)  # [{"file": ..., "reason": ...}]
+    source: Mapped[str] = mapped_column(String(2000), default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

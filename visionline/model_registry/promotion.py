@@ -54,6 +54,7 @@ from visionline.model_registry.versions import serving_candidates
 
 log = logging.getLogger(__name__)
 METADATA = "metadata.json"
+LABELS = "labels.txt"  # the class names Triton's label_filename reads
 
 
 class ModelControl(Protocol):
@@ -136,6 +137,7 @@ def switch_serving(
 ) -> None:
     """Make Triton serve ``version`` of ``model`` alone, and wait until it is ready."""
     model_dir = repository / model
+    labels_before = use_version_labels(model_dir, version)
     before = policy.write_versions(model_dir, [version])
     try:
         control.load_model(model)
@@ -143,6 +145,10 @@ def switch_serving(
             raise PromotionError(f"{model} version {version} not ready after {timeout_s:.0f} s")
     except Exception as exc:
         policy.write_text_atomic(model_dir / policy.CONFIG, before)
+        if labels_before:
+            policy.write_text_atomic(model_dir / LABELS, labels_before)
+        elif labels_before is not None:  # there was none
+            (model_dir / LABELS).unlink(missing_ok=True)
         try:
             control.load_model(model)  # Triton kept the old model; this only rereads the config
         except Exception:
@@ -150,6 +156,21 @@ def switch_serving(
         if isinstance(exc, PromotionError):
             raise
         raise PromotionError(f"Triton could not load {model} version {version}: {exc}") from exc
+
+
+def use_version_labels(model_dir: Path, version: int) -> str | None:
+    """A version trained on a dataset has class names of its own (``<version>/labels.txt``);
+    Triton reads the model folder's ``labels.txt``: put the version's there. Returns the text it
+    replaced (to put back if the switch fails), None when nothing changed."""
+    source, target = model_dir / str(version) / LABELS, model_dir / LABELS
+    if not source.is_file():
+        return None
+    old = target.read_text(encoding="utf-8") if target.is_file() else ""
+    new = source.read_text(encoding="utf-8")
+    if new == old:
+        return None
+    policy.write_text_atomic(target, new)
+    return old
 
 
 def _now() -> datetime:

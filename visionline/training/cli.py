@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from visionline.models.spec import DEFAULT_RELEASE, DEFAULT_REPOSITORY
+from visionline.training import dataset_cli
 
 train_app = typer.Typer(
     help="Train the inspection models on generated line data and install them for Triton.",
@@ -125,12 +126,31 @@ def eval_command(
     frames: Annotated[int, typer.Option(help="Frames per condition.")] = 24,
     strength: Annotated[float, typer.Option(help="Nuisance strength (0.5: medium).")] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the held-out data.")] = 9001,
-    json_out: Annotated[Path, typer.Option("--json", help="Where to write the figures.")] = Path(
-        "bench-results/inspection-eval.json"
-    ),
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Where to write the figures (inspection: bench-results/inspection-eval.json).",
+        ),
+    ] = None,
+    model: dataset_cli.EvalModel = None,
+    dataset: dataset_cli.EvalDataset = None,
+    model_version: dataset_cli.EvalModelVersion = None,
+    target_precision: dataset_cli.PrecisionOption = 0.95,
+    card: dataset_cli.Card = True,
 ) -> None:
-    """Score the installed inspection models per nuisance condition: table and JSON."""
+    """Score the installed inspection models per nuisance condition: table and JSON. With
+    --model/--dataset: a classifier trained on a dataset, on its held-out images, with its
+    robustness card (visionline.training.dataset_cli)."""
+    if model is not None or dataset is not None:
+        repo = None if repository == DEFAULT_REPOSITORY else repository
+        dataset_cli.eval_dataset(
+            model, dataset, model_version, repo, target_precision, card, json_out
+        )
+        return
     from visionline.training.evaluate import KEYS, EvalConfig, evaluate
+
+    json_out = json_out or Path("bench-results/inspection-eval.json")
 
     config = EvalConfig(seed=seed, strength=strength, frames_per_condition=frames)
     result = evaluate(repository, config, log=console.print)
