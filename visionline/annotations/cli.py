@@ -3,6 +3,7 @@ back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -20,15 +21,20 @@ app = typer.Typer(
 console = Console()
 
 
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return fmt
+def format_check(formats: Sequence[str]) -> Callable[[str], str]:
+    """A ``--format`` callback that takes one of ``formats`` and names them when it refuses."""
+
+    def check(fmt: str) -> str:
+        if fmt not in formats:
+            raise typer.BadParameter(f"unknown format {fmt!r}; choose one of {', '.join(formats)}")
+        return fmt
+
+    return check
 
 
 Format = Annotated[
     str,
-    typer.Option("--format", callback=_check_format, help=f"One of: {', '.join(FORMATS)}."),
+    typer.Option("--format", callback=format_check(FORMATS), help=f"One of: {', '.join(FORMATS)}."),
 ]
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.annotations.cli import format_check
 from visionline.datasets.entries import Problem
 from visionline.datasets.readers import FORMATS
 
@@ -20,15 +21,9 @@ console = Console()
 REPORT_LINES = 200  # the report names at most this many files, then counts the rest
 
 
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return fmt
-
-
 Format = Annotated[
     str,
-    typer.Option("--format", callback=_check_format, help=f"One of: {', '.join(FORMATS)}."),
+    typer.Option("--format", callback=format_check(FORMATS), help=f"One of: {', '.join(FORMATS)}."),
 ]
 
 

@@ -127,15 +127,18 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+SettingsRepositoryOption = Annotated[
+    Path | None, typer.Option(help="Model repository (default: VISIONLINE_MODEL_REPOSITORY).")
+]
+
+
 @app.command()
 def promote(
     model: Annotated[str, typer.Argument(help="Model name, e.g. part_detector.")],
     version: Annotated[int, typer.Argument(min=1, help="Version folder to serve.")],
     job: Annotated[int | None, typer.Option(help="Retraining job that produced it.")] = None,
     by: Annotated[str, typer.Option(help="Who promotes (recorded).")] = "operator",
-    repository: Annotated[
-        Path | None, typer.Option(help="Model repository (default: VISIONLINE_MODEL_REPOSITORY).")
-    ] = None,
+    repository: SettingsRepositoryOption = None,
     timeout: TimeoutOption = 120.0,
 ) -> None:
     """Serve VERSION of MODEL on Triton in place of the current one, and record its lineage."""
@@ -154,9 +157,7 @@ def promote(
 @app.command()
 def rollback(
     model: Annotated[str, typer.Argument(help="Model name.")],
-    repository: Annotated[
-        Path | None, typer.Option(help="Model repository (default: VISIONLINE_MODEL_REPOSITORY).")
-    ] = None,
+    repository: SettingsRepositoryOption = None,
     timeout: TimeoutOption = 120.0,
 ) -> None:
     """Serve again the version the current one replaced; the current one is marked rolled_back."""
