@@ -38,6 +38,8 @@ LINE_PREFIX = re.compile(LINE_PREFIX_PATTERN)
 # Which path a camera's frames take after ingest: the classifier (preprocess -> inference ->
 # postprocess) or the inspection of parts on a conveyor (inspect -> parts).
 Pipeline = Literal["classify", "inspect"]
+# A model's name: a folder of the Triton repository.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
 class CameraSpec(BaseModel):
@@ -49,6 +51,8 @@ class CameraSpec(BaseModel):
     max_fps: float = Field(30.0, gt=0)
     upload_key: str | None = None
     pipeline: Pipeline = "classify"
+    # The classifier of a classify camera (a model of the Triton repository); None: the default.
+    model: str | None = Field(None, pattern=MODEL_NAME_PATTERN)
 
     @field_validator("camera_id")
     @classmethod
@@ -92,6 +96,8 @@ def upsert_cameras(engine: Engine, cameras: list[CameraSpec], pepper: str) -> No
                 "max_fps": spec.max_fps,
                 "pipeline": spec.pipeline,
             }
+            if "model" in spec.model_fields_set:  # left out of the file: the API's choice stays
+                values["model"] = spec.model
             if spec.upload_key:
                 values["upload_key_hash"] = hash_upload_key(spec.upload_key, pepper)
             stmt = insert(Camera).values(**values)
@@ -149,6 +155,7 @@ class RegisteredCamera:
     max_fps: float
     upload_key_hash: str | None
     pipeline: Pipeline = "classify"
+    model: str | None = None  # its classifier; None: the default
 
 
 class CameraRegistry:
@@ -213,6 +220,7 @@ def _registered(row: Camera) -> RegisteredCamera:
         row.max_fps,
         row.upload_key_hash,
         cast(Pipeline, row.pipeline or "classify"),  # the API only stores a Pipeline
+        row.model,
     )
 
 
@@ -269,7 +277,7 @@ def register_camera(
 
 
 def update_camera(engine: Engine, camera_id: str, changes: dict, actor: str) -> Camera:
-    """Set the given fields (name, max_fps, enabled, pipeline); audits only what changed."""
+    """Set the given fields (name, max_fps, enabled, pipeline, model); audits only what changed."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         row = session.get(Camera, camera_id, with_for_update=True)
         if row is None:

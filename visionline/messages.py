@@ -100,6 +100,9 @@ class FrameMeta(Schema):
     source: SourceRef
     # Wall-clock epoch seconds at which each stage finished: ingest, preprocess, inference, ...
     stages: dict[str, float] = Field(default_factory=dict)
+    # The classifier the camera's registry entry names, set by ingest; None: the default one.
+    # Optional with a default, so messages without it stay valid version 1.
+    model: str | None = None
 
     def stamped(self, stage: str, at: float | None = None) -> FrameMeta:
         return self.model_copy(update={"stages": {**self.stages, stage: at or time.time()}})

@@ -45,6 +45,15 @@ def results(
     return out
 
 
+def group_by_model(frames: Sequence[PreprocessedFrame], default: str) -> dict[str, list[int]]:
+    """The positions of the frames each model is to classify (a frame without a model: the
+    default one), models in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, frame in enumerate(frames):
+        groups.setdefault(frame.frame.model or default, []).append(i)
+    return groups
+
+
 class ResilientModel:
     """Triton first, retried with backoff; when it stays unreachable, the same model in-process.
 
@@ -89,3 +98,27 @@ class ResilientModel:
 
     async def _with_retries(self, batch: np.ndarray) -> tuple[np.ndarray, str]:
         return await retrying(lambda: self._primary(batch), self._policy, self._sleep)
+
+
+class ModelPool:
+    """One ResilientModel per model name (its Triton client and its in-process fallback),
+    made on first use; a name ``exists`` does not know is refused (None), asked again next
+    time (a model added to the repository later is served without a restart)."""
+
+    def __init__(
+        self,
+        default: str,
+        make: Callable[[str], ResilientModel],
+        exists: Callable[[str], bool],
+    ) -> None:
+        self.default = default
+        self._make = make
+        self._exists = exists
+        self._models: dict[str, ResilientModel] = {}
+
+    def get(self, name: str) -> ResilientModel | None:
+        if name not in self._models:
+            if name != self.default and not self._exists(name):
+                return None
+            self._models[name] = self._make(name)
+        return self._models[name]

@@ -14,6 +14,7 @@ from services.ingest.logic import (
     route,
     source_token,
     validate_frame,
+    with_model,
 )
 from visionline.camera_health import record_frame
 from visionline.camera_registry import CameraRegistry
@@ -47,7 +48,7 @@ class Ingest:
                 raise FrameRejected("duplicate_frame", f"frame id {meta.frame_id} already seen")
         except FrameRejected as rejected:
             raise rejected.of(meta) from None
-        return meta.stamped("ingested"), route(camera)
+        return with_model(meta, camera).stamped("ingested"), route(camera)
 
     def _claim(self, meta: FrameMeta, raw: RawFrame) -> bool:
         key, me = dedup_key(meta.camera_id, meta.frame_id), source_token(raw.source)

@@ -95,6 +95,11 @@ def route(camera: RegisteredCamera) -> Topic:
     return Topic.INSPECTION_FRAMES if camera.pipeline == "inspect" else Topic.VALID_FRAMES
 
 
+def with_model(meta: FrameMeta, camera: RegisteredCamera) -> FrameMeta:
+    """The frame says which classifier its camera's registry entry chooses (None: default)."""
+    return meta.model_copy(update={"model": camera.model}) if camera.model else meta
+
+
 def check_registered(camera_id: str, camera: RegisteredCamera | None) -> RegisteredCamera:
     if camera is None:
         raise FrameRejected("unknown_camera", f"camera {camera_id!r} is not registered")

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from services.inference.logic import (
+    ModelPool,
     ResilientModel,
+    group_by_model,
     results,
     stack_batch,
 )
@@ -90,3 +92,30 @@ def test_falls_back_then_probes_triton_again():
     clock.now = 11.0  # Triton is back
     _, ref = asyncio.run(model.infer(BATCH))
     assert ref.served_by == "triton" and calls["primary"] == 4
+
+
+def test_frames_are_grouped_by_their_model_in_order_of_first_appearance():
+    models = [None, "b", "a", None, "b"]
+    frames = [
+        frame(i=i).model_copy(update={"frame": frame_meta("c", f"f{i}", model=m)})
+        for i, m in enumerate(models)
+    ]
+    assert group_by_model(frames, "default") == {"default": [0, 3], "b": [1, 4], "a": [2]}
+    assert group_by_model([], "default") == {}
+
+
+def test_the_pool_makes_each_model_once_and_refuses_an_unknown_one():
+    made: list[str] = []
+
+    def make(name: str) -> ResilientModel:
+        made.append(name)
+        return ResilientModel(name, None, lambda: None, RetryPolicy(1, 0.0, 1.0))  # type: ignore[arg-type]
+
+    known = {"mine"}
+    pool = ModelPool("default", make, lambda name: name in known)
+    assert pool.get("default") is pool.get("default")
+    assert pool.get("mine").name == "mine" and pool.get("mine") is pool.get("mine")
+    assert pool.get("gone") is None
+    known.add("gone")  # added to the repository later: served without a restart
+    assert pool.get("gone").name == "gone"
+    assert made == ["default", "mine", "gone"]

@@ -8,6 +8,7 @@ from services.ingest.logic import (
     claim_decision,
     route,
     validate_frame,
+    with_model,
 )
 from tests.unit.images import jpeg, jpeg_claiming, png
 from visionline.camera_registry import RegisteredCamera
@@ -117,6 +118,17 @@ def test_inspection_cameras_route_to_the_inspect_path():
     inspect = RegisteredCamera("line-1", True, 15.0, None, pipeline="inspect")
     assert route(classify) == Topic.VALID_FRAMES
     assert route(inspect) == Topic.INSPECTION_FRAMES
+
+
+def test_a_frame_carries_the_classifier_its_camera_chose():
+    meta = validate_frame(raw(), LIMITS)
+    assert meta.model is None
+    mine = RegisteredCamera("cam-1", True, 15.0, None, model="photo_classes")
+    assert with_model(meta, mine).model == "photo_classes"
+    assert with_model(meta, RegisteredCamera("cam-1", True, 15.0, None)).model is None
+    # An older message, without the field, is still a valid version 1 and means the default.
+    old = {k: v for k, v in meta.model_dump().items() if k != "model"}
+    assert type(meta).model_validate(old).model is None
 
 
 def test_frame_ids_made_for_frames_without_one_never_repeat_on_a_new_broker():

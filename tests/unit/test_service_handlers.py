@@ -11,7 +11,7 @@ from faust.types import TP
 
 from services.drift.handlers import DriftHandlers
 from services.inference.handlers import InferenceHandlers
-from services.inference.logic import ResilientModel
+from services.inference.logic import ModelPool, ResilientModel
 from services.parts.handlers import PartsHandlers
 from tests.unit.test_drift import MemoryState, monitor, prediction
 from tests.unit.test_inference_logic import frame
@@ -121,7 +121,11 @@ def test_inference_sends_one_result_per_frame_under_the_frame_s_key() -> None:
     async def send(messages):
         sent.extend(messages)
 
-    inference = InferenceHandlers(model, send, used.append)
+    async def no_reject(event, rejected):
+        raise AssertionError(f"rejected: {rejected.message}")
+
+    pool = ModelPool("m", lambda name: model, lambda name: False)
+    inference = InferenceHandlers(pool, send, lambda *refs: used.extend(refs), no_reject)
     tensors = [np.full((4, 4, 3), i, np.uint8).tobytes() for i in range(3)]
     keys = [f"cam-{i}".encode() for i in range(3)]
     batch = [(event(i, key=keys[i]), (frame(i=i), tensors[i])) for i in range(3)]
@@ -131,3 +135,44 @@ def test_inference_sends_one_result_per_frame_under_the_frame_s_key() -> None:
     decoded = [unpack_envelope(value, InferenceResult) for _, value in sent]
     assert [r.frame.frame_id for r, _ in decoded] == ["f0", "f1", "f2"]
     assert [np.frombuffer(p, np.float32).item() for _, p in decoded] == [0.0, 48.0, 96.0]
+
+
+def test_inference_asks_each_frame_s_model_and_dead_letters_an_unknown_one() -> None:
+    """Frames of two cameras with two classifiers and one naming no classifier: one request per
+    model, each result names the model that answered, the unknown model's frame rejected."""
+    asked: list[tuple[str, int]] = []
+
+    def model(name: str) -> ResilientModel:
+        async def answer(batch):
+            asked.append((name, len(batch)))
+            return np.zeros((len(batch), 2), np.float32), "3"
+
+        return ResilientModel(name, answer, lambda: answer, RetryPolicy(1, 0.0, 10.0))
+
+    sent, used, rejected = [], [], []
+
+    async def send(messages):
+        sent.extend(messages)
+
+    async def reject(event, error):
+        rejected.append((event.message.key, error.error_type, error.frame.frame_id))
+
+    pool = ModelPool("default", model, lambda name: name == "mine")
+    inference = InferenceHandlers(pool, send, lambda *refs: used.extend(refs), reject)
+    names = [None, "mine", None, "gone", "mine"]
+    batch = []
+    for i, name in enumerate(names):
+        f = frame(i=i)
+        f = f.model_copy(update={"frame": f.frame.model_copy(update={"model": name})})
+        batch.append((event(i, key=f"k{i}".encode()), (f, np.zeros((4, 4, 3), np.uint8).tobytes())))
+    run(inference.infer(batch))
+    assert asked == [("default", 2), ("mine", 2)]
+    assert [r.name for r in used] == ["default", "mine"]
+    decoded = {key: unpack_envelope(value, InferenceResult)[0] for key, value in sent}
+    assert {k: r.model.name for k, r in decoded.items()} == {
+        b"k0": "default",
+        b"k2": "default",
+        b"k1": "mine",
+        b"k4": "mine",
+    }
+    assert rejected == [(b"k3", "unknown_model", "f3")]

@@ -39,6 +39,8 @@ class Camera(Base):
     upload_key_hash: Mapped[str | None] = mapped_column(String(128))
     # Which path its frames take after ingest: "classify" (the classifier) or "inspect".
     pipeline: Mapped[str] = mapped_column(String(16), default="classify", server_default="classify")
+    # The classifier of a classify camera (a model of the Triton repository); NULL: the default.
+    model: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

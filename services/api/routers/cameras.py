@@ -21,11 +21,12 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import Admin, Viewer
-from services.api.deps import Engine, PageSize, Redis, Settings
+from services.api.deps import Common, Engine, PageSize, Redis, Settings
 from services.api.routers.alerts import Text, storable
 from visionline import camera_health, camera_registry
-from visionline.camera_registry import CAMERA_ID, CameraSpec, Pipeline
+from visionline.camera_registry import CAMERA_ID, MODEL_NAME_PATTERN, CameraSpec, Pipeline
 from visionline.db.models import Camera
+from visionline.models.classifiers import is_classifier
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["cameras"])
@@ -34,6 +35,13 @@ CameraId = Annotated[str, PathParam(pattern=CAMERA_ID.pattern, description="A ca
 Name = Annotated[str, Field(max_length=200), Text]
 # Finite and bounded: ingest's rate limiter and the health thresholds divide by it.
 MaxFps = Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
+ModelName = Annotated[
+    str,
+    Field(
+        pattern=MODEL_NAME_PATTERN,
+        description="A classifier of the model repository; left out or null: the default",
+    ),
+]
 
 
 class CameraIn(BaseModel):
@@ -43,6 +51,7 @@ class CameraIn(BaseModel):
     name: Name = ""
     max_fps: MaxFps = 30.0
     pipeline: Pipeline = "classify"
+    model: ModelName | None = None
     enabled: bool = True
 
 
@@ -54,6 +63,8 @@ class CameraPatch(BaseModel):
     name: Name | None = None
     max_fps: MaxFps | None = None
     pipeline: Pipeline | None = None
+    # A classifier's name; "" puts the camera back on the default classifier.
+    model: ModelName | Literal[""] | None = None
     enabled: bool | None = None
 
 
@@ -63,6 +74,7 @@ class CameraOut(BaseModel):
     enabled: bool
     max_fps: float
     pipeline: str
+    model: str | None = Field(description="Its classifier; null: the default")
     has_upload_key: bool
     created_at: datetime | None
     last_frame_at: datetime | None = Field(description="When ingest accepted its last frame")
@@ -108,6 +120,7 @@ def camera_out(row: Camera, activity: camera_health.Activity | None, now: float)
         enabled=row.enabled,
         max_fps=row.max_fps,
         pipeline=row.pipeline,
+        model=row.model,
         has_upload_key=bool(row.upload_key_hash),
         created_at=row.created_at,
         last_frame_at=_time(activity.last_frame_at) if activity else None,
@@ -159,11 +172,27 @@ def get_camera(engine: Engine, client: Redis, camera_id: CameraId, _: Viewer) ->
     return _one(client, _camera(engine, camera_id))
 
 
+def check_classifier(common: Common, model: str | None) -> None:
+    """422 unless ``model`` (when given) is a classifier of the model repository."""
+    if model and not is_classifier(common.model_repository, model):
+        raise HTTPException(
+            422,
+            f"model {model!r} is not a classifier of the model repository "
+            "(a folder with a config.pbtxt taking the image input and giving logits)",
+        )
+
+
 @router.post("/v1/cameras", response_model=CameraWithKey, status_code=201)
 def register_camera(
-    engine: Engine, client: Redis, settings: Settings, body: CameraIn, principal: Admin
+    engine: Engine,
+    client: Redis,
+    settings: Settings,
+    common: Common,
+    body: CameraIn,
+    principal: Admin,
 ) -> CameraWithKey:
     """Register a camera (409 if the id exists); the response holds its upload key, once."""
+    check_classifier(common, body.model)
     spec = CameraSpec(**body.model_dump())
     try:
         row, key = camera_registry.register_camera(
@@ -186,10 +215,20 @@ def _update(
 
 @router.patch("/v1/cameras/{camera_id}", response_model=CameraOut)
 def update_camera(
-    engine: Engine, client: Redis, camera_id: CameraId, body: CameraPatch, principal: Admin
+    engine: Engine,
+    client: Redis,
+    common: Common,
+    camera_id: CameraId,
+    body: CameraPatch,
+    principal: Admin,
 ) -> CameraOut:
-    """Change name, max_fps, pipeline or enabled; fields left out (or null) stay."""
+    """Change name, max_fps, pipeline, model or enabled; fields left out (or null) stay, and
+    model "" goes back to the default classifier. Ingest uses a new model from its next
+    registry refresh."""
+    check_classifier(common, body.model)
     changes = body.model_dump(exclude_none=True)
+    if changes.get("model") == "":
+        changes["model"] = None
     return _update(engine, client, camera_id, changes, principal.name)
 
 
