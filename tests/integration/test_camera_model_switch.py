@@ -1,0 +1,161 @@
+"""Issue 17 on the real stack: a camera switched through the API to a newly promoted classifier.
+
+The whole pipeline (Kafka-compatible broker, Triton in explicit model control, PostgreSQL,
+Redis, every worker and the API) serves a temporary model repository holding the shipped
+ImageNet classifier. A classifier is trained on photographs imported as a dataset, promoted
+through `visionline models promote` (which loads it into the running Triton), and one camera is
+switched to it with ``PATCH /v1/cameras/{id}``; frames go in as plain Kafka. That camera's
+predictions come from the new model with its classes; another camera keeps ImageNet's labels.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.integration.pipeline import Camera, TopicReader, new_camera
+from tests.unit.dataset_photos import CLASSES, classification_folders
+from visionline.cli import app
+from visionline.db import make_engine
+from visionline.messages import Topic
+from visionline.models import spec
+from visionline.stack.api import LocalStack
+from visionline.stack.config import free_port_settings
+from visionline.tokens import create_token
+
+MODEL = "camera_classes"
+SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / spec.MODEL_NAME
+REFRESH_S = 1.0  # ingest's camera registry refresh in this stack
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory) -> Path:
+    if not (SOURCE / "1" / spec.MODEL_FILENAME).is_file():
+        pytest.fail(f"{SOURCE}/1/{spec.MODEL_FILENAME} is missing: run `make models`", False)
+    repo = tmp_path_factory.mktemp("model-repository")
+    shutil.copytree(SOURCE, repo / spec.MODEL_NAME, ignore=shutil.ignore_patterns("__pycache__"))
+    return repo
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, repository: Path):
+    settings = free_port_settings(
+        tmp_path_factory.mktemp("switch-stack"),
+        model_repository=repository,
+        model_name=spec.MODEL_NAME,
+        inspection_models=(),
+        worker_env={"VISIONLINE_INGEST_REGISTRY_REFRESH_S": str(REFRESH_S)},
+    )
+    with LocalStack(settings, attached=True) as running:
+        yield running
+
+
+def _cli(stack: LocalStack, repository: Path, store: Path):
+    env = {
+        "VISIONLINE_DATABASE_URL": stack.database_url,
+        "VISIONLINE_DATASETS_STORE_DIR": str(store),
+        "VISIONLINE_TRITON_GRPC_URL": stack.triton_grpc_url,
+        "VISIONLINE_MODEL_REPOSITORY": str(repository),
+        "COLUMNS": "250",
+    }
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return result.output
+
+    return run
+
+
+def _train_and_promote(run, photos: Path) -> None:
+    name = f"photos-{uuid.uuid4().hex[:8]}"
+    run("datasets", "import", str(photos), "--format", "folders", "--name", name)
+    options = ("--epochs", "25", "--copies", "1", "--no-card")
+    trained = run("train", "classifier", "--dataset", name, "--model", MODEL, *options)
+    job = re.search(r"registered as job (\d+)", trained)
+    assert job is not None, trained
+    assert "version 1 serving" in run("models", "promote", MODEL, "1", "--job", job.group(1))
+
+
+def _jpegs() -> dict[str, bytes]:
+    """Each class's whole photograph as a camera frame (JPEG)."""
+    from skimage import data
+
+    frames = {}
+    for name in CLASSES:
+        rgb = np.ascontiguousarray(getattr(data, name)()[..., :3])
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        assert ok
+        frames[name] = encoded.tobytes()
+    return frames
+
+
+def _predictions(reader: TopicReader, cameras: set[str], count: int) -> list[dict]:
+    def done(seen: list[dict]) -> bool:
+        return all(sum(p.get("camera_id") == c for p in seen) >= count for c in cameras)
+
+    seen = reader.wait_for(done, timeout=120)
+    return [p for p in seen if p.get("camera_id") in cameras]
+
+
+def test_a_camera_switched_to_a_promoted_classifier_gets_its_labels(
+    stack: LocalStack, repository: Path, tmp_path: Path
+) -> None:
+    run = _cli(stack, repository, tmp_path / "store")
+    _train_and_promote(run, classification_folders(tmp_path / "photos"))
+    engine = make_engine(stack.database_url)
+    mine, other = new_camera(engine, "switch"), new_camera(engine, "keep")
+    api = httpx.Client(
+        base_url=stack.api_url,
+        headers={"Authorization": f"Bearer {create_token(engine, 'switch-test', 'admin')}"},
+        timeout=30,
+    )
+    refused = api.patch(f"/v1/cameras/{mine}", json={"model": "no_such_model"})
+    assert refused.status_code == 422 and "no_such_model" in refused.text
+    refused = api.patch(f"/v1/cameras/{mine}", json={"model": "../" + MODEL})
+    assert refused.status_code == 422
+    switched = api.patch(f"/v1/cameras/{mine}", json={"model": MODEL})
+    assert switched.status_code == 200, switched.text
+    assert switched.json()["model"] == MODEL
+    assert api.get(f"/v1/cameras/{other}").json()["model"] is None
+
+    time.sleep(3 * REFRESH_S)  # ingest's registry sees the change within its refresh
+    reader = TopicReader(stack.kafka_bootstrap, Topic.PREDICTIONS)
+    camera = Camera(stack.kafka_bootstrap)
+    frames = _jpegs()
+    for i, (name, jpeg) in enumerate(frames.items()):
+        camera.send(mine, jpeg, frame_id=f"{name}-{i}")
+        camera.send(other, jpeg, frame_id=f"{name}-{i}")
+    camera.flush()
+    try:
+        found = _predictions(reader, {mine, other}, len(frames))
+    finally:
+        reader.close()
+
+    ours = {p["frame_id"]: p for p in found if p["camera_id"] == mine}
+    assert {p["model"]["name"] for p in ours.values()} == {MODEL}
+    assert {p["model"]["version"] for p in ours.values()} == {"1"}
+    for p in ours.values():
+        assert {s["label"] for s in p["top_k"]} <= set(CLASSES)
+    right = sum(p["top_k"][0]["label"] == frame_id.split("-")[0] for frame_id, p in ours.items())
+    assert right >= len(CLASSES) - 1, ours  # trained on these photographs
+
+    imagenet = (repository / spec.MODEL_NAME / spec.LABELS_FILENAME).read_text().splitlines()
+    theirs = [p for p in found if p["camera_id"] == other]
+    assert {p["model"]["name"] for p in theirs} == {spec.MODEL_NAME}
+    assert all(s["label"] in imagenet for p in theirs for s in p["top_k"])
+    assert not any(s["label"] in CLASSES for p in theirs for s in p["top_k"])
+
+    back = api.patch(f"/v1/cameras/{mine}", json={"model": ""})
+    assert back.status_code == 200 and back.json()["model"] is None
+    api.close()
+    engine.dispose()
