@@ -68,10 +68,32 @@ def test_register_then_read(api_client, engine, as_role) -> None:
         "enabled": True,
         "max_fps": 12.5,
         "pipeline": "inspect",
+        "model": None,
     }
     assert audit_of(engine, cam) == [
         {"actor": "test-admin", "action": "camera.register", "detail": detail}
     ]
+
+
+def test_a_camera_s_classifier_must_be_one_of_the_model_repository(
+    api_client, as_role, engine
+) -> None:
+    """The shipped classifier may be chosen; a model not in the repository, or one that is not
+    a classifier (an inspection model), is refused with 422 and nothing stored."""
+    shipped = register(api_client, as_role, model="efficientnet_lite0")
+    assert shipped["model"] == "efficientnet_lite0"
+    for model in ("no_such_model", "part_anomaly"):
+        body = {"camera_id": camera_id(), "model": model}
+        refused = api_client.post("/v1/cameras", json=body, headers=as_role("admin"))
+        assert refused.status_code == 422 and model in refused.text
+        assert rows(engine, "SELECT 1 FROM cameras WHERE camera_id = :c", c=body["camera_id"]) == []
+    cam = register(api_client, as_role)["camera_id"]
+    patch = api_client.patch(
+        f"/v1/cameras/{cam}", json={"model": "part_anomaly"}, headers=as_role("admin")
+    )
+    assert patch.status_code == 422
+    stored = rows(engine, "SELECT model FROM cameras WHERE camera_id = :c", c=cam)
+    assert stored == [{"model": None}]
 
 
 def test_list_pages_by_id(api_client, as_role) -> None:
