@@ -140,8 +140,8 @@ def eval_command(
     card: dataset_cli.Card = True,
 ) -> None:
     """Score the installed inspection models per nuisance condition: table and JSON. With
-    --model/--dataset: a classifier trained on a dataset, on its held-out images, with its
-    robustness card (visionline.training.dataset_cli)."""
+    --model/--dataset: a classifier or a detector trained on a dataset, on its held-out
+    images, with its robustness card (visionline.training.dataset_cli)."""
     if model is not None or dataset is not None:
         repo = None if repository == DEFAULT_REPOSITORY else repository
         dataset_cli.eval_dataset(
