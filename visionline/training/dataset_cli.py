@@ -239,11 +239,6 @@ def eval_dataset(
     metadata = read_metadata(folder)
     engine, store, row, data = _load(dataset or metadata["dataset"]["reference"])
     engine.dispose()
-    if metadata.get("task") == "detection":
-        _eval_detector(
-            folder, data, store, row, metadata, target_precision, card, json_out, threads
-        )
-        return
     with progress_stages() as stage:
         steps = stage("robustness card", _card_steps()) if card else None
         try:
@@ -266,27 +261,6 @@ def eval_dataset(
         trained_on=metadata["dataset"]["reference"],
     )
     print_evaluation(result)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=1))
-        console.print(f"wrote {json_out}")
-
-
-def _eval_detector(folder, data, store, row, metadata, precision, card, json_out, threads):
-    from visionline.training.detector_cli import eval_detector, print_detection
-
-    try:
-        result = eval_detector(folder, data, store, precision, card, threads)
-    except ValueError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
-    result.update(
-        model=metadata["model"],
-        version=int(folder.name),
-        dataset=f"{row.name}@{row.version}",
-        trained_on=metadata["dataset"]["reference"],
-    )
-    print_detection(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=1))

@@ -71,14 +71,16 @@ def average_precision(scores: np.ndarray, matched: np.ndarray, positives: int) -
     """COCO's 101-point interpolated AP of ranked detections against ``positives`` true boxes."""
     if positives == 0:
         return float("nan")
+    if not len(scores):
+        return 0.0
     order = np.argsort(-scores, kind="stable")
     hits = matched[order].astype(float)
     recall = np.cumsum(hits) / positives
     precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(hits) else precision
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
     at = np.searchsorted(recall, RECALL_POINTS, side="left")
     sampled = np.where(at < len(envelope), envelope[np.minimum(at, len(envelope) - 1)], 0.0)
-    return float(sampled.mean()) if len(hits) else 0.0
+    return float(sampled.mean())
 
 
 def class_ranking(

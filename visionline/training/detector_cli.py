@@ -97,8 +97,59 @@ def _train_and_evaluate(data, ref, store, model_dir, settings, threads, card, ta
     return metadata, result.folder, evaluation
 
 
-def eval_detector(folder: Path, data, store, target_precision: float, card: bool, threads: int):
-    """The detector branch of `visionline eval --model --dataset`: the result dict."""
+def trained_detector(model: str | None, version: int | None, repository: Path | None) -> bool:
+    """Whether ``visionline eval --model MODEL`` names a detector trained on a dataset (by
+    its metadata's ``task``); anything else goes the classifier's way, errors included."""
+    from visionline.training.classifier_serving import read_metadata, version_folder
+
+    if model is None:
+        return False
+    try:
+        folder = version_folder(dc._repository(repository) / model, version)
+        return read_metadata(folder).get("task") == "detection"
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def eval_dataset(
+    model: str | None,
+    dataset: str | None,
+    version: int | None,
+    repository: Path | None,
+    target_precision: float,
+    card: bool,
+    json_out: Path | None,
+    threads: int = 1,
+) -> None:
+    """`visionline eval --model MODEL [--dataset NAME[@VERSION]]` for a trained detector:
+    mAP, per-class AP, precision/recall and the robustness card on the held-out images."""
+    from visionline.training.classifier_serving import read_metadata, version_folder
+
+    if model is None:
+        raise typer.BadParameter("--model is required with --dataset", param_hint="--model")
+    folder = version_folder(dc._repository(repository) / model, version)
+    metadata = read_metadata(folder)
+    engine, store, row, data = dc._load(dataset or metadata["dataset"]["reference"])
+    engine.dispose()
+    try:
+        result = _evaluate(folder, data, store, target_precision, card, threads)
+    except ValueError as error:
+        dc.console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    result.update(
+        model=model,
+        version=int(folder.name),
+        dataset=f"{row.name}@{row.version}",
+        trained_on=metadata["dataset"]["reference"],
+    )
+    print_detection(result)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=1))
+        dc.console.print(f"wrote {json_out}")
+
+
+def _evaluate(folder: Path, data, store, target_precision: float, card: bool, threads: int):
     from visionline.training.detector_eval import evaluate
 
     with dc.progress_stages() as stage:
