@@ -27,6 +27,7 @@ from visionline.settings import CommonSettings, UploadSettings, refuse_dev_secre
 from visionline.stack.cli import app as stack_app
 from visionline.training.cli import eval_command, train_app
 from visionline.training.dataset_cli import train_classifier_command
+from visionline.training.detector_cli import train_detector_command
 
 app = typer.Typer(help="visionline: the streaming pipeline around the model.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -37,6 +38,7 @@ app.add_typer(datasets_app, name="datasets")
 app.command("bench")(bench_command)
 app.add_typer(train_app, name="train")
 train_app.command("classifier")(train_classifier_command)
+train_app.command("detector")(train_detector_command)
 app.command("eval")(eval_command)
 app.add_typer(acceptance_app, name="acceptance")
 app.add_typer(retrain_app, name="retrain")

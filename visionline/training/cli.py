@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from visionline.models.spec import DEFAULT_RELEASE, DEFAULT_REPOSITORY
-from visionline.training import dataset_cli
+from visionline.training import dataset_cli, detector_cli
 
 train_app = typer.Typer(
     help="Train the inspection models on generated line data and install them for Triton.",
@@ -140,13 +140,13 @@ def eval_command(
     card: dataset_cli.Card = True,
 ) -> None:
     """Score the installed inspection models per nuisance condition: table and JSON. With
-    --model/--dataset: a classifier trained on a dataset, on its held-out images, with its
-    robustness card (visionline.training.dataset_cli)."""
+    --model/--dataset: a classifier or a detector trained on a dataset, on its held-out
+    images, with its robustness card (visionline.training.dataset_cli)."""
     if model is not None or dataset is not None:
         repo = None if repository == DEFAULT_REPOSITORY else repository
-        dataset_cli.eval_dataset(
-            model, dataset, model_version, repo, target_precision, card, json_out
-        )
+        detector = detector_cli.trained_detector(model, model_version, repo)
+        run = detector_cli.eval_dataset if detector else dataset_cli.eval_dataset
+        run(model, dataset, model_version, repo, target_precision, card, json_out)
         return
     from visionline.training.evaluate import KEYS, EvalConfig, evaluate
 

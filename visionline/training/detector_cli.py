@@ -1,0 +1,215 @@
+"""`visionline train detector --dataset NAME --model MODEL` and the detector branch of
+`visionline eval --model MODEL --dataset NAME` (chosen by the model's ``task`` in metadata)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from visionline.training import dataset_cli as dc
+
+DetEpochs = Annotated[int, typer.Option(min=1, help="Epochs of the detection head.")]
+ScoreThreshold = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="Score threshold precision/recall are read at.")
+]
+
+
+def train_detector_command(
+    dataset: dc.DatasetOption,
+    model: dc.ModelOption,
+    epochs: DetEpochs = 40,
+    seed: dc.Seed = 7,
+    copies: dc.Copies = 4,
+    heldout: dc.HeldOutShare = 0.2,
+    score_threshold: ScoreThreshold = 0.3,
+    repository: dc.RepositoryOption = None,
+    threads: dc.Threads = 2,
+    card: dc.Card = True,
+    target_precision: dc.PrecisionOption = 0.95,
+    register: dc.Register = True,
+) -> None:
+    """Train a detector with DATASET's classes on the ImageNet backbone; install it as a
+    candidate version of MODEL (served once `visionline models promote` serves it)."""
+    from visionline.training.classifier_job import DatasetRef, register_candidate
+    from visionline.training.detector import DetectorSettings
+
+    engine, store, row, data = dc._load(dataset)
+    settings = DetectorSettings(
+        epochs=epochs,
+        seed=seed,
+        augment_copies=copies,
+        heldout_fraction=heldout,
+        score_threshold=score_threshold,
+    )
+    model_dir = dc._repository(repository) / model
+    boxes = sum(len(image.boxes) for image in data.images)
+    dc.console.print(
+        f"training {model} on {row.name}@{row.version[:12]}: {len(data.images)} images, "
+        f"{boxes} boxes, {len(data.classes)} classes"
+    )
+    ref = DatasetRef(row.name, row.version)
+    try:
+        metadata, folder, evaluation = _train_and_evaluate(
+            data, ref, store, model_dir, settings, threads, card, target_precision
+        )
+    except ValueError as error:
+        dc.console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    print_detection(evaluation)
+    dc.console.print(
+        f"candidate {model} version {metadata['version']} in {folder} "
+        f"(timings {metadata['timings']})"
+    )
+    if register:
+        job = register_candidate(engine, model, metadata["version"], metadata)
+        dc.console.print(
+            f"registered as job {job}; serve it with: visionline models promote "
+            f"{model} {metadata['version']} --job {job}"
+        )
+    engine.dispose()
+
+
+def _train_and_evaluate(data, ref, store, model_dir, settings, threads, card, target_precision):
+    from visionline.training.detector_eval import evaluate
+    from visionline.training.detector_job import add_figures, train_detector
+
+    with dc.progress_stages() as stage:
+        result = train_detector(data, ref, store, model_dir, settings, threads=threads, stage=stage)
+        started = time.perf_counter()
+        steps = stage("robustness card", dc._card_steps()) if card else None
+        evaluation = evaluate(
+            result.folder,
+            data,
+            store,
+            target_precision=target_precision,
+            robustness=card,
+            threads=threads,
+            advance=steps,
+        )
+    result.timings["evaluate_s"] = time.perf_counter() - started
+    (result.folder / dc.EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
+    metadata = add_figures(result.folder, evaluation, result.timings)
+    return metadata, result.folder, evaluation
+
+
+def trained_detector(model: str | None, version: int | None, repository: Path | None) -> bool:
+    """Whether ``visionline eval --model MODEL`` names a detector trained on a dataset (by
+    its metadata's ``task``); anything else goes the classifier's way, errors included."""
+    from visionline.training.classifier_serving import read_metadata, version_folder
+
+    if model is None:
+        return False
+    try:
+        folder = version_folder(dc._repository(repository) / model, version)
+        return read_metadata(folder).get("task") == "detection"
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def eval_dataset(
+    model: str | None,
+    dataset: str | None,
+    version: int | None,
+    repository: Path | None,
+    target_precision: float,
+    card: bool,
+    json_out: Path | None,
+    threads: int = 1,
+) -> None:
+    """`visionline eval --model MODEL [--dataset NAME[@VERSION]]` for a trained detector:
+    mAP, per-class AP, precision/recall and the robustness card on the held-out images."""
+    from visionline.training.classifier_serving import read_metadata, version_folder
+
+    if model is None:
+        raise typer.BadParameter("--model is required with --dataset", param_hint="--model")
+    folder = version_folder(dc._repository(repository) / model, version)
+    metadata = read_metadata(folder)
+    engine, store, row, data = dc._load(dataset or metadata["dataset"]["reference"])
+    engine.dispose()
+    try:
+        result = _evaluate(folder, data, store, target_precision, card, threads)
+    except ValueError as error:
+        dc.console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    result.update(
+        model=model,
+        version=int(folder.name),
+        dataset=f"{row.name}@{row.version}",
+        trained_on=metadata["dataset"]["reference"],
+    )
+    print_detection(result)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=1))
+        dc.console.print(f"wrote {json_out}")
+
+
+def _evaluate(folder: Path, data, store, target_precision: float, card: bool, threads: int):
+    from visionline.training.detector_eval import evaluate
+
+    with dc.progress_stages() as stage:
+        steps = stage("robustness card", dc._card_steps()) if card else None
+        return evaluate(
+            folder,
+            data,
+            store,
+            target_precision=target_precision,
+            robustness=card,
+            threads=threads,
+            advance=steps,
+        )
+
+
+def print_detection(result: dict) -> None:
+    dc.console.print(
+        f"held-out images {result['images']} ({result['boxes']} boxes): mAP@0.5 "
+        f"{result['map50']:.3f}, mAP@0.5:0.95 {result['map50_95']:.3f}; at score "
+        f"{result['score_threshold']}: precision {result['precision']:.3f}, "
+        f"recall {result['recall']:.3f}"
+    )
+    table = Table("class", "AP@0.5", "AP@0.5:0.95", "precision", "recall", "boxes")
+    for name, row in result["per_class"].items():
+        ap50, ap = row["ap50"], row["ap50_95"]
+        table.add_row(
+            name,
+            "-" if ap50 is None else f"{ap50:.3f}",
+            "-" if ap is None else f"{ap:.3f}",
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            str(row["support"]),
+        )
+    dc.console.print(table)
+    if "robustness" in result:
+        _robustness_table(result)
+
+
+def _robustness_table(result: dict) -> None:
+    strengths = [str(s) for s in result["strengths"]]
+    table = Table(
+        "factor",
+        *(f"mAP50 @{s}" for s in strengths),
+        f"mAP50 drop @{strengths[-1]}",
+        title="robustness card (held-out images)",
+        title_justify="left",
+    )
+    table.add_row("clean", *[f"{result['clean']['map50']:.3f}"] * len(strengths), "")
+    for factor, by_strength in result["robustness"].items():
+        cells = [by_strength[s] for s in strengths]
+        style = "bold red" if factor == result["worst_factor"] else None
+        table.add_row(
+            factor,
+            *(f"{c['map50']:.3f}" for c in cells),
+            f"{cells[-1]['map50_drop']:.3f}",
+            style=style,
+        )
+    dc.console.print(table)
+    worst = result["worst"]
+    dc.console.print(
+        f"worst factor: {result['worst_factor']} (mAP@0.5 {worst['map50']:.3f} at strength "
+        f"{worst['strength']}, {worst['map50_drop']:.3f} below clean)"
+    )
