@@ -150,8 +150,10 @@ def apply_action(
 
 
 def snapshot_ref(row: AlertRow) -> str | None:
-    """The alert's annotated snapshot reference (``snapshot://...``), on part alerts."""
-    ref = row.part.get("snapshot") if isinstance(row.part, dict) else None
+    """The alert's annotated snapshot reference (``snapshot://...``), on part and object
+    alerts."""
+    detail = row.part if isinstance(row.part, dict) else row.object
+    ref = detail.get("snapshot") if isinstance(detail, dict) else None
     return ref if isinstance(ref, str) and ref else None
 
 

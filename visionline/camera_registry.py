@@ -36,8 +36,9 @@ CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LINE_PREFIX_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 LINE_PREFIX = re.compile(LINE_PREFIX_PATTERN)
 # Which path a camera's frames take after ingest: the classifier (preprocess -> inference ->
-# postprocess) or the inspection of parts on a conveyor (inspect -> parts).
-Pipeline = Literal["classify", "inspect"]
+# postprocess), the inspection of parts on a conveyor (inspect -> parts) or a detector with
+# tracked objects and zone/line rules (detect -> objects).
+Pipeline = Literal["classify", "inspect", "detect"]
 # A model's name: a folder of the Triton repository.
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
@@ -51,7 +52,8 @@ class CameraSpec(BaseModel):
     max_fps: float = Field(30.0, gt=0)
     upload_key: str | None = None
     pipeline: Pipeline = "classify"
-    # The classifier of a classify camera (a model of the Triton repository); None: the default.
+    # A classify camera's classifier (None: the default), a detect camera's detector: a model
+    # of the Triton repository.
     model: str | None = Field(None, pattern=MODEL_NAME_PATTERN)
 
     @field_validator("camera_id")
@@ -155,7 +157,7 @@ class RegisteredCamera:
     max_fps: float
     upload_key_hash: str | None
     pipeline: Pipeline = "classify"
-    model: str | None = None  # its classifier; None: the default
+    model: str | None = None  # its classifier (None: the default) or detector
 
 
 class CameraRegistry:

@@ -42,6 +42,11 @@ class Topic(StrEnum):
     INSPECTION_FRAMES = "visionline.inspection.frames"
     PART_OBSERVATIONS = "visionline.inspection.observations"
     PART_DECISIONS = "visionline.inspection.decisions"
+    # Detection cameras (camera pipeline "detect"): frames, the objects found in each, and the
+    # events of the tracked objects against the camera's detect rules.
+    DETECTION_FRAMES = "visionline.detect.frames"
+    DETECTIONS = "visionline.detect.detections"
+    OBJECT_EVENTS = "visionline.detect.events"
     # Confirmed drifts of a camera's inputs or model outputs (services/drift).
     DRIFT_EVENTS = "visionline.drift.events"
     # Retraining jobs to run (services/retrain), key = model: one job at a time per model.
@@ -184,6 +189,8 @@ class Alert(Schema):
     created_at: float
     model: ModelRef
     part: PartAlertDetail | None = None  # alerts about a tracked part (inspection cameras)
+    # Alerts about a tracked object (detect cameras); optional, so version 1 still reads.
+    object: ObjectAlertDetail | None = None
 
 
 FloatBox = tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
@@ -274,6 +281,60 @@ class PartAlertDetail(Schema):
     defect_frames: int
     snapshot: str | None
     models: list[ModelRef]
+
+
+class DetectedObject(Schema):
+    """An object the camera's detector found in one frame, in frame pixels."""
+
+    box: FloatBox
+    class_name: str
+    score: float
+
+
+class FrameDetections(Schema):
+    """Public: one per frame of a detect camera on ``visionline.detect.detections``, key =
+    camera."""
+
+    schema_version: Literal[1] = 1
+    frame: FrameMeta
+    quality: Quality
+    model: ModelRef
+    objects: list[DetectedObject]
+    snapshot: str | None = None  # annotated frame, when it had objects (see SnapshotStore)
+
+
+class ObjectEvent(Schema):
+    """Public: a tracked object meeting a detect rule, on ``visionline.detect.events``, key =
+    camera. ``event_id`` is ``camera:epoch:rule:track[:n]`` (``camera:epoch:rule:frame id``
+    for count rules): a replay from the tracker's saved state gives the same id."""
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    camera_id: str
+    frame_id: str
+    captured_at: float
+    rule: str
+    kind: Literal["dwell", "line", "count", "seen"]
+    severity: Literal["info", "warning", "critical"]
+    track_id: int  # -1 for count rules (about a zone, not one object)
+    class_name: str  # "" for count rules
+    box: FloatBox | None
+    score: float
+    detail: dict[str, float | int | str]  # dwell_s; direction, count_in, count_out; count
+    model: ModelRef
+    snapshot: str | None = None
+
+
+class ObjectAlertDetail(Schema):
+    """What an alert about a tracked object (detect cameras) adds."""
+
+    event_id: str
+    kind: Literal["dwell", "line", "count", "seen"]
+    track_id: int
+    class_name: str
+    box: FloatBox | None
+    detail: dict[str, float | int | str]
+    snapshot: str | None
 
 
 class WindowStats(Schema):
@@ -410,6 +471,9 @@ TOPIC_SCHEMAS: dict[Topic, TopicSchema] = {
     Topic.INSPECTION_FRAMES: TopicSchema(FrameMeta, envelope=True),
     Topic.PART_OBSERVATIONS: TopicSchema(PartObservations),
     Topic.PART_DECISIONS: TopicSchema(PartVerdict),
+    Topic.DETECTION_FRAMES: TopicSchema(FrameMeta, envelope=True),
+    Topic.DETECTIONS: TopicSchema(FrameDetections),
+    Topic.OBJECT_EVENTS: TopicSchema(ObjectEvent),
     Topic.DRIFT_EVENTS: TopicSchema(DriftEvent),
     Topic.RETRAIN_REQUESTS: TopicSchema(RetrainRequest),
     Topic.LABELS_FEEDBACK: TopicSchema(LabelFeedback),
@@ -561,7 +625,7 @@ def to_json(message: Schema) -> bytes:
 
 
 def keyed_by_camera(
-    messages: Iterable[Alert | PartVerdict | DriftEvent],
+    messages: Iterable[Alert | PartVerdict | DriftEvent | ObjectEvent],
 ) -> list[tuple[bytes, bytes]]:
     """Messages as Kafka records keyed by their camera: one camera's messages stay in order on
     one partition."""

@@ -1,7 +1,7 @@
 """Versioned rules documents (``rule_sets``): what the rules and parts workers apply.
 
 The highest version is in effect; with no version saved, ``infra/rules.yaml`` is (version 0).
-A document is a ``RulesFile`` (``rules:`` and ``inspection:``), validated before it is saved,
+A document is a ``RulesFile`` (``rules:``, ``inspection:`` and ``detect:``), validated before it is saved,
 so a worker never meets one it cannot apply. Workers hold a ``RulesWatcher``: it asks for the
 highest version at most every ``refresh_s`` and loads the document only when it changed, so a
 change through the API reaches the next frames without a restart.
@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 
 from visionline import audit
 from visionline.db.models import RuleSetRow
+from visionline.detection.config import DetectRule
+from visionline.detection.config import check_unique_names as unique_detect_rules
 from visionline.inspection.config import InspectionConfig, check_unique_names, config_for
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,13 @@ class RulesFile(BaseModel):
 
     rules: list[Rule]
     inspection: list[InspectionConfig] = Field(default_factory=list)  # inspection cameras
+    # Detect cameras: zone dwell, line crossing, count and seen rules (visionline.detection)
+    detect: list[DetectRule] = Field(default_factory=list)
+
+    @field_validator("detect")
+    @classmethod
+    def _unique_detect(cls, rules: list[DetectRule]) -> list[DetectRule]:
+        return unique_detect_rules(rules)
 
     @field_validator("inspection")
     @classmethod
@@ -213,12 +222,13 @@ def save(engine: Engine, document: RulesFile | dict, actor: str, comment: str = 
 
 
 def for_camera(rules: RulesFile, camera_id: str) -> RulesFile:
-    """What applies to one camera: its rules, and its inspection entry (the first that names
-    it, as the workers choose)."""
+    """What applies to one camera: its rules, its inspection entry (the first that names it,
+    as the workers choose) and its detect rules."""
     config = config_for(rules.inspection, camera_id)
     return RulesFile.model_construct(
         rules=[r for r in rules.rules if r.applies_to(camera_id)],
         inspection=[] if config is None else [config],
+        detect=[r for r in rules.detect if r.applies_to(camera_id)],
     )
 
 

@@ -15,11 +15,13 @@ from pydantic_settings import BaseSettings
 from visionline.messages import Topic
 from visionline.settings import (
     ApiSettings,
+    DetectSettings,
     DriftSettings,
     InferenceSettings,
     IngestSettings,
     InspectSettings,
     LabelsSettings,
+    ObjectsSettings,
     PartsSettings,
     PostprocessSettings,
     PreprocessSettings,
@@ -69,7 +71,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "ingest",
         IngestSettings,
         consumes=(Topic.RAW_FRAMES,),
-        produces=(Topic.VALID_FRAMES, Topic.INSPECTION_FRAMES),
+        produces=(Topic.VALID_FRAMES, Topic.INSPECTION_FRAMES, Topic.DETECTION_FRAMES),
     ),
     ServiceSpec(
         "preprocess",
@@ -93,7 +95,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "rules",
         RulesSettings,
-        consumes=(Topic.PREDICTIONS, Topic.PART_DECISIONS),
+        consumes=(Topic.PREDICTIONS, Topic.PART_DECISIONS, Topic.OBJECT_EVENTS),
         produces=(Topic.ALERTS,),
     ),
     ServiceSpec(  # inspection cameras: parts and defects (three Triton models)
@@ -108,6 +110,19 @@ SERVICES: tuple[ServiceSpec, ...] = (
         PartsSettings,
         consumes=(Topic.PART_OBSERVATIONS,),
         produces=(Topic.PART_DECISIONS,),
+    ),
+    ServiceSpec(  # detect cameras: the camera's detector on each frame
+        "detect",
+        DetectSettings,
+        consumes=(Topic.DETECTION_FRAMES,),
+        produces=(Topic.DETECTIONS,),
+        needs_triton=True,
+    ),
+    ServiceSpec(  # detect cameras: tracking, zone/line/count rules, one event per object
+        "objects",
+        ObjectsSettings,
+        consumes=(Topic.DETECTIONS,),
+        produces=(Topic.OBJECT_EVENTS,),
     ),
     ServiceSpec(  # drift of both paths' inputs and outputs
         "drift",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +158,44 @@ class PartsSettings(_Settings):
     # A camera silent this long has its open tracks decided (and its held offsets released).
     idle_flush_s: float = Field(5.0, gt=0)
     flush_check_s: float = Field(1.0, gt=0)  # how often silent cameras are looked for
+
+
+class DetectSettings(_Settings):
+    """The detect worker (detect cameras): each frame through its camera's detector on Triton."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_DETECT_")
+
+    min_score: float = Field(0.3, ge=0, le=1)  # boxes below it are not published
+    max_objects: int = Field(100, ge=1)  # per frame, best first
+    nms_iou: float = Field(0.6, gt=0, le=1)  # per class
+    # Frames with objects get an annotated snapshot, which alerts about them point to; the
+    # local stack points this into its state folder (<state>/snapshots), as for inspect.
+    snapshot_dir: Path = REPO_ROOT / ".state" / "snapshots"
+    snapshot_max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
+    snapshot_max_bytes: int = Field(2 << 30, gt=0)
+    snapshot_prune_s: float = Field(60.0, gt=0)
+    snapshot_jpeg_quality: int = Field(85, ge=1, le=100)
+    triton_timeout_s: float = Field(10.0, gt=0)
+    retry_attempts: int = Field(5, ge=0)
+    retry_backoff_s: float = Field(0.2, ge=0)
+
+
+class ObjectsSettings(_Settings):
+    """The objects worker (detect cameras): tracking and the rules document's ``detect:``
+    rules, one event per tracked object and rule."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLINE_OBJECTS_")
+
+    rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"  # its ``detect:`` list
+    refresh_s: float = Field(2.0, gt=0)  # how often rule_sets is asked for a new version
+    fps: float = Field(10.0, gt=0)  # the cameras' usual rate: sizes the tracker's lost buffer
+    # A camera's tracker state in Redis (saved after every batch) expires after this silence.
+    state_ttl_s: float = Field(24 * 3600.0, gt=0)
+    # Signs the saved states (pickles): only a worker holding it loads one. Set your own in
+    # production (docker-compose.yml asks for OBJECTS_STATE_SECRET).
+    state_secret: SecretStr = SecretStr("dev")
+    max_batch: int = Field(64, ge=1)
+    max_wait_ms: float = Field(20.0, ge=0)
 
 
 class DriftSettings(_Settings):

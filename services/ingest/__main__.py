@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis
 
 from services.ingest.handlers import Ingest
+from services.ingest.logic import PIPELINE_TOPICS
 from visionline.camera_registry import CameraRegistry
 from visionline.db import make_engine
 from visionline.messages import Topic
@@ -22,7 +23,7 @@ def main() -> None:
         redis.Redis.from_url(common.redis_url),
     )
     worker = Worker("ingest", common)
-    worker.routed(Topic.RAW_FRAMES, (Topic.VALID_FRAMES, Topic.INSPECTION_FRAMES), ingest.handle)
+    worker.routed(Topic.RAW_FRAMES, tuple(PIPELINE_TOPICS.values()), ingest.handle)
     worker.run()
 
 

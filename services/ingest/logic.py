@@ -89,10 +89,18 @@ def _checked(raw: RawFrame, limits: Limits, frame_id: str) -> FrameMeta:
     )
 
 
+# Where ingest sends a valid frame, by its camera's pipeline.
+PIPELINE_TOPICS = {
+    "classify": Topic.VALID_FRAMES,
+    "inspect": Topic.INSPECTION_FRAMES,
+    "detect": Topic.DETECTION_FRAMES,
+}
+
+
 def route(camera: RegisteredCamera) -> Topic:
-    """Where an accepted frame goes: inspection cameras to the inspect path, the rest to the
-    classifier. Same envelope on both."""
-    return Topic.INSPECTION_FRAMES if camera.pipeline == "inspect" else Topic.VALID_FRAMES
+    """Where an accepted frame goes: inspection cameras to the inspect path, detect cameras to
+    the detector, the rest to the classifier. Same envelope on all three."""
+    return PIPELINE_TOPICS.get(camera.pipeline, Topic.VALID_FRAMES)
 
 
 def with_model(meta: FrameMeta, camera: RegisteredCamera) -> FrameMeta:

@@ -7,7 +7,6 @@ arrays and messages, so tests need neither a broker nor a model server.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 
 import cv2
@@ -20,6 +19,7 @@ from visionline.inspection.snapshots import (
     SnapshotStore,
     annotate,
     encode_snapshot,
+    frame_key,
     part_boxes,
 )
 from visionline.inspection.tracking import PartDetection
@@ -35,8 +35,6 @@ from visionline.messages import (
 )
 
 log = logging.getLogger(__name__)
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def decode_frame(meta: FrameMeta, image: bytes) -> tuple[np.ndarray, Quality]:
@@ -75,10 +73,7 @@ def wants_snapshot(parts: Sequence[PartDetection], threshold: float) -> bool:
 
 
 def snapshot_key(meta: FrameMeta) -> str:
-    """``<camera>/<frame id>``; characters a snapshot key refuses (a frame id may hold ``:``)
-    become ``_``."""
-    frame = _UNSAFE.sub("_", meta.frame_id).replace("..", "__")
-    return f"{meta.camera_id}/{frame}"
+    return frame_key(meta.camera_id, meta.frame_id)
 
 
 def snapshot_boxes(parts: Sequence[PartDetection], threshold: float) -> list[AnnotatedBox]:

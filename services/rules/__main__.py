@@ -1,5 +1,6 @@
-"""python -m services.rules: predictions and part verdicts in; alerts to PostgreSQL and the
-alerts topic (the handlers and their delivery guarantees: ``services/rules/handlers.py``)."""
+"""python -m services.rules: predictions, part verdicts and object events in; alerts to
+PostgreSQL and the alerts topic (the handlers and their delivery guarantees:
+``services/rules/handlers.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import redis
 from services.rules.handlers import Cooldowns, RulesHandlers
 from visionline import rulesets
 from visionline.db import make_engine
-from visionline.messages import PartVerdict, Prediction, Topic
+from visionline.messages import ObjectEvent, PartVerdict, Prediction, Topic
 from visionline.settings import CommonSettings, RulesSettings
 from visionline.worker import Worker, configure_logging
 
@@ -28,6 +29,7 @@ def main() -> None:
     batches = settings.max_batch, settings.max_wait_ms
     worker.batched(Topic.PREDICTIONS, Prediction, rules.raise_alerts, *batches)
     worker.batched(Topic.PART_DECISIONS, PartVerdict, rules.record_part_verdicts, *batches)
+    worker.batched(Topic.OBJECT_EVENTS, ObjectEvent, rules.record_object_events, *batches)
     worker.run()
 
 

@@ -11,6 +11,9 @@ Part verdicts (inspection cameras), per batch: write every verdict to ``part_dec
 whose camera's ``inspection:`` entry alerts, only for verdicts inserted just now (a replayed
 verdict raises nothing new); then the same outbox steps. No cooldown: one alert per part.
 
+Object events (detect cameras), per batch: one alert each, its id the event's (idempotent,
+as the event id repeats on a replay), then the same outbox steps.
+
 Rules: the version in effect in ``rule_sets`` (``infra/rules.yaml`` while there is none),
 looked for again at the start of a batch at most every ``VISIONLINE_RULES_REFRESH_S``: a change
 through the API applies to the next batches, no restart.
@@ -28,9 +31,10 @@ from services.rules.logic import (
     cooldown_allows,
     cooldown_key,
     frame_id_taken,
+    object_alert,
     part_alert,
 )
-from services.rules.store import mark_published, record, record_parts
+from services.rules.store import mark_published, record, record_object_alerts, record_parts
 from visionline.imaging import FrameRejected
 from visionline.messages import Alert, keyed_by_camera
 from visionline.rulesets import RulesWatcher
@@ -83,3 +87,10 @@ class RulesHandlers:
         inspection = self.watcher.current.rules.inspection
         alerts = [a for v in verdicts if (a := part_alert(inspection, v)) is not None]
         await self.publish(record_parts(self.engine, verdicts, alerts))
+
+    async def record_object_events(self, parsed: list[tuple]) -> None:
+        """One alert per event (detect cameras), its id the event's: no cooldown, the
+        objects worker already raises one event per tracked object and rule."""
+        alerts = {e.event_id: object_alert(e) for _, e in parsed}  # a replay may repeat one
+        pending = record_object_alerts(self.engine, list(alerts.values()))
+        await self.publish([a for a in alerts.values() if a.alert_id in pending])

@@ -7,7 +7,16 @@ import time
 
 from visionline.imaging import FrameRejected
 from visionline.inspection.config import InspectionConfig, config_for
-from visionline.messages import Alert, ModelRef, PartAlertDetail, PartVerdict, Prediction, alert_id
+from visionline.messages import (
+    Alert,
+    ModelRef,
+    ObjectAlertDetail,
+    ObjectEvent,
+    PartAlertDetail,
+    PartVerdict,
+    Prediction,
+    alert_id,
+)
 from visionline.rulesets import Rule
 
 
@@ -97,6 +106,35 @@ def part_alert(
         created_at=time.time() if now is None else now,
         model=defect_model(verdict.models),
         part=part_detail(verdict),
+    )
+
+
+# Detect cameras: one alert per object event -----------------------------------------------------
+
+
+def object_alert(event: ObjectEvent, now: float | None = None) -> Alert:
+    """The alert of a tracked object's event; its id is the event's, so a replayed event
+    (same tracker state, same id) is written and published once."""
+    return Alert(
+        alert_id=event.event_id,
+        camera_id=event.camera_id,
+        frame_id=event.frame_id,
+        rule=event.rule,
+        label=event.class_name or event.rule,  # a count rule is about a zone, not one class
+        confidence=event.score,
+        severity=event.severity,
+        captured_at=event.captured_at,
+        created_at=time.time() if now is None else now,
+        model=event.model,
+        object=ObjectAlertDetail(
+            event_id=event.event_id,
+            kind=event.kind,
+            track_id=event.track_id,
+            class_name=event.class_name,
+            box=event.box,
+            detail=event.detail,
+            snapshot=event.snapshot,
+        ),
     )
 
 

@@ -15,6 +15,7 @@ from visionline.messages import (
     Alert,
     LineCounts,
     ModelRef,
+    ObjectAlertDetail,
     PartAlertDetail,
     PartVerdict,
     Prediction,
@@ -35,7 +36,11 @@ def prediction_row(p: Prediction) -> dict:
 
 def alert_row(a: Alert) -> dict:
     part = a.part.model_dump(mode="json") if a.part else None
-    return row_of(a, AlertRow, model_name=a.model.name, model_version=a.model.version, part=part)
+    tracked = a.object.model_dump(mode="json") if a.object else None
+    model_name, model_version = a.model.name, a.model.version
+    return row_of(
+        a, AlertRow, model_name=model_name, model_version=model_version, part=part, object=tracked
+    )
 
 
 # A redelivered prediction carries its frame's capture time exactly; another frame sent under
@@ -91,6 +96,13 @@ def frame_id_clashes(conn, stored_before: Sequence[Prediction]) -> list[Predicti
     ]
 
 
+def record_object_alerts(engine: Engine, alerts: Sequence[Alert]) -> set[str]:
+    """Insert the alerts of object events (a repeat is a no-op); the ids not yet published."""
+    with engine.begin() as conn:
+        rows = [alert_row(a) for a in alerts]
+        return outbox.insert_unpublished(conn, AlertRow.alert_id, AlertRow.published, rows)
+
+
 def mark_published(engine: Engine, alert_ids: Sequence[str]) -> None:
     outbox.mark_published(engine, AlertRow.alert_id, AlertRow.published, alert_ids)
 
@@ -112,6 +124,7 @@ def part_decision_row(v: PartVerdict) -> dict:
 def alert_from_row(row: AlertRow) -> Alert:
     """A stored alert as published, for one whose verdict is not in hand (see record_parts)."""
     part = PartAlertDetail.model_validate(row.part) if row.part else None
+    tracked = ObjectAlertDetail.model_validate(row.object) if row.object else None
     models = part.models if part else []
     same = [m for m in models if (m.name, m.version) == (row.model_name, row.model_version)]
     model = (
@@ -119,7 +132,7 @@ def alert_from_row(row: AlertRow) -> Alert:
         if same
         else ModelRef(name=row.model_name, version=row.model_version, served_by="triton")
     )
-    return Alert(**fields_of(row, Alert, model=model, part=part))
+    return Alert(**fields_of(row, Alert, model=model, part=part, object=tracked))
 
 
 def record_parts(

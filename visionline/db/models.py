@@ -39,7 +39,8 @@ class Camera(Base):
     upload_key_hash: Mapped[str | None] = mapped_column(String(128))
     # Which path its frames take after ingest: "classify" (the classifier) or "inspect".
     pipeline: Mapped[str] = mapped_column(String(16), default="classify", server_default="classify")
-    # The classifier of a classify camera (a model of the Triton repository); NULL: the default.
+    # Its model (a folder of the Triton repository): a classify camera's classifier (NULL: the
+    # default one), a detect camera's detector.
     model: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -85,6 +86,8 @@ class AlertRow(Base):
     published: Mapped[bool] = mapped_column(Boolean, default=False)
     # An alert about a tracked part (inspection cameras): ``PartAlertDetail`` as JSON.
     part: Mapped[dict | None] = mapped_column(Json, nullable=True)
+    # An alert about a tracked object (detect cameras): ``ObjectAlertDetail`` as JSON.
+    object: Mapped[dict | None] = mapped_column(Json, nullable=True)
     # What operators did with it (the API): open -> acknowledged -> resolved.
     state: Mapped[str] = mapped_column(
         String(16), default="open", server_default="open", index=True

@@ -29,7 +29,18 @@ TEMP_GRACE_S = 3600.0  # prune removes temp files left by a crashed writer after
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MAX_KEY = 512
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
 Colour = tuple[int, int, int]  # BGR
+
+
+def frame_key(camera_id: str, frame_id: str) -> str:
+    """The key of a frame's snapshot, ``<camera>/<frame id>``; characters a key refuses (a
+    frame id may hold ``:``) become ``_``."""
+    frame = _UNSAFE.sub("_", frame_id).replace("..", "__")
+    return f"{camera_id}/{frame}"
+
+
 GREEN: Colour = (0, 200, 0)
 RED: Colour = (0, 0, 230)
 ORANGE: Colour = (0, 140, 255)

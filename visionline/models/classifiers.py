@@ -24,7 +24,7 @@ _INPUT = re.compile(
 _OUTPUT = re.compile(rf'name:\s*"{OUTPUT_NAME}"\s*data_type:\s*TYPE_FP32')
 
 
-def _uncommented(text: str) -> str:
+def uncommented(text: str) -> str:
     return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
 
 
@@ -32,7 +32,7 @@ def is_classifier(repository: Path, model: str) -> bool:
     """``model`` is a folder of ``repository`` whose config has the classify contract."""
     if model not in repository_models(repository):
         return False
-    text = _uncommented((repository / model / CONFIG).read_text(encoding="utf-8"))
+    text = uncommented((repository / model / CONFIG).read_text(encoding="utf-8"))
     return bool(_INPUT.search(text) and _OUTPUT.search(text))
 
 

@@ -86,6 +86,8 @@ class StackSettings(BaseSettings):
     rules_replicas: int = Field(1, ge=1)
     inspect_replicas: int = Field(1, ge=1)
     parts_replicas: int = Field(1, ge=1)
+    detect_replicas: int = Field(1, ge=1)
+    objects_replicas: int = Field(1, ge=1)
     drift_replicas: int = Field(1, ge=1)
     labels_replicas: int = Field(1, ge=1)
     webhooks_replicas: int = Field(1, ge=1)
@@ -264,8 +266,8 @@ def service_worker(settings: StackSettings, spec: ServiceSpec) -> WorkerSpec:
 
 
 def worker_env(settings: StackSettings, name: str) -> dict[str, str]:
-    """A worker's own settings that depend on the stack: the inspect worker's snapshots live in
-    the stack's state folder."""
+    """A worker's own settings that depend on the stack: the inspect and detect workers'
+    snapshots live in the stack's state folder."""
     if name == "api":  # serves the snapshots the inspect worker stores
         return {"VISIONLINE_API_SNAPSHOT_DIR": str(settings.state_dir / "snapshots")}
     if name == "inspect":
@@ -273,6 +275,8 @@ def worker_env(settings: StackSettings, name: str) -> dict[str, str]:
             "VISIONLINE_INSPECT_SNAPSHOT_DIR": str(settings.state_dir / "snapshots"),
             "VISIONLINE_INSPECT_SAMPLE_DIR": str(settings.state_dir / "samples"),
         }
+    if name == "detect":
+        return {"VISIONLINE_DETECT_SNAPSHOT_DIR": str(settings.state_dir / "snapshots")}
     return {}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from visionline.model_registry.versions import newest
 from visionline.models.classifiers import promoted_classifiers
+from visionline.models.detectors import promoted_detectors
 from visionline.stack.config import StackSettings
 
 log = logging.getLogger(__name__)
@@ -94,26 +95,26 @@ def model_built(folder: Path) -> bool:
     return (folder / str(version) / "model.onnx").exists()
 
 
-def promoted_user_classifiers(settings: StackSettings) -> list[str]:
-    """Classifiers other than the default with a version promoted (pinned) and built: a camera
-    may name one (its registry entry's ``model``), so Triton serves it from the start, as
-    `visionline models promote` made it do while it ran."""
+def promoted_user_models(settings: StackSettings) -> list[str]:
+    """Classifiers other than the default and detectors, with a version promoted (pinned) and
+    built: a camera may name one (its registry entry's ``model``), so Triton serves it from the
+    start, as `visionline models promote` made it do while it ran."""
     repository = settings.model_repository
     return [
         name
-        for name in promoted_classifiers(repository)
+        for name in promoted_classifiers(repository) + promoted_detectors(repository)
         if name != settings.model_name and model_built(repository / name)
     ]
 
 
 def served_models(settings: StackSettings) -> list[str]:
-    """The models Triton loads: the classifier always, the promoted classifiers cameras may
-    choose, each inspection model once built.
+    """The models Triton loads: the classifier always, the promoted classifiers and detectors
+    cameras may choose, each inspection model once built.
 
     An inspection model not built yet is skipped with a warning, so the classify path (and its
     tests) runs before those models exist; the inspect worker then waits on Triton.
     """
-    models = [settings.model_name, *promoted_user_classifiers(settings)]
+    models = [settings.model_name, *promoted_user_models(settings)]
     for name in settings.inspection_models:
         if model_built(settings.model_repository / name):
             models.append(name)

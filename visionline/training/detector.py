@@ -24,18 +24,25 @@ from torch import nn
 
 from visionline.datasets.model import Dataset, DatasetImage
 from visionline.datasets.store import DatasetStore
-from visionline.inspection.vision import box_at, peaks
+
+# The serving half (letterbox, decoding, NMS) is torch-free, for the detect worker; training
+# and evaluation use it as det.decode, det.INPUT, ...
+from visionline.models.detectors import (  # noqa: F401
+    INPUT,
+    INPUT_NAME,
+    OUTPUTS,
+    decode,
+    letterbox,
+    nms,
+    per_class_nms,
+)
 from visionline.synthetic import nuisance as nz
 from visionline.training import nuisance_images
 from visionline.training.backbone import Backbone, stride8
 from visionline.training.classifier_data import Split, stratified_split
-from visionline.training.detection_metrics import Boxes, iou_matrix
 from visionline.training.heads import Head
 
-INPUT = 256  # the model's square input; stride 8 gives a 32 x 32 grid
-GRID = (INPUT // 8, INPUT // 8)
-OUTPUTS = ("heatmap", "size", "offset")
-INPUT_NAME = "image"
+GRID = (INPUT // 8, INPUT // 8)  # stride 8
 MIN_BOX = 2.0  # pixels of the input: a box cut smaller by a jitter is dropped
 Advance = Callable[[int], None]
 
@@ -69,15 +76,6 @@ class Scenes:
     classes: list[np.ndarray]
     scales: np.ndarray  # input pixels per image pixel
     keys: list[str]
-
-
-def letterbox(rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    height, width = rgb.shape[:2]
-    scale = min(INPUT / width, INPUT / height)
-    w, h = min(INPUT, max(1, round(width * scale))), min(INPUT, max(1, round(height * scale)))
-    out = np.zeros((INPUT, INPUT, 3), np.uint8)
-    out[:h, :w] = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    return out, scale
 
 
 def detection_split(dataset: Dataset, seed: int, fraction: float) -> Split:
@@ -195,43 +193,3 @@ def features_of(backbone: Backbone, images: np.ndarray, advance: Advance | None)
             if advance is not None:
                 advance(len(chunk))
     return torch.cat(out)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept, best first: a box overlapping a better one by more than ``iou`` goes."""
-    order, keep = np.argsort(-scores, kind="stable"), []
-    while len(order):
-        best, order = order[0], order[1:]
-        keep.append(best)
-        order = order[iou_matrix(boxes[best : best + 1], boxes[order])[0] <= iou]
-    return np.array(keep, np.int64)
-
-
-def decode(
-    heatmap: np.ndarray,
-    size: np.ndarray,
-    offset: np.ndarray,
-    scale: float = 1.0,
-    min_score: float = 0.05,
-    top_k: int = 100,
-    iou: float = 0.6,
-) -> Boxes:
-    """One image's outputs ([C, H, W], [2, H, W], [2, H, W]) -> boxes in the image's pixels
-    (input pixels / ``scale``), class indices and scores, per-class NMS applied."""
-    found = peaks(heatmap, min_score, top_k)
-    if not found:
-        return Boxes.of(np.zeros((0, 4)), [], [])
-    boxes = np.stack([box_at(y, x, size, offset) for _, y, x, _ in found]).clip(0, INPUT) / scale
-    classes = np.array([c for c, *_ in found])
-    scores = np.array([s for *_, s in found])
-    keep = np.concatenate(
-        [per_class_nms(boxes, scores, classes == c, iou) for c in np.unique(classes)]
-    )
-    keep = keep[np.argsort(-scores[keep], kind="stable")]
-    return Boxes.of(boxes[keep], classes[keep], scores[keep])
-
-
-def per_class_nms(boxes: np.ndarray, scores: np.ndarray, mine: np.ndarray, iou: float):
-    """Indices (into all boxes) of the boxes of one class that NMS keeps."""
-    members = np.flatnonzero(mine)
-    return members[nms(boxes[members], scores[members], iou)]

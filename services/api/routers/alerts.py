@@ -59,6 +59,9 @@ class AlertOut(BaseModel):
     created_at: datetime
     model: ModelOut
     part: dict[str, Any] | None = Field(None, description="Tracked-part detail (inspection)")
+    object: dict[str, Any] | None = Field(
+        None, description="Tracked-object detail (detect cameras): rule kind, track, box, counts"
+    )
     state: Literal["open", "acknowledged", "resolved"]
     acknowledged_by: str | None
     acknowledged_at: datetime | None

@@ -27,6 +27,7 @@ from visionline import camera_health, camera_registry
 from visionline.camera_registry import CAMERA_ID, MODEL_NAME_PATTERN, CameraSpec, Pipeline
 from visionline.db.models import Camera
 from visionline.models.classifiers import is_classifier
+from visionline.models.detectors import is_detector
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["cameras"])
@@ -39,7 +40,8 @@ ModelName = Annotated[
     str,
     Field(
         pattern=MODEL_NAME_PATTERN,
-        description="A classifier of the model repository; left out or null: the default",
+        description="A classify camera's classifier (left out or null: the default) or a "
+        "detect camera's detector (required): a model of the model repository",
     ),
 ]
 
@@ -74,7 +76,7 @@ class CameraOut(BaseModel):
     enabled: bool
     max_fps: float
     pipeline: str
-    model: str | None = Field(description="Its classifier; null: the default")
+    model: str | None = Field(description="Its classifier (null: the default) or detector")
     has_upload_key: bool
     created_at: datetime | None
     last_frame_at: datetime | None = Field(description="When ingest accepted its last frame")
@@ -172,14 +174,24 @@ def get_camera(engine: Engine, client: Redis, camera_id: CameraId, _: Viewer) ->
     return _one(client, _camera(engine, camera_id))
 
 
-def check_classifier(common: Common, model: str | None) -> None:
-    """422 unless ``model`` (when given) is a classifier of the model repository."""
-    if model and not is_classifier(common.model_repository, model):
+def check_model(common: Common, pipeline: str, model: str | None) -> None:
+    """422 unless ``model`` suits ``pipeline``: a classifier of the model repository (or none:
+    the default) for classify, a detector (required) for detect, none for inspect."""
+    repository = common.model_repository
+    if pipeline == "detect" and not (model and is_detector(repository, model)):
+        raise HTTPException(
+            422,
+            f"a detect camera needs a detector of the model repository; {model!r} is not one "
+            "(`visionline train detector` writes one, `visionline models promote` serves it)",
+        )
+    if pipeline == "classify" and model and not is_classifier(repository, model):
         raise HTTPException(
             422,
             f"model {model!r} is not a classifier of the model repository "
             "(a folder with a config.pbtxt taking the image input and giving logits)",
         )
+    if pipeline == "inspect" and model:
+        raise HTTPException(422, "an inspect camera runs the inspection models: give no model")
 
 
 @router.post("/v1/cameras", response_model=CameraWithKey, status_code=201)
@@ -192,7 +204,7 @@ def register_camera(
     principal: Admin,
 ) -> CameraWithKey:
     """Register a camera (409 if the id exists); the response holds its upload key, once."""
-    check_classifier(common, body.model)
+    check_model(common, body.pipeline, body.model)
     spec = CameraSpec(**body.model_dump())
     try:
         row, key = camera_registry.register_camera(
@@ -224,11 +236,14 @@ def update_camera(
 ) -> CameraOut:
     """Change name, max_fps, pipeline, model or enabled; fields left out (or null) stay, and
     model "" goes back to the default classifier. Ingest uses a new model from its next
-    registry refresh."""
-    check_classifier(common, body.model)
+    registry refresh. The pipeline and model that result must suit each other (``check_model``)."""
     changes = body.model_dump(exclude_none=True)
     if changes.get("model") == "":
         changes["model"] = None
+    if "pipeline" in changes or "model" in changes:
+        current = _camera(engine, camera_id)
+        model = changes["model"] if "model" in changes else current.model
+        check_model(common, changes.get("pipeline", current.pipeline), model)
     return _update(engine, client, camera_id, changes, principal.name)
 
 

@@ -1,0 +1,1 @@
+"""The detect worker: detect cameras ' frames through their detectors on Triton."""

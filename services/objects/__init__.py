@@ -1,0 +1,1 @@
+"""The objects worker: detect cameras' tracked objects against their detect rules."""
