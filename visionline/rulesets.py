@@ -1,10 +1,10 @@
 """Versioned rules documents (``rule_sets``): what the rules and parts workers apply.
 
 The highest version is in effect; with no version saved, ``infra/rules.yaml`` is (version 0).
-A document is a ``RulesFile`` (``rules:``, ``inspection:`` and ``detect:``), validated before it is saved,
-so a worker never meets one it cannot apply. Workers hold a ``RulesWatcher``: it asks for the
-highest version at most every ``refresh_s`` and loads the document only when it changed, so a
-change through the API reaches the next frames without a restart.
+A document is a ``RulesFile`` (``rules:``, ``inspection:`` and ``detect:``), validated before
+it is saved, so a worker never meets one it cannot apply. Workers hold a ``RulesWatcher``: it
+asks for the highest version at most every ``refresh_s`` and loads the document only when it
+changed, so a change through the API reaches the next frames without a restart.
 """
 
 from __future__ import annotations

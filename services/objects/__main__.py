@@ -5,36 +5,25 @@ from __future__ import annotations
 
 from functools import partial
 
-import redis
-
 from services.objects.handlers import ObjectsHandlers
 from visionline import rulesets
 from visionline.db import make_engine
 from visionline.messages import FrameDetections, Topic
-from visionline.settings import CommonSettings, ObjectsSettings, refuse_dev_secrets
+from visionline.settings import CommonSettings, ObjectsSettings
 from visionline.worker import Worker, configure_logging
 
 
 def main() -> None:
     common, settings = CommonSettings(), ObjectsSettings()
     configure_logging(common, "objects")
-    secret = settings.state_secret.get_secret_value()
-    refuse_dev_secrets(common, state_secret=secret)
-    watcher = rulesets.watch(
-        make_engine(common.database_url), settings.rules_file, settings.refresh_s
-    )
+    engine = make_engine(common.database_url)
+    watcher = rulesets.watch(engine, settings.rules_file, settings.refresh_s)
     worker = Worker("objects", common)
-    objects = ObjectsHandlers(
-        watcher,
-        redis.Redis.from_url(common.redis_url),
-        secret.encode(),
-        settings.fps,
-        settings.state_ttl_s,
-        partial(worker.send_many, worker.topic(Topic.OBJECT_EVENTS)),
-    )
+    send = partial(worker.send_many, worker.topic(Topic.OBJECT_EVENTS))
+    objects = ObjectsHandlers.of(common, settings, watcher, send)
     # Nothing of a batch is committed before its events are on the broker and states saved.
-    batches = settings.max_batch, settings.max_wait_ms
-    worker.batched(Topic.DETECTIONS, FrameDetections, objects.observe, *batches)
+    batch = settings.max_batch, settings.max_wait_ms
+    worker.batched(Topic.DETECTIONS, FrameDetections, objects.observe, *batch)
     worker.run()
 
 

@@ -32,6 +32,7 @@ from services.objects.logic import (
 from visionline.detection.objects import CameraObjects
 from visionline.messages import keyed_by_camera
 from visionline.rulesets import RulesWatcher
+from visionline.settings import CommonSettings, ObjectsSettings, refuse_dev_secrets
 
 log = logging.getLogger("visionline.objects")
 
@@ -44,6 +45,17 @@ class ObjectsHandlers:
     fps: float
     ttl_s: float
     send_events: Callable[[list[tuple[bytes | None, bytes]]], Awaitable[None]]
+
+    @classmethod
+    def of(cls, common: CommonSettings, settings: ObjectsSettings, watcher, send_events):
+        """From the settings: Redis, the state secret (a placeholder refused in production)."""
+        import redis
+
+        secret = settings.state_secret.get_secret_value()
+        refuse_dev_secrets(common, VISIONLINE_OBJECTS_STATE_SECRET=secret)
+        client = redis.Redis.from_url(common.redis_url)
+        ttl = settings.state_ttl_s
+        return cls(watcher, client, secret.encode(), settings.fps, ttl, send_events)
 
     def load(self, camera: str) -> SavedState | None:
         blob = self.redis.get(STATE_KEY.format(camera=camera))  # type: ignore[attr-defined]
@@ -83,4 +95,3 @@ class ObjectsHandlers:
         for camera, state in states.items():
             if state is not None:
                 self.save(camera, state)
-

@@ -94,6 +94,7 @@ def test_every_topic_has_its_schema_and_every_versioned_schema_a_topic():
     assert envelopes == {
         Topic.VALID_FRAMES,
         Topic.INSPECTION_FRAMES,
+        Topic.DETECTION_FRAMES,
         Topic.PREPROCESSED,
         Topic.INFERENCE,
     }
