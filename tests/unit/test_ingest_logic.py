@@ -113,11 +113,13 @@ def test_claim_decision_tells_redelivery_from_duplicate():
     assert not claim_decision(False, "raw/0/5", "raw/0/1")  # another record, same frame id
 
 
-def test_inspection_cameras_route_to_the_inspect_path():
+def test_each_pipeline_routes_to_its_own_path():
     classify = RegisteredCamera("cam-1", True, 15.0, None)
     inspect = RegisteredCamera("line-1", True, 15.0, None, pipeline="inspect")
+    detect = RegisteredCamera("dock-1", True, 15.0, None, pipeline="detect", model="objects")
     assert route(classify) == Topic.VALID_FRAMES
     assert route(inspect) == Topic.INSPECTION_FRAMES
+    assert route(detect) == Topic.DETECTION_FRAMES
 
 
 def test_a_frame_carries_the_classifier_its_camera_chose():
