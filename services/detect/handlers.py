@@ -44,6 +44,7 @@ class TritonDetectors:
     common: CommonSettings
     settings: DetectSettings
     _ready: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    _known: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.client = loop_client(self.common.triton_grpc_url)
@@ -52,9 +53,18 @@ class TritonDetectors:
         timeout = self.settings.triton_timeout_s
         return await triton_infer(self.client(), model, "", {INPUT_NAME: batch}, OUTPUTS, timeout)
 
+    def known(self, model: str) -> bool:
+        """Whether ``model`` is a detector of the repository (asked again every few seconds, so
+        a model trained since is found)."""
+        at, answer = self._known.get(model, (-READY_CACHE_S, False))
+        if time.monotonic() - at >= READY_CACHE_S:
+            answer = is_detector(self.common.model_repository, model)
+            self._known[model] = (time.monotonic(), answer)
+        return answer
+
     async def ready(self, model: str) -> bool:
         """Whether Triton serves ``model``; BackendUnavailable when Triton does not answer."""
-        at, answer = self._ready.get(model, (0.0, False))
+        at, answer = self._ready.get(model, (-READY_CACHE_S, False))
         if time.monotonic() - at < READY_CACHE_S:
             return answer
         timeout = self.settings.triton_timeout_s
@@ -97,7 +107,7 @@ class DetectHandlers:
 
     async def check_model(self, meta: FrameMeta) -> str:
         model = meta.model
-        if not model or not is_detector(self.detectors.common.model_repository, model):
+        if not model or not self.detectors.known(model):
             raise FrameRejected(
                 "unknown_model",
                 f"camera {meta.camera_id}'s model {model!r} is not a detector of the model "
