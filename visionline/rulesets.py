@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from visionline.db.models import RuleSetRow
 from visionline.detection.config import DetectRule
 from visionline.detection.config import check_unique_names as unique_detect_rules
 from visionline.inspection.config import InspectionConfig, check_unique_names, config_for
+from visionline.rule_names import RuleName
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +38,15 @@ FILE_VERSION = 0  # the rules file, while no version is saved
 AUDIT_TARGET = "rules"
 
 
-RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: RuleName
     cameras: list[str] = Field(default_factory=lambda: ["*"])  # ids or glob patterns
     labels: list[str] = Field(min_length=1)
     min_confidence: float = Field(0.5, ge=0, le=1)
     cooldown_s: float = Field(0.0, ge=0)  # per camera and label
     severity: Literal["info", "warning", "critical"] = "warning"
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not RULE_NAME.match(value):
-            raise ValueError("rule name must be 1-64 of a-z 0-9 _ - and start alphanumeric")
-        return value
 
     def applies_to(self, camera_id: str) -> bool:
         return any(fnmatch.fnmatchcase(camera_id, pattern) for pattern in self.cameras)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +20,7 @@ from sqlalchemy import Engine, text
 from visionline.camera_registry import CameraSpec, upsert_cameras
 from visionline.kafka import producer, read_messages, read_topic, topic_consumer
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
+from visionline.models import spec
 from visionline.stack.config import free_ports
 
 
@@ -150,3 +153,42 @@ def frames_of(bootstrap: str, camera_id: str, count: int, timeout: float = 15.0)
     finally:
         consumer.close()
     return found
+
+
+# A model repository and the `visionline` commands, for tests that train and promote ------------
+
+SHIPPED_CLASSIFIER = Path(__file__).resolve().parents[2] / "triton_models" / spec.MODEL_NAME
+
+
+def repository_with_shipped_classifier(folder: Path) -> Path:
+    """``folder`` as a Triton model repository holding the shipped ImageNet classifier."""
+    import pytest
+
+    if not (SHIPPED_CLASSIFIER / "1" / spec.MODEL_FILENAME).is_file():
+        pytest.fail(f"{SHIPPED_CLASSIFIER}/1/{spec.MODEL_FILENAME} is missing: run `make models`", False)
+    target = folder / spec.MODEL_NAME
+    shutil.copytree(SHIPPED_CLASSIFIER, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+def visionline_commands(stack, repository: Path, store: Path) -> Callable[..., str]:
+    """``run(*args)``: a `visionline` command against the stack's PostgreSQL and Triton, the
+    repository and a dataset store; its output, or the test fails with it."""
+    from typer.testing import CliRunner
+
+    from visionline.cli import app
+
+    env = {
+        "VISIONLINE_DATABASE_URL": stack.database_url,
+        "VISIONLINE_DATASETS_STORE_DIR": str(store),
+        "VISIONLINE_TRITON_GRPC_URL": stack.triton_grpc_url,
+        "VISIONLINE_MODEL_REPOSITORY": str(repository),
+        "COLUMNS": "250",
+    }
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return result.output
+
+    return run

@@ -11,7 +11,6 @@ predictions come from the new model with its classes; another camera keeps Image
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -20,11 +19,15 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from tests.integration.pipeline import Camera, TopicReader, new_camera
+from tests.integration.pipeline import (
+    Camera,
+    TopicReader,
+    new_camera,
+    repository_with_shipped_classifier,
+    visionline_commands,
+)
 from tests.unit.dataset_photos import CLASSES, classification_folders
-from visionline.cli import app
 from visionline.db import make_engine
 from visionline.messages import Topic
 from visionline.models import spec
@@ -33,17 +36,12 @@ from visionline.stack.config import free_port_settings
 from visionline.tokens import create_token
 
 MODEL = "camera_classes"
-SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / spec.MODEL_NAME
 REFRESH_S = 1.0  # ingest's camera registry refresh in this stack
 
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> Path:
-    if not (SOURCE / "1" / spec.MODEL_FILENAME).is_file():
-        pytest.fail(f"{SOURCE}/1/{spec.MODEL_FILENAME} is missing: run `make models`", False)
-    repo = tmp_path_factory.mktemp("model-repository")
-    shutil.copytree(SOURCE, repo / spec.MODEL_NAME, ignore=shutil.ignore_patterns("__pycache__"))
-    return repo
+    return repository_with_shipped_classifier(tmp_path_factory.mktemp("model-repository"))
 
 
 @pytest.fixture(scope="module")
@@ -57,23 +55,6 @@ def stack(tmp_path_factory, repository: Path):
     )
     with LocalStack(settings, attached=True) as running:
         yield running
-
-
-def _cli(stack: LocalStack, repository: Path, store: Path):
-    env = {
-        "VISIONLINE_DATABASE_URL": stack.database_url,
-        "VISIONLINE_DATASETS_STORE_DIR": str(store),
-        "VISIONLINE_TRITON_GRPC_URL": stack.triton_grpc_url,
-        "VISIONLINE_MODEL_REPOSITORY": str(repository),
-        "COLUMNS": "250",
-    }
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(app, list(args), env=env)
-        assert result.exit_code == 0, result.output + repr(result.exception)
-        return result.output
-
-    return run
 
 
 def _train_and_promote(run, photos: Path) -> None:
@@ -110,7 +91,7 @@ def _predictions(reader: TopicReader, cameras: set[str], count: int) -> list[dic
 def test_a_camera_switched_to_a_promoted_classifier_gets_its_labels(
     stack: LocalStack, repository: Path, tmp_path: Path
 ) -> None:
-    run = _cli(stack, repository, tmp_path / "store")
+    run = visionline_commands(stack, repository, tmp_path / "store")
     _train_and_promote(run, classification_folders(tmp_path / "photos"))
     engine = make_engine(stack.database_url)
     mine, other = new_camera(engine, "switch"), new_camera(engine, "keep")

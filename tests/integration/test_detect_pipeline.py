@@ -13,7 +13,6 @@ frame's middle and later crosses back, while an astronaut's face stays in the up
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -22,11 +21,14 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from tests.integration.pipeline import Camera, TopicReader
+from tests.integration.pipeline import (
+    Camera,
+    TopicReader,
+    repository_with_shipped_classifier,
+    visionline_commands,
+)
 from tests.unit.dataset_photos import BACKGROUNDS, SUBJECTS, _bgr, detection_coco
-from visionline.cli import app
 from visionline.db import make_engine
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
 from visionline.models import spec
@@ -35,7 +37,6 @@ from visionline.stack.config import free_port_settings
 from visionline.tokens import create_token
 
 MODEL = "photo_objects"
-SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / spec.MODEL_NAME
 REFRESH_S = 1.0  # ingest's camera registry and the workers' rules refresh in this stack
 SIZE = (160, 120)  # as the training scenes
 CUP, FACE = (40, 36), (40, 40)  # the subjects' sizes in pixels, as trained on (30-50)
@@ -67,11 +68,7 @@ RULES = {
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> Path:
-    if not (SOURCE / "1" / spec.MODEL_FILENAME).is_file():
-        pytest.fail(f"{SOURCE}/1/{spec.MODEL_FILENAME} is missing: run `make models`", False)
-    repo = tmp_path_factory.mktemp("model-repository")
-    shutil.copytree(SOURCE, repo / spec.MODEL_NAME, ignore=shutil.ignore_patterns("__pycache__"))
-    return repo
+    return repository_with_shipped_classifier(tmp_path_factory.mktemp("model-repository"))
 
 
 @pytest.fixture(scope="module")
@@ -90,23 +87,6 @@ def stack(tmp_path_factory, repository: Path):
     )
     with LocalStack(settings, attached=True) as running:
         yield running
-
-
-def _cli(stack: LocalStack, repository: Path, store: Path):
-    env = {
-        "VISIONLINE_DATABASE_URL": stack.database_url,
-        "VISIONLINE_DATASETS_STORE_DIR": str(store),
-        "VISIONLINE_TRITON_GRPC_URL": stack.triton_grpc_url,
-        "VISIONLINE_MODEL_REPOSITORY": str(repository),
-        "COLUMNS": "250",
-    }
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(app, list(args), env=env)
-        assert result.exit_code == 0, result.output + repr(result.exception)
-        return result.output
-
-    return run
 
 
 def train_and_promote(run, scenes: Path) -> None:
@@ -155,7 +135,7 @@ def push(camera_id: str, jpegs: list[bytes], bootstrap: str) -> None:
 def test_detect_camera_alerts_once_per_tracked_object_on_a_line_and_in_a_zone(
     stack: LocalStack, repository: Path, tmp_path: Path
 ) -> None:
-    run = _cli(stack, repository, tmp_path / "store")
+    run = visionline_commands(stack, repository, tmp_path / "store")
     train_and_promote(run, detection_coco(tmp_path / "scenes", frames=32))
     engine = make_engine(stack.database_url)
     token = create_token(engine, "detect-test", "admin")

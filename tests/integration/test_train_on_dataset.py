@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from typer.testing import CliRunner
 
+from tests.integration.pipeline import (
+    repository_with_shipped_classifier,
+    visionline_commands,
+)
 from tests.unit.dataset_photos import CLASSES, classification_folders
-from visionline.cli import app
 from visionline.db import make_engine
 from visionline.model_registry import version_policy as policy
 from visionline.model_registry.promotion import ready, triton_control
@@ -31,16 +32,11 @@ from visionline.stack.api import LocalStack
 from visionline.stack.config import free_port_settings
 
 MODEL = "photo_classes"
-SOURCE = Path(__file__).resolve().parents[2] / "triton_models" / spec.MODEL_NAME
 
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory) -> Path:
-    if not (SOURCE / "1" / spec.MODEL_FILENAME).is_file():
-        pytest.fail(f"{SOURCE}/1/{spec.MODEL_FILENAME} is missing: run `make models`", False)
-    repo = tmp_path_factory.mktemp("model-repository")
-    shutil.copytree(SOURCE, repo / spec.MODEL_NAME, ignore=shutil.ignore_patterns("__pycache__"))
-    return repo
+    return repository_with_shipped_classifier(tmp_path_factory.mktemp("model-repository"))
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +73,7 @@ def _served_labels(grpc_url: str, labels: list[str]) -> list[str]:
 
 
 def test_import_train_evaluate_promote_and_serve(triton, repository: Path, tmp_path) -> None:
-    env = {
-        "VISIONLINE_DATABASE_URL": triton.database_url,
-        "VISIONLINE_DATASETS_STORE_DIR": str(tmp_path / "store"),
-        "VISIONLINE_TRITON_GRPC_URL": triton.triton_grpc_url,
-        "VISIONLINE_MODEL_REPOSITORY": str(repository),
-        "COLUMNS": "250",
-    }
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(app, list(args), env=env)
-        assert result.exit_code == 0, result.output + repr(result.exception)
-        return result.output
-
+    run = visionline_commands(triton, repository, tmp_path / "store")
     name = f"photos-{uuid.uuid4().hex[:8]}"
     source = classification_folders(tmp_path / "photos")
     run("datasets", "import", str(source), "--format", "folders", "--name", name)

@@ -16,12 +16,11 @@ fits every resolution. An object is where its box's anchor is: the bottom-centre
 from __future__ import annotations
 
 import fnmatch
-import re
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # as visionline.rulesets.RULE_NAME
+from visionline.rule_names import RuleName
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Point = tuple[Fraction, Fraction]  # x, y as fractions of the frame's width, height
@@ -53,18 +52,11 @@ class ObjectRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: RuleName
     cameras: list[str] = Field(default_factory=lambda: ["*"])  # ids or fnmatch globs
     classes: list[str] = Field(min_length=1)  # the detector's class names; ["*"]: any class
     min_confidence: float = Field(0.3, ge=0, le=1)
     severity: Literal["info", "warning", "critical"] = "warning"
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not RULE_NAME.match(value):
-            raise ValueError("rule name must be 1-64 of a-z 0-9 _ - and start alphanumeric")
-        return value
 
     @field_validator("classes")
     @classmethod

@@ -14,23 +14,22 @@ so its belt speed in px/s is that times the camera's fps.
 from __future__ import annotations
 
 import fnmatch
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from visionline.rule_names import RuleName
+
 if TYPE_CHECKING:  # the rules worker reads this file too, without the tracking stack
     from visionline.inspection.tracking import DecisionRules, TrackerConfig
-
-RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class InspectionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = "part-defect"  # the alert rule name: alert id = "<decision id>:<name>"
+    name: RuleName = "part-defect"  # the alert rule name: alert id = "<decision id>:<name>"
     cameras: list[str] = Field(min_length=1)  # ids or glob patterns
     fps: float = Field(10.0, gt=0)  # the camera's nominal frame rate (ByteTrack's clock)
     belt_px_per_s: float | None = Field(None, ge=0)
@@ -47,13 +46,6 @@ class InspectionConfig(BaseModel):
     min_mean_score: float | None = Field(None, gt=0, le=1)  # a class's peak, averaged over frames
     alert: bool = True  # raise an alert for each rejected part
     severity: Literal["info", "warning", "critical"] = "warning"
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not RULE_NAME.match(value):
-            raise ValueError("name must be 1-64 of a-z 0-9 _ - and start alphanumeric")
-        return value
 
     @field_validator("zone")
     @classmethod
