@@ -180,6 +180,19 @@ class ModelVersions:
 
 # ================================ drift ======================================================
 
+DETECTED_OBJECTS = Counter(
+    "visionline_detected_objects_total",
+    "Objects a detect camera's detector found (services/detect), per camera and class",
+    ["camera", "class_name"],
+)
+OBJECT_EVENTS = Counter(
+    "visionline_object_events_total",
+    "Events of tracked objects against detect rules (services/objects), per camera, rule, kind "
+    "and, for line rules, direction (empty for the other kinds)",
+    ["camera", "rule", "kind", "direction"],
+)
+
+
 DRIFT_STATE = Gauge(
     "visionline_drift_state",
     "Drift state of a camera's signal: 0 stable, 1 suspected (a detector raised an alarm that "

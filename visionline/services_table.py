@@ -124,10 +124,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
         consumes=(Topic.DETECTIONS,),
         produces=(Topic.OBJECT_EVENTS,),
     ),
-    ServiceSpec(  # drift of both paths' inputs and outputs
+    ServiceSpec(  # drift of every path's inputs and outputs
         "drift",
         DriftSettings,
-        consumes=(Topic.PREDICTIONS, Topic.PART_OBSERVATIONS),
+        consumes=(Topic.PREDICTIONS, Topic.PART_OBSERVATIONS, Topic.DETECTIONS),
         produces=(Topic.DRIFT_EVENTS,),
     ),
     ServiceSpec(  # late true labels joined to predictions: accuracy per model version

@@ -29,6 +29,7 @@ from visionline.imaging import FrameRejected
 from visionline.inspection.snapshots import SnapshotStore, frame_key
 from visionline.messages import DetectedObject, FrameMeta, ModelRef, to_json
 from visionline.models.detectors import INPUT_NAME, OUTPUTS, is_detector
+from visionline.observability import DETECTED_OBJECTS
 from visionline.resilience import BackendUnavailable, RetryPolicy, retrying
 from visionline.settings import CommonSettings, DetectSettings
 from visionline.worker import decode_message
@@ -102,6 +103,8 @@ class DetectHandlers:
         objects = found_objects(outputs, scale, labels, s.min_score, s.max_objects, s.nms_iou)
         ref = ModelRef(name=model, version=version, served_by="triton")
         self.model_in_use(ref)
+        for found in objects:
+            DETECTED_OBJECTS.labels(meta.camera_id, found.class_name).inc()
         snapshot = await asyncio.to_thread(self.snapshot, meta, bgr, objects) if objects else None
         return meta.camera_id.encode(), to_json(detections(meta, quality, ref, objects, snapshot))
 

@@ -1,17 +1,17 @@
-"""python -m services.drift: predictions and part observations in; drift events out (the
-handlers and their delivery guarantees: ``services/drift/handlers.py``)."""
+"""python -m services.drift: predictions, part observations and detections in; drift events out
+(the handlers and their delivery guarantees: ``services/drift/handlers.py``)."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from services.drift.handlers import DriftHandlers
+from services.drift.handlers import WATCHED, DriftHandlers
 from visionline.db import make_engine
 from visionline.drift.bank import DriftMonitor
 from visionline.drift.detectors import load_detectors
 from visionline.drift.store import PostgresState
 from visionline.drift.tracker import Policy
-from visionline.messages import PartObservations, Prediction, Topic
+from visionline.messages import Topic
 from visionline.observability import DriftStates
 from visionline.settings import CommonSettings, DriftSettings
 from visionline.worker import ManualAcks, Worker, configure_logging
@@ -26,8 +26,7 @@ def main() -> None:
     worker = Worker("drift", common)
     events = partial(worker.send_many, worker.topic(Topic.DRIFT_EVENTS))
     drift = DriftHandlers(monitor, engine, events, DriftStates())
-    watched = (Topic.PREDICTIONS, Prediction), (Topic.PART_OBSERVATIONS, PartObservations)
-    for source, schema in watched:
+    for source, schema in WATCHED:
         acks = ManualAcks()
         worker.manual(source, schema, partial(drift.observe, acks), acks)
     worker.every(settings.checkpoint_interval_s, drift.checkpoint, "checkpoint")

@@ -20,11 +20,24 @@ from sqlalchemy import Engine
 from visionline.drift.bank import DriftMonitor, partition_key
 from visionline.drift.store import mark_published, record_events
 from visionline.kafka import source_of
-from visionline.messages import DriftEvent, keyed_by_camera
+from visionline.messages import (
+    DriftEvent,
+    FrameDetections,
+    PartObservations,
+    Prediction,
+    Topic,
+    keyed_by_camera,
+)
 from visionline.observability import DriftStates
 from visionline.worker import ManualAcks
 
 log = logging.getLogger("visionline.drift")
+# What the drift worker watches: one message per frame from each pipeline.
+WATCHED = (
+    (Topic.PREDICTIONS, Prediction),  # classify
+    (Topic.PART_OBSERVATIONS, PartObservations),  # inspect
+    (Topic.DETECTIONS, FrameDetections),  # detect
+)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from services.objects.logic import (
 )
 from visionline.detection.objects import CameraObjects
 from visionline.messages import keyed_by_camera
+from visionline.observability import OBJECT_EVENTS
 from visionline.rulesets import RulesWatcher
 from visionline.settings import CommonSettings, ObjectsSettings, refuse_dev_secrets
 
@@ -92,6 +93,9 @@ class ObjectsHandlers:
             out += [event_message(e, message) for e in found]
         if out:
             await self.send_events(keyed_by_camera(out))
+            for e in out:
+                direction = str(e.detail.get("direction", ""))
+                OBJECT_EVENTS.labels(e.camera_id, e.rule, e.kind, direction).inc()
         for camera, state in states.items():
             if state is not None:
                 self.save(camera, state)

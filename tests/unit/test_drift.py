@@ -212,6 +212,24 @@ def test_signals_of_part_observations():
     assert empty.distributions == {}
 
 
+def test_signals_of_a_detect_cameras_detections():
+    from visionline.messages import DetectedObject, FrameDetections
+
+    def found(*objects: tuple[str, float]) -> FrameDetections:
+        boxes = [DetectedObject(box=(0, 0, 9, 9), class_name=c, score=p) for c, p in objects]
+        meta = frame_meta("dock-1", "f7")
+        q = Quality(brightness=90, contrast=30, blur=40, saturation=20)
+        return FrameDetections(frame=meta, quality=q, model=model_ref("det"), objects=boxes)
+
+    s = extract(found(("person", 0.9), ("person", 0.5), ("forklift", 0.7)))
+    assert s.camera_id == "dock-1" and s.frame.frame_id == "f7" and s.models == {"det": "1"}
+    assert s.scalars["brightness"] == 90 and s.scalars["object_confidence"] == pytest.approx(0.7)
+    assert s.distributions["class_mix"] == pytest.approx({"person": 2 / 3, "forklift": 1 / 3})
+    empty = extract(found())
+    assert set(empty.scalars) == {"brightness", "contrast", "blur", "saturation"}
+    assert "class_mix" not in empty.distributions
+
+
 def test_distances():
     assert total_variation({"a": 1.0}, {"b": 1.0}) == pytest.approx(1.0)
     assert total_variation({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0

@@ -32,9 +32,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from visionline.drift.detectors import DetectorSpec, seed_of
-from visionline.drift.signals import DISTANCES, DistributionReference, FrameSignals, extract
+from visionline.drift.signals import (
+    DISTANCES,
+    DistributionReference,
+    FrameSignals,
+    Watched,
+    extract,
+)
 from visionline.drift.tracker import Policy, SignalTracker
-from visionline.messages import DriftEvent, PartObservations, Prediction, SourceRef
+from visionline.messages import DriftEvent, SourceRef
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +201,7 @@ class DriftMonitor:
             self.banks[camera_id] = bank
         return self.banks[camera_id]
 
-    def observe(
-        self, message: Prediction | PartObservations, source: SourceRef, token: object = None
-    ) -> Observed:
+    def observe(self, message: Watched, source: SourceRef, token: object = None) -> Observed:
         signals = extract(message)
         camera = signals.camera_id
         bank = self.bank(camera)

@@ -55,6 +55,13 @@ DEFAULT_DETECTORS: dict[str, DetectorSpec] = {
     "blur": DetectorSpec(detector="kswin", params=KSWIN, min_scale=1.0),
     "confidence": DetectorSpec(detector="page_hinkley", params=PH_DOWN, min_scale=0.01),
     "part_confidence": DetectorSpec(detector="page_hinkley", params=PH_DOWN, min_scale=0.01),
+    # Moves with what is in view too (a scene of small or far objects): content confirmation.
+    "object_confidence": DetectorSpec(
+        detector="page_hinkley",
+        params=PH_DOWN,
+        min_scale=0.01,
+        confirm_frames=CONTENT_CONFIRM_FRAMES,
+    ),
     "anomaly_score": DetectorSpec(
         detector="page_hinkley", params=PH_UP, min_scale=0.01, confirm_frames=CONTENT_CONFIRM_FRAMES
     ),

@@ -1,4 +1,5 @@
-"""What the drift service watches: the signals of one frame, taken from either message type.
+"""What the drift service watches: the signals of one frame, taken from a classify camera's
+``Prediction``, an inspect camera's ``PartObservations`` or a detect camera's ``FrameDetections``.
 
 Scalar signals are fed to a detector as they are. Distribution signals (the class mix, the
 image descriptor) are turned into a scalar: their distance to the mean distribution of a
@@ -11,13 +12,20 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from visionline.messages import PartObservations, Prediction, Quality
+from visionline.messages import FrameDetections, PartObservations, Prediction, Quality
 
 QUALITY_SIGNALS = ("brightness", "contrast", "blur", "saturation")
 CLASSIFY_SIGNALS = ("confidence",)  # top-1 score of the classifier (Prediction)
 INSPECT_SIGNALS = ("part_confidence", "anomaly_score", "defect_score")  # means over the parts
+DETECT_SIGNALS = ("object_confidence",)  # mean score of the objects a detector found
 DISTRIBUTION_SIGNALS = ("class_mix", "embedding_distance")
-SIGNALS = (*QUALITY_SIGNALS, *CLASSIFY_SIGNALS, *INSPECT_SIGNALS, *DISTRIBUTION_SIGNALS)
+SIGNALS = (
+    *QUALITY_SIGNALS,
+    *CLASSIFY_SIGNALS,
+    *INSPECT_SIGNALS,
+    *DETECT_SIGNALS,
+    *DISTRIBUTION_SIGNALS,
+)
 
 Distribution = Mapping[str, float]  # non-negative, summing to 1
 
@@ -97,9 +105,30 @@ def from_observations(obs: PartObservations) -> FrameSignals:
     return FrameSignals(obs.frame.camera_id, frame, scalars, distributions, models)
 
 
-def extract(message: Prediction | PartObservations) -> FrameSignals:
+def from_detections(found: FrameDetections) -> FrameSignals:
+    """Detect path: image quality; with objects in view, their mean score and the share of each
+    class (a class the detector stops finding, or starts confusing, moves the mix)."""
+    scalars = quality_signals(found.quality)
+    distributions = histogram_distribution(found.quality)
+    if found.objects:
+        scalars["object_confidence"] = sum(o.score for o in found.objects) / len(found.objects)
+        counts: dict[str, float] = {}
+        for obj in found.objects:
+            counts[obj.class_name] = counts.get(obj.class_name, 0.0) + 1.0
+        distributions["class_mix"] = normalised(counts)
+    frame = FrameRef(found.frame.frame_id, found.frame.captured_at)
+    models = {found.model.name: found.model.version}
+    return FrameSignals(found.frame.camera_id, frame, scalars, distributions, models)
+
+
+Watched = Prediction | PartObservations | FrameDetections
+
+
+def extract(message: Watched) -> FrameSignals:
     if isinstance(message, Prediction):
         return from_prediction(message)
+    if isinstance(message, FrameDetections):
+        return from_detections(message)
     return from_observations(message)
 
 

@@ -54,6 +54,11 @@ def model_for_drift(
             f"{where}: classify camera; retraining the classifier "
             "(efficientnet_lite0) is not supported yet"
         )
+    if pipeline == "detect":
+        return None, (
+            f"{where}: detect camera; its detector learns from labelled data: import new "
+            "labelled frames (`visionline datasets import`) and `visionline train detector`"
+        )
     if pipeline != "inspect":
         return None, f"{where}: unknown pipeline {pipeline!r}"
     model = INSPECT_SIGNAL_MODEL.get(event.signal)
