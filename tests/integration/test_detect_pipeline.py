@@ -132,24 +132,35 @@ def push(camera_id: str, jpegs: list[bytes], bootstrap: str) -> None:
     camera.flush()
 
 
-def test_detect_camera_alerts_once_per_tracked_object_on_a_line_and_in_a_zone(
-    stack: LocalStack, repository: Path, tmp_path: Path
-) -> None:
-    run = visionline_commands(stack, repository, tmp_path / "store")
-    train_and_promote(run, detection_coco(tmp_path / "scenes", frames=32))
+def switch_to_detect(api: httpx.Client) -> str:
+    """A classify camera registered through the API, then switched to the detector."""
+    camera_id = f"detect-{uuid.uuid4().hex[:8]}"
+    body = {"camera_id": camera_id, "max_fps": 100}
+    refused = api.post("/v1/cameras", json=body | {"pipeline": "detect"})
+    assert refused.status_code == 422 and "detector" in refused.text  # it needs one
+    refused = api.post("/v1/cameras", json=body | {"pipeline": "detect", "model": spec.MODEL_NAME})
+    assert refused.status_code == 422  # a classifier is not a detector
+    assert api.post("/v1/cameras", json=body).status_code == 201
+    switch = {"pipeline": "detect", "model": MODEL}
+    refused = api.patch(f"/v1/cameras/{camera_id}", json={"model": MODEL})
+    assert refused.status_code == 422  # a detector is not a classify camera's classifier
+    switched = api.patch(f"/v1/cameras/{camera_id}", json=switch)
+    assert switched.status_code == 200 and switched.json()["pipeline"] == "detect", switched.text
+    return camera_id
+
+
+@pytest.fixture(scope="module")
+def run(stack: LocalStack, repository: Path, tmp_path_factory) -> dict:
+    """Train, promote, switch a camera, set the rules, push the frames; what came out."""
+    folder = tmp_path_factory.mktemp("detect-run")
+    commands = visionline_commands(stack, repository, folder / "store")
+    train_and_promote(commands, detection_coco(folder / "scenes", frames=32))
     engine = make_engine(stack.database_url)
     token = create_token(engine, "detect-test", "admin")
     api = httpx.Client(
         base_url=stack.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
-    camera_id = f"detect-{uuid.uuid4().hex[:8]}"
-    body = {"camera_id": camera_id, "pipeline": "detect", "max_fps": 100}
-    refused = api.post("/v1/cameras", json=body)  # a detect camera needs a detector
-    assert refused.status_code == 422 and "detector" in refused.text
-    refused = api.post("/v1/cameras", json=body | {"model": spec.MODEL_NAME})
-    assert refused.status_code == 422  # a classifier is not a detector
-    created = api.post("/v1/cameras", json=body | {"model": MODEL})
-    assert created.status_code == 201, created.text
+    camera_id = switch_to_detect(api)
     saved = api.put("/v1/rules", json={"document": RULES, "comment": "detect test"})
     assert saved.status_code == 200, saved.text
     time.sleep(3 * REFRESH_S)  # ingest's registry and the objects worker's rules refresh
@@ -159,47 +170,62 @@ def test_detect_camera_alerts_once_per_tracked_object_on_a_line_and_in_a_zone(
     jpegs = frames()
     push(camera_id, jpegs, stack.kafka_bootstrap)
     try:
-        ours = [
-            d
-            for d in detections.wait_for(
-                lambda seen: sum(_of(d, camera_id) for d in seen) >= len(jpegs), timeout=180
-            )
-            if _of(d, camera_id)
-        ]
+        detections.wait_for(lambda seen: len(_detections_of(seen, camera_id)) >= len(jpegs), 180)
         alerts.wait_for(lambda seen: len(_alerts_of(seen, camera_id)) >= 3, timeout=60)
         with pytest.raises(AssertionError, match="timed out"):  # a fourth would be a duplicate
             alerts.wait_for(lambda seen: len(_alerts_of(seen, camera_id)) > 3, timeout=8)
     finally:
         alerts.close()
         detections.close()
-
-    assert {d["model"]["name"] for d in ours} == {MODEL}
-    cups = sum(any(o["class_name"] == "coffee" for o in d["objects"]) for d in ours)
-    assert cups >= 0.8 * len(jpegs), [d["objects"] for d in ours]
-    mine = _alerts_of(alerts.seen, camera_id)
-    rules = ("cup-crossing", "face-loitering")
-    by_rule = {rule: [a for a in mine if a["rule"] == rule] for rule in rules}
-    assert len(by_rule["cup-crossing"]) == 2, mine  # there and back: one alert per crossing
-    assert len(by_rule["face-loitering"]) == 1, mine  # one object standing: one alert
-    assert len(mine) == 3 and len({a["alert_id"] for a in mine}) == 3
-    there, back = sorted(by_rule["cup-crossing"], key=lambda a: a["frame_id"])
-    assert there["object"]["detail"]["direction"] != back["object"]["detail"]["direction"]
-    assert back["object"]["detail"]["count_in"] == back["object"]["detail"]["count_out"] == 1
-    assert there["frame_id"] < f"f{STEPS:03d}" <= back["frame_id"]
-    dwell = by_rule["face-loitering"][0]
-    assert dwell["label"] == "astronaut" and dwell["severity"] == "critical"
-    assert dwell["object"]["detail"]["dwell_s"] >= 0.8  # more than 0.8 s, rounded to ms
-
-    stored = api.get("/v1/alerts", params={"camera_id": camera_id}).json()
-    assert len(stored["items"]) == 3
-    snapshot = api.get(stored["items"][0]["snapshot_url"])
-    assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
+    yield {
+        "api": api,
+        "frames": len(jpegs),
+        "detections": _detections_of(detections.seen, camera_id),
+        "alerts": _alerts_of(alerts.seen, camera_id),
+        "camera_id": camera_id,
+    }
     api.close()
     engine.dispose()
 
 
-def _of(message: dict, camera_id: str) -> bool:
-    return message.get("frame", {}).get("camera_id") == camera_id
+def test_the_switched_camera_is_served_by_the_promoted_detector(run: dict) -> None:
+    ours = run["detections"]
+    assert {d["model"]["name"] for d in ours} == {MODEL}
+    assert {d["model"]["version"] for d in ours} == {"1"}
+    cups = sum(any(o["class_name"] == "coffee" for o in d["objects"]) for d in ours)
+    assert cups >= 0.8 * run["frames"], [d["objects"] for d in ours]
+
+
+def test_a_line_crossing_alerts_once_per_crossing_with_its_direction(run: dict) -> None:
+    crossings = [a for a in run["alerts"] if a["rule"] == "cup-crossing"]
+    assert len(crossings) == 2, run["alerts"]  # there and back
+    there, back = sorted(crossings, key=lambda a: a["frame_id"])
+    assert there["frame_id"] < f"f{STEPS:03d}" <= back["frame_id"]
+    assert there["object"]["detail"]["direction"] != back["object"]["detail"]["direction"]
+    assert back["object"]["detail"]["count_in"] == back["object"]["detail"]["count_out"] == 1
+    assert there["object"]["track_id"] == back["object"]["track_id"]  # one object, tracked
+
+
+def test_a_dwell_in_the_zone_alerts_once_per_object(run: dict) -> None:
+    dwells = [a for a in run["alerts"] if a["rule"] == "face-loitering"]
+    assert len(dwells) == 1, run["alerts"]  # one object standing: one alert
+    dwell = dwells[0]
+    assert dwell["label"] == "astronaut" and dwell["severity"] == "critical"
+    assert dwell["object"]["detail"]["dwell_s"] >= 0.8  # more than 0.8 s, rounded to ms
+    assert len(run["alerts"]) == 3 and len({a["alert_id"] for a in run["alerts"]}) == 3
+
+
+def test_the_alerts_are_stored_once_with_their_snapshots(run: dict) -> None:
+    api = run["api"]
+    stored = api.get("/v1/alerts", params={"camera_id": run["camera_id"]}).json()["items"]
+    assert sorted(a["alert_id"] for a in stored) == sorted(a["alert_id"] for a in run["alerts"])
+    for alert in stored:
+        snapshot = api.get(alert["snapshot_url"])
+        assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
+
+
+def _detections_of(seen: list[dict], camera_id: str) -> list[dict]:
+    return [d for d in seen if d.get("frame", {}).get("camera_id") == camera_id]
 
 
 def _alerts_of(seen: list[dict], camera_id: str) -> list[dict]:
