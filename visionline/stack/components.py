@@ -265,7 +265,7 @@ def worker_components(
                     argv=list(worker.argv),
                     env={**worker_env, **worker.env, **own},
                     check=check,
-                    ready_timeout_s=60.0,
+                    ready_timeout_s=settings.worker_ready_timeout_s,
                     stop_timeout_s=settings.stop_timeout_s,
                     ports=(*worker.ports, *((metrics[name],) if name in metrics else ())),
                 )

@@ -118,6 +118,9 @@ class StackSettings(BaseSettings):
     postgres_os_user: str = "embedded_postgres"
     ready_timeout_s: float = Field(300.0, gt=0)
     triton_ready_timeout_s: float = Field(180.0, gt=0)
+    # A worker (the API: FastAPI and its routers) may take minutes to import on a loaded
+    # 2-core machine: 60 s failed stacks under a load of 12 and more.
+    worker_ready_timeout_s: float = Field(180.0, gt=0)
     stop_timeout_s: float = Field(15.0, gt=0)
     worker_settle_s: float = Field(1.0, ge=0)  # alive this long after a start = healthy
 
