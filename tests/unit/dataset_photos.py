@@ -4,7 +4,8 @@ the layouts people bring (not through visionline's own writers), for the dataset
 Classification: crops of four photographs (astronaut, coffee, chelsea the cat, rocket) at
 several places and scales, a class folder each, split into train/ and val/. Detection: crops
 of those photographs' subjects pasted at known places onto crops of other photographs (brick,
-grass, gravel), so every box is known to the pixel; written as COCO.
+grass, gravel), so every box is known to the pixel; written as COCO. Anomalies: crops of the
+brick photograph (good) and the same kind of crops with the coffee cup pasted in (defect).
 """
 
 from __future__ import annotations
@@ -124,3 +125,34 @@ def classification_crops(out: Path, per_class: int = 50, seed: int = 0, size: in
             crop = cv2.resize(photo[y0 : y0 + side, x0 : x0 + side], (size, size))
             _save(out / label / f"{label}-{n}.jpg", crop)
     return out
+
+
+def anomaly_folders(
+    out: Path, good: int = 40, defects: int = 12, seed: int = 0, size: int = 128
+) -> dict[str, tuple[int, int, int, int]]:
+    """``out/good/<n>.jpg`` and ``out/defect/<n>.jpg``, no split folders: seeded crops of the
+    brick photograph (a third to a half of its side, anywhere) and, for the defects, the same
+    kind of crop with the coffee photograph's cup pasted in (18 to 32 % of the side, anywhere).
+    Returns each defect file's pasted box (x0, y0, x1, y1) in its pixels."""
+    rng = np.random.default_rng(seed)
+    brick = _bgr(data.brick())
+    loader, (cx0, cy0, cx1, cy1) = SUBJECTS["coffee"]
+    cup = _bgr(loader())[cy0:cy1, cx0:cx1]
+    boxes = {}
+    for n in range(good + defects):
+        side = int(brick.shape[0] * rng.uniform(0.33, 0.5))
+        x0, y0 = (
+            rng.integers(0, brick.shape[1] - side + 1),
+            rng.integers(0, brick.shape[0] - side + 1),
+        )
+        crop = cv2.resize(brick[y0 : y0 + side, x0 : x0 + side], (size, size))
+        if n < good:
+            _save(out / "good" / f"good-{n}.jpg", crop)
+            continue
+        w, h = (int(size * rng.uniform(0.18, 0.32)) for _ in range(2))
+        px, py = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        crop[py : py + h, px : px + w] = cv2.resize(cup, (w, h))
+        name = f"defect-{n - good}.jpg"
+        _save(out / "defect" / name, crop)
+        boxes[name] = (px, py, px + w, py + h)
+    return boxes

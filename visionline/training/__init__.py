@@ -15,4 +15,8 @@ Classifiers on the user's own datasets (issue 17):
 - ``dataset_eval``: held-out figures through ONNX Runtime and the robustness card.
 - ``nuisance_images``: the project's nuisance factors on RGB photographs.
 - ``dataset_cli``: the ``train classifier`` command and ``eval``'s dataset mode.
+
+Detectors (``detector*``) and anomaly models of the user's good items: ``anomaly_job``
+(PatchCore on the good images, the threshold, the candidate), ``anomaly_eval`` (AUROC,
+false-positive rate and recall at the threshold, the card) and ``anomaly_cli``.
 """

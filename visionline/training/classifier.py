@@ -95,13 +95,16 @@ def extract(
     return np.concatenate(out) if out else np.zeros((0, FEATURES), np.float32)
 
 
-def augmented_copies(images: np.ndarray, keys: list[str], copy: int, settings) -> np.ndarray:
-    """Copy number ``copy`` of every image under random nuisances, seeded per image and copy
-    (by the image's sha256: the same image gets the same copy whatever else is in the set)."""
+def augmented_copies(
+    images: np.ndarray, keys: list[str], copy: int, settings, factors: tuple[str, ...] | None = None
+) -> np.ndarray:
+    """Copy number ``copy`` of every image under random nuisances (of ``factors``, default all),
+    seeded per image and copy (by the image's sha256: the same image gets the same copy
+    whatever else is in the set)."""
     out = []
     for image, key in zip(images, keys, strict=True):
         rng = np.random.default_rng([settings.seed, copy, int(key[:12], 16)])
-        out.append(nuisance_images.augment(image, rng, settings.augment_rate))
+        out.append(nuisance_images.augment(image, rng, settings.augment_rate, factors))
     return np.stack(out)
 
 

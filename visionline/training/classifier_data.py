@@ -45,7 +45,11 @@ def labelled(dataset: Dataset) -> list[DatasetImage]:
 
 def split_dataset(dataset: Dataset, seed: int, fraction: float) -> Split:
     """The dataset's own held-out split when it has one, else a stratified seeded one."""
-    images = labelled(dataset)
+    return split_images(labelled(dataset), seed, fraction)
+
+
+def split_images(images: list[DatasetImage], seed: int, fraction: float) -> Split:
+    """``split_dataset`` of some of a dataset's images (an anomaly model's good ones)."""
     for split in ("test", "val"):
         heldout = [image for image in images if image.split == split]
         if heldout:

@@ -32,6 +32,10 @@ class DatasetRef:
     def __str__(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def record(self) -> dict[str, str]:
+        """metadata.json's ``dataset``: the lineage the model registry records."""
+        return {"name": self.name, "version": self.version, "reference": str(self)}
+
 
 @dataclass
 class TrainResult:
@@ -107,7 +111,7 @@ def _install(
         "task": "classification",
         "model": model_dir.name,
         "version": version,
-        "dataset": {"name": ref.name, "version": ref.version, "reference": str(ref)},
+        "dataset": ref.record(),
         "classes": classes,
         "backbone": BACKBONE,
         "input": "image: RGB uint8 NHWC 224x224 (short side to 224, centre crop)",
@@ -144,17 +148,8 @@ def add_figures(folder: Path, evaluation: dict, timings: dict[str, float]) -> di
         metrics["worst_macro_f1"] = evaluation["worst"]["macro_f1"]
     metadata["metrics"] = metrics
     metadata["timings"] = {k: round(v, 2) for k, v in timings.items()}
-    path = folder / serving.METADATA
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(_json(metadata), encoding="utf-8")
-    partial.replace(path)
+    serving.write_metadata(folder, metadata)
     return metadata
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, indent=1, default=float)
 
 
 def register_candidate(engine, model: str, version: int, metadata: dict) -> int:

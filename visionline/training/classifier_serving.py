@@ -88,12 +88,26 @@ def install(
         metadata,
         config_text(model_dir.name, len(classes)),
     )
-    labels = "\n".join(classes) + "\n"
-    (target / LABELS_FILENAME).write_text(labels, encoding="utf-8")
-    (target / SPLIT_FILE).write_text(json.dumps(split), encoding="utf-8")
-    if pinned_versions(model_dir) is None:
-        (model_dir / LABELS_FILENAME).write_text(labels, encoding="utf-8")
+    write_labels_and_split(target, classes, split)
     return target
+
+
+def write_labels_and_split(folder: Path, classes: list[str], split: dict) -> None:
+    """The version's labels.txt and split.json; the model folder's labels.txt too while no
+    version is pinned as serving (a candidate must not relabel the version that serves)."""
+    labels = "\n".join(classes) + "\n"
+    (folder / LABELS_FILENAME).write_text(labels, encoding="utf-8")
+    (folder / SPLIT_FILE).write_text(json.dumps(split), encoding="utf-8")
+    if pinned_versions(folder.parent) is None:
+        (folder.parent / LABELS_FILENAME).write_text(labels, encoding="utf-8")
+
+
+def write_metadata(folder: Path, metadata: dict) -> None:
+    """Replace the version's metadata.json atomically."""
+    path = folder / METADATA
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(metadata, indent=1, default=float), encoding="utf-8")
+    partial.replace(path)
 
 
 def pinned_versions(model_dir: Path) -> list[int] | None:

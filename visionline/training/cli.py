@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from visionline.models.spec import DEFAULT_RELEASE, DEFAULT_REPOSITORY
-from visionline.training import dataset_cli, detector_cli
+from visionline.training import anomaly_cli, dataset_cli, detector_cli
 
 train_app = typer.Typer(
     help="Train the inspection models on generated line data and install them for Triton.",
@@ -106,9 +106,36 @@ def train_anomaly(
     repository: RepositoryOption = DEFAULT_REPOSITORY,
     version: VersionOption = 0,
     seed: SeedOption = 7,
+    dataset: anomaly_cli.AnomalyDataset = None,
+    model: anomaly_cli.AnomalyModel = None,
+    good: anomaly_cli.Good = None,
+    copies: anomaly_cli.Copies = 2,
+    heldout: anomaly_cli.HeldOut = 0.2,
+    bank_size: anomaly_cli.BankSize = 2000,
+    target_fpr: anomaly_cli.TargetFpr = 0.01,
+    threads: dataset_cli.Threads = 2,
+    card: dataset_cli.Card = True,
+    register: dataset_cli.Register = True,
 ) -> None:
-    """The PatchCore anomaly model only (good parts only)."""
-    _train({"part_anomaly"}, repository, version, seed, False)
+    """The PatchCore anomaly model only (good parts only). With --dataset NAME --model MODEL:
+    an anomaly model of the dataset's good images (--good CLASS; the other classes are
+    anomalies, for evaluation only), installed as a candidate version of MODEL."""
+    if dataset is None and model is None:
+        _train({"part_anomaly"}, repository, version, seed, False)
+        return
+    if dataset is None or model is None:
+        raise typer.BadParameter("--dataset and --model go together", param_hint="--dataset")
+    from visionline.training.anomaly_job import AnomalySettings
+
+    settings = AnomalySettings(
+        seed=seed,
+        augment_copies=copies,
+        heldout_fraction=heldout,
+        bank_size=bank_size,
+        target_fpr=target_fpr,
+    )
+    repo = None if repository == DEFAULT_REPOSITORY else repository
+    anomaly_cli.train_dataset(dataset, model, good, settings, repo, threads, card, register)
 
 
 @train_app.command("defects")
@@ -137,16 +164,16 @@ def eval_command(
     dataset: dataset_cli.EvalDataset = None,
     model_version: dataset_cli.EvalModelVersion = None,
     target_precision: dataset_cli.PrecisionOption = 0.95,
+    target_fpr: anomaly_cli.EvalTargetFpr = None,
     card: dataset_cli.Card = True,
 ) -> None:
     """Score the installed inspection models per nuisance condition: table and JSON. With
-    --model/--dataset: a classifier or a detector trained on a dataset, on its held-out
-    images, with its robustness card (visionline.training.dataset_cli)."""
+    --model/--dataset: a classifier, detector or anomaly model trained on a dataset, on its
+    held-out images, with its robustness card (visionline.training.dataset_cli)."""
     if model is not None or dataset is not None:
         repo = None if repository == DEFAULT_REPOSITORY else repository
-        detector = detector_cli.trained_detector(model, model_version, repo)
-        run = detector_cli.eval_dataset if detector else dataset_cli.eval_dataset
-        run(model, dataset, model_version, repo, target_precision, card, json_out)
+        thresholds = (target_precision, target_fpr)
+        _eval_dataset(model, dataset, model_version, repo, thresholds, card, json_out)
         return
     from visionline.training.evaluate import KEYS, EvalConfig, evaluate
 
@@ -177,6 +204,24 @@ def eval_command(
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=1))
     console.print(f"wrote {json_out} ({result['seconds']} s)")
+
+
+def _eval_dataset(
+    model: str | None,
+    dataset: str | None,
+    version: int | None,
+    repository: Path | None,
+    thresholds: tuple[float, float | None],
+    card: bool,
+    json_out: Path | None,
+) -> None:
+    """The dataset mode, by the version's ``task``: anomaly, detection, else classification."""
+    task = dataset_cli.trained_task(model, version, repository)
+    if task == "anomaly":
+        anomaly_cli.eval_dataset(model, dataset, version, repository, thresholds[1], card, json_out)
+        return
+    run = detector_cli.eval_dataset if task == "detection" else dataset_cli.eval_dataset
+    run(model, dataset, version, repository, thresholds[0], card, json_out)
 
 
 def _cell(value) -> str:

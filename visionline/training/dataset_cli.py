@@ -138,7 +138,7 @@ def train_classifier_command(
     candidate version of MODEL (served once `visionline models promote` serves it)."""
     from visionline.settings import DatasetSettings
     from visionline.training.classifier import ClassifierSettings
-    from visionline.training.classifier_job import DatasetRef, register_candidate
+    from visionline.training.classifier_job import DatasetRef
 
     engine, store, row, data = _load(dataset)
     settings = ClassifierSettings(
@@ -171,12 +171,20 @@ def train_classifier_command(
         f"(timings {metadata['timings']})"
     )
     if register:
-        job = register_candidate(engine, model, metadata["version"], metadata)
-        console.print(
-            f"registered as job {job}; serve it with: visionline models promote "
-            f"{model} {metadata['version']} --job {job}"
-        )
+        register_job(engine, model, metadata)
     engine.dispose()
+
+
+def register_job(engine, model: str, metadata: dict) -> int:
+    """Record the trained version as a candidate job and say how to serve it."""
+    from visionline.training.classifier_job import register_candidate
+
+    job = register_candidate(engine, model, metadata["version"], metadata)
+    console.print(
+        f"registered as job {job}; serve it with: visionline models promote "
+        f"{model} {metadata['version']} --job {job}"
+    )
+    return job
 
 
 def _train_and_evaluate(
@@ -226,19 +234,9 @@ def eval_dataset(
 ) -> None:
     """`visionline eval --model MODEL [--dataset NAME[@VERSION]]`: a trained classifier's
     figures and robustness card on the dataset's held-out images."""
-    from visionline.training.classifier_serving import read_metadata, version_folder
     from visionline.training.dataset_eval import evaluate
 
-    if model is None:
-        raise typer.BadParameter("--model is required with --dataset", param_hint="--model")
-    try:
-        folder = version_folder(_repository(repository) / model, version)
-    except FileNotFoundError as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
-    metadata = read_metadata(folder)
-    engine, store, row, data = _load(dataset or metadata["dataset"]["reference"])
-    engine.dispose()
+    folder, metadata, row, data, store = evaluated(model, version, repository, dataset)
     with progress_stages() as stage:
         steps = stage("robustness card", _card_steps()) if card else None
         try:
@@ -254,13 +252,53 @@ def eval_dataset(
         except ValueError as error:
             console.print(f"[red]{error}[/]")
             raise typer.Exit(1) from None
+    print_evaluation(report(result, model, folder, row, metadata))
+    write_json(result, json_out)
+
+
+def evaluated(model: str | None, version: int | None, repository: Path | None, dataset):
+    """(folder, metadata, dataset row, dataset, store) of `visionline eval --model MODEL
+    [--model-version N] [--dataset NAME[@VERSION]]`: by default the dataset trained on."""
+    from visionline.training.classifier_serving import read_metadata, version_folder
+
+    if model is None:
+        raise typer.BadParameter("--model is required with --dataset", param_hint="--model")
+    try:
+        folder = version_folder(_repository(repository) / model, version)
+    except FileNotFoundError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    metadata = read_metadata(folder)
+    engine, store, row, data = _load(dataset or metadata["dataset"]["reference"])
+    engine.dispose()
+    return folder, metadata, row, data, store
+
+
+def trained_task(model: str | None, version: int | None, repository: Path | None) -> str | None:
+    """The ``task`` in the metadata of the version `visionline eval --model MODEL` names
+    (classification, detection, anomaly); None when there is none to read."""
+    from visionline.training.classifier_serving import read_metadata, version_folder
+
+    if model is None:
+        return None
+    try:
+        return read_metadata(version_folder(_repository(repository) / model, version)).get("task")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def report(result: dict, model: str | None, folder: Path, row, metadata: dict) -> dict:
+    """The evaluation with what was evaluated on what: model, version, dataset, trained on."""
     result.update(
         model=model,
         version=int(folder.name),
         dataset=f"{row.name}@{row.version}",
         trained_on=metadata["dataset"]["reference"],
     )
-    print_evaluation(result)
+    return result
+
+
+def write_json(result: dict, json_out: Path | None) -> None:
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=1))

@@ -43,6 +43,16 @@ def image_seed(key: str, factor: str) -> int:
     return int(hashlib.sha256(f"{key}:{factor}".encode()).hexdigest()[:12], 16)
 
 
+def perturb(images: np.ndarray, keys: list[str], factor: str, strength: float) -> np.ndarray:
+    """The images under ``factor`` at ``strength``, each seeded by its key (``image_seed``)."""
+    return np.stack(
+        [
+            nuisance_images.apply(factor, image, strength, image_seed(key, factor))
+            for image, key in zip(images, keys, strict=True)
+        ]
+    )
+
+
 def run_onnx(model, images: np.ndarray, batch: int = 16) -> np.ndarray:
     """Logits of an ``OnnxModel`` (``visionline.training.serving``) for the images."""
     return model.run(images, batch)["logits"]
@@ -81,29 +91,14 @@ def robustness_card(
 ) -> dict:
     """``robustness``: factor -> strength -> {accuracy, macro_f1, their drops against clean};
     ``worst_factor`` and its figures at the strongest strength (``worst``); ``clean``."""
-    card: dict = {}
-    for factor in nuisance_images.FACTORS:
-        card[factor] = {}
-        for strength in nuisance_images.STRENGTHS:
-            images = np.stack(
-                [
-                    nuisance_images.apply(factor, image, strength, image_seed(key, factor))
-                    for image, key in zip(held.images, held.keys, strict=True)
-                ]
-            )
-            result = figures(run_onnx(model, images), held.truth, classes)
-            card[factor][str(strength)] = _brief(result, clean)
-            if advance is not None:
-                advance(1)
-    strongest = str(nuisance_images.STRENGTHS[-1])
-    worst = min(card, key=lambda f: _rank(card[f][strongest], f))
-    return {
-        "robustness": card,
-        "strengths": list(nuisance_images.STRENGTHS),
-        "clean": {k: clean[k] for k in ("accuracy", "macro_f1", "true_class_score")},
-        "worst_factor": worst,
-        "worst": {"factor": worst, "strength": float(strongest), **card[worst][strongest]},
-    }
+
+    def cell(factor: str, strength: float) -> dict:
+        images = perturb(held.images, held.keys, factor, strength)
+        return _brief(figures(run_onnx(model, images), held.truth, classes), clean)
+
+    card = nuisance_images.factor_card(cell, _rank, advance)
+    card["clean"] = {k: clean[k] for k in ("accuracy", "macro_f1", "true_class_score")}
+    return card
 
 
 def _rank(cell: dict, factor: str) -> tuple:

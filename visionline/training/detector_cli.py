@@ -35,7 +35,7 @@ def train_detector_command(
 ) -> None:
     """Train a detector with DATASET's classes on the ImageNet backbone; install it as a
     candidate version of MODEL (served once `visionline models promote` serves it)."""
-    from visionline.training.classifier_job import DatasetRef, register_candidate
+    from visionline.training.classifier_job import DatasetRef
     from visionline.training.detector import DetectorSettings
 
     engine, store, row, data = dc._load(dataset)
@@ -66,11 +66,7 @@ def train_detector_command(
         f"(timings {metadata['timings']})"
     )
     if register:
-        job = register_candidate(engine, model, metadata["version"], metadata)
-        dc.console.print(
-            f"registered as job {job}; serve it with: visionline models promote "
-            f"{model} {metadata['version']} --job {job}"
-        )
+        dc.register_job(engine, model, metadata)
     engine.dispose()
 
 
@@ -97,20 +93,6 @@ def _train_and_evaluate(data, ref, store, model_dir, settings, threads, card, ta
     return metadata, result.folder, evaluation
 
 
-def trained_detector(model: str | None, version: int | None, repository: Path | None) -> bool:
-    """Whether ``visionline eval --model MODEL`` names a detector trained on a dataset (by
-    its metadata's ``task``); anything else goes the classifier's way, errors included."""
-    from visionline.training.classifier_serving import read_metadata, version_folder
-
-    if model is None:
-        return False
-    try:
-        folder = version_folder(dc._repository(repository) / model, version)
-        return read_metadata(folder).get("task") == "detection"
-    except (FileNotFoundError, ValueError):
-        return False
-
-
 def eval_dataset(
     model: str | None,
     dataset: str | None,
@@ -123,30 +105,14 @@ def eval_dataset(
 ) -> None:
     """`visionline eval --model MODEL [--dataset NAME[@VERSION]]` for a trained detector:
     mAP, per-class AP, precision/recall and the robustness card on the held-out images."""
-    from visionline.training.classifier_serving import read_metadata, version_folder
-
-    if model is None:
-        raise typer.BadParameter("--model is required with --dataset", param_hint="--model")
-    folder = version_folder(dc._repository(repository) / model, version)
-    metadata = read_metadata(folder)
-    engine, store, row, data = dc._load(dataset or metadata["dataset"]["reference"])
-    engine.dispose()
+    folder, metadata, row, data, store = dc.evaluated(model, version, repository, dataset)
     try:
         result = _evaluate(folder, data, store, target_precision, card, threads)
     except ValueError as error:
         dc.console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
-    result.update(
-        model=model,
-        version=int(folder.name),
-        dataset=f"{row.name}@{row.version}",
-        trained_on=metadata["dataset"]["reference"],
-    )
-    print_detection(result)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=1))
-        dc.console.print(f"wrote {json_out}")
+    print_detection(dc.report(result, model, folder, row, metadata))
+    dc.write_json(result, json_out)
 
 
 def _evaluate(folder: Path, data, store, target_precision: float, card: bool, threads: int):

@@ -73,26 +73,16 @@ def _brief(result: dict, clean: dict) -> dict:
 
 
 def robustness_card(model, scenes, classes, clean, threshold, advance=None) -> dict:
-    card: dict = {}
-    for factor in nuisance_images.FACTORS:
-        card[factor] = {}
-        for strength in nuisance_images.STRENGTHS:
-            images, truths = perturbed(scenes, factor, strength)
-            result = dm.mean_average_precision(predict(model, images), truths, classes, threshold)
-            card[factor][str(strength)] = _brief(result, clean)
-            if advance is not None:
-                advance(1)
-    strongest = str(nuisance_images.STRENGTHS[-1])
-    worst = min(
-        card, key=lambda f: (card[f][strongest]["map50"], card[f][strongest]["map50_95"], f)
+    def cell(factor: str, strength: float) -> dict:
+        images, truths = perturbed(scenes, factor, strength)
+        result = dm.mean_average_precision(predict(model, images), truths, classes, threshold)
+        return _brief(result, clean)
+
+    card = nuisance_images.factor_card(
+        cell, lambda c, factor: (c["map50"], c["map50_95"], factor), advance
     )
-    return {
-        "robustness": card,
-        "strengths": list(nuisance_images.STRENGTHS),
-        "clean": {k: clean[k] for k in ("map50", "map50_95", "precision", "recall")},
-        "worst_factor": worst,
-        "worst": {"factor": worst, "strength": float(strongest), **card[worst][strongest]},
-    }
+    card["clean"] = {k: clean[k] for k in ("map50", "map50_95", "precision", "recall")}
+    return card
 
 
 def evaluate(

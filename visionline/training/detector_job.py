@@ -6,7 +6,6 @@ the model's config.pbtxt. Registration is the classifier's (``classifier_job.reg
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,6 @@ import torch
 
 from visionline.datasets.model import Dataset
 from visionline.datasets.store import DatasetStore
-from visionline.models.spec import LABELS_FILENAME
 from visionline.training import classifier_serving as cs
 from visionline.training import detector as det
 from visionline.training.backbone import Backbone
@@ -104,7 +102,7 @@ def train_detector(
     figures["train_boxes"] = int(sum(len(b) for b in scenes.boxes))
     result = install(det.DetectorNet(backbone, head), model_dir, classes, ref, settings, split)
     result.metadata["training"] = figures
-    _write_metadata(result.folder, result.metadata)
+    cs.write_metadata(result.folder, result.metadata)
     timings["export_s"] = time.perf_counter() - clock
     result.timings = timings
     return result
@@ -120,7 +118,7 @@ def install(module, model_dir: Path, classes, ref, settings, split) -> TrainResu
         "task": "detection",
         "model": model_dir.name,
         "version": version,
-        "dataset": {"name": ref.name, "version": ref.version, "reference": str(ref)},
+        "dataset": ref.record(),
         "classes": classes,
         "backbone": BACKBONE,
         "input": f"image: RGB uint8 NHWC {det.INPUT}x{det.INPUT} (letterboxed)",
@@ -135,23 +133,12 @@ def install(module, model_dir: Path, classes, ref, settings, split) -> TrainResu
     config = config_pbtxt(model_dir.name, inputs, outputs, 16, (4, 8, 16), DECODING)
     example = np.zeros((2, det.INPUT, det.INPUT, 3), np.uint8)
     folder = export_version(module, example, model_dir, version, inputs, outputs, metadata, config)
-    labels = "\n".join(classes) + "\n"
-    (folder / LABELS_FILENAME).write_text(labels, encoding="utf-8")
     record = {
         "heldout": sorted(image.sha256 for image in split.heldout),
         "train": sorted(image.sha256 for image in split.train),
     }
-    (folder / cs.SPLIT_FILE).write_text(json.dumps(record), encoding="utf-8")
-    if cs.pinned_versions(model_dir) is None:
-        (model_dir / LABELS_FILENAME).write_text(labels, encoding="utf-8")
+    cs.write_labels_and_split(folder, classes, record)
     return TrainResult(folder, version, metadata)
-
-
-def _write_metadata(folder: Path, metadata: dict) -> None:
-    path = folder / cs.METADATA
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(metadata, indent=1, default=float), encoding="utf-8")
-    partial.replace(path)
 
 
 def add_figures(folder: Path, evaluation: dict, timings: dict[str, float]) -> dict:
@@ -169,5 +156,5 @@ def add_figures(folder: Path, evaluation: dict, timings: dict[str, float]) -> di
         metrics["worst_map50"] = evaluation["worst"]["map50"]
     metadata["metrics"] = metrics
     metadata["timings"] = {k: round(v, 2) for k, v in timings.items()}
-    _write_metadata(folder, metadata)
+    cs.write_metadata(folder, metadata)
     return metadata

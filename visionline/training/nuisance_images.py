@@ -9,7 +9,7 @@ shadow falls, how the frame tilts), as it does for a camera of the generator.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -131,15 +131,46 @@ def apply(name: str, image: np.ndarray, strength: float, seed: int) -> np.ndarra
     return FACTORS[name](image, strength, rng, profile_for(seed))
 
 
-def augment(image: np.ndarray, rng: np.random.Generator, rate: float = 0.35) -> np.ndarray:
-    """A training copy: each factor with probability ``rate`` at a strength drawn in [0, 1],
-    in a camera profile of its own (the direction of light and tilt varies by camera).
-    At least one factor applies, so no copy is the clean image again."""
+def augment(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    rate: float = 0.35,
+    factors: Sequence[str] | None = None,
+) -> np.ndarray:
+    """A training copy: each factor (of ``factors``, default all) with probability ``rate`` at
+    a strength drawn in [0, 1], in a camera profile of its own (the direction of light and tilt
+    varies by camera). At least one factor applies, so no copy is the clean image again."""
     profile = nz.CameraProfile.seeded(rng)
-    names = [name for name in FACTORS if rng.random() < rate]
+    pool = list(FACTORS) if factors is None else list(factors)
+    names = [name for name in pool if rng.random() < rate]
     if not names:
-        names = [list(FACTORS)[int(rng.integers(len(FACTORS)))]]
+        names = [pool[int(rng.integers(len(pool)))]]
     out = image
     for name in names:
         out = FACTORS[name](out, float(rng.uniform(0.1, 1.0)), rng, profile)
     return out
+
+
+def factor_card(
+    cell: Callable[[str, float], dict],
+    rank: Callable[[dict, str], tuple],
+    advance: Callable[[int], None] | None = None,
+) -> dict:
+    """A robustness card: ``robustness`` (factor -> strength -> ``cell(factor, strength)``),
+    ``strengths``, ``worst_factor`` (the lowest ``rank`` at the strongest strength) and
+    ``worst`` (its cell there); ``advance(1)`` after each cell."""
+    card: dict = {}
+    for factor in FACTORS:
+        card[factor] = {}
+        for strength in STRENGTHS:
+            card[factor][str(strength)] = cell(factor, strength)
+            if advance is not None:
+                advance(1)
+    strongest = str(STRENGTHS[-1])
+    worst = min(card, key=lambda f: rank(card[f][strongest], f))
+    return {
+        "robustness": card,
+        "strengths": list(STRENGTHS),
+        "worst_factor": worst,
+        "worst": {"factor": worst, "strength": float(strongest), **card[worst][strongest]},
+    }

@@ -9,6 +9,8 @@ the raw distance scale.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -97,6 +99,19 @@ def fit_bank(
     batch: int = 16,
 ) -> torch.Tensor:
     """Patches of good crops (``sample`` random ones per crop), coreset-subsampled to ``size``."""
+    all_patches = sample_patches(backbone, crops, sample, rng, batch)
+    return all_patches[coreset(all_patches, size, seed)].clone()
+
+
+def sample_patches(
+    backbone: Backbone,
+    crops: np.ndarray,
+    sample: int,
+    rng: np.random.Generator,
+    batch: int = 16,
+    advance: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """``sample`` random patch features of each crop (all of them when it has fewer)."""
     patches = []
     with torch.inference_mode():
         for start in range(0, len(crops), batch):
@@ -106,8 +121,9 @@ def fit_bank(
             for one in f.permute(0, 2, 3, 1).reshape(len(x), -1, f.shape[1]):
                 keep = rng.choice(len(one), min(sample, len(one)), replace=False)
                 patches.append(one[torch.from_numpy(keep)])
-    all_patches = torch.cat(patches)
-    return all_patches[coreset(all_patches, size, seed)].clone()
+            if advance is not None:
+                advance(len(x))
+    return torch.cat(patches)
 
 
 def raw_scores(
