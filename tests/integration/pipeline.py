@@ -165,7 +165,9 @@ def repository_with_shipped_classifier(folder: Path) -> Path:
     import pytest
 
     if not (SHIPPED_CLASSIFIER / "1" / spec.MODEL_FILENAME).is_file():
-        pytest.fail(f"{SHIPPED_CLASSIFIER}/1/{spec.MODEL_FILENAME} is missing: run `make models`", False)
+        pytest.fail(
+            f"{SHIPPED_CLASSIFIER}/1/{spec.MODEL_FILENAME} is missing: run `make models`", False
+        )
     target = folder / spec.MODEL_NAME
     shutil.copytree(SHIPPED_CLASSIFIER, target, ignore=shutil.ignore_patterns("__pycache__"))
     return folder
