@@ -138,6 +138,7 @@ def eval_command(
     model_version: dataset_cli.EvalModelVersion = None,
     target_precision: dataset_cli.PrecisionOption = 0.95,
     card: dataset_cli.Card = True,
+    chart: dataset_cli.ChartOption = None,
 ) -> None:
     """Score the installed inspection models per nuisance condition: table and JSON. With
     --model/--dataset: a classifier or a detector trained on a dataset, on its held-out
@@ -146,8 +147,11 @@ def eval_command(
         repo = None if repository == DEFAULT_REPOSITORY else repository
         detector = detector_cli.trained_detector(model, model_version, repo)
         run = detector_cli.eval_dataset if detector else dataset_cli.eval_dataset
-        run(model, dataset, model_version, repo, target_precision, card, json_out)
+        dataset_cli.check_chart(chart, card)
+        run(model, dataset, model_version, repo, target_precision, card, json_out, chart_out=chart)
         return
+    if chart is not None:
+        raise typer.BadParameter("the card's chart needs --model/--dataset", param_hint="--chart")
     from visionline.training.evaluate import KEYS, EvalConfig, evaluate
 
     json_out = json_out or Path("bench-results/inspection-eval.json")
