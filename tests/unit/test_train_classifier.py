@@ -69,7 +69,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         second = _run([*TRAIN, "--repository", str(repository), "--no-cache", "--no-card"])
         report = root / "eval.json"
         args = ["eval", "--model", MODEL, "--model-version", "1", "--dataset", "photos"]
-        shown = _run([*args, "--repository", str(repository), "--json", str(report)])
+        chart = root / "card.png"
+        args += ["--repository", str(repository), "--json", str(report), "--chart", str(chart)]
+        shown = _run(args)
     yield {
         "root": root,
         "engine": engine,
@@ -77,6 +79,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         "outputs": (first, second, shown),
         "promoted": promoted,
         "eval": json.loads(report.read_text()),
+        "chart": chart.read_bytes(),
     }
     engine.dispose()
 
@@ -182,6 +185,18 @@ def test_the_robustness_card_covers_every_factor_at_three_strengths(world) -> No
     )
     thresholds = report["thresholds"]
     assert thresholds["target_precision"] == 0.95 and set(thresholds["per_class"]) == set(CLASSES)
+
+
+def test_eval_draws_the_card_and_no_card_draws_none(world) -> None:
+    from visionline.training.card_chart import CHART_FILE, render_card
+
+    assert world["chart"] == render_card(world["eval"])  # `eval --chart`: this evaluation's card
+    assert "evaluation.json" in {p.name for p in (world["model_dir"] / "1").iterdir()}
+    assert not (world["model_dir"] / "1" / CHART_FILE).exists()  # trained with --no-card
+    refused = CliRunner().invoke(
+        app, ["eval", "--model", MODEL, "--dataset", "photos", "--no-card", "--chart", "c.png"]
+    )
+    assert refused.exit_code == 2 and "drop --no-card" in refused.output
 
 
 def test_nuisance_factors_leave_the_image_at_strength_zero_and_change_it_at_one() -> None:

@@ -152,12 +152,14 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         trained = _run([*TRAIN, "--repository", str(repository)])
         report = root / "eval.json"
         args = ["eval", "--model", MODEL, "--dataset", "scenes", "--repository", str(repository)]
-        shown = _run([*args, "--json", str(report)])
+        chart = root / "card.png"
+        shown = _run([*args, "--json", str(report), "--chart", str(chart)])
     yield {
         "engine": engine,
         "model_dir": repository / MODEL,
         "outputs": (trained, shown),
         "eval": json.loads(report.read_text()),
+        "chart": chart.read_bytes(),
     }
 
 
@@ -200,6 +202,11 @@ def test_eval_reports_map_per_class_and_the_robustness_card(world) -> None:
     assert card[worst]["1.0"]["map50"] < result["map50"]  # the worst factor hurts
     trained, shown = world["outputs"]
     assert "mAP@0.5" in trained and "worst factor" in shown
+    from visionline.training.card_chart import CHART_FILE, card_table, render_card
+
+    assert card_table(result)["key"] == "map50"
+    assert world["chart"] == render_card(result)  # `eval --chart`: the card of this evaluation
+    assert not (world["model_dir"] / "1" / CHART_FILE).exists()  # trained with --no-card
 
 
 def test_the_candidate_is_registered_with_its_dataset(world) -> None:

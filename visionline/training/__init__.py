@@ -13,6 +13,7 @@ Classifiers on the user's own datasets (issue 17):
 - ``classifier_serving``: the Triton version folder (ONNX, config, labels, split, metadata).
 - ``classifier_metrics``: accuracy, macro F1, confusion matrix, thresholds for a precision.
 - ``dataset_eval``: held-out figures through ONNX Runtime and the robustness card.
+- ``card_chart``: the robustness card as a PNG (training, ``eval --chart``, the API).
 - ``nuisance_images``: the project's nuisance factors on RGB photographs.
 - ``dataset_cli``: the ``train classifier`` command and ``eval``'s dataset mode.
 

@@ -102,6 +102,7 @@ def _train_and_evaluate(data, ref, store, model_dir, settings, good, threads, ca
         evaluation = _evaluate(result.folder, data, store, card, threads, stage)
     result.timings["evaluate_s"] = time.perf_counter() - started
     (result.folder / dc.EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
+    dc.write_card_chart(result.folder, evaluation, ref)
     metadata = add_figures(result.folder, evaluation, result.timings)
     return metadata, result.folder, evaluation
 
@@ -124,6 +125,7 @@ def eval_dataset(
     card: bool,
     json_out: Path | None,
     threads: int = 1,
+    chart_out: Path | None = None,
 ) -> None:
     """`visionline eval --model MODEL [--dataset NAME[@VERSION]]` for an anomaly model: AUROC,
     false-positive rate and recall at its threshold, a threshold suggestion, the card."""
@@ -135,7 +137,7 @@ def eval_dataset(
             dc.console.print(f"[red]{error}[/]")
             raise typer.Exit(1) from None
     print_anomaly(dc.report(result, model, folder, row, metadata))
-    dc.write_json(result, json_out)
+    dc.write_outputs(result, json_out, chart_out)
 
 
 def _cell(value: float | None) -> str:

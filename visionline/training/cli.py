@@ -166,15 +166,19 @@ def eval_command(
     target_precision: dataset_cli.PrecisionOption = 0.95,
     target_fpr: anomaly_cli.EvalTargetFpr = None,
     card: dataset_cli.Card = True,
+    chart: dataset_cli.ChartOption = None,
 ) -> None:
     """Score the installed inspection models per nuisance condition: table and JSON. With
     --model/--dataset: a classifier, detector or anomaly model trained on a dataset, on its
     held-out images, with its robustness card (visionline.training.dataset_cli)."""
     if model is not None or dataset is not None:
         repo = None if repository == DEFAULT_REPOSITORY else repository
+        dataset_cli.check_chart(chart, card)
         thresholds = (target_precision, target_fpr)
-        _eval_dataset(model, dataset, model_version, repo, thresholds, card, json_out)
+        _eval_dataset(model, dataset, model_version, repo, thresholds, card, (json_out, chart))
         return
+    if chart is not None:
+        raise typer.BadParameter("the card's chart needs --model/--dataset", param_hint="--chart")
     from visionline.training.evaluate import KEYS, EvalConfig, evaluate
 
     json_out = json_out or Path("bench-results/inspection-eval.json")
@@ -213,15 +217,19 @@ def _eval_dataset(
     repository: Path | None,
     thresholds: tuple[float, float | None],
     card: bool,
-    json_out: Path | None,
+    outputs: tuple[Path | None, Path | None],
 ) -> None:
-    """The dataset mode, by the version's ``task``: anomaly, detection, else classification."""
+    """The dataset mode, by the version's ``task``: anomaly, detection, else classification.
+    ``outputs``: where `--json` and `--chart` go."""
     task = dataset_cli.trained_task(model, version, repository)
+    json_out, chart_out = outputs
     if task == "anomaly":
-        anomaly_cli.eval_dataset(model, dataset, version, repository, thresholds[1], card, json_out)
+        fpr = thresholds[1]
+        run_anomaly = anomaly_cli.eval_dataset
+        run_anomaly(model, dataset, version, repository, fpr, card, json_out, chart_out=chart_out)
         return
     run = detector_cli.eval_dataset if task == "detection" else dataset_cli.eval_dataset
-    run(model, dataset, version, repository, thresholds[0], card, json_out)
+    run(model, dataset, version, repository, thresholds[0], card, json_out, chart_out=chart_out)
 
 
 def _cell(value) -> str:

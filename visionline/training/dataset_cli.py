@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from visionline.training.card_chart import CHART_FILE, EVALUATION_FILE, write_chart
+
 console = Console()
-EVALUATION_FILE = "evaluation.json"  # the full evaluation training writes beside the model
 
 DatasetOption = Annotated[
     str, typer.Option("--dataset", help="NAME (its newest version) or NAME@VERSION.")
@@ -117,6 +118,16 @@ EvalDataset = Annotated[
 EvalModelVersion = Annotated[
     int | None, typer.Option("--model-version", help="Dataset mode: default the newest.")
 ]
+ChartOption = Annotated[
+    Path | None,
+    typer.Option("--chart", help="Dataset mode: write the robustness card as a PNG here."),
+]
+
+
+def check_chart(chart: Path | None, card: bool) -> None:
+    """Before the evaluation runs: a chart needs the card."""
+    if chart is not None and not card:
+        raise typer.BadParameter("--chart draws the robustness card: drop --no-card")
 
 
 def train_classifier_command(
@@ -212,8 +223,17 @@ def _train_and_evaluate(
         )
     result.timings["evaluate_s"] = time.perf_counter() - started
     (result.folder / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
+    write_card_chart(result.folder, evaluation, ref)
     metadata = add_figures(result.folder, evaluation, result.timings)
     return metadata, result.folder, evaluation
+
+
+def write_card_chart(folder: Path, evaluation: dict, ref) -> None:
+    """``robustness.png`` beside ``evaluation.json`` when the card was computed."""
+    if "robustness" not in evaluation:
+        return
+    about = {"model": folder.parent.name, "version": int(folder.name), "dataset": str(ref)}
+    write_chart(folder / CHART_FILE, about | evaluation)
 
 
 def _card_steps() -> int:
@@ -231,6 +251,7 @@ def eval_dataset(
     card: bool,
     json_out: Path | None,
     threads: int = 1,
+    chart_out: Path | None = None,
 ) -> None:
     """`visionline eval --model MODEL [--dataset NAME[@VERSION]]`: a trained classifier's
     figures and robustness card on the dataset's held-out images."""
@@ -253,7 +274,7 @@ def eval_dataset(
             console.print(f"[red]{error}[/]")
             raise typer.Exit(1) from None
     print_evaluation(report(result, model, folder, row, metadata))
-    write_json(result, json_out)
+    write_outputs(result, json_out, chart_out)
 
 
 def evaluated(model: str | None, version: int | None, repository: Path | None, dataset):
@@ -298,11 +319,15 @@ def report(result: dict, model: str | None, folder: Path, row, metadata: dict) -
     return result
 
 
-def write_json(result: dict, json_out: Path | None) -> None:
+def write_outputs(result: dict, json_out: Path | None, chart_out: Path | None) -> None:
+    """`eval --json FILE` and `--chart FILE`: the evaluation, and its card as a PNG."""
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=1))
         console.print(f"wrote {json_out}")
+    if chart_out is not None:
+        write_chart(chart_out, result)
+        console.print(f"wrote {chart_out}")
 
 
 def print_evaluation(result: dict) -> None:

@@ -89,6 +89,7 @@ def _train_and_evaluate(data, ref, store, model_dir, settings, threads, card, ta
         )
     result.timings["evaluate_s"] = time.perf_counter() - started
     (result.folder / dc.EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
+    dc.write_card_chart(result.folder, evaluation, ref)
     metadata = add_figures(result.folder, evaluation, result.timings)
     return metadata, result.folder, evaluation
 
@@ -102,6 +103,7 @@ def eval_dataset(
     card: bool,
     json_out: Path | None,
     threads: int = 1,
+    chart_out: Path | None = None,
 ) -> None:
     """`visionline eval --model MODEL [--dataset NAME[@VERSION]]` for a trained detector:
     mAP, per-class AP, precision/recall and the robustness card on the held-out images."""
@@ -112,7 +114,7 @@ def eval_dataset(
         dc.console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
     print_detection(dc.report(result, model, folder, row, metadata))
-    dc.write_json(result, json_out)
+    dc.write_outputs(result, json_out, chart_out)
 
 
 def _evaluate(folder: Path, data, store, target_precision: float, card: bool, threads: int):

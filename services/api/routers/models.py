@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,7 @@ from visionline.model_registry.versions import recorded_serving, repository_mode
 from visionline.retrain.jobs import create_job_once, request_for
 from visionline.retrain.jobs import list_jobs as query_jobs
 from visionline.retrain.policy import MODELS as RETRAINABLE
+from visionline.training.card_chart import read_evaluation, version_chart
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -49,6 +50,8 @@ router = APIRouter(prefix="/v1", tags=["models"])
 INT32 = 2**31 - 1  # the database's integer columns
 PROMOTE_TIMEOUT_S = 120.0  # as the CLI: a version not ready by then is not promoted
 ModelName = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+# A version folder's name: digits only (an int parameter would take "1.0" for version 1).
+VersionNumber = Annotated[str, Path(pattern=r"^[1-9][0-9]{0,9}$", description="A version number")]
 
 
 # --- bodies ------------------------------------------------------------------------------------
@@ -266,6 +269,56 @@ def model_versions(engine: Engine, common: Common, model: ModelName, _: Viewer) 
         available_versions=available_versions(repository, model),
         versions=[VersionOut.of(v) for v in versions],
     )
+
+
+def _version_folder(common: Common, model: str, version: str) -> FsPath:
+    """The folder of a model's version; 404 when the repository has no such model or version
+    (the name matched ``ModelName`` and is a folder of the repository: no path escapes it)."""
+    folder = _known(common, model) / model / str(version)
+    if not folder.is_dir():
+        raise HTTPException(404, f"{model} has no version {version} in the model repository")
+    return folder
+
+
+@router.get(
+    "/models/{model}/versions/{version}/evaluation",
+    response_model=dict[str, Any],
+    responses={404: {"description": "No such model or version, or it has no evaluation"}},
+)
+def version_evaluation(
+    common: Common, model: ModelName, version: VersionNumber, _: Viewer
+) -> dict[str, Any]:
+    """The version's ``evaluation.json`` as training or ``visionline eval`` wrote it: held-out
+    figures and, unless trained with ``--no-card``, its robustness card."""
+    try:
+        evaluation = read_evaluation(_version_folder(common, model, version))
+    except ValueError as exc:
+        raise HTTPException(404, f"{model} version {version}: unreadable evaluation") from exc
+    if evaluation is None:
+        raise HTTPException(404, f"{model} version {version} has no evaluation")
+    return evaluation
+
+
+@router.get(
+    "/models/{model}/versions/{version}/robustness",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The robustness card as a chart"},
+        404: {"description": "No such model or version, or it has no robustness card"},
+    },
+)
+def version_robustness(
+    common: Common, model: ModelName, version: VersionNumber, _: Viewer
+) -> Response:
+    """The robustness card as a PNG (900 x 600): per nuisance factor the accuracy (classifiers)
+    or mAP@0.5 (detectors) at three strengths, the clean figure, the worst factor. The
+    version's ``robustness.png``, else drawn from its ``evaluation.json``."""
+    folder = _version_folder(common, model, version)
+    try:
+        content = version_chart(folder, model, int(version))
+    except ValueError as exc:
+        raise HTTPException(404, f"no robustness card: {exc}") from exc
+    return Response(content, media_type="image/png", headers={"Cache-Control": "private"})
 
 
 def _audit(actor: str, action: str, detail: dict[str, Any]):

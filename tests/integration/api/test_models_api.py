@@ -4,7 +4,8 @@ Promotion and rollback go through the stack's real Triton (explicit model contro
 of this test's own: the classifier copied into ``<repository>/apitest_<id>`` as versions 1 and 2
 (model files hard-linked), loaded for the test, then unloaded and removed. The models other
 tests use are never switched. The stack runs no retrain worker: a created job stays queued, and
-is failed at teardown so that it holds back no other job of its model.
+is failed at teardown so that it holds back no other job of its model. A version's evaluation
+and robustness card are read from a repository of their own (a temporary folder).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from services.api.app import create_app
 from tests.integration.pipeline import TopicReader, free_port
+from tests.unit.card_evaluations import classifier_evaluation, detector_evaluation
 from visionline.db.models import AuditRow, ModelVersionRow
 from visionline.kafka import producer
 from visionline.messages import Topic
@@ -32,6 +36,8 @@ from visionline.models import spec
 from visionline.retrain.jobs import open_job
 from visionline.retrain.policy import MODELS
 from visionline.settings import CommonSettings
+from visionline.training.card_chart import CHART_FILE, EVALUATION_FILE, render_card
+from visionline.training.dataset_cli import write_card_chart
 
 pytestmark = pytest.mark.integration
 
@@ -237,6 +243,87 @@ def test_triton_unreachable_is_a_502_not_a_500(stack, engine, api_settings, as_r
         assert listed.status_code == 200
         mine = {m["model"]: m for m in listed.json()}[test_model]
         assert mine["serving_version"] in (None, 1)  # recorded by the rollback, if it ran
+
+
+# --- evaluations and robustness cards -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def card_client(stack, engine, api_settings, tmp_path_factory):
+    """The API on a repository of its own: ``carded`` with version 1 (evaluation.json with a
+    classifier's card), 2 (trained with --no-card), 3 (a detector's card and its
+    robustness.png, as training writes them) and 4 (no evaluation)."""
+    repository = tmp_path_factory.mktemp("card-repository")
+    folder = repository / "carded"
+    (folder / "4").mkdir(parents=True)
+    (folder / policy.CONFIG).write_text('name: "carded"\nbackend: "onnxruntime"\n')
+    no_card = {k: v for k, v in classifier_evaluation().items() if k != "robustness"}
+    for version, evaluation in ((1, classifier_evaluation()), (2, no_card)):
+        (folder / str(version)).mkdir()
+        (folder / str(version) / EVALUATION_FILE).write_text(json.dumps(evaluation))
+    (folder / "3").mkdir()
+    write_card_chart(folder / "3", detector_evaluation(), "scenes@" + "ab" * 32)
+    app = create_app(common_of(stack, model_repository=repository), api_settings, engine)
+    with TestClient(app) as test_client:
+        yield test_client, folder
+
+
+def _png(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape == (600, 900, 3)
+    return image
+
+
+def test_a_viewer_reads_a_versions_robustness_card_as_a_png(card_client, as_role):
+    client, folder = card_client
+    viewer = as_role("viewer")
+    assert client.get("/v1/models/carded/versions/1/robustness").status_code == 401
+    drawn = client.get("/v1/models/carded/versions/1/robustness", headers=viewer)
+    assert _png(drawn).std() > 30  # drawn from evaluation.json: bars and text on white
+    assert drawn.content == render_card({"model": "carded", "version": 1} | classifier_evaluation())
+    assert not (folder / "1" / CHART_FILE).exists()  # the API writes nothing
+    stored = client.get("/v1/models/carded/versions/3/robustness", headers=viewer)
+    _png(stored)
+    assert stored.content == (folder / "3" / CHART_FILE).read_bytes()
+    assert stored.content != drawn.content
+
+
+def test_a_versions_evaluation_is_its_json(card_client, as_role):
+    client, folder = card_client
+    viewer = as_role("viewer")
+    assert client.get("/v1/models/carded/versions/1/evaluation").status_code == 401
+    response = client.get("/v1/models/carded/versions/1/evaluation", headers=viewer)
+    assert response.status_code == 200, response.text
+    assert response.json() == json.loads((folder / "1" / EVALUATION_FILE).read_text())
+    assert response.json()["worst_factor"] == classifier_evaluation()["worst_factor"]
+    missing = client.get("/v1/models/carded/versions/4/evaluation", headers=viewer)
+    assert missing.status_code == 404 and "has no evaluation" in missing.json()["detail"]
+
+
+def test_no_card_no_version_and_paths_are_404_or_422(card_client, as_role):
+    client, _ = card_client
+    viewer = as_role("viewer")
+    for version, says in ((2, "no robustness card"), (4, "has no evaluation.json"), (9, "no ver")):
+        response = client.get(f"/v1/models/carded/versions/{version}/robustness", headers=viewer)
+        assert response.status_code == 404 and says in response.json()["detail"], response.text
+    unknown = client.get("/v1/models/no_such_model/versions/1/robustness", headers=viewer)
+    assert unknown.status_code == 404 and "no model" in unknown.json()["detail"]
+    for path in (
+        "/v1/models/..%2Fcarded/versions/1/robustness",
+        "/v1/models/carded%2F1/versions/1/evaluation",
+        "/v1/models/../carded/versions/1/robustness",
+        "/v1/models/carded/versions/..%2F1/robustness",
+        "/v1/models/carded/versions/1%2F..%2F..%2F3/robustness",
+        "/v1/models/carded/versions/0/robustness",
+        "/v1/models/carded/versions/-1/evaluation",
+        "/v1/models/carded/versions/1.0/robustness",
+        f"/v1/models/carded/versions/{2**40}/robustness",
+    ):
+        response = client.get(path, headers=viewer)
+        assert response.status_code in (404, 422), (path, response.status_code)
+        assert response.headers["content-type"] == "application/json", path
 
 
 # --- retraining jobs ---------------------------------------------------------------------------
