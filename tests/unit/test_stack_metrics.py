@@ -31,11 +31,13 @@ def test_each_metrics_replica_gets_its_own_port_from_the_base(tmp_path):
         "rules-2",
         "inspect",
         "parts",
+        "detect",
+        "objects",
         "drift",
         "labels",
         "webhooks",
     ]
-    assert list(ports.values()) == list(range(20000, 20011))
+    assert list(ports.values()) == list(range(20000, 20013))
 
 
 def test_no_metrics_for_api_upload_cameras_or_when_off(tmp_path):
@@ -76,7 +78,7 @@ def test_components_get_their_metrics_port_and_the_targets_file_is_written(tmp_p
     s = StackSettings(state_dir=tmp_path / "state", worker_metrics_port=20000, with_triton=False)
     specs = {c.name: c for c in worker_components(s, default_workers(s), {})}
     assert specs["ingest"].env["VISIONLINE_METRICS_PORT"] == "20000"
-    assert specs["webhooks"].env["VISIONLINE_METRICS_PORT"] == "20009"
+    assert specs["webhooks"].env["VISIONLINE_METRICS_PORT"] == "20011"
     assert 20000 in specs["ingest"].ports
     assert "VISIONLINE_METRICS_PORT" not in specs["api"].env
     assert specs["api"].ports == (s.api_port,)
