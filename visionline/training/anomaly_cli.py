@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -74,21 +75,9 @@ def train_dataset(
         f"{len(data.images)} images, classes {', '.join(data.classes)}"
     )
     ref = DatasetRef(row.name, row.version)
-    try:
-        metadata, folder, evaluation = _train_and_evaluate(
-            data, ref, store, model_dir, settings, good, threads, card
-        )
-    except ValueError as error:
-        dc.console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
-    print_anomaly(evaluation)
-    dc.console.print(
-        f"candidate {model} version {metadata['version']} in {folder} "
-        f"(timings {metadata['timings']})"
-    )
-    if register:
-        dc.register_job(engine, model, metadata)
-    engine.dispose()
+    options = (good, threads, card)
+    trained = partial(_train_and_evaluate, data, ref, store, model_dir, settings, *options)
+    dc.finish_training(engine, model, trained, print_anomaly, register)
 
 
 def _train_and_evaluate(data, ref, store, model_dir, settings, good, threads, card):

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -161,22 +162,23 @@ def train_classifier_command(
         f"training {model} on {row.name}@{row.version[:12]}: {len(data.images)} "
         f"images, {len(data.classes)} classes"
     )
+    ref = DatasetRef(row.name, row.version)
+    options = (cache_dir, threads, card, target_precision)
+    trained = partial(_train_and_evaluate, data, ref, store, model_dir, settings, *options)
+    finish_training(engine, model, trained, print_evaluation, register)
+
+
+def finish_training(
+    engine, model: str, trained: Callable[[], tuple], show: Callable[[dict], None], register: bool
+) -> None:
+    """The end of every `train <kind> --dataset` command: ``trained()`` (a ValueError is the
+    user's to fix: shown, exit 1), its evaluation shown, the candidate named and registered."""
     try:
-        metadata, folder, evaluation = _train_and_evaluate(
-            data,
-            DatasetRef(row.name, row.version),
-            store,
-            model_dir,
-            settings,
-            cache_dir,
-            threads,
-            card,
-            target_precision,
-        )
+        metadata, folder, evaluation = trained()
     except ValueError as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
-    print_evaluation(evaluation)
+    show(evaluation)
     console.print(
         f"candidate {model} version {metadata['version']} in {folder} "
         f"(timings {metadata['timings']})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -53,21 +54,9 @@ def train_detector_command(
         f"{boxes} boxes, {len(data.classes)} classes"
     )
     ref = DatasetRef(row.name, row.version)
-    try:
-        metadata, folder, evaluation = _train_and_evaluate(
-            data, ref, store, model_dir, settings, threads, card, target_precision
-        )
-    except ValueError as error:
-        dc.console.print(f"[red]{error}[/]")
-        raise typer.Exit(1) from None
-    print_detection(evaluation)
-    dc.console.print(
-        f"candidate {model} version {metadata['version']} in {folder} "
-        f"(timings {metadata['timings']})"
-    )
-    if register:
-        dc.register_job(engine, model, metadata)
-    engine.dispose()
+    options = (threads, card, target_precision)
+    trained = partial(_train_and_evaluate, data, ref, store, model_dir, settings, *options)
+    dc.finish_training(engine, model, trained, print_detection, register)
 
 
 def _train_and_evaluate(data, ref, store, model_dir, settings, threads, card, target_precision):
