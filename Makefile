@@ -90,7 +90,8 @@ bench: models
 	$(BIN)/visionline bench
 
 compose-check:
-	POSTGRES_PASSWORD=check UPLOAD_KEY_PEPPER=check GRAFANA_ADMIN_PASSWORD=check docker-compose -f docker-compose.yml config -q
+	POSTGRES_PASSWORD=check UPLOAD_KEY_PEPPER=check GRAFANA_ADMIN_PASSWORD=check OBJECTS_STATE_SECRET=check \
+		docker-compose -f docker-compose.yml config -q
 
 # Re-resolve the full pinned dependency set after changing pyproject.toml.
 lock:
