@@ -66,6 +66,10 @@ async def retrying(
     raise AssertionError("unreachable")
 
 
+# Every server ``dependency_down`` names: each worker's waits counter starts at 0 for each.
+DEPENDENCIES = ("kafka", "postgresql", "redis", "triton")
+
+
 def dependency_down(exc: BaseException) -> str | None:
     """Which server ``exc`` says is unreachable (``postgresql``, ``redis``, ``triton``,
     ``kafka``), or None

@@ -44,6 +44,7 @@ from visionline.observability import (
     ModelVersions,
 )
 from visionline.resilience import (
+    DEPENDENCIES,
     Backoff,
     CrashLedger,
     coordinates,
@@ -133,6 +134,8 @@ class Worker:
         self.lag = LagGauge(self.service, internal_prefix=f"{self.app.conf.id}-")
         logs.set_service(self.service)
         self.backoff = Backoff()
+        for dependency in DEPENDENCIES:  # a series at 0 from the start, not from the first wait
+            DEPENDENCY_WAITS.labels(self.service, dependency)
         ledger_redis = redis.Redis.from_url(
             self.common.redis_url, socket_timeout=2, socket_connect_timeout=2
         )

@@ -9,6 +9,7 @@ import sqlalchemy.exc
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from visionline.resilience import (
+    DEPENDENCIES,
     BackendUnavailable,
     Backoff,
     DependencyDown,
@@ -42,6 +43,21 @@ def _operational(message: str) -> sqlalchemy.exc.OperationalError:
 )
 def test_a_server_that_does_not_answer_is_waited_for(error, dependency):
     assert dependency_down(error) == dependency
+    # the project's own servers each have a waits series from a worker's start
+    assert dependency in (*DEPENDENCIES, "object-store")  # the last: a DependencyDown of its own
+
+
+def test_a_worker_shows_its_dependency_waits_at_zero_before_any_wait(monkeypatch):
+    from prometheus_client import REGISTRY
+
+    from visionline.settings import CommonSettings
+    from visionline.worker import Worker
+
+    monkeypatch.setattr("visionline.worker.CrashLedger.refresh", lambda self: None)
+    Worker("waits-test", CommonSettings(redis_url="redis://127.0.0.1:9/0"))
+    for dependency in DEPENDENCIES:
+        labels = {"service": "waits-test", "dependency": dependency}
+        assert REGISTRY.get_sample_value("visionline_dependency_waits_total", labels) == 0.0
 
 
 @pytest.mark.parametrize(
