@@ -407,6 +407,14 @@ class LabelledPart(Schema):
     visible_fraction: float = 1.0  # of the part inside the frame
 
 
+class LabelledObject(Schema):
+    """A true object of a detect camera's frame: its box and class (the detector's names)."""
+
+    object_id: str
+    box: FloatBox
+    class_name: str
+
+
 class LabelFeedback(Schema):
     """Public: the true labels of one frame, on ``visionline.labels.feedback``, key = camera id.
 
@@ -425,6 +433,8 @@ class LabelFeedback(Schema):
     parts: list[LabelledPart]
     labelled_at: float = Field(default_factory=time.time)
     label: str | None = None  # classify cameras: the frame's true class (their parts are [])
+    # Detect cameras: the frame's true objects (their parts are []); optional, so version 1.
+    objects: list[LabelledObject] = []
 
 
 class DeadLetter(Schema):

@@ -233,7 +233,8 @@ LABELLED_PARTS = Counter(
 MODEL_F1 = Gauge(
     "visionline_model_f1",
     "F1 of the defective decision against true labels, per camera, model version and kind "
-    "(frame_part: a part in one frame; tracked_part: a tracked part's verdict), from PostgreSQL",
+    "(frame_part: a part in one frame; tracked_part: a tracked part's verdict; frame_object: a "
+    "detect camera's objects in one frame), from PostgreSQL",
     ["camera", "model", "version", "kind"],
 )
 

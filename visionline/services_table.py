@@ -133,7 +133,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(  # late true labels joined to predictions: accuracy per model version
         "labels",
         LabelsSettings,
-        consumes=(Topic.LABELS_FEEDBACK, Topic.PART_OBSERVATIONS, Topic.PART_DECISIONS),
+        consumes=(
+            Topic.LABELS_FEEDBACK,
+            Topic.PART_OBSERVATIONS,
+            Topic.PART_DECISIONS,
+            Topic.DETECTIONS,
+        ),
     ),
     ServiceSpec(  # alerts POSTed to the API's webhook subscribers, signed and retried
         "webhooks",

@@ -8,7 +8,13 @@ from functools import partial
 from services.labels.handlers import LabelsHandlers
 from visionline.db import make_engine
 from visionline.labels.join import JoinPolicy
-from visionline.messages import LabelFeedback, PartObservations, PartVerdict, Topic
+from visionline.messages import (
+    FrameDetections,
+    LabelFeedback,
+    PartObservations,
+    PartVerdict,
+    Topic,
+)
 from visionline.observability import ModelScores
 from visionline.settings import CommonSettings, LabelsSettings
 from visionline.worker import Worker, configure_logging
@@ -22,6 +28,7 @@ def main() -> None:
     worker.sink(Topic.LABELS_FEEDBACK, LabelFeedback, labels.on_label)
     worker.sink(Topic.PART_OBSERVATIONS, PartObservations, labels.on_observations)
     worker.sink(Topic.PART_DECISIONS, PartVerdict, labels.on_verdict)
+    worker.sink(Topic.DETECTIONS, FrameDetections, labels.on_detections)
     worker.every(settings.f1_refresh_s, partial(labels.refresh_f1, ModelScores()), "f1")
     worker.run()
 

@@ -19,12 +19,13 @@ from sqlalchemy import Engine
 from visionline.imaging import FrameRejected
 from visionline.labels.join import (
     JoinPolicy,
+    detection_prediction,
     frame_prediction,
     label_problem,
     verdict_prediction,
 )
 from visionline.labels.store import NewOutcome, accuracy, record_label, record_prediction
-from visionline.messages import LabelFeedback, PartObservations, PartVerdict
+from visionline.messages import FrameDetections, LabelFeedback, PartObservations, PartVerdict
 from visionline.observability import LABELLED_PARTS, ModelScores
 
 log = logging.getLogger("visionline.labels")
@@ -51,6 +52,9 @@ class LabelsHandlers:
 
     def on_verdict(self, verdict: PartVerdict) -> None:
         count(record_prediction(self.engine, verdict_prediction(verdict), self.policy))
+
+    def on_detections(self, found: FrameDetections) -> None:
+        count(record_prediction(self.engine, detection_prediction(found), self.policy))
 
     async def refresh_f1(self, scores: ModelScores) -> None:
         try:

@@ -22,6 +22,7 @@ from tests.factories import (
     observed_part,
     part_observations,
     part_verdict,
+    quality,
 )
 from tests.factories import labelled_part as lpart
 from tests.integration.pipeline import rows, wait_rows
@@ -224,3 +225,37 @@ def _cli():
     from visionline.cli import app
 
     return app
+
+
+def test_a_detect_cameras_detections_join_its_labelled_objects(stack, engine):
+    """Detections (``visionline.detect.detections``) and late labels of objects, in both
+    orders: tp/fp/fn per object by class and IoU, per detector version."""
+    from visionline.messages import DetectedObject, FrameDetections, LabelledObject
+
+    camera = f"labels-det-{uuid.uuid4().hex[:8]}"
+    send, detector = Frames(stack.kafka_bootstrap, camera), model_ref("dock_objects", "2")
+
+    def detections(frame_id: str, *objects: tuple) -> None:
+        meta = frame_meta(camera, frame_id, captured_at=send.captured(frame_id))
+        found = [DetectedObject(box=b, class_name=c, score=0.8) for b, c in objects]
+        message = FrameDetections(frame=meta, quality=quality(), model=detector, objects=found)
+        send.send(Topic.DETECTIONS, to_json(message))
+
+    def label(frame_id: str, *objects: tuple) -> None:
+        truth = [LabelledObject(object_id=i, box=b, class_name=c) for i, b, c in objects]
+        message = label_feedback(camera, frame_id, [], captured_at=send.captured(frame_id))
+        send.send(Topic.LABELS_FEEDBACK, to_json(message.model_copy(update={"objects": truth})))
+
+    a, b = f"{camera}-1", f"{camera}-2"
+    person, cart = ((0, 0, 100, 100), "person"), ((200, 0, 300, 100), "cart")
+    detections(a, person, ((400, 0, 500, 100), "person"))  # then labels: tp, fp
+    label(a, ("p", *person))
+    label(b, ("p", *person), ("c", *cart))  # labels first: tp, fn
+    detections(b, person)
+    outcomes = dict(camera=camera, prefix=f"detect:{camera}:%")
+    found = wait_rows(engine, OUTCOMES, lambda f: len(f) == 4, timeout=90, **outcomes)
+    assert {r["kind"] for r in found} == {"frame_object"}
+    assert counts(found) == {(a, "tp"): 1, (a, "fp"): 1, (b, "tp"): 1, (b, "fn"): 1}
+    (r,) = accuracy(engine, camera_id=camera)
+    assert (r.model, r.version, r.kind) == ("dock_objects", "2", "frame_object")
+    assert (r.tp, r.fp, r.fn, r.precision, r.recall) == (2, 1, 1, 2 / 3, 2 / 3)

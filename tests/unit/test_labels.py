@@ -17,6 +17,7 @@ from tests.factories import (
     observed_part,
     part_observations,
     part_verdict,
+    quality,
 )
 from tests.factories import (
     labelled_part as lpart,
@@ -432,3 +433,62 @@ def test_migration_0005_creates_the_tables_the_models_map():
         assert sorted(columns) == sorted(model.__table__.columns.keys())
         keys = re.findall(r'sa.Column\("(\w+)"[^\n]*primary_key=True', tables[model.__tablename__])
         assert keys == [c.name for c in model.__table__.primary_key.columns]
+
+
+# Detect cameras: detections against labelled objects -------------------------------------------
+
+
+def _detections(*objects: tuple[tuple[float, float, float, float], str, float]):
+    from visionline.messages import DetectedObject, FrameDetections
+
+    found = [DetectedObject(box=b, class_name=c, score=s) for b, c, s in objects]
+    meta = frame_meta("dock-1", "f9")
+    return FrameDetections(
+        frame=meta, quality=quality(), model=model_ref("det", "2"), objects=found
+    )
+
+
+def _objects(*objects: tuple[str, tuple[float, float, float, float], str]):
+    from visionline.messages import LabelledObject
+
+    return [LabelledObject(object_id=i, box=b, class_name=c) for i, b, c in objects]
+
+
+def test_detections_join_labelled_objects_by_class_and_iou():
+    from visionline.labels.join import detection_prediction
+
+    prediction = detection_prediction(
+        _detections(
+            ((0, 0, 100, 100), "person", 0.9),  # the person: tp
+            ((200, 0, 300, 100), "person", 0.8),  # right box, wrong class: fp (and the cart fn)
+            ((400, 0, 500, 100), "person", 0.7),  # nothing there: fp
+            ((0, 0, 100, 100), "person", 0.6),  # a duplicate of the first: fp
+        )
+    )
+    assert prediction.kind == "frame_object" and prediction.models == (("det", "2"),)
+    label = label_feedback("dock-1", "f9", [])
+    label = label.model_copy(
+        update={
+            "objects": _objects(
+                ("a", (5, 5, 100, 100), "person"),
+                ("b", (200, 0, 300, 100), "cart"),
+                ("c", (600, 0, 700, 100), "person"),  # missed: fn
+            )
+        }
+    )
+    found = outcomes(prediction, label, JoinPolicy())
+    assert sorted(o.outcome for o in found) == ["fn", "fn", "fp", "fp", "fp", "tp"]
+    tp = next(o for o in found if o.outcome == "tp")
+    assert tp.part_id == "a" and tp.score == 0.9 and tp.iou == pytest.approx(0.9025)
+    assert {o.part_id for o in found if o.outcome == "fn"} == {"b", "c"}
+    rows = outcome_rows(prediction, label, JoinPolicy())
+    assert {r["kind"] for r in rows} == {"frame_object"} and len(rows) == 6
+
+
+def test_a_label_with_a_bad_object_is_refused():
+    label = label_feedback("dock-1", "f9", [])
+    bad = label.model_copy(update={"objects": _objects(("a", (10, 10, 5, 20), "person"))})
+    assert "object a: empty or inverted box" in str(label_problem(bad))
+    twice = _objects(("a", (0, 0, 5, 5), "person"), ("a", (9, 9, 19, 19), "person"))
+    assert label_problem(label.model_copy(update={"objects": twice})) == "object ids repeat"
+    assert label_problem(label) is None

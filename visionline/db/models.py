@@ -236,7 +236,7 @@ class LabelPredictionRow(Base):
     __table_args__ = (Index("ix_label_predictions_frame", "camera_id", "frame_id"),)
 
     prediction_id: Mapped[str] = mapped_column(String(300), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # frame_part | tracked_part
+    kind: Mapped[str] = mapped_column(String(16))  # frame_part | tracked_part | frame_object
     camera_id: Mapped[str] = mapped_column(String(64))
     frame_id: Mapped[str] = mapped_column(String(128))
     captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -68,7 +68,7 @@ def accuracy_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON list instead.")] = False,
 ) -> None:
-    """Per camera, model, version and kind (frame_part, tracked_part): tp, fp, fn, tn,
+    """Per camera, model, version and kind (frame_part, tracked_part, frame_object): tp, fp, fn, tn,
     precision, recall and F1 of the defective decision."""
     engine = make_engine(CommonSettings().database_url)
     try:

@@ -9,6 +9,11 @@ and a true negative otherwise. A labelled part that nothing matched, with at lea
 it is defective and a true negative otherwise. ``match`` keeps which of the three it was.
 
 A tracked part's verdict is joined through its best frame: its box against that frame's labels.
+
+A detect camera's frame (``frame_object``): its detections against the frame's labelled objects,
+matched greedily by IoU (at least ``OBJECT_IOU``) within each class. A match is a true positive,
+a detection that matches nothing (no object there, or another class) a false positive, a
+labelled object nothing matched a false negative: the counts of detection precision and recall.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import Literal
 from visionline.inspection.metrics import iou
 from visionline.messages import (
     FloatBox,
+    FrameDetections,
     LabelFeedback,
+    LabelledObject,
     LabelledPart,
     ModelRef,
     ObservedPart,
@@ -28,10 +35,11 @@ from visionline.messages import (
     PartVerdict,
 )
 
-Kind = Literal["frame_part", "tracked_part"]
+Kind = Literal["frame_part", "tracked_part", "frame_object"]
 Match = Literal["matched", "false_detection", "miss"]
 ScoreSource = Literal["defect_score", "class_scores"]
-KINDS: tuple[Kind, ...] = ("frame_part", "tracked_part")
+KINDS: tuple[Kind, ...] = ("frame_part", "tracked_part", "frame_object")
+OBJECT_IOU = 0.5  # a detection and a true object of the same class match from this IoU on
 OUTCOMES = ("tp", "fp", "fn", "tn")
 
 
@@ -59,6 +67,7 @@ class PredictedPart:
     box: FloatBox
     score: float
     defective: bool | None = None  # None: decided by the policy's threshold on ``score``
+    class_name: str | None = None  # a detect camera's object: its class
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,54 @@ def verdict_prediction(v: PartVerdict) -> Prediction:
     )
 
 
+def detection_prediction(found: FrameDetections) -> Prediction:
+    """A detect camera's frame: each object found, with its class and score."""
+    f = found.frame
+    parts = tuple(PredictedPart(o.box, o.score, True, o.class_name) for o in found.objects)
+    return Prediction(
+        f"detect:{f.camera_id}:{f.frame_id}",
+        "frame_object",
+        f.camera_id,
+        f.frame_id,
+        f.captured_at,
+        parts,
+        _models([found.model]),
+    )
+
+
+def object_outcomes(
+    parts: Sequence[PredictedPart], labelled: Sequence[LabelledObject]
+) -> list[PartOutcome]:
+    """Per class, greedy IoU matching: true positives, false detections and misses."""
+    out: list[PartOutcome] = []
+    matched_p: set[int] = set()
+    matched_t: set[int] = set()
+    for name in sorted({p.class_name or "" for p in parts} | {t.class_name for t in labelled}):
+        mine = [i for i, p in enumerate(parts) if (p.class_name or "") == name]
+        theirs = [j for j, t in enumerate(labelled) if t.class_name == name]
+        boxes = [parts[i].box for i in mine], [labelled[j].box for j in theirs]
+        for a, b, overlap in greedy_match(*boxes, OBJECT_IOU):
+            i, truth = mine[a], labelled[theirs[b]]
+            matched_p.add(i)
+            matched_t.add(theirs[b])
+            slot = f"p{i}:t{truth.object_id}"
+            score = parts[i].score
+            out.append(
+                PartOutcome(slot, "matched", True, True, score, truth.object_id, round(overlap, 4))
+            )
+    out += [
+        PartOutcome(f"p{i}", "false_detection", True, False, p.score)
+        for i, p in enumerate(parts)
+        if i not in matched_p
+    ]
+    out += [
+        PartOutcome(f"t{t.object_id}", "miss", False, True, None, t.object_id)
+        for j, t in enumerate(labelled)
+        if j not in matched_t
+    ]
+    return out
+
+
 def frame_outcomes(
     parts: Sequence[PredictedPart], labelled: Sequence[LabelledPart], policy: JoinPolicy
 ) -> list[PartOutcome]:
@@ -218,6 +275,8 @@ def outcomes(prediction: Prediction, label: LabelFeedback, policy: JoinPolicy) -
     """The outcomes of a stored prediction once its frame's labels are known."""
     if prediction.kind == "tracked_part":
         return [verdict_outcome(p, label.parts, policy) for p in prediction.parts]
+    if prediction.kind == "frame_object":
+        return object_outcomes(prediction.parts, label.objects)
     return frame_outcomes(prediction.parts, label.parts, policy)
 
 
@@ -232,4 +291,11 @@ def label_problem(label: LabelFeedback) -> str | None:
     ids = [p.part_id for p in label.parts]
     if len(set(ids)) != len(ids):
         return "part ids repeat"
+    for obj in label.objects:
+        x0, y0, x1, y1 = obj.box
+        if not (x1 > x0 and y1 > y0):
+            return f"object {obj.object_id}: empty or inverted box {obj.box}"
+    object_ids = [o.object_id for o in label.objects]
+    if len(set(object_ids)) != len(object_ids):
+        return "object ids repeat"
     return None

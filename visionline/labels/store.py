@@ -129,7 +129,10 @@ def _current_label(conn: Connection, camera_id: str, frame_id: str) -> LabelFeed
 
 def _prediction(row) -> Prediction:
     """A ``label_predictions`` row (of a Core select: named columns) as a ``Prediction``."""
-    parts = tuple(PredictedPart(tuple(p["box"]), p["score"], p.get("defective")) for p in row.parts)
+    parts = tuple(
+        PredictedPart(tuple(p["box"]), p["score"], p.get("defective"), p.get("class_name"))
+        for p in row.parts
+    )
     return Prediction(
         row.prediction_id,
         row.kind,
