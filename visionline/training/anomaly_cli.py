@@ -5,7 +5,6 @@ trains the inspection line's part_anomaly (``visionline.training.cli``)."""
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from pathlib import Path
@@ -90,19 +89,14 @@ def _train_and_evaluate(data, ref, store, model_dir, settings, good, threads, ca
         started = time.perf_counter()
         evaluation = _evaluate(result.folder, data, store, card, threads, stage)
     result.timings["evaluate_s"] = time.perf_counter() - started
-    (result.folder / dc.EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
-    dc.write_card_chart(result.folder, evaluation, ref)
-    metadata = add_figures(result.folder, evaluation, result.timings)
-    return metadata, result.folder, evaluation
+    return dc.keep_evaluation(result, evaluation, ref, add_figures)
 
 
 def _evaluate(folder, data, store, card: bool, threads: int, stage, target_fpr=None) -> dict:
     from visionline.training.anomaly_eval import evaluate
 
-    steps = stage("robustness card", dc._card_steps()) if card else None
-    return evaluate(
-        folder, data, store, robustness=card, advance=steps, threads=threads, target_fpr=target_fpr
-    )
+    thresholds = {"target_fpr": target_fpr}
+    return dc.with_card(evaluate, stage, folder, data, store, card, threads, thresholds)
 
 
 def eval_dataset(

@@ -213,17 +213,26 @@ def _train_and_evaluate(
             data, ref, store, model_dir, settings, cache_dir=cache_dir, threads=threads, stage=stage
         )
         started = time.perf_counter()
-        steps = stage("robustness card", _card_steps()) if card else None
-        evaluation = evaluate(
-            result.folder,
-            data,
-            store,
-            target_precision=target_precision,
-            robustness=card,
-            threads=threads,
-            advance=steps,
+        thresholds = {"target_precision": target_precision}
+        evaluation = with_card(
+            evaluate, stage, result.folder, data, store, card, threads, thresholds
         )
     result.timings["evaluate_s"] = time.perf_counter() - started
+    return keep_evaluation(result, evaluation, ref, add_figures)
+
+
+def with_card(evaluate, stage, folder, data, store, card: bool, threads: int, thresholds) -> dict:
+    """``evaluate`` (a classifier's, detector's or anomaly model's) on the held-out images,
+    with the robustness card (and its progress bar) unless ``card`` is off."""
+    steps = stage("robustness card", _card_steps()) if card else None
+    return evaluate(
+        folder, data, store, robustness=card, threads=threads, advance=steps, **thresholds
+    )
+
+
+def keep_evaluation(result, evaluation: dict, ref, add_figures) -> tuple[dict, Path, dict]:
+    """Beside the trained version: evaluation.json, the card's picture, the figures in its
+    metadata; (metadata, folder, evaluation) for ``finish_training``."""
     (result.folder / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
     write_card_chart(result.folder, evaluation, ref)
     metadata = add_figures(result.folder, evaluation, result.timings)
@@ -260,18 +269,10 @@ def eval_dataset(
     from visionline.training.dataset_eval import evaluate
 
     folder, metadata, row, data, store = evaluated(model, version, repository, dataset)
+    thresholds = {"target_precision": target_precision}
     with progress_stages() as stage:
-        steps = stage("robustness card", _card_steps()) if card else None
         try:
-            result = evaluate(
-                folder,
-                data,
-                store,
-                target_precision=target_precision,
-                robustness=card,
-                threads=threads,
-                advance=steps,
-            )
+            result = with_card(evaluate, stage, folder, data, store, card, threads, thresholds)
         except ValueError as error:
             console.print(f"[red]{error}[/]")
             raise typer.Exit(1) from None

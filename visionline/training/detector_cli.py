@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from pathlib import Path
@@ -66,21 +65,12 @@ def _train_and_evaluate(data, ref, store, model_dir, settings, threads, card, ta
     with dc.progress_stages() as stage:
         result = train_detector(data, ref, store, model_dir, settings, threads=threads, stage=stage)
         started = time.perf_counter()
-        steps = stage("robustness card", dc._card_steps()) if card else None
-        evaluation = evaluate(
-            result.folder,
-            data,
-            store,
-            target_precision=target_precision,
-            robustness=card,
-            threads=threads,
-            advance=steps,
+        thresholds = {"target_precision": target_precision}
+        evaluation = dc.with_card(
+            evaluate, stage, result.folder, data, store, card, threads, thresholds
         )
     result.timings["evaluate_s"] = time.perf_counter() - started
-    (result.folder / dc.EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1))
-    dc.write_card_chart(result.folder, evaluation, ref)
-    metadata = add_figures(result.folder, evaluation, result.timings)
-    return metadata, result.folder, evaluation
+    return dc.keep_evaluation(result, evaluation, ref, add_figures)
 
 
 def eval_dataset(
@@ -109,17 +99,9 @@ def eval_dataset(
 def _evaluate(folder: Path, data, store, target_precision: float, card: bool, threads: int):
     from visionline.training.detector_eval import evaluate
 
+    thresholds = {"target_precision": target_precision}
     with dc.progress_stages() as stage:
-        steps = stage("robustness card", dc._card_steps()) if card else None
-        return evaluate(
-            folder,
-            data,
-            store,
-            target_precision=target_precision,
-            robustness=card,
-            threads=threads,
-            advance=steps,
-        )
+        return dc.with_card(evaluate, stage, folder, data, store, card, threads, thresholds)
 
 
 def print_detection(result: dict) -> None:
