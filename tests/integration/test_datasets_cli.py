@@ -146,3 +146,73 @@ def test_an_import_failing_half_way_leaves_no_row_and_no_manifest(engine, tmp_pa
     assert _rows(engine, name) == [] and _manifests(tmp_path, name) == []
     # The blobs written first stay, harmless: the next import reuses them.
     assert len([p for p in (tmp_path / "store" / "blobs").rglob("*") if p.is_file()]) == 24
+
+
+def test_frames_labelled_in_production_become_a_dataset_version(
+    database_url, bootstrap, engine, tmp_path
+) -> None:
+    """A detect camera's frames on the raw-frames topic and their labels through the labels
+    worker come back, by `visionline datasets from-labels`, as a detection version whose boxes
+    are the labels'; a label whose frame never reached the topic is reported, and skipped only
+    with --skip-invalid."""
+    import time
+
+    import cv2
+
+    from tests.unit.dataset_photos import detection_scene
+    from visionline.camera.publisher import FramePublisher
+    from visionline.kafka import producer
+    from visionline.labels import labelled_frames
+    from visionline.messages import LabelFeedback, LabelledObject, Topic, to_json
+
+    camera, captured = _name("detect-cam"), time.time() - 60
+    frames, labels = FramePublisher(bootstrap), producer(bootstrap)
+    objects = []
+    for index in range(6):
+        image, truth = detection_scene(index)
+        frame_id = f"{camera}-{index}"
+        if index < 5:  # the last frame's labels arrive, its image never reached the broker
+            data = cv2.imencode(".jpg", image)[1].tobytes()
+            frames.publish(camera, data, frame_id, captured_at=int((captured + index) * 1000))
+        found = [
+            LabelledObject(object_id=str(k), box=b, class_name=n) for k, (n, b) in enumerate(truth)
+        ]
+        objects += [o.class_name for o in found] if index < 5 else []
+        label = LabelFeedback(
+            label_id=f"l-{frame_id}",
+            camera_id=camera,
+            frame_id=frame_id,
+            captured_at=captured + index,
+            source="annotation",
+            parts=[],
+            objects=found,
+        )
+        labels.produce(str(Topic.LABELS_FEEDBACK), to_json(label), camera.encode())
+    assert frames.flush(30) == 0 and labels.flush(30) == 0
+    frames.close()
+    deadline = time.monotonic() + 60
+    while len(labelled_frames(engine, camera, captured - 1, captured + 10)) < 6:
+        assert time.monotonic() < deadline, "the labels worker did not store the labels"
+        time.sleep(1)
+
+    env = {
+        "VISIONLINE_DATABASE_URL": database_url,
+        "VISIONLINE_KAFKA_BOOTSTRAP": bootstrap,
+        "VISIONLINE_DATASETS_STORE_DIR": str(tmp_path / "store"),
+        "COLUMNS": "250",
+    }
+    name = _name("from-labels")
+    args = ["datasets", "from-labels", "--camera", camera, "--name", name, "--hours", "1"]
+    refused = CliRunner().invoke(app, args, env=env)
+    assert refused.exit_code == 1, refused.output
+    assert "6 labelled frames" in refused.output and "5 found" in refused.output
+    assert f"{camera}-5.jpg" in refused.output and "raw-frames topic" in refused.output
+    assert _rows(engine, name) == []
+    made = CliRunner().invoke(app, [*args, "--skip-invalid"], env=env)
+    assert made.exit_code == 0, made.output
+    [row] = _rows(engine, name)
+    assert row["task"] == "detection" and row["format"] == "labels" and row["image_count"] == 5
+    counts = {c: objects.count(c) for c in sorted(set(objects))}
+    assert {k: v for k, v in row["counts"]["per_class"].items() if v} == counts
+    assert [s["file"] for s in row["skipped"]] == [f"{camera}/{camera}-5.jpg"]
+    assert camera in row["source"]

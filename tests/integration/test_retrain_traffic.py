@@ -11,6 +11,8 @@ import uuid
 import pytest
 
 from visionline.camera.publisher import FramePublisher
+from visionline.datasets.registry import list_versions
+from visionline.datasets.store import LocalDatasetStore
 from visionline.kafka import producer
 from visionline.labels import labelled_frames
 from visionline.labels.truth import feedback_from_truth
@@ -59,7 +61,8 @@ def test_a_drift_job_builds_its_dataset_from_replayed_labelled_frames(
         traffic_wait_s=30,
         traffic_held_out=0.3,
     )
-    steps = RealSteps(engine, tmp_path, settings, "unused:1", bootstrap=bootstrap)
+    store = LocalDatasetStore(tmp_path / "datasets")
+    steps = RealSteps(engine, tmp_path, settings, "unused:1", bootstrap=bootstrap, datasets=store)
     window = {"first_captured_at": t0 + 2 * 2}  # the drift began at the third frame
     drift = {"drift": {"camera_id": drifting, "window": window, "signal": "brightness"}}
     job = Job(
@@ -102,3 +105,11 @@ def test_a_drift_job_builds_its_dataset_from_replayed_labelled_frames(
     assert shadow_parts.isdisjoint({c.part_id for c in train})  # never trained on
     assert list(held["shadow_others"]) == [other]
     assert all(label.camera_id == other for _, label in held["shadow_others"][other])
+    # the frames the job replayed are a dataset version: lineage from data to model version
+    kept = dataset["dataset_version"]
+    assert kept["name"] == f"retrain-defect_detector-{drifting}"
+    [row] = list_versions(engine, kept["name"])
+    assert row.version == kept["version"] and row.format == "labels"
+    assert row.image_count == dataset["frames"] and row.task == "detection"
+    assert set(row.classes) <= {"good", "defective"} and row.created_by == "retrain"
+    assert f"retraining job {job.id}" in row.source

@@ -64,7 +64,14 @@ def test_alert_rows_name_the_model():
     same = dict(alert_id="a", camera_id="c", frame_id="f", rule="r", label="cat", severity="info")
     alert = Alert(**same, confidence=0.5, captured_at=1.0, created_at=2.0, model=MODEL)
     times = {"captured_at": at(1), "created_at": at(2)}
-    assert alert_row(alert) == {**same, **times, **NAMED, "confidence": 0.5, "part": None, "object": None}
+    assert alert_row(alert) == {
+        **same,
+        **times,
+        **NAMED,
+        "confidence": 0.5,
+        "part": None,
+        "object": None,
+    }
 
 
 def test_drift_event_rows_keep_their_windows():

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +16,9 @@ from rich.table import Table
 from visionline.annotations.cli import format_check
 from visionline.datasets.entries import Problem
 from visionline.datasets.readers import FORMATS
+
+if TYPE_CHECKING:
+    from visionline.datasets.importing import ImportResult
 
 app = typer.Typer(
     help="Your labelled images as immutable, content-addressed dataset versions.",
@@ -56,13 +63,61 @@ def import_command(
     by: Annotated[str | None, typer.Option(help="Who imports it (default: the OS user).")] = None,
 ) -> None:
     """Check a folder of labelled images and import it as a new dataset version."""
-    from visionline.datasets.importing import InvalidDataset, import_dataset
+    from visionline.datasets.importing import import_dataset
 
     engine, store = _engine_and_store()
-    try:
+    with import_errors(skip_invalid):
         result = import_dataset(
             path, fmt, name, engine, store, created_by=by, skip_invalid=skip_invalid
         )
+    print_import(result)
+
+
+@app.command("from-labels")
+def from_labels_command(
+    camera: Annotated[
+        list[str], typer.Option(help="A camera whose labelled frames to take (repeatable).")
+    ],
+    name: Annotated[str, typer.Option(help="Dataset name (a new version of it is made).")],
+    hours: Annotated[
+        float, typer.Option(min=0.0, help="Frames captured in the last HOURS hours.")
+    ] = 24.0,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(help="Make the version of the frames found; record those missing, and why."),
+    ] = False,
+    by: Annotated[str | None, typer.Option(help="Who makes it (default: the OS user).")] = None,
+) -> None:
+    """Frames labelled in production (the labels feedback topic, as the labels worker stored
+    them) as a new dataset version: each frame's image read back from the raw-frames topic."""
+    from visionline.datasets.labelled_frames import replay_labelled, store_labelled_frames
+    from visionline.settings import CommonSettings
+
+    engine, store = _engine_and_store()
+    end = time.time()
+    start = end - hours * 3600
+    cameras = sorted(set(camera))
+    labels, frames = replay_labelled(engine, CommonSettings().kafka_bootstrap, cameras, start, end)
+    console.print(f"{len(labels)} labelled frames of {', '.join(cameras)}, {len(frames)} found")
+    source = f"labels of {', '.join(cameras)} captured {_utc(start)} to {_utc(end)}"
+    with import_errors(skip_invalid):
+        result = store_labelled_frames(
+            frames, labels, name, source, engine, store, created_by=by, skip_invalid=skip_invalid
+        )
+    print_import(result)
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextmanager
+def import_errors(skip_invalid: bool) -> Iterator[None]:
+    """An import's problems as a report and exit 1; a wrong argument as exit 2."""
+    from visionline.datasets.importing import InvalidDataset
+
+    try:
+        yield
     except InvalidDataset as error:
         print_problems(error.problems, f"{error}: nothing imported")
         if error.problems and not skip_invalid:
@@ -71,9 +126,12 @@ def import_command(
     except ValueError as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None
+
+
+def print_import(result: ImportResult) -> None:
     if result.skipped:
         print_problems(result.skipped, f"skipped {len(result.skipped)} file(s)")
-    summary = result.dataset.summary()
+    name, summary = result.name, result.dataset.summary()
     if not result.created:
         console.print(f"{name}@{result.version[:12]} already holds this content: no new version")
         return

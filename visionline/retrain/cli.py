@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from visionline.datasets.store import LocalDatasetStore
 from visionline.db import make_engine
 from visionline.kafka import producer
 from visionline.messages import Topic, to_json
@@ -27,7 +28,7 @@ from visionline.retrain.jobs import (
 )
 from visionline.retrain.policy import MODELS
 from visionline.retrain.steps import RealSteps
-from visionline.settings import CommonSettings, RetrainSettings
+from visionline.settings import CommonSettings, DatasetSettings, RetrainSettings
 
 app = typer.Typer(
     help="Retraining jobs: create one (operator trigger), list them, run one.", no_args_is_help=True
@@ -119,6 +120,7 @@ def run_command(job_id: Annotated[int, typer.Argument(help="A queued job.")]) ->
         RetrainSettings(),
         common.triton_grpc_url,
         bootstrap=common.kafka_bootstrap,
+        datasets=LocalDatasetStore(DatasetSettings().store_dir),
     ).steps()
     try:
         job = run_job(engine, job_id, steps)

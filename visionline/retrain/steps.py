@@ -35,6 +35,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from visionline.datasets.labelled_frames import LabelledFrame, store_labelled_frames
+from visionline.datasets.store import DatasetStore
 from visionline.inspection.config import config_for
 from visionline.inspection.metrics import EVALUATION_KEYS
 from visionline.labels import labelled_cameras, labelled_frames
@@ -79,6 +81,9 @@ class RealSteps:
     settings: RetrainSettings
     triton_grpc_url: str
     bootstrap: str | None = None  # the broker to replay recent frames from (traffic datasets)
+    # Where a traffic job keeps the labelled frames it trains on as a dataset version (None:
+    # not kept; `visionline retrain run` keeps them in the dataset store).
+    datasets: DatasetStore | None = None
     # A job's traffic data between its steps (one process runs a job from start to end):
     # training crops, and the frames held out for the shadow run, per camera.
     _held: dict[int, dict[str, Any]] = field(default_factory=dict, compare=False)
@@ -118,8 +123,6 @@ class RealSteps:
         window's start; replay them, the other cameras' labelled frames of the same time and,
         for a lighting drift, the camera's last ``relight_frames`` from before it, from Kafka;
         hold each camera's last frames out and crop the rest."""
-        import numpy as np
-
         from visionline.retrain.traffic import split_by_time
 
         s, drift, say = self.settings, job.dataset["drift"], _logger(job)
@@ -129,27 +132,27 @@ class RealSteps:
         others = self._other_cameras(camera, first, last)
         before = self._before_drift(camera, start, drift.get("signal"))
         since = before[0].captured_at if before else first
-        frames, offsets = self._replay([labels, *others.values(), before], since)
+        frames, offsets, raw = self._replay([labels, *others.values(), before], since)
         earlier = [f for f in frames.get(camera, []) if f[1].captured_at < start]
         frames[camera] = [f for f in frames.get(camera, []) if f[1].captured_at >= start]
         split = {c: split_by_time(f, s.traffic_held_out) for c, f in frames.items() if f}
         train_frames, shadow = split.get(camera, ([], []))
         if not train_frames or not shadow:
-            why = "none to train on or to hold out"
-            raise RuntimeError(f"{len(frames[camera])} frames of {camera} since the drift: {why}")
+            why = f"{len(frames[camera])} frames of {camera} since the drift: none to train on"
+            raise RuntimeError(f"{why} or to hold out")
         other_frames = [f for c in others for f in split.get(c, ([], []))[0]]
-        rng = np.random.default_rng(100 + job.id)
-        crops = self._traffic_crops(train_frames, other_frames, earlier, rng)
-        train, relit, other_train, cut_by = crops
+        train, relit, other_train, cut_by = self._traffic_crops(
+            train_frames, other_frames, earlier, seed=100 + job.id
+        )
         if not train:
             raise RuntimeError(f"no part crops in {len(train_frames)} frames of {camera}")
         shadow_others = {c: split[c][1] for c in others if c in split}
         held = {"train": train + relit + other_train, "shadow": shadow}
         self._held[job.id] = held | {"shadow_others": shadow_others}
-        crop_counts = f"{len(train)} + {len(relit)} relit + {len(other_train)} training crops"
         say(
             f"{sum(map(len, frames.values())) + len(earlier)} labelled frames replayed: "
-            f"{crop_counts} ({camera}, its {len(earlier)} frames from before the drift relit, "
+            f"{len(train)} + {len(relit)} relit + {len(other_train)} training crops "
+            f"({camera}, its {len(earlier)} frames from before the drift relit, "
             f"other cameras; cut by {cut_by}), the last {len(shadow)} frames of each camera "
             "held out for the shadow run"
         )
@@ -172,6 +175,7 @@ class RealSteps:
             "shadow_from": shadow[0][1].captured_at,
             "defective_train_crops": sum(c.defective for c in train),
             "seed": 100 + job.id,
+            "dataset_version": self._keep_as_dataset(job, raw, since, last),
         }
 
     def _labels_since(self, camera: str, start: float, say) -> list:
@@ -206,7 +210,7 @@ class RealSteps:
             return []
         return labelled_frames(self.engine, camera, start - 86400, start)[-n:]
 
-    def _traffic_crops(self, train_frames: list, other_frames: list, earlier: list, rng):
+    def _traffic_crops(self, train_frames: list, other_frames: list, earlier: list, seed: int):
         """Training crops: the drifting camera's, its frames from before the drift relit to
         the drift's light, and the other cameras' (at most as many as the camera's own); and
         what cut them."""
@@ -214,6 +218,7 @@ class RealSteps:
 
         from visionline.retrain.traffic import labelled_crops, relight, relighting
 
+        rng = np.random.default_rng(seed)
         detect, cut_by = self._part_boxes()
         train = labelled_crops(train_frames, rng, detect=detect)
         other_train = labelled_crops(other_frames, rng, detect=detect)
@@ -242,15 +247,17 @@ class RealSteps:
         path = self.repository / PART_DETECTOR / str(version) / "model.onnx"
         return part_detector(OnnxModel(path, self.settings.threads)), f"part_detector v{version}"
 
-    def _replay(self, label_lists, first: float) -> tuple[dict[str, list], dict]:
+    def _replay(self, label_lists, first: float) -> tuple[dict[str, list], dict, list]:
         """The labelled frames' images from Kafka, decoded to RGB, per camera, with the offset
-        span read per partition. A frame reaches the broker after its capture (late when its
-        camera lags): from a minute before the first capture time to now."""
+        span read per partition, and as they came (label, bytes, content type). A frame reaches
+        the broker after its capture (late when its camera lags): from a minute before the
+        first capture time to now."""
         assert self.bootstrap is not None  # replayed only when uses_traffic
         wanted = {x.frame_id: x for labels in label_lists for x in labels}
         cameras = sorted({x.camera_id for x in wanted.values()})
         frames: dict[str, list] = defaultdict(list)
         offsets: dict[int, tuple[int, int]] = {}
+        raw: list[LabelledFrame] = []
         for f in replay_frames(
             self.bootstrap,
             str(Topic.RAW_FRAMES),
@@ -260,12 +267,35 @@ class RealSteps:
         ):
             label = wanted.get(f.frame_id)
             bgr = cv2_decode(f.data) if label is not None else None
-            if bgr is None:
+            if label is None or bgr is None:
                 continue
             frames[f.camera_id].append((bgr[..., ::-1].copy(), label))
+            raw.append((label, f.data, f.content_type))
             low, high = offsets.get(f.partition, (f.offset, f.offset))
             offsets[f.partition] = (min(low, f.offset), max(high, f.offset))
-        return frames, offsets
+        return frames, offsets, raw
+
+    def _keep_as_dataset(
+        self, job: Job, raw: list[LabelledFrame], first: float, last: float
+    ) -> dict[str, str] | None:
+        """The job's labelled frames as a version of dataset ``retrain-<model>-<camera>``
+        (lineage: the new model version's data is a dataset version like any other)."""
+        if self.datasets is None:
+            return None
+        camera = job.dataset["drift"]["camera_id"]
+        cameras = sorted({label.camera_id for label, _, _ in raw})
+        name = f"retrain-{job.model}-{camera}"
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100]
+        source = (
+            f"retraining job {job.id}: labelled frames of {', '.join(cameras)} captured "
+            f"{first:.0f} to {last:.0f} (epoch s), replayed from {Topic.RAW_FRAMES}"
+        )
+        labels = [label for label, _, _ in raw]
+        kept = store_labelled_frames(
+            raw, labels, name, source, self.engine, self.datasets, created_by="retrain"
+        )
+        _logger(job)(f"its labelled frames are dataset version {kept.name}@{kept.version[:12]}")
+        return {"name": kept.name, "version": kept.version}
 
     def train(self, job: Job) -> int:
         import torch
