@@ -81,6 +81,22 @@ def import_dataset(
     when there are any and ``skip_invalid`` is false, or when no image is valid."""
     check_name(name)
     checked = read_and_check(source, fmt)
+    where = str(source.absolute())
+    return keep_checked(checked, name, fmt, where, engine, store, created_by, skip_invalid)
+
+
+def keep_checked(
+    checked: Checked,
+    name: str,
+    fmt: str,
+    source: str,
+    engine: Engine,
+    store: DatasetStore,
+    created_by: str | None,
+    skip_invalid: bool,
+) -> ImportResult:
+    """``checked`` stored as a version of ``name``, unless it has problems and ``skip_invalid``
+    is false, or nothing in it is valid (InvalidDataset with every problem)."""
     if checked.problems and not skip_invalid:
         raise InvalidDataset(checked.problems, f"{len(checked.problems)} problem(s) in {source}")
     if not checked.dataset.images:
@@ -88,7 +104,7 @@ def import_dataset(
     record = VersionRecord(
         name=name,
         format=fmt,
-        source=str(source.absolute()),
+        source=source,
         created_by=created_by or current_user(),
         created_at=datetime.now(UTC),
     )

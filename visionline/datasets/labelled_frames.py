@@ -20,21 +20,13 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from visionline.datasets.entries import Entry, Parsed, Problem
-from visionline.datasets.importing import (
-    ImportResult,
-    InvalidDataset,
-    check_name,
-    current_user,
-    store_version,
-)
+from visionline.datasets.importing import ImportResult, check_name, keep_checked
 from visionline.datasets.model import Box, FloatBox
-from visionline.datasets.registry import VersionRecord
 from visionline.datasets.store import DatasetStore
 from visionline.datasets.validate import check, decoded_size
 from visionline.messages import LabelFeedback, Topic
@@ -143,18 +135,7 @@ def store_labelled_frames(
             for x in missing
         ]
         checked = check(root, parsed)
-        if checked.problems and not skip_invalid:
-            raise InvalidDataset(checked.problems, f"{len(checked.problems)} problem(s)")
-        if not checked.dataset.images:
-            raise InvalidDataset(checked.problems, "no labelled frame to make a dataset of")
-        record = VersionRecord(
-            name=name,
-            format=FORMAT,
-            source=source,
-            created_by=created_by or current_user(),
-            created_at=datetime.now(UTC),
-        )
-        return store_version(checked, record, engine, store)
+        return keep_checked(checked, name, FORMAT, source, engine, store, created_by, skip_invalid)
 
 
 def replay_labelled(
