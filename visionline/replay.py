@@ -18,10 +18,12 @@ image, headers frame-id / captured-at / content-type, read as ingest reads them.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -81,6 +83,19 @@ def replay_frames(
     interleaved). Raises TimeoutError when the broker
     gives nothing for ``timeout_s`` before the window is read (however long the caller takes
     over each frame); an unknown topic is a LookupError."""
+    cameras = [camera_id] if isinstance(camera_id, str) else list(camera_id)
+    keys = {c.encode() for c in cameras}
+    for message in replay_messages(bootstrap, topic, start_ms, end_ms, timeout_s):
+        key = message.key()
+        if key in keys:
+            yield _frame(message, cast(bytes, key).decode())
+
+
+def replay_messages(
+    bootstrap: str, topic: str, start_ms: int, end_ms: int, timeout_s: float = 30.0
+) -> Iterator[Message]:
+    """The messages of ``topic`` with Kafka timestamps in ``[start_ms, end_ms]`` up to each
+    partition's end as the replay begins, in offset order per partition (see replay_frames)."""
     deadline = time.monotonic() + timeout_s
     consumer = _consumer(bootstrap)
     try:
@@ -88,8 +103,7 @@ def replay_frames(
         if not ranges:
             return
         consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges.values()])
-        cameras = [camera_id] if isinstance(camera_id, str) else list(camera_id)
-        pending, keys = dict(ranges), {c.encode() for c in cameras}
+        pending = dict(ranges)
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -109,13 +123,27 @@ def replay_frames(
                 offset, stamp = cast(int, message.offset()), message.timestamp()[1]
                 if stamp > end_ms or offset >= part.end - 1:
                     del pending[part.partition]
-                if stamp > end_ms or offset >= part.end:
-                    continue
-                key = message.key()
-                if stamp >= start_ms and key in keys:
-                    yield _frame(message, key.decode())
+                if stamp <= end_ms and offset < part.end and stamp >= start_ms:
+                    yield message
     finally:
         consumer.close()
+
+
+def ids_on_topic(
+    bootstrap: str, topic: str, id_field: str, ids: Collection[str], since_ms: int
+) -> set[str]:
+    """Which of ``ids`` the JSON messages of ``topic`` since ``since_ms`` carry in ``id_field``:
+    what an outbox must not publish again (a worker died between the broker's ack and marking
+    its rows published)."""
+    wanted, found = set(ids), set()
+    for message in replay_messages(bootstrap, topic, since_ms, int(time.time() * 1000)):
+        try:
+            value = json.loads(message.value() or b"")
+        except ValueError:
+            continue  # not one of ours: nothing to find in it
+        if isinstance(value, dict) and value.get(id_field) in wanted:
+            found.add(value[id_field])
+    return found
 
 
 def replay_span(
@@ -231,3 +259,19 @@ def _frame(message: Message, camera_id: str) -> ReplayedFrame:
         offset=source.offset,
         timestamp_ms=message.timestamp()[1],
     )
+
+
+SKEW_MS = 60_000  # the clocks of the host that stored a row and the one that sent it may differ
+
+
+def topic_lookup(
+    bootstrap: str, topic: str, id_field: str
+) -> Callable[[list[str], float], Awaitable[set[str]]]:
+    """``await on_topic(ids, since_s)``: ``ids_on_topic`` off the event loop, from a minute
+    before ``since_s`` (what ``visionline.db.outbox.publish_once`` asks before a resend)."""
+
+    async def on_topic(ids: list[str], since_s: float) -> set[str]:
+        since_ms = int(since_s * 1000) - SKEW_MS
+        return await asyncio.to_thread(ids_on_topic, bootstrap, topic, id_field, ids, since_ms)
+
+    return on_topic

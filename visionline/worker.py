@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NoReturn
 
 import redis
@@ -167,6 +168,15 @@ class Worker:
         futures = [await topic.send(key=key, value=value) for key, value in messages]
         await asyncio.gather(*futures)
         MESSAGES_OUT.labels(self.service, topic.get_topic_name()).inc(len(messages))
+
+    def outbox(self, topic: Topic, id_field: str):
+        """An outbox's two ends on ``topic``: ``send(messages)`` (``send_many``), and
+        ``on_topic(ids, since_s)``, which of the ids the topic already holds in ``id_field``
+        (``visionline.db.outbox.publish_once`` asks it before a resend)."""
+        from visionline.replay import topic_lookup
+
+        send = partial(self.send_many, self.topic(topic))
+        return send, topic_lookup(self.common.kafka_bootstrap, str(topic), id_field)
 
     async def reject(self, event, error: FrameRejected) -> None:
         """Dead-letter the event, pointing at the frame's original coordinates when known."""

@@ -24,8 +24,8 @@ def main() -> None:
     detectors, state = load_detectors(settings.detectors_file), PostgresState(engine)
     monitor = DriftMonitor(Policy.of(settings), detectors, state, settings.checkpoint_every)
     worker = Worker("drift", common)
-    events = partial(worker.send_many, worker.topic(Topic.DRIFT_EVENTS))
-    drift = DriftHandlers(monitor, engine, events, DriftStates())
+    events, seen = worker.outbox(Topic.DRIFT_EVENTS, "event_id")
+    drift = DriftHandlers(monitor, engine, events, DriftStates(), seen)
     for source, schema in WATCHED:
         acks = ManualAcks()
         worker.manual(source, schema, partial(drift.observe, acks), acks)

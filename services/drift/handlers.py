@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import Engine
 
+from visionline.db.outbox import publish_once
 from visionline.drift.bank import DriftMonitor, partition_key
 from visionline.drift.store import mark_published, record_events
 from visionline.kafka import source_of
@@ -46,6 +48,8 @@ class DriftHandlers:
     engine: Engine
     send_events: Callable[[list[tuple[bytes | None, bytes]]], Awaitable[None]]
     gauge: DriftStates
+    # Which event ids the drift-events topic already holds (``visionline.db.outbox``).
+    events_on_topic: Callable[[list[str], float], Awaitable[set[str]]]
 
     async def observe(self, ack: ManualAcks, event, message) -> None:
         """One prediction or part observation (acked through ``ack``) into its camera's
@@ -60,10 +64,16 @@ class DriftHandlers:
     async def publish(self, events: list[DriftEvent]) -> None:
         if not events:
             return
-        pending = record_events(self.engine, events)
-        await self.send_events(keyed_by_camera(pending))
-        mark_published(self.engine, [e.event_id for e in pending])
-        for e in pending:
+        pending, unpublished = record_events(self.engine, events)
+        sent = await publish_once(
+            pending,
+            unpublished,
+            lambda e: e.event_id,
+            self.events_on_topic,
+            lambda batch: self.send_events(keyed_by_camera(batch)),
+            partial(mark_published, self.engine),
+        )
+        for e in sent:
             log.warning("drift on %s: %s (%s)", e.camera_id, e.signal, e.event_id)
 
     async def acked(self, tokens: list, keep=lambda event: True) -> None:

@@ -4,8 +4,6 @@ PostgreSQL and the alerts topic (the handlers and their delivery guarantees:
 
 from __future__ import annotations
 
-from functools import partial
-
 import redis
 
 from services.rules.handlers import Cooldowns, RulesHandlers
@@ -23,8 +21,8 @@ def main() -> None:
     watcher = rulesets.watch(engine, settings.rules_file, settings.refresh_s)
     cooldowns = Cooldowns(redis.Redis.from_url(common.redis_url))
     worker = Worker("rules", common)
-    alerts = partial(worker.send_many, worker.topic(Topic.ALERTS))
-    rules = RulesHandlers(engine, watcher, cooldowns, alerts, worker.reject)
+    alerts, on_topic = worker.outbox(Topic.ALERTS, "alert_id")
+    rules = RulesHandlers(engine, watcher, cooldowns, alerts, worker.reject, on_topic)
     # A crash anywhere in a batch redelivers it (nothing is committed before the outbox is done).
     batches = settings.max_batch, settings.max_wait_ms
     worker.batched(Topic.PREDICTIONS, Prediction, rules.raise_alerts, *batches)

@@ -4,7 +4,9 @@ alerts topic.
 Predictions, per batch: claim cooldowns in Redis, write predictions and alerts in one
 transaction (idempotent on the alert id), publish the alerts not yet published, mark them
 published, and only then let Faust commit the offsets. A crash anywhere repeats work, never
-loses or doubles.
+loses or doubles: an alert stored by an earlier attempt is looked for on the alerts topic
+before it is sent again (``visionline.db.outbox.publish_once``), so a crash between the broker's
+ack and the mark does not put it there twice.
 
 Part verdicts (inspection cameras), per batch: write every verdict to ``part_decisions``
 (idempotent on the decision id) and, in the same transaction, one alert per rejected part
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import Engine
 
@@ -35,6 +38,7 @@ from services.rules.logic import (
     part_alert,
 )
 from services.rules.store import mark_published, record, record_object_alerts, record_parts
+from visionline.db.outbox import Unpublished, publish_once
 from visionline.imaging import FrameRejected
 from visionline.messages import Alert, keyed_by_camera
 from visionline.rulesets import RulesWatcher
@@ -60,10 +64,19 @@ class RulesHandlers:
     cooldowns: Cooldowns
     send_alerts: Callable[[list[tuple[bytes | None, bytes]]], Awaitable[None]]
     reject: Callable[[object, FrameRejected], Awaitable[None]]
+    # Which alert ids the alerts topic already holds (since a time): asked before resending an
+    # alert an earlier attempt stored, so that a crash after the broker's ack repeats nothing.
+    alerts_on_topic: Callable[[list[str], float], Awaitable[set[str]]]
 
-    async def publish(self, alerts: list[Alert]) -> None:
-        await self.send_alerts(keyed_by_camera(alerts))
-        mark_published(self.engine, [a.alert_id for a in alerts])
+    async def publish(self, alerts: list[Alert], unpublished: Unpublished) -> None:
+        await publish_once(
+            alerts,
+            unpublished,
+            lambda a: a.alert_id,
+            self.alerts_on_topic,
+            lambda batch: self.send_alerts(keyed_by_camera(batch)),
+            partial(mark_published, self.engine),
+        )
 
     async def raise_alerts(self, parsed: list[tuple]) -> None:
         predictions = [p for _, p in parsed]
@@ -76,7 +89,7 @@ class RulesHandlers:
             if self.cooldowns.allows(rule, alert)
         ]
         pending, clashes = record(self.engine, predictions, alerts)
-        await self.publish([a for a in alerts if a.alert_id in pending])
+        await self.publish([a for a in alerts if a.alert_id in pending], pending)
         event_of = {id(p): event for event, p in parsed}
         for clash in clashes:
             await self.reject(event_of[id(clash)], frame_id_taken(clash))
@@ -86,11 +99,11 @@ class RulesHandlers:
         self.watcher.poll()
         inspection = self.watcher.current.rules.inspection
         alerts = [a for v in verdicts if (a := part_alert(inspection, v)) is not None]
-        await self.publish(record_parts(self.engine, verdicts, alerts))
+        await self.publish(*record_parts(self.engine, verdicts, alerts))
 
     async def record_object_events(self, parsed: list[tuple]) -> None:
         """One alert per event (detect cameras), its id the event's: no cooldown, the
         objects worker already raises one event per tracked object and rule."""
         alerts = {e.event_id: object_alert(e) for _, e in parsed}  # a replay may repeat one
         pending = record_object_alerts(self.engine, list(alerts.values()))
-        await self.publish([a for a in alerts.values() if a.alert_id in pending])
+        await self.publish([a for a in alerts.values() if a.alert_id in pending], pending)

@@ -50,7 +50,7 @@ SAME_FRAME_S = 0.001
 
 def record(
     engine: Engine, predictions: Sequence[Prediction], alerts: Sequence[Alert]
-) -> tuple[set[str], list[Prediction]]:
+) -> tuple[outbox.Unpublished, list[Prediction]]:
     """Insert predictions and alerts (a repeat is a no-op). Returns the ids of alerts that are
     not yet on the alerts topic, and the predictions of frames whose id another frame of the
     camera already holds: neither they nor their alerts are stored, so the caller must
@@ -96,7 +96,7 @@ def frame_id_clashes(conn, stored_before: Sequence[Prediction]) -> list[Predicti
     ]
 
 
-def record_object_alerts(engine: Engine, alerts: Sequence[Alert]) -> set[str]:
+def record_object_alerts(engine: Engine, alerts: Sequence[Alert]) -> outbox.Unpublished:
     """Insert the alerts of object events (a repeat is a no-op); the ids not yet published."""
     with engine.begin() as conn:
         rows = [alert_row(a) for a in alerts]
@@ -137,13 +137,13 @@ def alert_from_row(row: AlertRow) -> Alert:
 
 def record_parts(
     engine: Engine, verdicts: Sequence[PartVerdict], alerts: Sequence[Alert]
-) -> list[Alert]:
+) -> tuple[list[Alert], outbox.Unpublished]:
     """Insert the verdicts (a repeat is a no-op) and, in the same transaction, the alerts of
     the verdicts inserted just now: a replayed verdict never raises a second alert, even if
     it disagrees. Returns every alert of these decisions not yet on the alerts topic (also
     one written before a crash that came before its publication)."""
     if not verdicts:
-        return []
+        return [], outbox.Unpublished()
     ids = list(dict.fromkeys(v.decision_id for v in verdicts))
     unique = {v.decision_id: v for v in verdicts}
     with Session(engine) as session, session.begin():
@@ -158,7 +158,8 @@ def record_parts(
             AlertRow.published.is_(False), AlertRow.part["decision_id"].as_string().in_(ids)
         )
         rows = session.scalars(query).all()
-        return [fresh.get(row.alert_id) or alert_from_row(row) for row in rows]
+        stored = outbox.unpublished_of([(r.alert_id, r.created_at) for r in rows], set(fresh))
+        return [fresh.get(row.alert_id) or alert_from_row(row) for row in rows], stored
 
 
 def line_counts(engine: Engine, camera_id: str | None = None) -> dict[str, LineCounts]:

@@ -50,6 +50,10 @@ class NoRuleChanges:
         return None
 
 
+async def nothing_on_topic(ids: list[str], since: float) -> set[str]:
+    return set()
+
+
 def run(coroutine):
     return asyncio.run(coroutine)
 
@@ -82,7 +86,9 @@ def test_parts_flushes_silent_cameras_and_forgets_revoked_ones() -> None:
 
 def test_drift_acks_a_camera_s_frames_only_when_its_bank_is_saved() -> None:
     store, journal = MemoryState(), Journal()
-    drift = DriftHandlers(monitor(store, every=3), None, journal.send, DriftStates())
+    drift = DriftHandlers(
+        monitor(store, every=3), None, journal.send, DriftStates(), nothing_on_topic
+    )
     acks = ManualAcks()
     acks.stream = journal  # the manual-ack stream, as Faust hands it to the agent
     r = random.Random(1)
@@ -97,7 +103,7 @@ def test_drift_acks_a_camera_s_frames_only_when_its_bank_is_saved() -> None:
 
 def test_drift_on_revocation_saves_everything_and_acks_only_what_stays() -> None:
     store, journal = MemoryState(), Journal()
-    drift = DriftHandlers(monitor(store), None, journal.send, DriftStates())
+    drift = DriftHandlers(monitor(store), None, journal.send, DriftStates(), nothing_on_topic)
     acks = ManualAcks()
     acks.stream = journal
     r = random.Random(2)

@@ -21,17 +21,19 @@ def event_row(e: DriftEvent) -> dict:
     return row_of(e, DriftEventRow, before=e.before.model_dump(), after=e.after.model_dump())
 
 
-def record_events(engine: Engine, events: Sequence[DriftEvent]) -> list[DriftEvent]:
+def record_events(
+    engine: Engine, events: Sequence[DriftEvent]
+) -> tuple[list[DriftEvent], outbox.Unpublished]:
     """Insert the events (a repeat is a no-op); those not yet on the drift-events topic."""
     if not events:
-        return []
+        return [], outbox.Unpublished()
     unique = {e.event_id: e for e in events}
     rows = [event_row(e) for e in unique.values()]
     with engine.begin() as conn:
         pending = outbox.insert_unpublished(
             conn, DriftEventRow.event_id, DriftEventRow.published, rows
         )
-    return [e for i, e in unique.items() if i in pending]
+    return [e for i, e in unique.items() if i in pending], pending
 
 
 def mark_published(engine: Engine, event_ids: Sequence[str]) -> None:
