@@ -1,0 +1,31 @@
+"""`visionline chaos`, short: frames from two classify cameras and a conveyor line flow through the
+stack while the rules worker, the parts worker and Redis are killed with SIGKILL; afterwards
+every frame has one prediction row, every alert is in PostgreSQL and on the alerts topic exactly
+once, every part that crossed has one verdict, nothing is dead-lettered and no lag is left."""
+
+from __future__ import annotations
+
+import pytest
+
+from visionline.chaos.faults import plan_faults
+from visionline.chaos.run import ChaosConfig, run_chaos
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_short_chaos_run_loses_nothing_and_doubles_nothing(stack) -> None:
+    faults = [f for f in plan_faults(stack, False) if f.component in ("rules", "parts", "redis")]
+    assert sorted(f.component for f in faults) == ["parts", "redis", "rules"]
+    config = ChaosConfig(classify_cameras=2, lines=1, fps=2.0, settle_s=6.0)
+    report = run_chaos(stack, faults, config, print)
+    totals = report["totals"]
+    print(report["faults"], totals)
+    assert [row["fault"] for row in report["faults"]] == [f.name for f in faults]
+    assert all(row["restarted_s"] is not None for row in report["faults"])
+    assert totals["frames"] > 50 and totals["alerts"] > 0 and totals["parts"] > 0
+    assert totals["lost"] == totals["duplicated"] == 0
+    assert totals["missing_on_topic"] == totals["duplicated_on_topic"] == 0
+    assert totals["alerts_lost"] == totals["alerts_doubled"] == 0
+    assert totals["parts_lost"] == totals["parts_decided_twice"] == 0
+    assert totals["dead_letters"] == 0 and totals["lag"] == 0
+    assert report["passed"]

@@ -1,0 +1,98 @@
+"""What a chaos run counts (``visionline.chaos.check``) and which faults it plans."""
+
+from __future__ import annotations
+
+from visionline.chaos.check import (
+    Outcome,
+    SentFrame,
+    alert_counts,
+    frame_counts,
+    in_flight,
+    part_counts,
+    passed,
+)
+from visionline.chaos.faults import plan_faults
+from visionline.stack.state import ComponentStatus, StackStatus
+
+SENT = [SentFrame("c", f"f{k}", 100.0 + k) for k in range(5)]
+
+
+def out(frame: str, at: float, alerts: bool = False) -> Outcome:
+    return Outcome("c", frame, at, alerts)
+
+
+def test_frames_lost_and_doubled_are_counted() -> None:
+    seen = [out("f0", 101), out("f1", 102), out("f1", 109), out("f3", 104), out("f4", 105)]
+    assert frame_counts(SENT, seen) == {"frames": 5, "lost": 1, "duplicated": 1}
+
+
+def test_alerts_are_checked_in_the_table_and_on_the_topic() -> None:
+    seen = [out("f0", 101, True), out("f1", 102, True), out("f2", 103, False)]
+    stored = [("a0", "c", "f0"), ("a0b", "c", "f0"), ("p1", "line", "x")]
+    counts = alert_counts(seen, stored, ["a0", "a0", "p1", "stray"])
+    assert counts == {
+        "alerts": 3,
+        "missing_on_topic": 1,  # a0b
+        "duplicated_on_topic": 1,  # a0 twice
+        "on_topic_not_stored": 1,
+        "alerts_lost": 1,  # f1 alerts by its prediction, no alert row
+        "alerts_doubled": 1,  # f0 has two
+    }
+
+
+def test_parts_without_a_verdict_or_with_two() -> None:
+    parts = [("l", 1), ("l", 2), ("l", 3)]
+    assert part_counts(parts, {("l", 1): 1, ("l", 3): 2, ("l", 9): 1}) == {
+        "parts": 3,
+        "parts_lost": 1,
+        "parts_decided_twice": 1,
+    }
+
+
+def test_frames_in_flight_at_a_fault_and_when_the_last_came_out() -> None:
+    # struck at 102.5: f0, f1, f2 were sent; f0 was out already, f1 came out at 110, f2 never
+    seen = [out("f0", 102.0), out("f1", 110.0), out("f3", 104.0), out("f4", 105.0)]
+    assert in_flight(102.5, SENT, seen) == {
+        "in_flight": 2,
+        "lost": 1,
+        "duplicated": 0,
+        "recovered_s": 7.5,
+    }
+
+
+def test_a_run_passes_only_with_nothing_lost_doubled_or_left() -> None:
+    assert passed({"frames": 10, "alerts": 3, "parts": 4, "lag": 0})
+    assert not passed({"frames": 10, "duplicated_on_topic": 1})
+    assert not passed({"frames": 10, "lag": 5})
+
+
+class StackOf:
+    def __init__(self, components: list[ComponentStatus]) -> None:
+        self._status = StackStatus(
+            run_id="r", state="ready", supervisor_pid=1, started_at=0.0, components=components
+        )
+
+    def status(self) -> StackStatus:
+        return self._status
+
+
+def component(name: str, group: str, kind: str, external: bool = False) -> ComponentStatus:
+    return ComponentStatus(name=name, group=group, kind=kind, pid=10, external=external)  # type: ignore[arg-type]
+
+
+def test_one_kill_per_worker_kind_then_the_servers_the_stack_runs() -> None:
+    stack = StackOf(
+        [
+            component("broker", "broker", "infra"),
+            component("postgres", "postgres", "infra", external=True),
+            component("redis", "redis", "infra"),
+            component("ingest-1", "ingest", "worker"),
+            component("ingest-2", "ingest", "worker"),
+            component("rules", "rules", "worker"),
+            component("camera", "camera", "worker"),
+        ]
+    )
+    names = [f.name for f in plan_faults(stack, broker_on_disk=False)]  # type: ignore[arg-type]
+    assert names == ["kill -9 ingest", "kill -9 rules", "kill -9 redis"]
+    with_broker = plan_faults(stack, broker_on_disk=True)  # type: ignore[arg-type]
+    assert [f.component for f in with_broker][-2:] == ["redis", "broker"]

@@ -1,0 +1,305 @@
+"""``visionline chaos``: frames flow from simulated cameras (classify and inspect) through a
+running local stack while faults strike one after another; then what came out is counted
+against what was sent (``visionline.chaos.check``) and the run is printed as a table and kept
+as JSON.
+
+The classify cameras (``chaos-cam-<run>-<k>``) send the bench's real photographs, a third of
+them cats, which the ``chaos-cat-every-frame`` rule alerts on at every frame; the lines
+(``chaos-line-<run>-<k>``) send the conveyor generator's frames, each part a verdict. Frame ids
+hold the run id, so a run never meets an earlier run's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from visionline.chaos.check import (
+    Outcome,
+    SentFrame,
+    alert_counts,
+    frame_counts,
+    in_flight,
+    part_counts,
+    passed,
+)
+from visionline.chaos.faults import Fault, Struck, strike, wait_restarted
+from visionline.stack.api import LocalStack
+
+CAT = ("tabby", "tiger cat", "egyptian cat")
+CAT_MIN_SCORE = 0.05  # infra/rules.yaml, chaos-cat-every-frame
+LINE_FPS = 10.0  # the capture rate the chaos-line-defect entry tracks parts at
+
+
+@dataclass
+class ChaosConfig:
+    classify_cameras: int = 2
+    lines: int = 1
+    fps: float = 3.0  # per camera, sent
+    settle_s: float = 10.0  # steady flow before each fault and after the last
+    restart_timeout_s: float = 180.0
+    drain_timeout_s: float = 300.0
+    seed: int = 11
+
+
+@dataclass
+class Cameras:
+    """The run's cameras and what was sent to them."""
+
+    run_id: str
+    classify: list[str]
+    lines: list[Any]  # visionline.acceptance.run.CameraRun
+    sent: list[SentFrame] = field(default_factory=list)
+    line_frames: int = 0
+
+
+def register(engine: Engine, config: ChaosConfig) -> Cameras:
+    from visionline.acceptance.run import CameraRun
+    from visionline.camera_registry import CameraSpec, upsert_cameras
+    from visionline.settings import UploadSettings
+    from visionline.synthetic.generator import LineGenerator
+
+    run_id = uuid.uuid4().hex[:6]
+    classify = [f"chaos-cam-{run_id}-{k}" for k in range(1, config.classify_cameras + 1)]
+    names = [f"chaos-line-{run_id}-{k}" for k in range(1, config.lines + 1)]
+    specs = [CameraSpec(camera_id=c, max_fps=1000) for c in classify]
+    specs += [CameraSpec(camera_id=c, pipeline="inspect", max_fps=1000) for c in names]
+    upsert_cameras(engine, specs, UploadSettings().key_pepper)
+    lines = [
+        CameraRun(name, LineGenerator(seed=config.seed + k, fps=LINE_FPS, camera=name), run_id)
+        for k, name in enumerate(names)
+    ]
+    return Cameras(run_id, classify, lines)
+
+
+class Sender(threading.Thread):
+    """Every camera sends a frame each 1/fps s until stopped (captured at the send time; a
+    line's frames at its own 10 fps capture clock, as the tracker expects)."""
+
+    def __init__(self, bootstrap: str, cameras: Cameras, fps: float) -> None:
+        from visionline.bench.run import frame_pool
+        from visionline.camera.publisher import FramePublisher
+
+        super().__init__(name="chaos-sender", daemon=True)
+        self.publisher, self.cameras, self.fps = FramePublisher(bootstrap), cameras, fps
+        self.pool = frame_pool((640, 360))
+        self.halt = threading.Event()
+        self.t0 = time.time()
+
+    def run(self) -> None:
+        index, cams = 0, self.cameras
+        while not self.halt.is_set():
+            now = time.time()
+            for k, camera in enumerate(cams.classify):
+                frame_id = f"{camera}-{index:06d}"
+                image = self.pool[(index + k) % len(self.pool)]
+                self.publisher.publish(camera, image, frame_id, captured_at=int(now * 1000))
+                cams.sent.append(SentFrame(camera, frame_id, now))
+            for line in cams.lines:
+                captured = int((self.t0 + index / LINE_FPS) * 1000)
+                self.publisher.publish(
+                    line.camera, line.render(index), line.frame_id(index), captured
+                )
+            cams.line_frames = index + 1
+            index += 1
+            self.halt.wait(max(0.0, self.t0 + index / self.fps - time.time()))
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(30)
+        self.publisher.flush(30)
+
+
+def inject(stack: LocalStack, faults: list[Fault], config: ChaosConfig, log) -> list[Struck]:
+    """Each fault after ``settle_s`` of steady flow, once the one before has recovered."""
+    struck = []
+    for fault in faults:
+        time.sleep(config.settle_s)
+        hit = strike(stack, fault)
+        log(f"{fault.name} (pid {hit.pid})")
+        wait_restarted(stack, hit, config.restart_timeout_s)
+        log(f"  {fault.component} healthy again after {hit.restarted_s} s")
+        struck.append(hit)
+    time.sleep(config.settle_s)
+    return struck
+
+
+def outcomes(engine: Engine, cameras: list[str]) -> list[Outcome]:
+    query = text(
+        "SELECT camera_id, frame_id, created_at, top_k FROM predictions WHERE camera_id = ANY(:c)"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"c": cameras}).all()
+    return [
+        Outcome(
+            camera,
+            frame,
+            stored_at.timestamp(),  # the end of the path: its row in PostgreSQL
+            any(e["label"].casefold() in CAT and e["score"] >= CAT_MIN_SCORE for e in top_k),
+        )
+        for camera, frame, stored_at, top_k in rows
+    ]
+
+
+def stored_alerts(engine: Engine, cameras: list[str]) -> list[tuple[str, str, str]]:
+    query = text("SELECT alert_id, camera_id, frame_id FROM alerts WHERE camera_id = ANY(:c)")
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query, {"c": cameras}).all()]  # type: ignore[misc]
+
+
+def drain(engine: Engine, cams: Cameras, timeout_s: float) -> float:
+    """Wait until every classify frame has a prediction row; seconds it took."""
+    start = time.monotonic()
+    wanted = {(f.camera_id, f.frame_id) for f in cams.sent}
+    while time.monotonic() - start < timeout_s:
+        done = {(o.camera_id, o.frame_id) for o in outcomes(engine, cams.classify)}
+        if wanted <= done:
+            break
+        time.sleep(2)
+    return round(time.monotonic() - start, 1)
+
+
+def topic_values(bootstrap: str, topic: str, since_ms: int) -> list[dict]:
+    from visionline.replay import replay_messages
+
+    values = []
+    for message in replay_messages(bootstrap, topic, since_ms, int(time.time() * 1000)):
+        try:
+            value = json.loads(message.value() or b"")
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            values.append(value)
+    return values
+
+
+def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]], dict]:
+    """The lines' parts that entered and left the view, and verdicts per part."""
+    from visionline.acceptance.run import _match_verdicts
+
+    by_camera = {line.camera: line for line in cams.lines}
+    query = text(
+        "SELECT camera_id, best_frame_id, box FROM part_decisions WHERE camera_id = ANY(:c)"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"c": list(by_camera)}).all()
+    verdicts = [{"camera_id": c, "best_frame_id": f, "box": b} for c, f, b in rows]
+    decided, _ = _match_verdicts(by_camera, verdicts)
+    parts = [
+        (line.camera, p.part_id)
+        for line in cams.lines
+        for p in line.generator.part_truth(line.frames)
+        if p.first_frame > 0 and p.last_frame < line.frames - 1
+    ]
+    return parts, {key: len(found) for key, found in decided.items()}
+
+
+def group_lag(bootstrap: str) -> int | None:
+    """Messages the workers' consumer groups (``visionline-*``) have not committed, summed;
+    None when the broker does not say."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from visionline.kafka import reader
+
+    admin, consumer = AdminClient({"bootstrap.servers": bootstrap}), reader(bootstrap)
+    try:
+        listed = admin.list_consumer_groups().result(timeout=10)
+        groups = [g.group_id for g in listed.valid if g.group_id.startswith("visionline-")]
+        lag = 0
+        for group in groups:
+            request = [ConsumerGroupTopicPartitions(group)]
+            answer = admin.list_consumer_group_offsets(request)[group].result(timeout=10)
+            for tp in answer.topic_partitions or []:
+                if tp.offset < 0 or tp.topic.startswith(group):  # Faust's own topics
+                    continue
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=10
+                )
+                lag += max(0, high - tp.offset)
+        return lag
+    except Exception:  # noqa: BLE001 - a broker without the admin APIs: reported as unknown
+        return None
+    finally:
+        consumer.close()
+
+
+def wait_no_lag(bootstrap: str, timeout_s: float) -> int | None:
+    deadline = time.monotonic() + timeout_s
+    lag = group_lag(bootstrap)
+    while lag and time.monotonic() < deadline:
+        time.sleep(2)
+        lag = group_lag(bootstrap)
+    return lag
+
+
+def fault_rows(struck: list[Struck], cams: Cameras, seen: list[Outcome]) -> list[dict]:
+    return [
+        {
+            "fault": s.fault.name,
+            "kind": s.fault.kind,
+            "pid": s.pid,
+            "restarted_s": s.restarted_s,
+            **in_flight(s.at, cams.sent, seen),
+        }
+        for s in struck
+    ]
+
+
+def totals(
+    bootstrap: str, engine: Engine, cams: Cameras, started_ms: int, lag: int | None
+) -> dict[str, Any]:
+    from visionline.messages import Topic
+
+    cameras = cams.classify + [line.camera for line in cams.lines]
+    seen = outcomes(engine, cams.classify)
+    stored = stored_alerts(engine, cameras)
+    alerts = topic_values(bootstrap, str(Topic.ALERTS), started_ms)
+    on_topic = [a["alert_id"] for a in alerts if a.get("camera_id") in cameras]
+    letters = topic_values(bootstrap, str(Topic.DEAD_LETTER), started_ms)
+    parts, decided = decided_parts(engine, cams)
+    counts = {
+        **frame_counts(cams.sent, seen),
+        **alert_counts(seen, stored, on_topic),
+        **part_counts(parts, decided),
+        "dead_letters": sum(1 for d in letters if d.get("camera_id") in cameras),
+        "lag": lag if lag is not None else 0,
+        "lag_known": lag is not None,
+        "line_frames": cams.line_frames,
+    }
+    return counts
+
+
+def run_chaos(stack: LocalStack, faults: list[Fault], config: ChaosConfig, log) -> dict[str, Any]:
+    from visionline.db import make_engine
+
+    engine = make_engine(stack.database_url)
+    bootstrap = stack.kafka_bootstrap
+    try:
+        cams = register(engine, config)
+        started_ms = int(time.time() * 1000) - 1000
+        sender = Sender(bootstrap, cams, config.fps)
+        sender.start()
+        log(f"run {cams.run_id}: {len(cams.classify)} classify cameras, {len(cams.lines)} lines")
+        struck = inject(stack, faults, config, log)
+        sender.stop()
+        drain_s = drain(engine, cams, config.drain_timeout_s)
+        lag = wait_no_lag(bootstrap, config.drain_timeout_s)
+        found = totals(bootstrap, engine, cams, started_ms, lag)
+        rows = fault_rows(struck, cams, outcomes(engine, cams.classify))
+        return {
+            "run_id": cams.run_id,
+            "config": config.__dict__,
+            "faults": rows,
+            "totals": found,
+            "drained_s": drain_s,
+            "passed": passed(found) and all(s.restarted_s is not None for s in struck),
+        }
+    finally:
+        engine.dispose()
