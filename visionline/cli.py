@@ -15,7 +15,7 @@ from visionline.api.cli import app as api_app
 from visionline.bench import bench_command
 from visionline.camera.cli import app as camera_app
 from visionline.camera_registry import is_placeholder_key, load_cameras, provision_cameras
-from visionline.chaos.cli import chaos_command
+from visionline.chaos.cli import chaos_command, soak_command
 from visionline.datasets.cli import app as datasets_app
 from visionline.db import make_engine, migrate
 from visionline.demo import part_counts, run_demo
@@ -38,6 +38,7 @@ app.add_typer(annotations_app, name="annotations")
 app.add_typer(datasets_app, name="datasets")
 app.command("bench")(bench_command)
 app.command("chaos")(chaos_command)
+app.command("soak")(soak_command)
 app.add_typer(train_app, name="train")
 train_app.command("classifier")(train_classifier_command)
 train_app.command("detector")(train_detector_command)

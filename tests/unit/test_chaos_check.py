@@ -96,3 +96,21 @@ def test_one_kill_per_worker_kind_then_the_servers_the_stack_runs() -> None:
     assert names == ["kill -9 ingest", "kill -9 rules", "kill -9 redis"]
     with_broker = plan_faults(stack, broker_on_disk=True)  # type: ignore[arg-type]
     assert [f.component for f in with_broker][-2:] == ["redis", "broker"]
+
+
+def test_memory_curve_reports_start_warmup_peak_end_and_growth() -> None:
+    from visionline.chaos.check import memory_curve
+
+    mib = 2**20
+    samples = [(float(t), {"rules": (100 + t) * mib, "api": 50 * mib}) for t in range(20)]
+    samples[5][1]["api"] = 80 * mib  # a spike, then back
+    curve = memory_curve(samples, warmup=0.1)
+    assert curve["rules"] == {
+        "start": 100.0,
+        "after_warmup": 102.0,
+        "peak": 119.0,
+        "end": 119.0,
+        "growth": 17.0,
+    }
+    assert curve["api"]["peak"] == 80.0 and curve["api"]["growth"] == 0.0
+    assert memory_curve([]) == {}

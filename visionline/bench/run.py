@@ -265,9 +265,9 @@ def watched_processes(status) -> list[Watched]:
 class Sampler(threading.Thread):
     """CPU time and RSS of every watched process tree, every ``SAMPLE_EVERY_S``."""
 
-    def __init__(self, stack) -> None:
+    def __init__(self, stack, every_s: float = SAMPLE_EVERY_S) -> None:
         super().__init__(name="bench-sampler", daemon=True)
-        self.stack = stack
+        self.stack, self.every_s = stack, every_s
         self.samples: list[Sample] = []
         self.workers: set[str] = set()
         self._procs: dict[int, Any] = {}
@@ -276,7 +276,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while True:
             self.samples.append(Sample(time.monotonic(), self.snapshot()))
-            if self._halt.wait(SAMPLE_EVERY_S):
+            if self._halt.wait(self.every_s):
                 break
         self.samples.append(Sample(time.monotonic(), self.snapshot()))
 

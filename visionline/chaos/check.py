@@ -117,3 +117,29 @@ def passed(totals: dict[str, int]) -> bool:
         "lag",
     )
     return all(totals.get(key, 0) == 0 for key in bad)
+
+
+def memory_curve(
+    samples: Sequence[tuple[float, dict[str, int]]], warmup: float = 0.1
+) -> dict[str, dict[str, float]]:
+    """Resident memory (MiB) per process over a run, from ``(time, {name: bytes})`` samples:
+    at the start, after the warm-up (``warmup`` of the samples: imports, model loads, caches
+    filling), at its peak and at the end; ``growth`` is end minus after warm-up: flat is near
+    zero, a leak grows with the run."""
+    names = sorted({name for _, sizes in samples for name in sizes})
+    settled = min(len(samples) - 1, int(len(samples) * warmup)) if samples else 0
+    mib = 2**20
+    curve = {}
+    for name in names:
+        seen = [sizes[name] / mib for _, sizes in samples if name in sizes]
+        after = [sizes[name] / mib for _, sizes in samples[settled:] if name in sizes]
+        if not seen or not after:
+            continue
+        curve[name] = {
+            "start": round(seen[0], 1),
+            "after_warmup": round(after[0], 1),
+            "peak": round(max(seen), 1),
+            "end": round(seen[-1], 1),
+            "growth": round(seen[-1] - after[0], 1),
+        }
+    return curve

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,6 +49,12 @@ def totals_table(report: dict[str, Any]) -> Table:
     return table
 
 
+StateDir = Annotated[
+    Path | None,
+    typer.Option(help="A running stack's state folder; none: start one for the run."),
+]
+
+
 def chaos_command(
     only: Annotated[
         list[str] | None,
@@ -55,10 +62,7 @@ def chaos_command(
     ] = None,
     settle_s: Annotated[float, typer.Option(help="Steady flow before each fault.")] = 10.0,
     fps: Annotated[float, typer.Option(help="Frames per second per camera.")] = 3.0,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option(help="A running stack's state folder; none: start one for the run."),
-    ] = None,
+    state_dir: StateDir = None,
     json_out: Annotated[Path, typer.Option("--json", help="Where to write the report.")] = (
         REPO_ROOT / "bench-results" / "chaos.json"
     ),
@@ -68,35 +72,69 @@ def chaos_command(
     is counted: lost, doubled in PostgreSQL or on the alerts topic, dead-lettered."""
     from visionline.chaos.faults import plan_faults
     from visionline.chaos.run import ChaosConfig, run_chaos
+
+    def run(stack) -> dict[str, Any]:
+        faults = plan_faults(stack, broker_on_disk(stack))
+        faults = [f for f in faults if not only or f.component in only]
+        return run_chaos(stack, faults, ChaosConfig(fps=fps, settle_s=settle_s), console.print)
+
+    report = on_stack(state_dir, "chaos-run", run)
+    console.print(fault_table(report))
+    finish(report, json_out)
+
+
+def soak_command(
+    frames: Annotated[int, typer.Option(help="Frames to send, all cameras together.")] = 100_000,
+    fps: Annotated[float, typer.Option(help="Frames per second per camera.")] = 4.0,
+    cameras: Annotated[int, typer.Option(help="Classify cameras (one conveyor line too).")] = 3,
+    state_dir: StateDir = None,
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the report.")] = (
+        REPO_ROOT / "bench-results" / "soak.json"
+    ),
+) -> None:
+    """A long steady run: FRAMES frames through the stack with the resident memory of every
+    process sampled; then the same counts as `visionline chaos`, and each process's memory
+    at the start, after warm-up, at its peak and at the end."""
+    from visionline.chaos.run import ChaosConfig, run_chaos
+
+    config = ChaosConfig(classify_cameras=cameras, fps=fps, frames=frames, settle_s=10.0)
+    report = on_stack(state_dir, "soak-run", lambda s: run_chaos(s, [], config, console.print))
+    console.print(memory_table(report))
+    finish(report, json_out)
+
+
+def memory_table(report: dict[str, Any]) -> Table:
+    keys = ("start", "after_warmup", "peak", "end", "growth")
+    table = Table("process", *(f"{k} MiB" for k in keys), title="resident memory")
+    for name, curve in sorted(report["memory_mb"].items()):
+        table.add_row(name, *(str(curve[k]) for k in keys))
+    return table
+
+
+def on_stack(state_dir: Path | None, folder_name: str, run: Callable[[Any], dict]) -> dict:
+    """``run(stack)`` on the running stack of ``state_dir``, or on one started for it."""
     from visionline.stack import LocalStack
     from visionline.stack.config import free_port_settings
 
-    config = ChaosConfig(fps=fps, settle_s=settle_s)
-
-    def run(stack: LocalStack) -> dict[str, Any]:
-        faults = plan_faults(stack, broker_on_disk(stack))
-        faults = [f for f in faults if not only or f.component in only]
-        return run_chaos(stack, faults, config, console.print)
-
     if state_dir is not None:
-        report = run(LocalStack.from_state_dir(state_dir))
-    else:
-        folder = REPO_ROOT / ".state" / "chaos-run"
-        if (folder / "stack.json").is_file():  # only ever a stack's own folder
-            shutil.rmtree(folder)
-        started = time.monotonic()
-        with LocalStack(free_port_settings(folder, cameras=0)) as stack:
-            console.print(f"stack ready in {time.monotonic() - started:.0f} s")
-            report = run(stack)
-    console.print(fault_table(report))
+        return run(LocalStack.from_state_dir(state_dir))
+    folder = REPO_ROOT / ".state" / folder_name
+    if (folder / "stack.json").is_file():  # only ever a stack's own folder
+        shutil.rmtree(folder)
+    started = time.monotonic()
+    with LocalStack(free_port_settings(folder, cameras=0)) as stack:
+        console.print(f"stack ready in {time.monotonic() - started:.0f} s")
+        return run(stack)
+
+
+def finish(report: dict[str, Any], json_out: Path) -> None:
     console.print(totals_table(report))
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=1))
     console.print(f"wrote {json_out}")
-    console.print(
-        "[green]nothing lost, nothing doubled[/]" if report["passed"] else "[red]FAILED[/]"
-    )
-    if not report["passed"]:
+    ok = report["passed"]
+    console.print("[green]nothing lost, nothing doubled[/]" if ok else "[red]FAILED[/]")
+    if not ok:
         raise typer.Exit(1)
 
 

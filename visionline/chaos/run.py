@@ -20,12 +20,14 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from visionline.bench.run import Sampler
 from visionline.chaos.check import (
     Outcome,
     SentFrame,
     alert_counts,
     frame_counts,
     in_flight,
+    memory_curve,
     part_counts,
     passed,
 )
@@ -43,6 +45,8 @@ class ChaosConfig:
     lines: int = 1
     fps: float = 3.0  # per camera, sent
     settle_s: float = 10.0  # steady flow before each fault and after the last
+    frames: int | None = None  # a soak: stop once this many frames (all cameras) are sent
+    memory_every_s: float = 5.0  # resident memory of every process, sampled
     restart_timeout_s: float = 180.0
     drain_timeout_s: float = 300.0
     seed: int = 11
@@ -82,15 +86,17 @@ class Sender(threading.Thread):
     """Every camera sends a frame each 1/fps s until stopped (captured at the send time; a
     line's frames at its own 10 fps capture clock, as the tracker expects)."""
 
-    def __init__(self, bootstrap: str, cameras: Cameras, fps: float) -> None:
+    def __init__(
+        self, bootstrap: str, cameras: Cameras, fps: float, limit: int | None = None
+    ) -> None:
         from visionline.bench.run import frame_pool
         from visionline.camera.publisher import FramePublisher
 
         super().__init__(name="chaos-sender", daemon=True)
         self.publisher, self.cameras, self.fps = FramePublisher(bootstrap), cameras, fps
         self.pool = frame_pool((640, 360))
-        self.halt = threading.Event()
-        self.t0 = time.time()
+        self.halt, self.done = threading.Event(), threading.Event()
+        self.t0, self.limit, self.count = time.time(), limit, 0
 
     def run(self) -> None:
         index, cams = 0, self.cameras
@@ -108,7 +114,11 @@ class Sender(threading.Thread):
                 )
             cams.line_frames = index + 1
             index += 1
+            self.count += len(cams.classify) + len(cams.lines)
+            if self.limit is not None and self.count >= self.limit:
+                break
             self.halt.wait(max(0.0, self.t0 + index / self.fps - time.time()))
+        self.done.set()
 
     def stop(self) -> None:
         self.halt.set()
@@ -276,6 +286,18 @@ def totals(
     return counts
 
 
+def soak(sender: Sender, config: ChaosConfig, log) -> None:
+    """Wait for the sender to send ``config.frames``, saying how far it is now and then."""
+    while not sender.done.wait(60):
+        log(f"{sender.count} of {config.frames} frames sent")
+    time.sleep(config.settle_s)
+
+
+def rss_of(snapshot: dict[str, dict[int, tuple[float, int]]]) -> dict[str, int]:
+    """Resident bytes of each component's process tree."""
+    return {name: sum(rss for _, rss in procs.values()) for name, procs in snapshot.items()}
+
+
 def run_chaos(stack: LocalStack, faults: list[Fault], config: ChaosConfig, log) -> dict[str, Any]:
     from visionline.db import make_engine
 
@@ -284,21 +306,28 @@ def run_chaos(stack: LocalStack, faults: list[Fault], config: ChaosConfig, log) 
     try:
         cams = register(engine, config)
         started_ms = int(time.time() * 1000) - 1000
-        sender = Sender(bootstrap, cams, config.fps)
+        sampler = Sampler(stack, every_s=config.memory_every_s)
+        sender = Sender(bootstrap, cams, config.fps, config.frames)
+        sampler.start()
         sender.start()
         log(f"run {cams.run_id}: {len(cams.classify)} classify cameras, {len(cams.lines)} lines")
         struck = inject(stack, faults, config, log)
+        if config.frames is not None:
+            soak(sender, config, log)
         sender.stop()
         drain_s = drain(engine, cams, config.drain_timeout_s)
         lag = wait_no_lag(bootstrap, config.drain_timeout_s)
         found = totals(bootstrap, engine, cams, started_ms, lag)
         rows = fault_rows(struck, cams, outcomes(engine, cams.classify))
+        memory = memory_curve([(x.at, rss_of(x.procs)) for x in sampler.stop()])
         return {
             "run_id": cams.run_id,
             "config": config.__dict__,
             "faults": rows,
             "totals": found,
             "drained_s": drain_s,
+            "frames_sent": sender.count,
+            "memory_mb": memory,
             "passed": passed(found) and all(s.restarted_s is not None for s in struck),
         }
     finally:
