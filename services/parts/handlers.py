@@ -17,8 +17,10 @@ decided with it are on the broker. Faust commits the contiguous acked prefix of 
 partition, so after a crash (or a lost partition) the replay starts at or before the first
 frame of every part that was not yet decided: such a part is tracked again from its start and
 decided in the same frame, giving the same decision id, which the rules worker writes once.
-A part already decided whose frames fall after the replay point may be decided again from fewer
-frames: same deciding frame, same id, ignored downstream; if the replay decides it in another
+Observations of a frame seen already (the inspect worker, restarted, redelivers the frames it
+handled before its crash) are acked and not tracked again (``CameraLine.seen``: the last 2048
+frame ids per camera). A part already decided whose frames fall after the replay point may be
+decided again from fewer frames: same deciding frame, same id, ignored downstream; if the replay decides it in another
 frame, the new id makes a second row (and at most a second alert). The line counts carried in
 verdicts restart at zero with the worker; counts read from PostgreSQL do not.
 """

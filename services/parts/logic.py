@@ -162,6 +162,28 @@ def make_tracker(camera_id: str, resolution: tuple[int, int], config: Inspection
     )
 
 
+RECENT_FRAME_IDS = 2048  # per camera: more than an inspect worker's redelivery holds
+
+
+class RecentIds:
+    """The last ``size`` ids seen, in a set for lookups and a queue for forgetting."""
+
+    def __init__(self, size: int) -> None:
+        self.order: deque[str] = deque()
+        self.ids: set[str] = set()
+        self.size = size
+
+    def saw(self, frame_id: str) -> bool:
+        """Whether ``frame_id`` was seen before; remembered from now on either way."""
+        if frame_id in self.ids:
+            return True
+        self.order.append(frame_id)
+        self.ids.add(frame_id)
+        if len(self.order) > self.size:
+            self.ids.discard(self.order.popleft())
+        return False
+
+
 @dataclass
 class CameraLine:
     """One camera's tracking state, from its first frame (or its last idle flush) on."""
@@ -177,9 +199,15 @@ class CameraLine:
     origin: float | None = None  # capture time of the first frame: belt shift 0
     last_seen: float = 0.0  # monotonic time of the last frame, for the idle flush
     source: Hashable | None = None  # the partition its frames come from
+    seen: RecentIds = field(default_factory=lambda: RecentIds(RECENT_FRAME_IDS))
 
     def observe(self, obs: PartObservations, event: Any, now: float, wall: float):
-        """Feed one frame; (its verdicts, the events that may now be acked)."""
+        """Feed one frame; (its verdicts, the events that may now be acked). A frame seen
+        already (the inspect worker redelivers what it handled before a crash) is not tracked
+        again: fed back in time, it would split its parts' tracks into two verdicts each."""
+        if self.seen.saw(obs.frame.frame_id):
+            self.pending.append((self.index, event))  # acked with the frame seen last
+            return self._settle([], None, wall)
         self.index += 1
         info = frame_info(obs)
         self.frames[self.index] = info
@@ -208,8 +236,8 @@ class CameraLine:
         self.with_parts.clear()
         return verdicts, release(self.pending, self.index + 1)
 
-    def _settle(self, decisions: list[PartDecision], deciding: FrameInfo, wall: float):
-        verdicts = self._verdicts(decisions, deciding, wall) if decisions else []
+    def _settle(self, decisions: list[PartDecision], deciding: FrameInfo | None, wall: float):
+        verdicts = self._verdicts(decisions, deciding, wall) if decisions and deciding else []
         starts = [ev.first_frame for ev in self.tracker.open.values()]
         keep = min([*starts, self.index]) - LOOKBACK_FRAMES
         for index in [i for i in self.frames if i < keep]:

@@ -243,6 +243,35 @@ def test_synthetic_line_one_verdict_per_part_with_dropped_frames() -> None:
             assert v.score == 1.0 and v.defects
 
 
+def synthetic_line_verdicts(order: list[int]) -> tuple[list, list]:
+    """The synthetic line's frames observed in ``order`` (an index again: a redelivery)."""
+    size, fps = (320, 180), 10.0
+    gen = LineGenerator(seed=3, resolution=size, defect_rate=0.3)
+    config = InspectionConfig(cameras=["line-*"], fps=fps, belt_px_per_frame=gen.travel)
+    lines = Lines([config])
+    verdicts, acked = [], []
+    for index in order:
+        parts = [
+            observed_part(tuple(float(v) for v in p.box), 1.0 if p.defective else 0.05)
+            for p in gen.frame(index)[1].parts
+        ]
+        v, ready = lines.observe(observations("line-1", index, parts, fps, size), index, index, T0)
+        verdicts += v
+        acked += ready
+    flushed, rest = lines.flush_idle(now=1e9, idle_s=1, wall=T0)
+    return verdicts + flushed, acked + rest
+
+
+def test_frames_redelivered_after_an_inspect_crash_do_not_split_parts() -> None:
+    once = list(range(120))
+    redelivered = once[:60] + once[45:60] + once[60:]  # inspect replays 45..59 after a crash
+    verdicts, acked = synthetic_line_verdicts(once)
+    again, acked_again = synthetic_line_verdicts(redelivered)
+    assert len(verdicts) > 10
+    assert [v.decision_id for v in again] == [v.decision_id for v in verdicts]
+    assert sorted(acked_again) == sorted(redelivered)  # the repeats are acked too
+
+
 # Inspection config ---------------------------------------------------------------------------
 
 
