@@ -20,8 +20,11 @@ decided in the same frame, giving the same decision id, which the rules worker w
 Observations of a frame seen already (the inspect worker, restarted, redelivers the frames it
 handled before its crash) are acked and not tracked again (``CameraLine.seen``: the last 2048
 frame ids per camera). A part already decided whose frames fall after the replay point may be
-decided again from fewer frames: same deciding frame, same id, ignored downstream; if the replay decides it in another
-frame, the new id makes a second row (and at most a second alert). The line counts carried in
+decided again from fewer frames: same deciding frame, same id, ignored downstream; if the
+replay decides it in another frame, the new id makes a second row (and at most a second
+alert). A camera restarted after an idle flush keeps the parts decided lately (on the belt's
+absolute axis): a part still in view when its frames resume (an upstream worker was down for
+longer than the flush) is known, and decided again only to reject it. The line counts carried in
 verdicts restart at zero with the worker; counts read from PostgreSQL do not.
 """
 

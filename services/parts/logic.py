@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from visionline.inspection.config import InspectionConfig, config_for
 from visionline.inspection.tracking import (
+    Decided,
     PartDecision,
     PartDetections,
     PartTracker,
 )
 from visionline.inspection.wire import to_detection, to_finding
 from visionline.messages import (
+    FloatBox,
     LineCounts,
     ModelRef,
     PartObservations,
@@ -268,6 +270,9 @@ class Lines:
         self.default = default or InspectionConfig(cameras=["*"], belt_px_per_s=0.0)
         self.cameras: dict[str, CameraLine] = {}
         self.carried: dict[str, LineCounts] = {}  # counts of cameras restarted after a flush
+        # Parts decided lately by cameras restarted after a flush, on the belt's absolute axis
+        # (``on_belt``): a part still in view when the frames resume is known, not decided again.
+        self.carried_decided: dict[str, list[Decided]] = {}
         self.positions: dict[Hashable, int] = {}  # partition -> last offset observed
 
     def line(self, obs: PartObservations, source: Hashable | None = None) -> CameraLine:
@@ -282,6 +287,10 @@ class Lines:
             tracker = self.make(camera_id, resolution, config)
             counts = self.carried.pop(camera_id, None) or LineCounts()
             line = CameraLine(camera_id, config, tracker, counts=counts, source=source)
+            line.origin = obs.frame.captured_at
+            offset = line.origin * config.speed_px_per_s
+            for d in self.carried_decided.pop(camera_id, []):
+                tracker.recent.append(replace(d, belt_box=on_belt(d.belt_box, offset)))
             self.cameras[camera_id] = line
         return line
 
@@ -333,6 +342,9 @@ class Lines:
         decided, released = line.flush(wall)
         del self.cameras[camera_id]
         self.carried[camera_id] = line.counts
+        offset = -(line.origin or 0.0) * line.config.speed_px_per_s
+        absolute = [replace(d, belt_box=on_belt(d.belt_box, offset)) for d in line.tracker.recent]
+        self.carried_decided[camera_id] = absolute
         return decided, released
 
     def drop(self, sources: Iterable[Hashable]) -> list[str]:
@@ -364,6 +376,13 @@ class Lines:
             verdicts += decided
             events += released
         return verdicts, events
+
+
+def on_belt(box: FloatBox, offset: float) -> FloatBox:
+    """A belt box moved along the belt by ``offset`` px: from one tracker's origin to the
+    absolute axis (``-origin * speed``) and back (``+origin * speed``)."""
+    x0, y0, x1, y1 = box
+    return (x0 + offset, y0, x1 + offset, y1)
 
 
 def same_tracking(a: InspectionConfig, b: InspectionConfig) -> bool:

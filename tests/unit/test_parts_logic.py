@@ -243,8 +243,9 @@ def test_synthetic_line_one_verdict_per_part_with_dropped_frames() -> None:
             assert v.score == 1.0 and v.defects
 
 
-def synthetic_line_verdicts(order: list[int]) -> tuple[list, list]:
-    """The synthetic line's frames observed in ``order`` (an index again: a redelivery)."""
+def synthetic_line_verdicts(order: list[int], flush_after: int | None = None) -> tuple[list, list]:
+    """The synthetic line's frames observed in ``order`` (an index again: a redelivery), with
+    an idle flush after frame ``flush_after`` if given (its upstream was down for a while)."""
     size, fps = (320, 180), 10.0
     gen = LineGenerator(seed=3, resolution=size, defect_rate=0.3)
     config = InspectionConfig(cameras=["line-*"], fps=fps, belt_px_per_frame=gen.travel)
@@ -258,8 +259,25 @@ def synthetic_line_verdicts(order: list[int]) -> tuple[list, list]:
         v, ready = lines.observe(observations("line-1", index, parts, fps, size), index, index, T0)
         verdicts += v
         acked += ready
+        if index == flush_after:
+            v, ready = lines.flush_idle(now=index + 100, idle_s=1, wall=T0)
+            verdicts += v
+            acked += ready
     flushed, rest = lines.flush_idle(now=1e9, idle_s=1, wall=T0)
     return verdicts + flushed, acked + rest
+
+
+def test_parts_in_view_at_an_idle_flush_are_known_when_their_frames_resume() -> None:
+    gen = LineGenerator(seed=3, resolution=(320, 180), defect_rate=0.3)
+    in_view = [p for p in gen.frame(60)[1].parts]
+    plain, _ = synthetic_line_verdicts(list(range(120)))
+    flushed, acked = synthetic_line_verdicts(list(range(120)), flush_after=60)
+    assert sorted(acked) == list(range(120))
+    decided_at_flush = [v for v in flushed if v.decision_id.startswith("line-1:f0060")]
+    assert len(decided_at_flush) == len(in_view) >= 2
+    # Seen again after the flush, a part is decided a second time only to reject it.
+    again = len(flushed) - len(plain)
+    assert 0 <= again <= sum(p.defective for p in in_view)
 
 
 def test_frames_redelivered_after_an_inspect_crash_do_not_split_parts() -> None:

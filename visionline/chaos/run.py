@@ -189,17 +189,19 @@ def topic_values(bootstrap: str, topic: str, since_ms: int) -> list[dict]:
     return values
 
 
-def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]], dict]:
-    """The lines' parts that entered and left the view, and verdicts per part."""
+def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]], dict, list]:
+    """The lines' parts that entered and left the view, verdicts per part, and the verdicts of
+    each part decided more than once (to tell why)."""
     from visionline.acceptance.run import _match_verdicts
 
     by_camera = {line.camera: line for line in cams.lines}
     query = text(
-        "SELECT camera_id, best_frame_id, box FROM part_decisions WHERE camera_id = ANY(:c)"
+        "SELECT camera_id, best_frame_id, box, decision_id, status, first_frame_id,"
+        " last_frame_id, frames_seen FROM part_decisions WHERE camera_id = ANY(:c)"
     )
     with engine.connect() as conn:
-        rows = conn.execute(query, {"c": list(by_camera)}).all()
-    verdicts = [{"camera_id": c, "best_frame_id": f, "box": b} for c, f, b in rows]
+        rows = conn.execute(query, {"c": list(by_camera)}).mappings().all()
+    verdicts = [dict(r) for r in rows]
     decided, _ = _match_verdicts(by_camera, verdicts)
     parts = [
         (line.camera, p.part_id)
@@ -207,7 +209,13 @@ def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]],
         for p in line.generator.part_truth(line.frames)
         if p.first_frame > 0 and p.last_frame < line.frames - 1
     ]
-    return parts, {key: len(found) for key, found in decided.items()}
+    keep = ("decision_id", "status", "first_frame_id", "last_frame_id", "frames_seen")
+    twice = [
+        {"part": list(key), "verdicts": [{k: v[k] for k in keep} for v in found]}
+        for key, found in decided.items()
+        if len(found) > 1
+    ]
+    return parts, {key: len(found) for key, found in decided.items()}, twice
 
 
 def group_lag(bootstrap: str) -> int | None:
@@ -273,7 +281,7 @@ def totals(
     alerts = topic_values(bootstrap, str(Topic.ALERTS), started_ms)
     on_topic = [a["alert_id"] for a in alerts if a.get("camera_id") in cameras]
     letters = topic_values(bootstrap, str(Topic.DEAD_LETTER), started_ms)
-    parts, decided = decided_parts(engine, cams)
+    parts, decided, twice = decided_parts(engine, cams)
     counts = {
         **frame_counts(cams.sent, seen),
         **alert_counts(seen, stored, on_topic),
@@ -282,6 +290,7 @@ def totals(
         "lag": lag if lag is not None else 0,
         "lag_known": lag is not None,
         "line_frames": cams.line_frames,
+        "parts_decided_twice_detail": twice,
     }
     return counts
 
