@@ -40,12 +40,22 @@ def test_alerts_are_checked_in_the_table_and_on_the_topic() -> None:
     }
 
 
-def test_parts_without_a_verdict_or_with_two() -> None:
-    parts = [("l", 1), ("l", 2), ("l", 3)]
-    assert part_counts(parts, {("l", 1): 1, ("l", 3): 2, ("l", 9): 1}) == {
-        "parts": 3,
+def test_parts_without_a_verdict_with_two_or_rejected_late() -> None:
+    def v(status: str, last: str) -> dict:
+        return {"status": status, "last_frame_id": last}
+
+    parts = [("l", 1), ("l", 2), ("l", 3), ("l", 4)]
+    decided = {
+        ("l", 1): [v("accepted", "f3")],
+        ("l", 3): [v("accepted", "f5"), v("accepted", "f9")],  # the same outcome twice
+        ("l", 4): [v("rejected", "f8"), v("insufficient", "f6")],  # early, then rejected
+        ("l", 9): [v("accepted", "f1")],  # not a part that crossed
+    }
+    assert part_counts(parts, decided) == {
+        "parts": 4,
         "parts_lost": 1,
         "parts_decided_twice": 1,
+        "parts_rejected_late": 1,
     }
 
 

@@ -67,14 +67,31 @@ def alert_counts(
     }
 
 
-def part_counts(parts: Iterable[tuple[str, int]], decided: dict[tuple[str, int], int]) -> dict:
-    """``parts``: (camera, part id) that entered and left the view; ``decided``: verdicts per
-    part (matched by box)."""
+def part_counts(
+    parts: Iterable[tuple[str, int]], decided: dict[tuple[str, int], list[dict]]
+) -> dict[str, int]:
+    """``parts``: (camera, part id) that entered and left the view; ``decided``: the verdicts
+    of each part (matched by box), with ``status`` and ``last_frame_id``. A part decided twice
+    whose later verdict rejects it and whose earlier one did not is ``parts_rejected_late``
+    (decided early while its line was silent, then rejected when its frames resumed); any
+    other repeat is ``parts_decided_twice``."""
     keys = list(parts)
+    late = twice = 0
+    for key in keys:
+        verdicts = sorted(decided.get(key, []), key=lambda v: v["last_frame_id"])
+        if len(verdicts) < 2:
+            continue
+        upgrade = len(verdicts) == 2 and [v["status"] == "rejected" for v in verdicts] == [
+            False,
+            True,
+        ]
+        late += upgrade
+        twice += 0 if upgrade else len(verdicts) - 1
     return {
         "parts": len(keys),
-        "parts_lost": sum(1 for k in keys if decided.get(k, 0) == 0),
-        "parts_decided_twice": sum(decided.get(k, 0) - 1 for k in keys if decided.get(k, 0) > 1),
+        "parts_lost": sum(1 for k in keys if not decided.get(k)),
+        "parts_decided_twice": twice,
+        "parts_rejected_late": late,
     }
 
 

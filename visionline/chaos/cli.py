@@ -30,6 +30,7 @@ TOTALS = (
     "parts",
     "parts_lost",
     "parts_decided_twice",
+    "parts_rejected_late",
     "dead_letters",
     "lag",
 )

@@ -215,7 +215,7 @@ def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]],
         for key, found in decided.items()
         if len(found) > 1
     ]
-    return parts, {key: len(found) for key, found in decided.items()}, twice
+    return parts, dict(decided), twice
 
 
 def group_lag(bootstrap: str) -> int | None:
