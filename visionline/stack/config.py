@@ -66,8 +66,8 @@ class StackSettings(BaseSettings):
     broker_engine: Literal["tansu", "kafka"] = "tansu"
     broker_controller_port: int = Field(19093, gt=0, lt=65536)  # Kafka's KRaft quorum listener
     broker_heap_mb: int = Field(512, ge=128)  # Kafka's JVM heap (-Xms and -Xmx)
-    # Kafka's JVM starts in about 5 s on an idle machine; a loaded 2-core one takes longer.
-    broker_ready_timeout_s: float = Field(120.0, gt=0)
+    # Kafka's JVM answers in about 5 s on an idle machine; a loaded 2-core one takes longer.
+    broker_ready_timeout_s: float = Field(180.0, gt=0)
     triton_http_port: int = Field(18000, gt=0, lt=65536)
     triton_grpc_port: int = Field(18001, gt=0, lt=65536)
     triton_metrics_port: int = Field(18002, gt=0, lt=65536)
