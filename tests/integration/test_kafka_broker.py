@@ -1,7 +1,9 @@
 """The local stack's broker on Apache Kafka (KRaft, `make kafka`), started by the stack's own
 supervisor: `kill -9` of the broker, and it comes back with its topics, the consumer groups'
 committed offsets and every message (its log is on disk, unlike Tansu's memory). Debian's kcat
-produces and consumes with the README's command. Timings and memory are printed (``-s``).
+produces and consumes with the README's command. Three nodes from the same configuration
+replicate each partition thrice and take ``acks=all`` writes with one node killed. Timings and
+memory are printed (``-s``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from visionline.kafka import create_topics, producer, reader
 from visionline.messages import Topic
-from visionline.stack import LocalStack, free_port_settings
+from visionline.stack import LocalStack, free_port_settings, kafka_server
+from visionline.stack.config import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +225,66 @@ def test_a_restarted_stack_keeps_its_data(kafka_stack):
     kafka_stack.start(timeout=240)
     print(f"\nstack started again on its data in {time.monotonic() - started:.1f} s")
     assert sorted(read_all(bootstrap, topic)) == values
+
+
+@pytest.fixture
+def three_nodes(tmp_path) -> Iterator[tuple[list[kafka_server.KafkaNode], list[subprocess.Popen]]]:
+    """Three combined nodes on loopback, started from kafka_server's config as the stack would
+    (the fault tests will run them under the supervisor)."""
+    ports = free_ports(6)
+    pairs = [(ports[i], ports[i + 1]) for i in range(0, 6, 2)]
+    nodes = kafka_server.cluster_nodes("127.0.0.1", pairs, tmp_path / "kafka")
+    java = kafka_server.java_bin()
+    for node in nodes:
+        kafka_server.prepare_node(node, nodes, java)
+    procs = []
+    try:
+        for node in nodes:
+            with (node.root / "out.log").open("w") as log:
+                argv = kafka_server.server_argv(node, 256, java)
+                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+        yield nodes, procs
+    finally:  # their data is thrown away: no need for a controlled shutdown
+        for process in procs:
+            process.kill()
+            process.wait()
+
+
+def brokers_in_metadata(admin: AdminClient) -> int:
+    try:
+        return len(admin.list_topics(timeout=5).brokers)
+    except KafkaException:  # none of them listens yet
+        return 0
+
+
+def test_a_three_node_cluster_replicates_thrice_and_takes_writes_with_a_node_killed(three_nodes):
+    nodes, procs = three_nodes
+    bootstrap = kafka_server.bootstrap_servers(nodes)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    until = time.monotonic() + 180
+    while brokers_in_metadata(admin) < 3:
+        assert time.monotonic() < until, "three brokers not in the metadata after 180 s"
+        assert all(p.poll() is None for p in procs), [p.returncode for p in procs]
+        time.sleep(0.5)
+    topic = f"test-kafka-{uuid.uuid4().hex[:8]}"
+    new = NewTopic(topic, num_partitions=3, replication_factor=-1)  # -1: the brokers' default
+    admin.create_topics([new])[topic].result(30)
+    replicas: list[list[int]] = []
+    while len(replicas) < 3:  # every broker learns of the topic from the metadata log
+        assert time.monotonic() < until, f"{topic} not in the metadata: {replicas}"
+        time.sleep(0.2)
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        replicas = [sorted(p.replicas) for p in partitions]
+    assert replicas == [[1, 2, 3]] * 3
+    procs[0].kill()  # SIGKILL node 1: acks=all still needs only min.insync.replicas = 2
+    procs[0].wait()
+    sender = producer(bootstrap, log_level=0)
+    for i in range(30):
+        sender.produce(topic, value=f"v{i}".encode())
+    assert sender.flush(60) == 0
+    consumer = reader(bootstrap, log_level=0)
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+        assert sorted(consume(consumer, 30)) == sorted(f"v{i}".encode() for i in range(30))
+    finally:
+        consumer.close()
