@@ -9,11 +9,23 @@ MODEL_ONNX := triton_models/efficientnet_lite0/1/model.onnx
 RELEASE := models/release
 CHROMEDRIVER := /usr/bin/chromedriver
 PROMETHEUS := /usr/bin/prometheus
+KCAT := /usr/bin/kcat
+KAFKA := .kafka
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env models browser prometheus up down status demo test test-unit lint bench lock compose-check clean
+.PHONY: env kafka models browser prometheus kcat up down status demo test test-unit lint bench lock compose-check clean
 
-env: $(VENV)/.ready $(TVENV)/.ready
+env: $(VENV)/.ready $(TVENV)/.ready kafka
+
+# Apache Kafka's broker as jars from Maven Central (infra/kafka/pom.xml pins the version), run
+# by the machine's JDK 17: no tarball, no Docker. Maven keeps its downloads in ~/.m2.
+kafka: $(KAFKA)/.ready
+
+$(KAFKA)/.ready: infra/kafka/pom.xml infra/kafka/check.sh
+	rm -rf $(KAFKA)/libs $@
+	mvn -q -B -Dstyle.color=never -f infra/kafka/pom.xml dependency:copy-dependencies
+	infra/kafka/check.sh $(KAFKA)/libs
+	touch $@
 
 $(VENV)/.ready: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,7 +86,14 @@ $(PROMETHEUS):
 	$(SUDO) apt-get update -q
 	$(SUDO) apt-get install -y -q --no-install-recommends prometheus
 
-test: models browser prometheus
+# tests/integration/test_kafka_broker.py runs Debian's kcat against the broker, as the README does.
+kcat: $(KCAT)
+
+$(KCAT):
+	$(SUDO) apt-get update -q
+	$(SUDO) apt-get install -y -q kcat
+
+test: models browser prometheus kcat
 	$(BIN)/python -m pytest -q tests
 
 # Unit tests need the pretrained classifier's export (labels, contract), no inspection model.
@@ -98,4 +117,4 @@ lock:
 	$(UV) pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
 
 clean:
-	rm -rf $(VENV) $(TVENV) .state
+	rm -rf $(VENV) $(TVENV) $(KAFKA) .state

