@@ -161,11 +161,15 @@ def create_topics(
 
 
 def producer(bootstrap: str, **config) -> Producer:
-    """A librdkafka producer that waits for all replicas and keeps a camera's frames in order."""
+    """A librdkafka producer that waits for all replicas and keeps a camera's frames in order.
+
+    Idempotent: a send retried after the broker died before its ack (the frame was in its log
+    already) is written once, not twice; `visionline chaos` found the second copy dead-lettered
+    as a duplicate frame id when the broker was killed."""
     base = {
         "bootstrap.servers": bootstrap,
         "acks": "all",
-        "enable.idempotence": False,  # not every Kafka-protocol broker supports it
+        "enable.idempotence": True,
         "max.in.flight.requests.per.connection": 1,
         "linger.ms": 2,
         "message.max.bytes": KAFKA_MAX_MESSAGE_BYTES,

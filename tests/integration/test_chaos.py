@@ -52,3 +52,23 @@ def test_a_short_soak_counts_every_frame_and_samples_every_process_s_memory(stac
     assert {"rules", "postgres", "broker", "supervisor"} <= set(memory)
     for curve in memory.values():
         assert 0 < curve["start"] <= curve["peak"] and curve["end"] <= curve["peak"]
+
+
+def test_the_broker_killed_mid_run_comes_back_with_everything(stack) -> None:
+    """Apache Kafka killed with SIGKILL while frames flow: the supervisor restarts it on its
+    log; producers and workers wait for it; nothing is lost or doubled."""
+    from visionline.chaos.cli import broker_on_disk
+
+    assert broker_on_disk(stack), "the test stack runs Apache Kafka with its log on disk"
+    faults = [f for f in plan_faults(stack, True) if f.component == "broker"]
+    config = ChaosConfig(classify_cameras=2, lines=1, fps=2.0, settle_s=6.0)
+    report = run_chaos(stack, faults, config, print)
+    totals = report["totals"]
+    print(report["faults"], totals)
+    assert report["faults"][0]["restarted_s"] is not None
+    assert totals["frames"] > 30 and totals["alerts"] > 0
+    assert totals["lost"] == totals["duplicated"] == 0
+    assert totals["missing_on_topic"] == totals["duplicated_on_topic"] == 0
+    assert totals["alerts_lost"] == totals["alerts_doubled"] == 0
+    assert totals["parts_lost"] == totals["parts_decided_twice"] == 0
+    assert totals["dead_letters"] == 0 and totals["lag"] == 0

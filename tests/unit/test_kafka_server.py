@@ -112,10 +112,10 @@ def test_prepare_refuses_without_the_jars(tmp_path: Path):
         ks.prepare_node(node, [node], home=tmp_path / "nothing")
 
 
-def test_the_engine_is_tansu_unless_asked(monkeypatch, tmp_path: Path):
-    assert StackSettings(state_dir=tmp_path).broker_engine == "tansu"
-    monkeypatch.setenv("VISIONLINE_STACK_BROKER_ENGINE", "kafka")
+def test_the_engine_is_apache_kafka_unless_asked(monkeypatch, tmp_path: Path):
     assert StackSettings(state_dir=tmp_path).broker_engine == "kafka"
+    monkeypatch.setenv("VISIONLINE_STACK_BROKER_ENGINE", "tansu")
+    assert StackSettings(state_dir=tmp_path).broker_engine == "tansu"
 
 
 def test_the_stack_runs_kafka_when_asked(tmp_path: Path):

@@ -286,11 +286,15 @@ def totals(
         **frame_counts(cams.sent, seen),
         **alert_counts(seen, stored, on_topic),
         **part_counts(parts, decided),
-        "dead_letters": sum(1 for d in letters if d.get("camera_id") in cameras),
+        "dead_letters": len(ours := [d for d in letters if d.get("camera_id") in cameras]),
         "lag": lag if lag is not None else 0,
         "lag_known": lag is not None,
         "line_frames": cams.line_frames,
         "parts_decided_twice_detail": twice,
+        "dead_letter_detail": [
+            {k: d.get(k) for k in ("error_type", "error_message", "stage", "frame_id")}
+            for d in ours
+        ],
     }
     return counts
 

@@ -49,7 +49,7 @@ def insert_unpublished(
     inserted = set(conn.execute(stmt.returning(key)).scalars())
     ids = [row[key.key] for row in rows]
     query = select(key, table.created_at).where(key.in_(ids), published.is_(False))
-    return unpublished_of(list(conn.execute(query).tuples()), inserted)
+    return unpublished_of([(k, at) for k, at in conn.execute(query)], inserted)
 
 
 def unpublished_of(rows: Sequence[tuple[str, datetime]], new: set[str]) -> Unpublished:
