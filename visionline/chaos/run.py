@@ -218,9 +218,9 @@ def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]],
     return parts, dict(decided), twice
 
 
-def group_lag(bootstrap: str) -> int | None:
-    """Messages the workers' consumer groups (``visionline-*``) have not committed, summed;
-    None when the broker does not say."""
+def group_lag(bootstrap: str) -> dict[str, int] | None:
+    """Messages each worker consumer group (``visionline-*``) has not committed; None when
+    the broker does not say."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient
 
@@ -230,10 +230,11 @@ def group_lag(bootstrap: str) -> int | None:
     try:
         listed = admin.list_consumer_groups().result(timeout=10)
         groups = [g.group_id for g in listed.valid if g.group_id.startswith("visionline-")]
-        lag = 0
+        lags = {}
         for group in groups:
             request = [ConsumerGroupTopicPartitions(group)]
             answer = admin.list_consumer_group_offsets(request)[group].result(timeout=10)
+            lag = 0
             for tp in answer.topic_partitions or []:
                 if tp.offset < 0 or tp.topic.startswith(group):  # Faust's own topics
                     continue
@@ -241,20 +242,21 @@ def group_lag(bootstrap: str) -> int | None:
                     TopicPartition(tp.topic, tp.partition), timeout=10
                 )
                 lag += max(0, high - tp.offset)
-        return lag
+            lags[group] = lag
+        return lags
     except Exception:  # noqa: BLE001 - a broker without the admin APIs: reported as unknown
         return None
     finally:
         consumer.close()
 
 
-def wait_no_lag(bootstrap: str, timeout_s: float) -> int | None:
+def wait_no_lag(bootstrap: str, timeout_s: float) -> dict[str, int] | None:
     deadline = time.monotonic() + timeout_s
-    lag = group_lag(bootstrap)
-    while lag and time.monotonic() < deadline:
+    lags = group_lag(bootstrap)
+    while lags and sum(lags.values()) and time.monotonic() < deadline:
         time.sleep(2)
-        lag = group_lag(bootstrap)
-    return lag
+        lags = group_lag(bootstrap)
+    return lags
 
 
 def fault_rows(struck: list[Struck], cams: Cameras, seen: list[Outcome]) -> list[dict]:
@@ -271,7 +273,7 @@ def fault_rows(struck: list[Struck], cams: Cameras, seen: list[Outcome]) -> list
 
 
 def totals(
-    bootstrap: str, engine: Engine, cams: Cameras, started_ms: int, lag: int | None
+    bootstrap: str, engine: Engine, cams: Cameras, started_ms: int, lags: dict[str, int] | None
 ) -> dict[str, Any]:
     from visionline.messages import Topic
 
@@ -287,8 +289,9 @@ def totals(
         **alert_counts(seen, stored, on_topic),
         **part_counts(parts, decided),
         "dead_letters": len(ours := [d for d in letters if d.get("camera_id") in cameras]),
-        "lag": lag if lag is not None else 0,
-        "lag_known": lag is not None,
+        "lag": sum(lags.values()) if lags is not None else 0,
+        "lag_known": lags is not None,
+        "lag_per_group": {g: n for g, n in (lags or {}).items() if n},
         "line_frames": cams.line_frames,
         "parts_decided_twice_detail": twice,
         "dead_letter_detail": [
