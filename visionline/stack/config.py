@@ -5,6 +5,7 @@ Nothing here starts a process, so all of it is unit-tested without a broker.
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 from collections.abc import Iterable
@@ -334,15 +335,36 @@ class RestartPolicy:
         return 1 if uptime_s >= self.reset_after_s else failures + 1
 
 
+def port_candidates() -> range:
+    """Ports a stack may take: the 12,000 below the kernel's ephemeral range. A port from that
+    range (what binding port 0 gives) is free when chosen, but any outgoing connection (a Kafka
+    client's, say) may take it before its server binds it, and hold it for as long as it lives:
+    a demo's inspect worker found its metrics port so taken and never started."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return range(max(1024, low - 12000), low)
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct ports free right now (all held open together, so no duplicates)."""
+    """``count`` distinct ports free right now (all held open together, so no duplicates),
+    drawn at random from ``port_candidates``."""
+    candidates = port_candidates()
     with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        for port in random.sample(candidates, len(candidates)):
+            if len(ports) == count:
+                return ports
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
-            ports.append(sock.getsockname()[1])
-        return ports
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports on {host} in {candidates}")
 
 
 def metrics_ports(settings: StackSettings, workers: list[WorkerSpec]) -> dict[str, int]:
@@ -372,10 +394,11 @@ def prometheus_targets(settings: StackSettings, workers: list[WorkerSpec]) -> li
 
 def free_port_block(count: int, host: str = "127.0.0.1", avoid: Iterable[int] = ()) -> int:
     """The first of ``count`` consecutive ports free right now (none of them in ``avoid``)."""
+    candidates = port_candidates()
     for _ in range(100):
         first = free_ports(1, host)[0]
         block = range(first, first + count)
-        if block[-1] >= 65536 or set(avoid).intersection(block):
+        if block[-1] >= candidates.stop or set(avoid).intersection(block):
             continue
         try:
             with ExitStack() as stack:
