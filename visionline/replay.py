@@ -129,21 +129,28 @@ def replay_messages(
         consumer.close()
 
 
+def json_messages(bootstrap: str, topic: str, since_ms: int) -> Iterator[dict]:
+    """The JSON objects on ``topic`` from ``since_ms`` to now; anything else is stepped over
+    (topics are public: not every message on them is one of ours)."""
+    for message in replay_messages(bootstrap, topic, since_ms, int(time.time() * 1000)):
+        try:
+            value = json.loads(message.value() or b"")
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
 def ids_on_topic(
     bootstrap: str, topic: str, id_field: str, ids: Collection[str], since_ms: int
 ) -> set[str]:
     """Which of ``ids`` the JSON messages of ``topic`` since ``since_ms`` carry in ``id_field``:
     what an outbox must not publish again (a worker died between the broker's ack and marking
     its rows published)."""
-    wanted, found = set(ids), set()
-    for message in replay_messages(bootstrap, topic, since_ms, int(time.time() * 1000)):
-        try:
-            value = json.loads(message.value() or b"")
-        except ValueError:
-            continue  # not one of ours: nothing to find in it
-        if isinstance(value, dict) and value.get(id_field) in wanted:
-            found.add(value[id_field])
-    return found
+    wanted = set(ids)
+    return {
+        v[id_field] for v in json_messages(bootstrap, topic, since_ms) if v.get(id_field) in wanted
+    }
 
 
 def replay_span(

@@ -11,7 +11,6 @@ hold the run id, so a run never meets an earlier run's rows.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -176,17 +175,9 @@ def drain(engine: Engine, cams: Cameras, timeout_s: float) -> float:
 
 
 def topic_values(bootstrap: str, topic: str, since_ms: int) -> list[dict]:
-    from visionline.replay import replay_messages
+    from visionline.replay import json_messages
 
-    values = []
-    for message in replay_messages(bootstrap, topic, since_ms, int(time.time() * 1000)):
-        try:
-            value = json.loads(message.value() or b"")
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            values.append(value)
-    return values
+    return list(json_messages(bootstrap, topic, since_ms))
 
 
 def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]], dict, list]:
