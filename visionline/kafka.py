@@ -139,13 +139,14 @@ def create_topics(
 ) -> None:
     """Create the pipeline's topics (idempotent): camera frames need their partitions up front.
 
-    Retention is set per topic; the local Tansu broker accepts it but keeps everything in memory.
+    Retention is set per topic. The replication factor is the broker's
+    ``default.replication.factor`` (-1): 1 on a single node, 3 on the fault tests' cluster.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wanted = [str(t) for t in (topics or Topic)]
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
-        NewTopic(t, num_partitions=partitions, replication_factor=1, config=topic_config(t))
+        NewTopic(t, num_partitions=partitions, replication_factor=-1, config=topic_config(t))
         for t in wanted
     ]
     new = [t for t in new if t.topic not in existing]
@@ -192,7 +193,7 @@ def reader(bootstrap: str, group: str = READER_GROUP, **config: Any) -> Consumer
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
-        "fetch.wait.max.ms": 50,  # some brokers hold a fetch until this expires
+        "fetch.wait.max.ms": 50,  # a read learns a partition's end (EOF) after this wait
     }
     return Consumer(settings | config)
 

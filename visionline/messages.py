@@ -228,7 +228,8 @@ class PartObservations(Schema):
 
 
 class LineCounts(Schema):
-    """Parts that crossed a camera's exit line, since its parts worker started."""
+    """Parts that crossed a camera's exit line, as the parts workers counted them (kept in
+    Redis across their restarts for ``VISIONLINE_PARTS_MEMORY_TTL_S``)."""
 
     crossed: int = 0
     passed: int = 0

@@ -8,9 +8,8 @@ a message's timestamp is past ``end_ms`` or the partition's end as it was when t
 id, never joined (partitions are assigned), auto-commit off, so no worker's group is disturbed.
 ``replay_span`` gives the offsets a replay covers, for a job to record.
 
-Timestamps are checked here too, so a broker whose time lookup is coarse only costs reading
-more: the local Tansu broker answers every time lookup with the partition's first offset, so
-there a replay reads each partition from its start.
+Timestamps are checked here too: a producer sets its records' timestamps (CreateTime), so one
+older than ``start_ms`` may follow the offset the time lookup found.
 
 Frames are in the camera wire format (``visionline.messages``): key = camera id, value = the
 image, headers frame-id / captured-at / content-type, read as ingest reads them.
@@ -50,24 +49,15 @@ class ReplayedFrame:
     timestamp_ms: int  # the Kafka message timestamp
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Range:
-    """What is to be read of one partition: ``[start, end)`` offsets. ``end`` is the high
-    watermark as the replay begins: the larger of the one ListOffsets gives and the one of the
-    first fetch (Tansu's ListOffsets gives the last batch's first offset + 1, too low)."""
+    """What is to be read of one partition: ``[start, end)`` offsets, ``end`` its high
+    watermark as the replay begins."""
 
     topic: str
     partition: int
     start: int
     end: int
-    end_known: bool = False
-
-    def learn_end(self, consumer: Consumer) -> None:
-        if not self.end_known:
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, self.partition), cached=True
-            )
-            self.end, self.end_known = max(self.end, high), high >= 0
 
 
 def replay_frames(
@@ -119,7 +109,6 @@ def replay_messages(
                 part = pending.get(cast(int, message.partition()))
                 if part is None or not _is_message(message, pending):
                     continue
-                part.learn_end(consumer)
                 offset, stamp = cast(int, message.offset()), message.timestamp()[1]
                 if stamp > end_ms or offset >= part.end - 1:
                     del pending[part.partition]

@@ -33,10 +33,11 @@ class CommonSettings(_Settings):
     environment: str = "development"
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_session_timeout_s: float = Field(6.0, gt=0)
-    # How long a fetch may wait on the broker for data. Faust hard-codes 1500 ms, and a broker
-    # that answers a waiting fetch only when it times out (Tansu does) adds that to every hop.
-    # 25 ms: at 10 ms idle polling cost a quarter core of the broker (make bench).
-    kafka_fetch_max_wait_ms: int = Field(25, ge=0, le=1500)
+    # How long a fetch may wait on the broker for data. Kafka answers as soon as a record
+    # arrives, so this is not latency: it is how often an idle consumer asks again (each ask
+    # costs the broker CPU) and how long a seek or rebalance may wait on a parked fetch.
+    # Faust hard-codes 1500 ms; Kafka's consumers default to 500.
+    kafka_fetch_max_wait_ms: int = Field(500, ge=0, le=1500)
     topic_partitions: int = Field(4, ge=1)
     redis_url: str = "redis://127.0.0.1:16379/0"
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:15432/visionline"
@@ -158,6 +159,11 @@ class PartsSettings(_Settings):
     # A camera silent this long has its open tracks decided (and its held offsets released).
     idle_flush_s: float = Field(5.0, gt=0)
     flush_check_s: float = Field(1.0, gt=0)  # how often silent cameras are looked for
+    # Each camera's line counts and lately decided parts, kept in Redis after every verdict, so
+    # that a restarted worker replaying a part it decided before its crash knows it. The parts
+    # are trusted this long after they were saved; the counts for ``memory_ttl_s``.
+    recall_decided_s: float = Field(120.0, ge=0)
+    memory_ttl_s: float = Field(24 * 3600.0, gt=0)
 
 
 class DetectSettings(_Settings):

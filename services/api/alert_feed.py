@@ -6,11 +6,7 @@ alert to every open stream. It assigns itself all partitions and never commits (
 API each read the whole topic.
 
 Where it starts: at the partitions' high watermarks read once assigned, a known point after
-which nothing is missed (``ready`` is set there). The local broker, Tansu 0.6, reports a high
-watermark of *last batch's base offset + 1* (checked: after one batch of 5 records it said 1,
-not 5), so the feed may re-read the tail of the last batch written before it started; those
-records are older than the feed and are dropped by their timestamp. Kafka itself is exact, and
-the same code is right for both.
+which nothing is missed (``ready`` is set there).
 """
 
 from __future__ import annotations
@@ -18,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from pydantic import ValidationError
 
 from visionline.kafka import assign_all, high_watermark, reader
@@ -30,7 +24,6 @@ from visionline.messages import Alert, Topic, from_json
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256  # alerts a stream may fall behind before it loses the oldest
-STALE_GRACE_S = 1.0  # record timestamps have millisecond resolution and clocks differ a bit
 
 
 @dataclass(eq=False)
@@ -121,21 +114,16 @@ class AlertFeed:
     def _consume(self) -> None:
         consumer = reader(self.bootstrap, group="visionline-api-live")
         try:
-            # Records older than this are the tail Tansu's watermark may replay.
-            started_ms = time.time() * 1000 - STALE_GRACE_S * 1000
             assign_all(consumer, Topic.ALERTS, high_watermark)
             self.ready.set()
             while not self._stop.is_set():
                 message = consumer.poll(self.poll_s)
                 if message is not None and message.error() is None:
-                    self._dispatch(message, started_ms)
+                    self._dispatch(message)
         finally:
             consumer.close()
 
-    def _dispatch(self, message, started_ms: float) -> None:
-        kind, at_ms = message.timestamp()
-        if kind != TIMESTAMP_NOT_AVAILABLE and at_ms < started_ms:
-            return
+    def _dispatch(self, message) -> None:
         try:
             alert = from_json(message.value() or b"", Alert)
         except ValidationError as exc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from functools import partial
 
 from services.parts.handlers import PartsHandlers
-from services.parts.logic import Lines
 from visionline import rulesets
 from visionline.db import make_engine
 from visionline.messages import PartObservations, Topic
@@ -22,7 +21,7 @@ def main() -> None:
     )
     worker, acks = Worker("parts", common), ManualAcks()
     decisions = partial(worker.send_many, worker.topic(Topic.PART_DECISIONS))
-    parts = PartsHandlers(Lines(watcher.current.rules.inspection), watcher, decisions, acks)
+    parts = PartsHandlers.of(common, settings, watcher, decisions, acks)
     observations = Topic.PART_OBSERVATIONS
     worker.manual(observations, PartObservations, parts.observe, acks, name="visionline.parts")
 

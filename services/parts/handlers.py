@@ -24,8 +24,14 @@ decided again from fewer frames: same deciding frame, same id, ignored downstrea
 replay decides it in another frame, the new id makes a second row (and at most a second
 alert). A camera restarted after an idle flush keeps the parts decided lately (on the belt's
 absolute axis): a part still in view when its frames resume (an upstream worker was down for
-longer than the flush) is known, and decided again only to reject it. The line counts carried in
-verdicts restart at zero with the worker; counts read from PostgreSQL do not.
+longer than the flush) is known, and decided again only to reject it.
+
+Across a crash the same holds by Redis (``LineMemoryStore``): after the verdicts of a publish
+are on the broker, and before their frames are acked, each camera's line counts and lately
+decided parts are saved. A worker that takes a camera over starts from them, so a part it
+replays that was decided before the crash is known (and its count kept), not decided again from
+the fewer frames the replay shows of it. Redis down costs only that memory, never a verdict:
+the worker logs it and goes on.
 """
 
 from __future__ import annotations
@@ -34,12 +40,54 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from services.parts.logic import Lines
+from redis.exceptions import RedisError
+
+from services.parts.logic import MEMORY_KEY, LineMemory, Lines
 from visionline.messages import PartObservations, PartVerdict, keyed_by_camera
 from visionline.rulesets import RulesWatcher
+from visionline.settings import CommonSettings, PartsSettings
 
 log = logging.getLogger("visionline.parts")
+
+
+@dataclass
+class LineMemoryStore:
+    """Cameras' ``LineMemory`` in Redis, one key each, expiring after ``ttl_s`` of silence.
+    Best effort: a Redis that fails is logged and the line goes on without its memory."""
+
+    redis: Any  # redis.Redis
+    ttl_s: float
+    trust_s: float  # decided parts older than this are not recalled
+
+    @classmethod
+    def of(cls, common: CommonSettings, settings: PartsSettings) -> LineMemoryStore:
+        import redis
+
+        client = redis.Redis.from_url(common.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return cls(client, settings.memory_ttl_s, settings.recall_decided_s)
+
+    def recall(self, camera_id: str) -> LineMemory | None:
+        try:
+            blob = self.redis.get(MEMORY_KEY.format(camera=camera_id))
+        except RedisError as exc:
+            log.warning("line memory of %s not read (%s): starting without it", camera_id, exc)
+            return None
+        if blob is None:
+            return None
+        memory = LineMemory.from_json(blob)
+        if memory is None:
+            log.error("line memory of %s is not readable: starting without it", camera_id)
+            return None
+        return memory.recalled(time.time(), self.trust_s)
+
+    def save(self, camera_id: str, memory: LineMemory) -> None:
+        key, ttl = MEMORY_KEY.format(camera=camera_id), max(1, round(self.ttl_s))
+        try:
+            self.redis.set(key, memory.to_json(), ex=ttl)
+        except RedisError as exc:
+            log.warning("line memory of %s not saved (%s)", camera_id, exc)
 
 
 @dataclass
@@ -48,10 +96,24 @@ class PartsHandlers:
     watcher: RulesWatcher
     send_verdicts: Callable[[list[tuple[bytes | None, bytes]]], Awaitable[None]]
     ack: Callable[[object], Awaitable[None]]
+    store: LineMemoryStore | None = None
+
+    @classmethod
+    def of(cls, common: CommonSettings, settings: PartsSettings, watcher, send_verdicts, ack):
+        """Lines that recall their cameras' memory from Redis, and keep it there."""
+        store = LineMemoryStore.of(common, settings)
+        lines = Lines(watcher.current.rules.inspection, recall=store.recall)
+        return cls(lines, watcher, send_verdicts, ack, store)
 
     async def publish(self, verdicts: list[PartVerdict], events: list) -> None:
-        """Verdicts on the broker first, then the acks that let their frames be committed."""
+        """Verdicts on the broker first, then their cameras' memory, then the acks that let
+        their frames be committed."""
         await self.send_verdicts(keyed_by_camera(verdicts))
+        if self.store is not None:
+            wall = time.time()
+            for camera_id in {v.camera_id for v in verdicts}:
+                if (memory := self.lines.memory(camera_id, wall)) is not None:
+                    self.store.save(camera_id, memory)
         for event in events:
             await self.ack(event)
 

@@ -7,6 +7,7 @@ are opaque objects that come back from ``observe``/``flush_idle`` once they may 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -254,6 +255,58 @@ class CameraLine:
         return verdicts
 
 
+# Memory across restarts ----------------------------------------------------------------------
+
+MEMORY_KEY = "visionline:parts:line:{camera}"
+MEMORY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LineMemory:
+    """What a camera's line keeps across a worker restart: its counts and the parts it decided
+    lately, on the belt's absolute axis (``on_belt``), as of ``saved_at`` (wall time)."""
+
+    counts: LineCounts
+    decided: tuple[Decided, ...]
+    saved_at: float
+
+    def to_json(self) -> bytes:
+        decided = [[*d.belt_box, d.defective, d.counted] for d in self.decided]
+        body = {"v": MEMORY_VERSION, "saved_at": self.saved_at, "decided": decided}
+        return json.dumps({**body, "counts": self.counts.model_dump()}).encode()
+
+    @classmethod
+    def from_json(cls, blob: bytes) -> LineMemory | None:
+        """None for anything that is not a memory of this version (logged by the caller)."""
+        try:
+            body = json.loads(blob)
+            if body.get("v") != MEMORY_VERSION:
+                return None
+            decided = tuple(
+                Decided((float(x0), float(y0), float(x1), float(y1)), bool(bad), bool(counted))
+                for x0, y0, x1, y1, bad, counted in body["decided"]
+            )
+            counts = LineCounts.model_validate(body["counts"])
+            return cls(counts, decided, float(body["saved_at"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def recalled(self, now: float, trust_s: float) -> LineMemory:
+        """The memory as a restarted worker takes it: decided parts older than ``trust_s`` are
+        forgotten (they left the camera's view long ago; on a belt that does not move, an old
+        one would hide a new part on the same spot)."""
+        if now - self.saved_at <= trust_s:
+            return self
+        return replace(self, decided=())
+
+
+Recall = Callable[[str], "LineMemory | None"]
+
+
+def _no_memory(_camera_id: str) -> LineMemory | None:
+    return None
+
+
 # Every camera ---------------------------------------------------------------------------------
 
 
@@ -265,8 +318,9 @@ class Lines:
         configs: list[InspectionConfig],
         default: InspectionConfig | None = None,
         make: TrackerFactory = make_tracker,
+        recall: Recall = _no_memory,
     ) -> None:
-        self.configs, self.make = configs, make
+        self.configs, self.make, self.recall = configs, make, recall
         self.default = default or InspectionConfig(cameras=["*"], belt_px_per_s=0.0)
         self.cameras: dict[str, CameraLine] = {}
         self.carried: dict[str, LineCounts] = {}  # counts of cameras restarted after a flush
@@ -285,6 +339,7 @@ class Lines:
                 config = self.default
             resolution = (obs.frame.width, obs.frame.height)
             tracker = self.make(camera_id, resolution, config)
+            self._recall(camera_id)
             counts = self.carried.pop(camera_id, None) or LineCounts()
             line = CameraLine(camera_id, config, tracker, counts=counts, source=source)
             line.origin = obs.frame.captured_at
@@ -293,6 +348,27 @@ class Lines:
                 tracker.recent.append(replace(d, belt_box=on_belt(d.belt_box, offset)))
             self.cameras[camera_id] = line
         return line
+
+    def _recall(self, camera_id: str) -> None:
+        """A camera this worker has not seen since it started: what a worker before it left
+        (its counts, its parts decided lately), carried as after an idle flush."""
+        if camera_id in self.carried or camera_id in self.carried_decided:
+            return
+        memory = self.recall(camera_id)
+        if memory is not None:
+            self.carried[camera_id] = memory.counts
+            self.carried_decided[camera_id] = list(memory.decided)
+
+    def memory(self, camera_id: str, wall: float) -> LineMemory | None:
+        """What to keep of a camera now (None: a camera this worker does not hold)."""
+        line = self.cameras.get(camera_id)
+        if line is None:
+            if camera_id not in self.carried:
+                return None
+            decided = self.carried_decided.get(camera_id, [])
+            return LineMemory(self.carried[camera_id], tuple(decided), wall)
+        offset = -(line.origin or 0.0) * line.config.speed_px_per_s
+        return LineMemory(line.counts, tuple(absolute(line.tracker.recent, offset)), wall)
 
     def observe(
         self,
@@ -343,8 +419,7 @@ class Lines:
         del self.cameras[camera_id]
         self.carried[camera_id] = line.counts
         offset = -(line.origin or 0.0) * line.config.speed_px_per_s
-        absolute = [replace(d, belt_box=on_belt(d.belt_box, offset)) for d in line.tracker.recent]
-        self.carried_decided[camera_id] = absolute
+        self.carried_decided[camera_id] = absolute(line.tracker.recent, offset)
         return decided, released
 
     def drop(self, sources: Iterable[Hashable]) -> list[str]:
@@ -383,6 +458,11 @@ def on_belt(box: FloatBox, offset: float) -> FloatBox:
     absolute axis (``-origin * speed``) and back (``+origin * speed``)."""
     x0, y0, x1, y1 = box
     return (x0 + offset, y0, x1 + offset, y1)
+
+
+def absolute(decided: Iterable[Decided], offset: float) -> list[Decided]:
+    """Decided parts moved by ``offset`` along the belt (copies: the tracker's stay as they are)."""
+    return [replace(d, belt_box=on_belt(d.belt_box, offset)) for d in decided]
 
 
 def same_tracking(a: InspectionConfig, b: InspectionConfig) -> bool:

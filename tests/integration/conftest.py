@@ -1,7 +1,7 @@
 """One fixture layer for every integration test: a real stack on free ports of its own.
 
 Where a Docker engine is reachable, ``visionline.stack.testing`` starts the same services as
-testcontainers; here there is none, so it starts the embedded local stack (Tansu, Triton,
+testcontainers; here there is none, so it starts the embedded local stack (Apache Kafka, Triton,
 PostgreSQL, Redis and every worker) under a temporary state folder.
 """
 

@@ -1,4 +1,4 @@
-"""`python -m visionline.camera` as real processes against a real (Tansu) broker."""
+"""`python -m visionline.camera` as real processes against a real (Apache Kafka) broker."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The local stack's broker on Apache Kafka (KRaft, `make kafka`), started by the stack's own
 supervisor: `kill -9` of the broker, and it comes back with its topics, the consumer groups'
-committed offsets and every message (its log is on disk, unlike Tansu's memory). Debian's kcat
+committed offsets and every message (its log is on disk). Debian's kcat
 produces and consumes with the README's command. Three nodes from the same configuration
 replicate each partition thrice and take ``acks=all`` writes with one node killed. Timings and
 memory are printed (``-s``).
@@ -43,9 +43,7 @@ COORDINATOR_MOVING = {
 def kafka_stack() -> Iterator[LocalStack]:
     # Not pytest's tmp_path: its parent is 0700 and PostgreSQL runs as another user under root.
     state_dir = Path(tempfile.mkdtemp(prefix="visionline-kafka-test-"))
-    settings = free_port_settings(
-        state_dir, broker_engine="kafka", with_workers=False, with_triton=False
-    )
+    settings = free_port_settings(state_dir, with_workers=False, with_triton=False)
     stack = LocalStack(settings, workers=[], attached=True)
     started = time.monotonic()
     stack.start(timeout=240)

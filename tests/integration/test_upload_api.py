@@ -1,4 +1,4 @@
-"""The upload API against a real (Tansu) broker; the registry is in memory, except in the
+"""The upload API against a real (Apache Kafka) broker; the registry is in memory, except in the
 end-to-end test of ``python -m services.upload``, which runs on a real PostgreSQL."""
 
 from __future__ import annotations

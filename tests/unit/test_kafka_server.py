@@ -11,7 +11,7 @@ import pytest
 from visionline.settings import KAFKA_MAX_MESSAGE_BYTES
 from visionline.stack import kafka_server as ks
 from visionline.stack.components import build_components, kafka_nodes
-from visionline.stack.config import StackSettings, free_port_settings
+from visionline.stack.config import free_port_settings
 from visionline.stack.state import StatePaths
 
 
@@ -112,16 +112,8 @@ def test_prepare_refuses_without_the_jars(tmp_path: Path):
         ks.prepare_node(node, [node], home=tmp_path / "nothing")
 
 
-def test_the_engine_is_apache_kafka_unless_asked(monkeypatch, tmp_path: Path):
-    assert StackSettings(state_dir=tmp_path).broker_engine == "kafka"
-    monkeypatch.setenv("VISIONLINE_STACK_BROKER_ENGINE", "tansu")
-    assert StackSettings(state_dir=tmp_path).broker_engine == "tansu"
-
-
-def test_the_stack_runs_kafka_when_asked(tmp_path: Path):
-    settings = free_port_settings(
-        tmp_path, broker_engine="kafka", with_workers=False, with_triton=False
-    )
+def test_the_stack_runs_apache_kafka(tmp_path: Path):
+    settings = free_port_settings(tmp_path, with_workers=False, with_triton=False)
     paths = StatePaths(settings.state_dir)
     spec = build_components(settings, paths, [], "run")["broker"]
     node = kafka_nodes(settings, paths)[0]

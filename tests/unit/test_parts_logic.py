@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from services.parts.logic import (
     FrameInfo,
+    LineMemory,
     Lines,
     ack_watermark,
     build_verdicts,
@@ -32,7 +33,7 @@ from visionline.inspection.config import (
     load_inspection,
     parse_inspection,
 )
-from visionline.inspection.tracking import PartDecision, PartTracker
+from visionline.inspection.tracking import Decided, PartDecision, PartTracker
 from visionline.messages import (
     DefectFinding,
     LineCounts,
@@ -359,3 +360,65 @@ def test_class_scores_cross_the_wire_clamped() -> None:
     detection = wire.to_detection(part)
     assert detection.class_scores == {"crack": 0.3, "stain": 1.0}
     assert wire.observed_part(detection).class_scores == {"crack": 0.3, "stain": 1.0}
+
+
+# A crash and a replay -------------------------------------------------------------------------
+
+
+def line_until_crash(crash_after: int, frames: int, with_memory: bool) -> tuple[list, list]:
+    """The synthetic line through a worker killed after frame ``crash_after`` and its successor,
+    which replays from the first frame not acked (what Faust committed) and recalls what the
+    first one saved after each publish (``LineMemory``, as Redis holds it), if ``with_memory``.
+    Returns (every verdict sent by either, in order), (the decision ids of an unbroken run)."""
+    size, fps = (320, 180), 10.0
+    gen = LineGenerator(seed=3, resolution=size, defect_rate=0.3)
+    config = InspectionConfig(cameras=["line-*"], fps=fps, belt_px_per_frame=gen.travel)
+
+    def obs(index: int):
+        parts = [
+            observed_part(tuple(float(v) for v in p.box), 1.0 if p.defective else 0.05)
+            for p in gen.frame(index)[1].parts
+        ]
+        return observations("line-1", index, parts, fps, size)
+
+    saved: dict[str, LineMemory] = {}
+    first = Lines([config])
+    sent, acked = [], set()
+    for index in range(crash_after + 1):
+        verdicts, ready = first.observe(obs(index), index, index, T0 + index)
+        sent += verdicts
+        if verdicts and (memory := first.memory("line-1", T0 + index)) is not None:
+            saved["line-1"] = LineMemory.from_json(memory.to_json()) or memory
+        acked.update(ready)
+    committed = next(i for i in range(frames) if i not in acked)
+    recall = saved.get if with_memory else (lambda _: None)
+    second = Lines([config], recall=recall)
+    for index in range(committed, frames):
+        sent += second.observe(obs(index), index, index, T0 + index)[0]
+    sent += second.flush_idle(now=1e9, idle_s=1, wall=T0)[0]
+    plain, _ = synthetic_line_verdicts(list(range(frames)))
+    return sent, [v.decision_id for v in plain]
+
+
+def test_a_restarted_worker_recalls_parts_decided_before_the_crash() -> None:
+    doubled_without_memory = 0
+    for crash_after in range(20, 100, 7):
+        sent, plain = line_until_crash(crash_after, 120, with_memory=True)
+        ids = [v.decision_id for v in sent]
+        assert set(plain) <= set(ids)  # no part lost
+        assert len(set(ids)) == len(plain), crash_after  # none decided twice
+        forgetful, _ = line_until_crash(crash_after, 120, with_memory=False)
+        doubled_without_memory += len({v.decision_id for v in forgetful}) - len(plain)
+    assert doubled_without_memory > 0  # what the memory prevents does happen without it
+
+
+def test_line_memory_round_trips_and_forgets_old_parts() -> None:
+    decided = (Decided((1.0, 2.0, 30.0, 40.0), True, False),)
+    memory = LineMemory(LineCounts(crossed=3, rejected=1), decided, saved_at=T0)
+    again = LineMemory.from_json(memory.to_json())
+    assert again == memory
+    assert again.recalled(T0 + 10, trust_s=60) == memory
+    assert again.recalled(T0 + 61, trust_s=60).decided == ()
+    assert again.recalled(T0 + 61, trust_s=60).counts.crossed == 3
+    assert LineMemory.from_json(b"not json") is None
+    assert LineMemory.from_json(b'{"v": 99}') is None

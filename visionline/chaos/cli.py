@@ -140,7 +140,6 @@ def finish(report: dict[str, Any], json_out: Path) -> None:
 
 
 def broker_on_disk(stack) -> bool:
-    """Whether a restarted broker keeps its topics: a broker the stack started with its log on
-    disk (an in-memory one comes back empty)."""
-    settings = stack.settings
-    return settings.kafka_bootstrap is None and getattr(settings, "broker_engine", "") == "kafka"
+    """Whether the broker may be killed and restarted: one the stack started, its log on disk in
+    the state folder (not an outside broker given by ``kafka_bootstrap``)."""
+    return stack.settings.kafka_bootstrap is None

