@@ -103,9 +103,16 @@ def test_one_kill_per_worker_kind_then_the_servers_the_stack_runs() -> None:
         ]
     )
     names = [f.name for f in plan_faults(stack, broker_on_disk=False)]  # type: ignore[arg-type]
-    assert names == ["kill -9 ingest", "kill -9 rules", "kill -9 redis"]
+    assert names == [
+        "kill -9 ingest",
+        "kill -9 rules",
+        "kill -9 redis",
+        "stop redis",
+        "pause redis 10 s",
+    ]  # the outside PostgreSQL is not the stack's to strike
     with_broker = plan_faults(stack, broker_on_disk=True)  # type: ignore[arg-type]
-    assert [f.component for f in with_broker][-2:] == ["redis", "broker"]
+    assert [f.component for f in with_broker][-4:] == ["redis", "broker", "redis", "redis"]
+    assert [f.action for f in with_broker][-2:] == ["stop", "pause"]
 
 
 def test_memory_curve_reports_start_warmup_peak_end_and_growth() -> None:

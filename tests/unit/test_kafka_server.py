@@ -119,6 +119,6 @@ def test_the_stack_runs_apache_kafka(tmp_path: Path):
     node = kafka_nodes(settings, paths)[0]
     assert spec.argv is not None and spec.argv[-2:] == ["kafka.Kafka", str(node.config_file)]
     assert spec.ports == (settings.broker_port, settings.broker_controller_port)
-    assert spec.restartable and spec.prepare is not None
+    assert spec.prepare is not None
     assert spec.ready_timeout_s == settings.broker_ready_timeout_s
     assert node.data_dir.is_relative_to(settings.state_dir)

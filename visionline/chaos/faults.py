@@ -1,24 +1,33 @@
 """The faults a chaos run injects into a running local stack, and how it waits for recovery.
 
-Every fault is a ``kill -9`` of one process the stack's supervisor restarts: one replica of
-each worker kind, one after another, then the servers (PostgreSQL, Redis, Triton, and the broker
-when its log is on disk: an in-memory broker restarted has lost every topic, which is no fault
-to recover from but data gone by design). A fault is over when every member of its component
-is healthy again and none runs under the killed pid.
+A worker fault is a ``kill -9`` of one replica of each worker kind, one after another. Each
+server (PostgreSQL, Redis, Triton, and the broker when the stack started it, its log on disk)
+is killed the same way; PostgreSQL and Redis are also stopped cleanly by the signal of their
+own shutdown (``stop``), and frozen for ``PAUSE_S`` with every process of theirs (``pause``:
+SIGSTOP, then SIGCONT: a server that hangs, where clients wait instead of being refused). The
+stack's supervisor restarts what exited. A fault is over when every member of its component is
+healthy again, under a new pid unless it was paused.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from visionline.stack.api import LocalStack
 
 # Simulated cameras of the demo: load, not part of the pipeline under test.
 NOT_FAULTED = ("camera", "lines")
 SERVERS = ("postgres", "redis", "triton", "broker")
+# The servers also stopped cleanly and paused, and the signal each shuts down on (PostgreSQL's
+# fast shutdown: SIGTERM would wait for every client to leave).
+STOPPED = {"postgres": signal.SIGINT, "redis": signal.SIGTERM}
+PAUSE_S = 10.0
+Action = Literal["kill", "stop", "pause"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,7 @@ class Fault:
     name: str  # what the table calls it
     component: str  # the stack's service (group) or server name
     kind: str  # "worker" or "server"
+    action: Action = "kill"
 
 
 @dataclass
@@ -51,18 +61,31 @@ def plan_faults(stack: LocalStack, broker_on_disk: bool) -> list[Fault]:
         for g in SERVERS
         if g in groups and (g != "broker" or broker_on_disk)
     ]
+    for g in (g for g in STOPPED if g in groups):
+        servers.append(Fault(f"stop {g}", g, "server", "stop"))
+        servers.append(Fault(f"pause {g} {PAUSE_S:g} s", g, "server", "pause"))
     return workers + servers
 
 
 def strike(stack: LocalStack, fault: Fault) -> Struck:
+    """Strike now; a paused component is let go again after ``PAUSE_S`` (on a timer)."""
     pid = stack.pids(fault.component)[0]
-    os.kill(pid, signal.SIGKILL)
+    if fault.action == "kill":
+        os.kill(pid, signal.SIGKILL)
+    elif fault.action == "stop":
+        os.kill(pid, STOPPED[fault.component])
+    else:  # its whole process group: a PostgreSQL backend serves on while its postmaster sleeps
+        os.killpg(pid, signal.SIGSTOP)
+        threading.Timer(PAUSE_S, os.killpg, (pid, signal.SIGCONT)).start()
     return Struck(fault, pid, time.time())
 
 
 def healthy_again(stack: LocalStack, struck: Struck) -> bool:
     status = stack.status()
     members = status.members(struck.fault.component) if status is not None else []
+    if struck.fault.action == "pause":
+        let_go = time.time() - struck.at >= PAUSE_S
+        return let_go and bool(members) and all(m.state == "healthy" for m in members)
     return bool(members) and all(
         m.state == "healthy" and m.pid not in (None, struck.pid) for m in members
     )

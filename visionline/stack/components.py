@@ -58,7 +58,6 @@ class ComponentSpec:
     stop_timeout_s: float = 10.0
     hint: str = ""  # added to a startup failure
     ports: tuple[int, ...] = ()  # must be free before the first start
-    restartable: bool = True  # restarted with backoff when it exits
 
     @property
     def external(self) -> bool:

@@ -324,16 +324,7 @@ class Supervisor:
             signal_pids(remnants, signal.SIGKILL)
 
     def _on_exit(self, proc: Proc) -> None:
-        code = proc.popen.returncode if proc.popen else None
-        self._end_session(proc)
-        if proc.spec.restartable:
-            self._schedule_restart(proc, code)
-            return
-        # The in-memory broker is not restarted: it would come back without a topic, and the
-        # workers would carry on against an empty one. Report it instead.
-        proc.popen, proc.state = None, "unhealthy"
-        proc.last_error = f"exited with code {code}; see {proc.log_path}"
-        log.error("%s %s", proc.spec.name, proc.last_error)
+        self._schedule_restart(proc, proc.popen.returncode if proc.popen else None)
 
     def _schedule_restart(self, proc: Proc, code: int | None) -> None:
         self._end_session(proc)
