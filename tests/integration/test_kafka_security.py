@@ -7,6 +7,7 @@ read another service's topics.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 import uuid
@@ -193,3 +194,58 @@ def test_a_worker_reads_its_input_in_its_group_and_writes_its_output(secure_brok
     assert isinstance(error, KafkaError) and error.code() in DENIED
     error = read_error(bootstrap, ingest, str(Topic.PREDICTIONS), "visionline-ingest")
     assert isinstance(error, KafkaError) and error.code() in DENIED
+
+
+@pytest.fixture(scope="module")
+def secure_stack(tmp_path_factory) -> Iterator:
+    """The local stack in secure mode with two of its workers (ingest, preprocess: each logs
+    in as its own service), PostgreSQL and Redis; no Triton."""
+    import tempfile
+
+    from visionline.services_table import service
+    from visionline.stack import LocalStack, free_port_settings
+    from visionline.stack.config import service_worker
+
+    # Not pytest's tmp_path: its parent is 0700 and PostgreSQL runs as another user under root.
+    state_dir = Path(tempfile.mkdtemp(prefix="visionline-secure-stack-"))
+    settings = free_port_settings(
+        state_dir, broker_engine="kafka", broker_security="sasl_ssl", with_triton=False
+    )
+    workers = [service_worker(settings, service(name)) for name in ("ingest", "preprocess")]
+    stack = LocalStack(settings, workers=workers, attached=True)
+    stack.start(timeout=300)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def test_workers_run_the_pipeline_on_the_secure_stack(secure_stack):
+    from io import BytesIO
+
+    from PIL import Image
+
+    from visionline.camera.publisher import FramePublisher
+    from visionline.kafka import OFFSET_BEGINNING, assign_all, read_messages
+    from visionline.stack.broker_security import files_of
+
+    bootstrap = secure_stack.kafka_bootstrap
+    files = files_of(secure_stack.settings.state_dir)
+    passwords = Credentials(files).passwords
+    image = BytesIO()
+    Image.new("RGB", (64, 48), (120, 30, 200)).save(image, format="JPEG")
+    camera = client_config(files, "camera", passwords["camera"])
+    publisher = FramePublisher(bootstrap, **camera)
+    frame_id = publisher.publish("dock-door-1", image.getvalue())
+    assert publisher.flush(30) == 0
+    admin = reader(bootstrap, **client_config(files, ADMIN_PRINCIPAL, passwords[ADMIN_PRINCIPAL]))
+    try:
+        assign_all(admin, Topic.PREPROCESSED, OFFSET_BEGINNING)
+        until = time.monotonic() + 120
+        for message in read_messages(admin, until):
+            if message is not None and frame_id.encode() in message.value():
+                return
+        raise AssertionError(f"{frame_id} not preprocessed within 120 s")
+    finally:
+        admin.close()

@@ -20,6 +20,7 @@ import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,48 @@ def provision(bootstrap: str, admin: dict[str, str], passwords: dict[str, str]) 
         future.result(30)
     for future in client.create_acls([acl_binding(acl) for acl in all_acls()]).values():
         future.result(30)
+
+
+def files_of(state_dir: Path) -> SecurityFiles:
+    return SecurityFiles(state_dir / "kafka" / "security")
+
+
+def secure_components(specs: list[Any], settings: Any, paths: Any) -> None:
+    """The local stack in secure mode (``StackSettings.broker_security="sasl_ssl"``): its
+    Apache Kafka formatted and started with ``BrokerSecurity``, health-checked and provisioned
+    (users, ACLs, topics) as the admin, and each worker logged in as its own principal (the
+    service its group is named after; the camera simulators as ``camera`` and ``lines``).
+    ``specs``: the stack's ``ComponentSpec``s, changed in place."""
+    if settings.kafka_bootstrap:
+        raise ValueError("broker_security=sasl_ssl secures the stack's own Apache Kafka only")
+    from visionline.stack import health
+
+    files, bootstrap = files_of(paths.root), settings.endpoints().kafka_bootstrap
+    credentials = Credentials(files)
+    admin: dict[str, Any] = client_config(
+        files, ADMIN_PRINCIPAL, credentials.password(ADMIN_PRINCIPAL)
+    )
+    for spec in specs:
+        if spec.name == "broker":
+            spec.prepare = partial(_prepare, spec.prepare, files, settings.host, credentials)
+            spec.check = partial(health.kafka_metadata, bootstrap, **admin)
+            spec.provision = partial(
+                _provision, bootstrap, settings.topic_partitions, admin, credentials
+            )
+        elif spec.kind == "worker" and spec.group in credentials.passwords:
+            own = client_env(files, spec.group, credentials.password(spec.group))
+            spec.env = {**spec.env, **own}
+
+
+def _prepare(prepare: Any, files: SecurityFiles, host: str, credentials: Credentials) -> None:
+    tls_material(files, host)
+    prepare(security=credentials.broker())
+
+
+def _provision(
+    bootstrap: str, partitions: int, admin: dict[str, Any], credentials: Credentials
+) -> None:
+    from visionline.kafka import create_topics
+
+    provision(bootstrap, admin, credentials.passwords)
+    create_topics(bootstrap, partitions, **admin)
