@@ -197,3 +197,23 @@ def test_tls_material_names_the_host_and_is_private(tmp_path: Path):
     assert files.keystore.read_text() == before  # made once
     assert subject_alt_names("10.0.0.5") == "DNS:localhost,IP:10.0.0.5,IP:127.0.0.1"
     assert subject_alt_names("kafka") == "DNS:kafka,DNS:localhost,IP:127.0.0.1"
+
+
+def test_compose_logs_every_service_in_as_itself_over_sasl_ssl():
+    import yaml
+
+    from visionline.settings import REPO_ROOT
+
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    kafka = compose["kafka"]["environment"]
+    assert "PLAINTEXT" not in kafka["KAFKA_LISTENERS"]
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == ks.AUTHORIZER
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    for spec in SERVICES:
+        env = compose[spec.name]["environment"]
+        assert env["VISIONLINE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", spec.name
+        assert env["VISIONLINE_KAFKA_USERNAME"] == spec.name
+        assert f"KAFKA_PASSWORD_{spec.name.upper()}" in env["VISIONLINE_KAFKA_PASSWORD"]
+    setup = compose["setup"]["environment"]
+    assert "--kafka-users" in compose["setup"]["command"]
+    assert {f"KAFKA_PASSWORD_{name.upper()}" for name in principals()} <= set(setup)
