@@ -13,7 +13,7 @@ KCAT := /usr/bin/kcat
 KAFKA := .kafka
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env kafka models browser prometheus kcat up down status demo test test-unit lint bench lock compose-check clean
+.PHONY: env kafka kafka-tls models browser prometheus kcat up down status demo test test-unit lint bench lock compose-check clean
 
 env: $(VENV)/.ready $(TVENV)/.ready kafka
 
@@ -118,3 +118,11 @@ lock:
 
 clean:
 	rm -rf $(VENV) $(TVENV) $(KAFKA) .state
+
+# docker-compose.yml's broker TLS: a local CA and a certificate for the host `kafka` in
+# infra/kafka/tls (ignored by git), and the healthcheck's admin client settings. Needs
+# KAFKA_ADMIN_PASSWORD, as compose does. An existing CA and certificate are kept.
+kafka-tls:
+	@test -n "$$KAFKA_ADMIN_PASSWORD" || { echo "set KAFKA_ADMIN_PASSWORD"; exit 1; }
+	$(BIN)/python -c "from pathlib import Path; from visionline.stack.broker_security import SecurityFiles, tls_material; tls_material(SecurityFiles(Path('infra/kafka/tls')), 'kafka')"
+	@umask 077 && printf 'security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\nssl.truststore.type=PEM\nssl.truststore.location=/run/secrets/kafka-ca\nsasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="%s";\n' "$$KAFKA_ADMIN_PASSWORD" > infra/kafka/tls/admin-client.properties

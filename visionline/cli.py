@@ -137,6 +137,11 @@ def setup(
         ".state/upload-keys.json",
         help="Where the upload keys made for cameras the file gives none go (owner-only).",
     ),
+    kafka_users: bool = typer.Option(
+        False,
+        help="As the Kafka admin: a SCRAM-SHA-512 user for each principal with a password in "
+        "KAFKA_PASSWORD_<PRINCIPAL> (INGEST, ..., CAMERA), and every principal's ACLs.",
+    ),
 ) -> None:
     """Create the topics, migrate the database and register cameras (idempotent); a camera
     without an upload key gets a random one, written to --keys-file."""
@@ -149,6 +154,8 @@ def setup(
     if guessable and not common.is_development:
         console.print(f"[red]dev-key-* upload keys are for development only: {guessable}[/]")
         raise typer.Exit(1)
+    if kafka_users:
+        provision_kafka_users(common)
     create_topics(common.kafka_bootstrap, common.topic_partitions)
     migrate(common.database_url)
     engine = make_engine(common.database_url)
@@ -156,6 +163,24 @@ def setup(
     console.print(f"topics ready, schema migrated, {len(cameras)} cameras registered")
     if made:
         console.print(f"upload keys made for {len(made)} cameras, written to {keys_file}")
+
+
+def provision_kafka_users(common: CommonSettings) -> None:
+    """SCRAM users from ``KAFKA_PASSWORD_<PRINCIPAL>`` and the ACL table, as this process's
+    (admin) principal (docs/operations.md, "Broker security")."""
+    import os
+
+    from visionline.kafka import security_config
+    from visionline.kafka_acls import principals
+    from visionline.stack.broker_security import provision
+
+    passwords = {
+        name: os.environ[f"KAFKA_PASSWORD_{name.upper()}"]
+        for name in principals()
+        if os.environ.get(f"KAFKA_PASSWORD_{name.upper()}")
+    }
+    provision(common.kafka_bootstrap, security_config(common), passwords)
+    console.print(f"kafka: {len(passwords)} SCRAM users and every principal's ACLs provisioned")
 
 
 if __name__ == "__main__":

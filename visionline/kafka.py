@@ -65,6 +65,46 @@ def tolerate_bad_header_names() -> None:
         fetcher.MemoryRecords = TolerantRecords
 
 
+def security_config(common: CommonSettings | None = None) -> dict[str, str]:
+    """librdkafka's security settings from ``common`` (``VISIONLINE_KAFKA_SECURITY_PROTOCOL``,
+    ``_SASL_MECHANISM``, ``_USERNAME``, ``_PASSWORD``, ``_CA_FILE``); without ``common``, from
+    this process's environment, so that every client a process makes authenticates alike.
+    Empty for PLAINTEXT."""
+    common = CommonSettings() if common is None else common
+    protocol = common.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    config: dict[str, str] = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        config["sasl.mechanism"] = common.kafka_sasl_mechanism
+        config["sasl.username"] = common.kafka_username
+        config["sasl.password"] = common.kafka_password.get_secret_value()
+    if protocol.endswith("SSL") and common.kafka_ca_file is not None:
+        config["ssl.ca.location"] = str(common.kafka_ca_file)
+    return config
+
+
+def faust_credentials(common: CommonSettings):
+    """Faust's (aiokafka's) ``broker_credentials`` for ``common``; None for PLAINTEXT."""
+    import ssl
+
+    import faust
+
+    protocol = common.kafka_security_protocol
+    context = None
+    if protocol.endswith("SSL"):
+        cafile = str(common.kafka_ca_file) if common.kafka_ca_file else None
+        context = ssl.create_default_context(cafile=cafile)
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=common.kafka_username,
+            password=common.kafka_password.get_secret_value(),
+            mechanism=common.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return None if context is None else faust.SSLCredentials(context)
+
+
 def faust_app(service: str, common: CommonSettings, **overrides):
     """A Faust app whose consumer group is ``visionline-<service>``: more processes, more scale."""
     import faust  # imported here: faust patches asyncio and logging on import
@@ -89,6 +129,7 @@ def faust_app(service: str, common: CommonSettings, **overrides):
         # aiokafka's 1 MB defaults refused a 5 MB frame the ingest cap admits (issue 15).
         producer_max_request_size=KAFKA_MAX_MESSAGE_BYTES,
         consumer_max_fetch_size=KAFKA_MAX_MESSAGE_BYTES,
+        broker_credentials=faust_credentials(common),
     )
     options.update(overrides)
     return faust.App(f"visionline-{service}", **options)
@@ -134,15 +175,25 @@ def topic_config(name: str) -> dict[str, str]:
     return config | ({"retention.ms": str(retention)} if retention else {})
 
 
+def admin_client(bootstrap: str, **config: Any) -> AdminClient:
+    """An AdminClient with this process's ``security_config``; ``config`` adds or overrides."""
+    return AdminClient({"bootstrap.servers": bootstrap, **security_config(), **config})
+
+
 def create_topics(
-    bootstrap: str, partitions: int, topics: Iterable[str] | None = None, timeout: float = 15.0
+    bootstrap: str,
+    partitions: int,
+    topics: Iterable[str] | None = None,
+    timeout: float = 15.0,
+    **config: Any,
 ) -> None:
     """Create the pipeline's topics (idempotent): camera frames need their partitions up front.
 
     Retention is set per topic. The replication factor is the broker's
     ``default.replication.factor`` (-1): 1 on a single node, 3 on the fault tests' cluster.
+    ``config``: librdkafka settings of the admin client (an admin principal's credentials).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin_client(bootstrap, **config)
     wanted = [str(t) for t in (topics or Topic)]
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
@@ -169,6 +220,7 @@ def producer(bootstrap: str, **config) -> Producer:
     as a duplicate frame id when the broker was killed."""
     base = {
         "bootstrap.servers": bootstrap,
+        **security_config(),
         "acks": "all",
         "enable.idempotence": True,
         "max.in.flight.requests.per.connection": 1,
@@ -191,6 +243,7 @@ def reader(bootstrap: str, group: str = READER_GROUP, **config: Any) -> Consumer
     consumer groups. ``config`` adds to or overrides the librdkafka settings."""
     settings = {
         "bootstrap.servers": bootstrap,
+        **security_config(),
         "group.id": group,
         "enable.auto.commit": False,
         "fetch.wait.max.ms": 50,  # a read learns a partition's end (EOF) after this wait

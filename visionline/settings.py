@@ -20,6 +20,9 @@ class _Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
 
+# Kafka's security.protocol, as librdkafka and aiokafka name it.
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
 # The largest Kafka record any hop produces, fetches or a topic accepts: a frame at the ingest
 # cap (8 MiB) in its envelope, with room to spare. Every limit on the way derives from this one:
 # a frame the cap admits must never be refused by a producer, a consumer or the broker.
@@ -39,6 +42,14 @@ class CommonSettings(_Settings):
     # Faust hard-codes 1500 ms; Kafka's consumers default to 500.
     kafka_fetch_max_wait_ms: int = Field(500, ge=0, le=1500)
     topic_partitions: int = Field(4, ge=1)
+    # How every Kafka client of the process authenticates (visionline.kafka.security_config):
+    # SASL_SSL with SCRAM-SHA-512 and the service's own principal in production (docs/
+    # operations.md, "Broker security"); the CA file verifies the broker's certificate.
+    kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    kafka_ca_file: Path | None = None  # None: the system's trusted CAs
     redis_url: str = "redis://127.0.0.1:16379/0"
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:15432/visionline"
     triton_grpc_url: str = "127.0.0.1:18001"
@@ -61,6 +72,16 @@ class CommonSettings(_Settings):
     def _no_faults_in_production(self) -> CommonSettings:
         if self.fault_crash_marker and self.is_production:
             raise ValueError("VISIONLINE_FAULT_CRASH_MARKER is for tests and drills only")
+        return self
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> CommonSettings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_username and self.kafka_password.get_secret_value()):
+            raise ValueError(
+                f"VISIONLINE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "VISIONLINE_KAFKA_USERNAME and VISIONLINE_KAFKA_PASSWORD"
+            )
         return self
 
     @property

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from services.webhooks.logic import Retry, parse_alerts
 from services.webhooks.store import Due, claim_due, enqueue
 from services.webhooks.transport import checked_client
+from visionline.kafka import security_config
 from visionline.messages import Topic
 from visionline.observability import MESSAGES_IN, STAGE_SECONDS
 from visionline.resilience import Backoff, waiting_while_down
@@ -55,6 +56,7 @@ def alert_consumer(common: CommonSettings) -> Consumer:
     consumer = Consumer(
         {
             "bootstrap.servers": common.kafka_bootstrap,
+            **security_config(common),
             "group.id": GROUP,
             "enable.auto.commit": False,
             # A new group reads the topic from its start; subscriptions only take the alerts

@@ -213,11 +213,10 @@ def group_lag(bootstrap: str) -> dict[str, int] | None:
     """Messages each worker consumer group (``visionline-*``) has not committed; None when
     the broker does not say."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
 
-    from visionline.kafka import reader
+    from visionline.kafka import admin_client, reader
 
-    admin, consumer = AdminClient({"bootstrap.servers": bootstrap}), reader(bootstrap)
+    admin, consumer = admin_client(bootstrap), reader(bootstrap)
     try:
         listed = admin.list_consumer_groups().result(timeout=10)
         groups = [g.group_id for g in listed.valid if g.group_id.startswith("visionline-")]

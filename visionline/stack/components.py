@@ -77,6 +77,10 @@ def build_components(
         specs.append(triton(settings, paths, base_env))
     specs += worker_components(settings, workers, base_env)
     write_prometheus_targets(settings, paths, workers)
+    if settings.broker_security == "sasl_ssl":
+        from visionline.stack.broker_security import secure_components
+
+        secure_components(specs, settings, paths)
     return {spec.name: spec for spec in specs}
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +63,10 @@ class StackSettings(BaseSettings):
     host: str = "127.0.0.1"
     broker_port: int = Field(19092, gt=0, lt=65536)
     broker_controller_port: int = Field(19093, gt=0, lt=65536)  # Kafka's KRaft quorum listener
+    # sasl_ssl: the stack's Apache Kafka takes SASL/SCRAM-SHA-512 over TLS only, with ACLs per
+    # service principal, as production runs it (visionline/stack/broker_security.py); each
+    # worker logs in as its own service. plaintext: no authentication.
+    broker_security: Literal["plaintext", "sasl_ssl"] = "plaintext"
     broker_heap_mb: int = Field(512, ge=128)  # Kafka's JVM heap (-Xms and -Xmx)
     # Kafka's JVM answers in about 5 s on an idle machine; a loaded 2-core one takes longer.
     broker_ready_timeout_s: float = Field(180.0, gt=0)

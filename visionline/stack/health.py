@@ -35,11 +35,11 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def kafka_metadata(bootstrap: str, timeout_s: float = 2.0) -> None:
-    """A Kafka metadata request answered."""
+def kafka_metadata(bootstrap: str, timeout_s: float = 2.0, **config: str) -> None:
+    """A Kafka metadata request answered (``config``: the client's security settings)."""
     tcp_open(bootstrap.split(",")[0])
     # log_level 0: librdkafka would log every refused connection while the broker starts.
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **config})
     try:
         admin.list_topics(timeout=timeout_s)
     except Exception as exc:

@@ -28,6 +28,9 @@ KAFKA_HOME = REPO_ROOT / ".kafka"  # `make kafka` (infra/kafka/pom.xml)
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
 BROKER_LISTENER, CONTROLLER_LISTENER = "PLAINTEXT", "CONTROLLER"
+SECURE_LISTENER = "SASL_SSL"  # clients and brokers, SCRAM-SHA-512 over TLS (BrokerSecurity)
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 # A 2-core machine that runs the whole pipeline beside it: a small heap, G1 as Kafka's own
 # start script chooses it.
 JVM_OPTIONS = (
@@ -37,6 +40,20 @@ JVM_OPTIONS = (
     "-XX:+ExplicitGCInvokesConcurrent",
     "-Djava.awt.headless=true",
 )
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """A node in secure mode: SASL/SCRAM-SHA-512 over TLS for clients and brokers, SASL/PLAIN
+    over TLS on the controller listener (KRaft keeps SCRAM credentials in the metadata log,
+    which the quorum cannot read before it runs), ACLs by the StandardAuthorizer with the admin
+    principal as the one super user. The TLS files are PEM (visionline.stack.broker_security
+    makes them); the admin's SCRAM credential is added when the storage is formatted."""
+
+    admin_user: str
+    admin_password: str
+    keystore: Path  # PEM: the broker's private key (PKCS#8, unencrypted) and certificate chain
+    ca_file: Path  # PEM: the CA clients and brokers trust
 
 
 @dataclass(frozen=True)
@@ -92,12 +109,52 @@ def replication(nodes: Sequence[KafkaNode]) -> tuple[int, int]:
     return (1, 1) if len(nodes) == 1 else (min(3, len(nodes)), 2)
 
 
-def server_properties(node: KafkaNode, nodes: Sequence[KafkaNode]) -> dict[str, str]:
-    """``server.properties`` of ``node`` in the cluster ``nodes`` (KRaft, dynamic quorum)."""
-    factor, min_isr = replication(nodes)
-    listeners = (
-        f"{BROKER_LISTENER}://{node.address},{CONTROLLER_LISTENER}://{node.controller_address}"
+def _jaas(module: str, user: str, password: str, **users: str) -> str:
+    accounts = "".join(f' user_{name}="{secret}"' for name, secret in users.items())
+    return (
+        f"org.apache.kafka.common.security.{module} required "
+        f'username="{user}" password="{password}"{accounts};'
     )
+
+
+def security_properties(security: BrokerSecurity) -> dict[str, str]:
+    """The secure mode's part of ``server.properties`` (listeners apart)."""
+    user, password = security.admin_user, security.admin_password
+    secure, controller = SECURE_LISTENER.lower(), CONTROLLER_LISTENER.lower()
+    return {
+        "listener.security.protocol.map": (
+            f"{SECURE_LISTENER}:SASL_SSL,{CONTROLLER_LISTENER}:SASL_SSL"
+        ),
+        "inter.broker.listener.name": SECURE_LISTENER,
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        f"listener.name.{secure}.scram-sha-512.sasl.jaas.config": _jaas(
+            "scram.ScramLoginModule", user, password
+        ),
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        f"listener.name.{controller}.sasl.enabled.mechanisms": "PLAIN",
+        f"listener.name.{controller}.plain.sasl.jaas.config": _jaas(
+            "plain.PlainLoginModule", user, password, **{user: password}
+        ),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(security.keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(security.ca_file),
+        "ssl.endpoint.identification.algorithm": "https",
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": f"User:{user}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def server_properties(
+    node: KafkaNode, nodes: Sequence[KafkaNode], security: BrokerSecurity | None = None
+) -> dict[str, str]:
+    """``server.properties`` of ``node`` in the cluster ``nodes`` (KRaft, dynamic quorum);
+    with ``security``, SASL_SSL and ACLs (``security_properties``) instead of PLAINTEXT."""
+    factor, min_isr = replication(nodes)
+    client = SECURE_LISTENER if security else BROKER_LISTENER
+    listeners = f"{client}://{node.address},{CONTROLLER_LISTENER}://{node.controller_address}"
     replicated = {
         "default.replication.factor": factor,
         "min.insync.replicas": min_isr,
@@ -138,6 +195,8 @@ def server_properties(node: KafkaNode, nodes: Sequence[KafkaNode]) -> dict[str, 
         "num.io.threads": 4,
         "num.recovery.threads.per.data.dir": 1,
     }
+    if security is not None:
+        config |= security_properties(security)
     return {key: str(value) for key, value in config.items()}
 
 
@@ -218,11 +277,16 @@ def format_argv(
     directory_ids: Sequence[str],
     java: str = "java",
     home: Path = KAFKA_HOME,
+    security: BrokerSecurity | None = None,
 ) -> list[str]:
     """``kafka-storage format`` for ``node``: alone ``--standalone``, in a cluster the same
-    ``--initial-controllers`` on every node. ``--ignore-formatted``: a formatted node is kept."""
+    ``--initial-controllers`` on every node. ``--ignore-formatted``: a formatted node is kept.
+    With ``security``, the admin's SCRAM credential goes into the metadata log (``--add-scram``)."""
     argv = [java, "-Xmx256m", "-cp", classpath(home), STORAGE_TOOL_MAIN, "format"]
     argv += ["--cluster-id", cluster_id, "--config", str(node.config_file), "--ignore-formatted"]
+    if security is not None:
+        scram = f"name={security.admin_user},password={security.admin_password}"
+        argv += ["--add-scram", f"{SCRAM_MECHANISM}=[{scram}]"]
     if len(nodes) == 1:
         return [*argv, "--standalone"]
     return [*argv, "--initial-controllers", initial_controllers(nodes, directory_ids)]
@@ -263,18 +327,25 @@ def check_installed(home: Path = KAFKA_HOME) -> None:
 
 
 def prepare_node(
-    node: KafkaNode, nodes: Sequence[KafkaNode], java: str = "java", home: Path = KAFKA_HOME
+    node: KafkaNode,
+    nodes: Sequence[KafkaNode],
+    java: str = "java",
+    home: Path = KAFKA_HOME,
+    security: BrokerSecurity | None = None,
 ) -> None:
     """Before each start: the node's config files (rewritten: ports may change between runs),
-    and its storage formatted if it is not yet (the first start of this state folder)."""
+    and its storage formatted if it is not yet (the first start of this state folder).
+    ``server.properties`` holds the admin's password in secure mode: readable by its owner only."""
     check_installed(home)
     node.data_dir.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(node.config_file, render_properties(server_properties(node, nodes)))
+    node.root.chmod(0o700)
+    write_atomic(node.config_file, render_properties(server_properties(node, nodes, security)))
+    node.config_file.chmod(0o600)
     write_atomic(node.log4j_file, log4j_config())
     if node.formatted:
         return
     ids = cluster_ids(node.root.parent, len(nodes))
-    argv = format_argv(node, nodes, ids.cluster_id, ids.directory_ids, java, home)
+    argv = format_argv(node, nodes, ids.cluster_id, ids.directory_ids, java, home, security)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(
