@@ -323,10 +323,10 @@ class Lines:
         self.configs, self.make, self.recall = configs, make, recall
         self.default = default or InspectionConfig(cameras=["*"], belt_px_per_s=0.0)
         self.cameras: dict[str, CameraLine] = {}
-        self.carried: dict[str, LineCounts] = {}  # counts of cameras restarted after a flush
-        # Parts decided lately by cameras restarted after a flush, on the belt's absolute axis
-        # (``on_belt``): a part still in view when the frames resume is known, not decided again.
-        self.carried_decided: dict[str, list[Decided]] = {}
+        # Cameras retired (an idle flush, a new tracking config) until their next frame: their
+        # counts and parts decided lately, on the belt's absolute axis (``on_belt``), so that a
+        # part still in view when the frames resume is known, not decided again.
+        self.carried: dict[str, LineMemory] = {}
         self.positions: dict[Hashable, int] = {}  # partition -> last offset observed
 
     def line(self, obs: PartObservations, source: Hashable | None = None) -> CameraLine:
@@ -339,36 +339,23 @@ class Lines:
                 config = self.default
             resolution = (obs.frame.width, obs.frame.height)
             tracker = self.make(camera_id, resolution, config)
-            self._recall(camera_id)
-            counts = self.carried.pop(camera_id, None) or LineCounts()
+            # Retired here, else new to this worker: what a worker before it left, if anything.
+            memory = self.carried.pop(camera_id, None) or self.recall(camera_id)
+            counts = memory.counts if memory is not None else LineCounts()
             line = CameraLine(camera_id, config, tracker, counts=counts, source=source)
             line.origin = obs.frame.captured_at
-            offset = line.origin * config.speed_px_per_s
-            for d in self.carried_decided.pop(camera_id, []):
-                tracker.recent.append(replace(d, belt_box=on_belt(d.belt_box, offset)))
+            if memory is not None:
+                offset = line.origin * config.speed_px_per_s
+                tracker.recent.extend(absolute(memory.decided, offset))
             self.cameras[camera_id] = line
         return line
-
-    def _recall(self, camera_id: str) -> None:
-        """A camera this worker has not seen since it started: what a worker before it left
-        (its counts, its parts decided lately), carried as after an idle flush."""
-        if camera_id in self.carried or camera_id in self.carried_decided:
-            return
-        memory = self.recall(camera_id)
-        if memory is not None:
-            self.carried[camera_id] = memory.counts
-            self.carried_decided[camera_id] = list(memory.decided)
 
     def memory(self, camera_id: str, wall: float) -> LineMemory | None:
         """What to keep of a camera now (None: a camera this worker does not hold)."""
         line = self.cameras.get(camera_id)
         if line is None:
-            if camera_id not in self.carried:
-                return None
-            decided = self.carried_decided.get(camera_id, [])
-            return LineMemory(self.carried[camera_id], tuple(decided), wall)
-        offset = -(line.origin or 0.0) * line.config.speed_px_per_s
-        return LineMemory(line.counts, tuple(absolute(line.tracker.recent, offset)), wall)
+            return self.carried.get(camera_id)
+        return line_memory(line, wall)
 
     def observe(
         self,
@@ -417,9 +404,7 @@ class Lines:
         """Decide the camera's open tracks; it starts afresh (counts carried) on its next frame."""
         decided, released = line.flush(wall)
         del self.cameras[camera_id]
-        self.carried[camera_id] = line.counts
-        offset = -(line.origin or 0.0) * line.config.speed_px_per_s
-        self.carried_decided[camera_id] = absolute(line.tracker.recent, offset)
+        self.carried[camera_id] = line_memory(line, wall)
         return decided, released
 
     def drop(self, sources: Iterable[Hashable]) -> list[str]:
@@ -458,6 +443,12 @@ def on_belt(box: FloatBox, offset: float) -> FloatBox:
     absolute axis (``-origin * speed``) and back (``+origin * speed``)."""
     x0, y0, x1, y1 = box
     return (x0 + offset, y0, x1 + offset, y1)
+
+
+def line_memory(line: CameraLine, wall: float) -> LineMemory:
+    """A line's counts and lately decided parts, moved to the belt's absolute axis."""
+    offset = -(line.origin or 0.0) * line.config.speed_px_per_s
+    return LineMemory(line.counts, tuple(absolute(line.tracker.recent, offset)), wall)
 
 
 def absolute(decided: Iterable[Decided], offset: float) -> list[Decided]:

@@ -84,7 +84,7 @@ def frames_needed(generator: LineGenerator, parts_per_camera: int) -> int:
 Key = tuple[str, int]  # (camera id, part id)
 
 
-def _match_verdicts(by_camera: dict, verdicts: list[dict]):
+def match_verdicts(by_camera: dict, verdicts: list[dict]):
     """Each verdict on the true part it judged: (verdicts per part, unmatched per camera)."""
     decided: dict[Key, list[dict]] = defaultdict(list)
     unmatched: Counter[str] = Counter()
@@ -159,7 +159,7 @@ def _camera_score(
 def score(runs: list[CameraRun], verdicts: list[dict], alerts: list[dict]) -> dict:
     """Per-part recall, precision and duplicates of defect alerts against the truth."""
     by_camera = {r.camera: r for r in runs}
-    decided, unmatched_verdicts = _match_verdicts(by_camera, verdicts)
+    decided, unmatched_verdicts = match_verdicts(by_camera, verdicts)
     alerted, false_alerts = _match_alerts(by_camera, alerts)
     cameras: dict[str, dict] = {}
     predicted: list[bool] = []

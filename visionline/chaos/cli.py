@@ -87,7 +87,8 @@ def chaos_command(
 def soak_command(
     frames: Annotated[int, typer.Option(help="Frames to send, all cameras together.")] = 100_000,
     fps: Annotated[float, typer.Option(help="Frames per second per camera.")] = 4.0,
-    cameras: Annotated[int, typer.Option(help="Classify cameras (one conveyor line too).")] = 3,
+    cameras: Annotated[int, typer.Option(help="Classify cameras.")] = 3,
+    lines: Annotated[int, typer.Option(help="Conveyor lines (inspection).")] = 1,
     state_dir: StateDir = None,
     json_out: Annotated[Path, typer.Option("--json", help="Where to write the report.")] = (
         REPO_ROOT / "bench-results" / "soak.json"
@@ -98,7 +99,9 @@ def soak_command(
     at the start, after warm-up, at its peak and at the end."""
     from visionline.chaos.run import ChaosConfig, run_chaos
 
-    config = ChaosConfig(classify_cameras=cameras, fps=fps, frames=frames, settle_s=10.0)
+    config = ChaosConfig(
+        classify_cameras=cameras, lines=lines, fps=fps, frames=frames, settle_s=10.0
+    )
     report = on_stack(state_dir, "soak-run", lambda s: run_chaos(s, [], config, console.print))
     console.print(memory_table(report))
     finish(report, json_out)

@@ -183,7 +183,7 @@ def topic_values(bootstrap: str, topic: str, since_ms: int) -> list[dict]:
 def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]], dict, list]:
     """The lines' parts that entered and left the view, verdicts per part, and the verdicts of
     each part decided more than once (to tell why)."""
-    from visionline.acceptance.run import _match_verdicts
+    from visionline.acceptance.run import match_verdicts
 
     by_camera = {line.camera: line for line in cams.lines}
     query = text(
@@ -193,7 +193,7 @@ def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]],
     with engine.connect() as conn:
         rows = conn.execute(query, {"c": list(by_camera)}).mappings().all()
     verdicts = [dict(r) for r in rows]
-    decided, _ = _match_verdicts(by_camera, verdicts)
+    decided, _ = match_verdicts(by_camera, verdicts)
     parts = [
         (line.camera, p.part_id)
         for line in cams.lines
