@@ -208,9 +208,7 @@ def secure_stack(tmp_path_factory) -> Iterator:
 
     # Not pytest's tmp_path: its parent is 0700 and PostgreSQL runs as another user under root.
     state_dir = Path(tempfile.mkdtemp(prefix="visionline-secure-stack-"))
-    settings = free_port_settings(
-        state_dir, broker_engine="kafka", broker_security="sasl_ssl", with_triton=False
-    )
+    settings = free_port_settings(state_dir, broker_security="sasl_ssl", with_triton=False)
     workers = [service_worker(settings, service(name)) for name in ("ingest", "preprocess")]
     stack = LocalStack(settings, workers=workers, attached=True)
     stack.start(timeout=300)
