@@ -75,12 +75,15 @@ def build_verdicts(
     frames: Mapping[int, FrameInfo],
     counts: LineCounts,
     now: float,
+    first_k: int = 0,
 ) -> tuple[list[PartVerdict], LineCounts]:
     """The verdicts of the parts decided in one frame, and the line counts after them.
 
     Parts decided in the same frame are numbered most recently seen first (a part crossing the
     exit line in this frame before one lost a few frames ago), then by frame and box: the last
     observation of a part is the same on a replay, its track id and first frame may not be.
+    Numbers start at ``first_k``: parts decided later in a frame that already decided some (an
+    idle flush in the last frame seen) must not take their ids.
     """
 
     def first(d: PartDecision) -> FrameInfo:
@@ -97,7 +100,7 @@ def build_verdicts(
         part = d.best_part
         verdicts.append(
             PartVerdict(
-                decision_id=decision_id(camera_id, deciding.frame_id, k),
+                decision_id=decision_id(camera_id, deciding.frame_id, first_k + k),
                 camera_id=camera_id,
                 track_id=d.track_id,
                 status=d.status,
@@ -203,6 +206,9 @@ class CameraLine:
     last_seen: float = 0.0  # monotonic time of the last frame, for the idle flush
     source: Hashable | None = None  # the partition its frames come from
     seen: RecentIds = field(default_factory=lambda: RecentIds(RECENT_FRAME_IDS))
+    # How many parts the frame ``decided_frame`` decided: an idle flush there numbers on.
+    decided_frame: int = -1
+    decided_here: int = 0
 
     def observe(self, obs: PartObservations, event: Any, now: float, wall: float):
         """Feed one frame; (its verdicts, the events that may now be acked). A frame seen
@@ -249,9 +255,12 @@ class CameraLine:
         return verdicts, release(self.pending, watermark)
 
     def _verdicts(self, decisions, deciding: FrameInfo, wall: float) -> list[PartVerdict]:
+        """Verdicts decided in the current frame, numbered after those it decided already."""
+        first_k = self.decided_here if self.decided_frame == self.index else 0
         verdicts, self.counts = build_verdicts(
-            self.camera_id, decisions, deciding, self.frames, self.counts, wall
+            self.camera_id, decisions, deciding, self.frames, self.counts, wall, first_k
         )
+        self.decided_frame, self.decided_here = self.index, first_k + len(verdicts)
         return verdicts
 
 

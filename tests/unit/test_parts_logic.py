@@ -422,3 +422,16 @@ def test_line_memory_round_trips_and_forgets_old_parts() -> None:
     assert again.recalled(T0 + 61, trust_s=60).counts.crossed == 3
     assert LineMemory.from_json(b"not json") is None
     assert LineMemory.from_json(b'{"v": 99}') is None
+
+
+def test_an_idle_flush_in_a_frame_that_decided_parts_numbers_on() -> None:
+    # The flush decides in the last frame seen; a part decided there already holds camera:frame,
+    # and the rules worker writes one verdict per id: a repeated id would lose a part.
+    collided = 0
+    for flush_after in range(20, 110):
+        verdicts, _ = synthetic_line_verdicts(list(range(120)), flush_after=flush_after)
+        ids = [v.decision_id for v in verdicts]
+        assert len(ids) == len(set(ids)), flush_after
+        at_flush = [i for i in ids if i.startswith(f"line-1:f{flush_after:04d}")]
+        collided += len(at_flush) > 1
+    assert collided > 0  # frames that decided a part and then had the flush decide more
