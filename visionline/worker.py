@@ -305,7 +305,13 @@ class Worker:
         committed until the handler (or a timer) acks the event through ``acks``. For work that
         outlives one message: a part tracked over many frames, a detector saved every N frames,
         a job run in the background. Malformed and poison messages are dead-lettered and acked;
-        any error crashes the worker."""
+        any error crashes the worker.
+
+        A rebalance does not wait for the held messages (``stream_wait_empty`` off): they are
+        acked only when their work is done, which needs more messages, which a rebalance holds
+        back; Faust would wait forever. What was not acked is not committed and is replayed by
+        the partition's next owner."""
+        self.app.conf.stream_wait_empty = False
 
         @self.app.agent(self.topic(source), name=name or self._agent_name(source))
         async def process(stream):
