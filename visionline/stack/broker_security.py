@@ -139,14 +139,14 @@ class Credentials:
 
 
 def client_config(files: SecurityFiles, user: str, password: str) -> dict[str, str]:
-    """librdkafka settings of a client that logs in as ``user``."""
-    return {
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanism": SCRAM_MECHANISM,
-        "sasl.username": user,
-        "sasl.password": password,
-        "ssl.ca.location": str(files.ca_file),
-    }
+    """librdkafka settings of a client that logs in as ``user``: what a process given
+    ``client_env`` makes (``visionline.kafka.security_config``)."""
+    from visionline.kafka import security_config
+    from visionline.settings import CommonSettings
+
+    env = client_env(files, user, password)
+    fields = {name.removeprefix("VISIONLINE_").lower(): value for name, value in env.items()}
+    return security_config(CommonSettings.model_validate(fields))
 
 
 def client_env(files: SecurityFiles, user: str, password: str) -> dict[str, str]:
