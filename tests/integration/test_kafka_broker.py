@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from visionline.kafka import create_topics, producer, reader
 from visionline.messages import Topic
-from visionline.stack import LocalStack, free_port_settings, kafka_server
-from visionline.stack.config import free_ports
+from visionline.stack import LocalStack, free_port_settings
+from visionline.stack.kafka_cluster import KafkaCluster
 
 pytestmark = pytest.mark.integration
 
@@ -227,45 +227,25 @@ def test_a_restarted_stack_keeps_its_data(kafka_stack):
 
 
 @pytest.fixture
-def three_nodes(tmp_path) -> Iterator[tuple[list[kafka_server.KafkaNode], list[subprocess.Popen]]]:
-    """Three combined nodes on loopback, started from kafka_server's config as the stack would
-    (the fault tests will run them under the supervisor)."""
-    ports = free_ports(6)
-    pairs = [(ports[i], ports[i + 1]) for i in range(0, 6, 2)]
-    nodes = kafka_server.cluster_nodes("127.0.0.1", pairs, tmp_path / "kafka")
-    java = kafka_server.java_bin()
-    for node in nodes:
-        kafka_server.prepare_node(node, nodes, java)
-    procs = []
+def cluster(tmp_path) -> Iterator[KafkaCluster]:
+    """Three combined nodes on loopback, from kafka_server's config as the stack's broker, as
+    `visionline chaos --cluster` starts them."""
+    kafka = KafkaCluster(tmp_path / "kafka")
     try:
-        for node in nodes:
-            with (node.root / "out.log").open("w") as log:
-                argv = kafka_server.server_argv(node, 256, java)
-                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
-        yield nodes, procs
+        yield kafka.start(timeout_s=180)
     finally:  # their data is thrown away: no need for a controlled shutdown
-        for process in procs:
+        for process in kafka.procs.values():
             process.kill()
             process.wait()
 
 
-def brokers_in_metadata(admin: AdminClient) -> int:
-    try:
-        return len(admin.list_topics(timeout=5).brokers)
-    except KafkaException:  # none of them listens yet
-        return 0
-
-
-def replicated_topic(nodes, procs, admin: AdminClient) -> str:
-    """A new topic of 3 partitions on the started cluster, once each is on all three nodes."""
-    until = time.monotonic() + 180
-    while brokers_in_metadata(admin) < 3:
-        assert time.monotonic() < until, "three brokers not in the metadata after 180 s"
-        assert all(p.poll() is None for p in procs), [p.returncode for p in procs]
-        time.sleep(0.5)
+def replicated_topic(cluster: KafkaCluster) -> str:
+    """A new topic of 3 partitions, once each is on all three nodes."""
+    admin = cluster.admin()
     topic = f"test-kafka-{uuid.uuid4().hex[:8]}"
     new = NewTopic(topic, num_partitions=3, replication_factor=-1)  # -1: the brokers' default
     admin.create_topics([new])[topic].result(30)
+    until = time.monotonic() + 120
     replicas: list[list[int]] = []
     while len(replicas) < 3:  # every broker learns of the topic from the metadata log
         assert time.monotonic() < until, f"{topic} not in the metadata: {replicas}"
@@ -285,61 +265,43 @@ def read_partitions(bootstrap: str, topic: str, count: int) -> list[bytes]:
         consumer.close()
 
 
-def test_a_three_node_cluster_replicates_thrice_and_takes_writes_with_a_node_killed(three_nodes):
-    nodes, procs = three_nodes
-    bootstrap = kafka_server.bootstrap_servers(nodes)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    topic = replicated_topic(nodes, procs, admin)
-    procs[0].kill()  # SIGKILL node 1: acks=all still needs only min.insync.replicas = 2
-    procs[0].wait()
-    sender = producer(bootstrap, log_level=0)
+def test_a_three_node_cluster_replicates_thrice_and_takes_writes_with_a_node_killed(cluster):
+    topic = replicated_topic(cluster)
+    cluster.kill(1)  # SIGKILL node 1: acks=all still needs only min.insync.replicas = 2
+    sender = producer(cluster.bootstrap, log_level=0)
     for i in range(30):
         sender.produce(topic, value=f"v{i}".encode())
     assert sender.flush(60) == 0
-    assert sorted(read_partitions(bootstrap, topic, 30)) == sorted(
-        f"v{i}".encode() for i in range(30)
-    )
+    values = read_partitions(cluster.bootstrap, topic, 30)
+    assert sorted(values) == sorted(f"v{i}".encode() for i in range(30))
 
 
-def in_sync(admin: AdminClient, topic: str) -> list[list[int]]:
-    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
-    return [sorted(p.isrs) for p in partitions]
-
-
-def test_the_partition_leader_killed_under_writes_loses_and_doubles_nothing(three_nodes):
+def test_the_partition_leader_killed_under_writes_loses_and_doubles_nothing(cluster):
     """kill -9 of partition 0's leader while an idempotent acks=all producer writes, then the
     node restarted on its data: every acked write is there exactly once, the node back in sync."""
-    nodes, procs = three_nodes
-    bootstrap = kafka_server.bootstrap_servers(nodes)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    topic = replicated_topic(nodes, procs, admin)
-    leader = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+    topic = replicated_topic(cluster)
+    leader = cluster.leader(topic, 0)
     acked: list[bytes] = []
 
     def delivered(err, msg) -> None:
         if err is None:
             acked.append(msg.value())
 
-    sender = producer(bootstrap, log_level=0)
+    sender = producer(cluster.bootstrap, log_level=0)
     for i in range(600):
         sender.produce(topic, value=f"v{i}".encode(), on_delivery=delivered)
         sender.poll(0)
         time.sleep(0.005)
         if i == 200:
-            procs[leader - 1].kill()  # mid-stream: batches to it are in flight
-            procs[leader - 1].wait()
-        if i == 400:  # restarted on its own log, as the supervisor would
-            node = nodes[leader - 1]
-            with (node.root / "out.log").open("a") as log:
-                argv = kafka_server.server_argv(node, 256, kafka_server.java_bin())
-                procs[leader - 1] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            cluster.kill(leader)  # mid-stream: batches to it are in flight
+        if i == 400:
+            cluster.launch(leader)  # on its own log, as the supervisor would
     assert sender.flush(120) == 0
     assert len(acked) == 600  # the producer rode out the election: nothing failed
-    now_leader = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
-    assert now_leader != -1
-    values = read_partitions(bootstrap, topic, 600)
+    assert cluster.leader(topic, 0) != -1
+    values = read_partitions(cluster.bootstrap, topic, 600)
     assert len(values) == len(set(values)) == 600  # none lost, none written twice
     until = time.monotonic() + 120
-    while in_sync(admin, topic) != [[1, 2, 3]] * 3:
-        assert time.monotonic() < until, f"node {leader} not back in sync: {in_sync(admin, topic)}"
+    while not cluster.fully_in_sync(topic):
+        assert time.monotonic() < until, f"node {leader} not back in sync"
         time.sleep(1)

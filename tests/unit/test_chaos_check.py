@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from visionline.chaos.check import (
     Outcome,
     SentFrame,
@@ -131,3 +133,17 @@ def test_memory_curve_reports_start_warmup_peak_end_and_growth() -> None:
     }
     assert curve["api"]["peak"] == 80.0 and curve["api"]["growth"] == 0.0
     assert memory_curve([]) == {}
+
+
+def test_a_stack_on_a_cluster_has_its_partition_leader_killed_last() -> None:
+    from visionline.chaos.faults import plan_faults
+    from visionline.stack.kafka_cluster import KafkaCluster
+
+    stack = StackOf([component("rules", "rules", "worker")])
+    kafka = KafkaCluster(Path("/nonexistent"))
+    faults = plan_faults(stack, broker_on_disk=False, cluster=kafka)  # type: ignore[arg-type]
+    assert [f.name for f in faults] == [
+        "kill -9 rules",
+        "kill -9 leader of visionline.frames.raw/0",
+    ]
+    assert faults[-1].cluster is kafka and faults[-1].component == "kafka-cluster"

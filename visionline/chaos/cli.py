@@ -63,23 +63,35 @@ def chaos_command(
     ] = None,
     settle_s: Annotated[float, typer.Option(help="Steady flow before each fault.")] = 10.0,
     fps: Annotated[float, typer.Option(help="Frames per second per camera.")] = 3.0,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Run the stack on a three-node Kafka cluster of its own (replication 3) and "
+            "kill the leader of a partition too (fault component: kafka-cluster).",
+        ),
+    ] = False,
     state_dir: StateDir = None,
     json_out: Annotated[Path, typer.Option("--json", help="Where to write the report.")] = (
         REPO_ROOT / "bench-results" / "chaos.json"
     ),
 ) -> None:
     """Frames from classify cameras and a conveyor line through the stack while each worker
-    kind and each server is killed (kill -9) and restarted; then every frame, alert and part
-    is counted: lost, doubled in PostgreSQL or on the alerts topic, dead-lettered."""
+    kind and each server is killed (kill -9) and restarted, PostgreSQL and Redis also stopped
+    and paused; then every frame, alert and part is counted: lost, doubled in PostgreSQL or on
+    the alerts topic, dead-lettered."""
     from visionline.chaos.faults import plan_faults
     from visionline.chaos.run import ChaosConfig, run_chaos
 
-    def run(stack) -> dict[str, Any]:
-        faults = plan_faults(stack, broker_on_disk(stack))
+    def run(stack, kafka=None) -> dict[str, Any]:
+        faults = plan_faults(stack, broker_on_disk(stack), kafka)
         faults = [f for f in faults if not only or f.component in only]
         return run_chaos(stack, faults, ChaosConfig(fps=fps, settle_s=settle_s), console.print)
 
-    report = on_stack(state_dir, "chaos-run", run)
+    if cluster:
+        report = on_cluster_stack("chaos-cluster-run", run)
+    else:
+        report = on_stack(state_dir, "chaos-run", run)
     console.print(fault_table(report))
     finish(report, json_out)
 
@@ -129,6 +141,27 @@ def on_stack(state_dir: Path | None, folder_name: str, run: Callable[[Any], dict
     with LocalStack(free_port_settings(folder, cameras=0)) as stack:
         console.print(f"stack ready in {time.monotonic() - started:.0f} s")
         return run(stack)
+
+
+def on_cluster_stack(folder_name: str, run: Callable[[Any, Any], dict]) -> dict:
+    """``run(stack, cluster)`` on a stack started for it on a three-node cluster of its own."""
+    from visionline.stack import LocalStack
+    from visionline.stack.config import free_port_settings
+    from visionline.stack.kafka_cluster import KafkaCluster
+
+    folder = REPO_ROOT / ".state" / folder_name
+    if (folder / "stack.json").is_file():  # only ever a stack's own folder
+        shutil.rmtree(folder)
+    started = time.monotonic()
+    kafka = KafkaCluster(folder / "kafka-cluster").start()
+    console.print(f"three Kafka nodes up in {time.monotonic() - started:.0f} s: {kafka.bootstrap}")
+    try:
+        settings = free_port_settings(folder, cameras=0, kafka_bootstrap=kafka.bootstrap)
+        with LocalStack(settings) as stack:
+            console.print(f"stack ready in {time.monotonic() - started:.0f} s")
+            return run(stack, kafka)
+    finally:
+        kafka.stop()
 
 
 def finish(report: dict[str, Any], json_out: Path) -> None:

@@ -15,10 +15,12 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from visionline.messages import Topic
 from visionline.stack.api import LocalStack
+from visionline.stack.kafka_cluster import KafkaCluster
 
 # Simulated cameras of the demo: load, not part of the pipeline under test.
 NOT_FAULTED = ("camera", "lines")
@@ -30,12 +32,19 @@ PAUSE_S = 10.0
 Action = Literal["kill", "stop", "pause"]
 
 
+# On a three-node cluster (``visionline chaos --cluster``): the node leading this partition is
+# killed, and started again on its log after LEADER_DOWN_S.
+LEADER_OF = (str(Topic.RAW_FRAMES), 0)
+LEADER_DOWN_S = 5.0
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str  # what the table calls it
     component: str  # the stack's service (group) or server name
     kind: str  # "worker" or "server"
     action: Action = "kill"
+    cluster: KafkaCluster | None = field(default=None, compare=False)  # its leader is struck
 
 
 @dataclass
@@ -46,8 +55,11 @@ class Struck:
     restarted_s: float | None = None  # until healthy again under a new pid; None: never
 
 
-def plan_faults(stack: LocalStack, broker_on_disk: bool) -> list[Fault]:
-    """One kill per worker kind (in the stack's start order), then each server it runs."""
+def plan_faults(
+    stack: LocalStack, broker_on_disk: bool, cluster: KafkaCluster | None = None
+) -> list[Fault]:
+    """One kill per worker kind (in the stack's start order), then each server it runs, then
+    the partition leader of the cluster the stack runs on, if it runs on one."""
     status = stack.status()
     if status is None:
         raise RuntimeError("the stack is not running")
@@ -64,11 +76,35 @@ def plan_faults(stack: LocalStack, broker_on_disk: bool) -> list[Fault]:
     for g in (g for g in STOPPED if g in groups):
         servers.append(Fault(f"stop {g}", g, "server", "stop"))
         servers.append(Fault(f"pause {g} {PAUSE_S:g} s", g, "server", "pause"))
+    if cluster is not None:
+        topic, partition = LEADER_OF
+        name = f"kill -9 leader of {topic}/{partition}"
+        servers.append(Fault(name, "kafka-cluster", "server", cluster=cluster))
     return workers + servers
+
+
+def strike_leader(cluster: KafkaCluster) -> int:
+    """SIGKILL of the partition's leader, started again after ``LEADER_DOWN_S``; its pid."""
+    node = cluster.leader(*LEADER_OF)
+    pid = cluster.kill(node)
+    threading.Timer(LEADER_DOWN_S, cluster.launch, (node,)).start()
+    return pid
+
+
+def cluster_recovered(cluster: KafkaCluster, struck: Struck) -> bool:
+    """Every node back and in sync on the struck topic, after the node was started again."""
+    if time.time() - struck.at < LEADER_DOWN_S + 1:
+        return False
+    try:
+        return cluster.brokers() == cluster.size and cluster.fully_in_sync(LEADER_OF[0])
+    except Exception:  # noqa: BLE001 - a node not yet answering: not recovered
+        return False
 
 
 def strike(stack: LocalStack, fault: Fault) -> Struck:
     """Strike now; a paused component is let go again after ``PAUSE_S`` (on a timer)."""
+    if fault.cluster is not None:
+        return Struck(fault, strike_leader(fault.cluster), time.time())
     pid = stack.pids(fault.component)[0]
     if fault.action == "kill":
         os.kill(pid, signal.SIGKILL)
@@ -81,6 +117,8 @@ def strike(stack: LocalStack, fault: Fault) -> Struck:
 
 
 def healthy_again(stack: LocalStack, struck: Struck) -> bool:
+    if struck.fault.cluster is not None:
+        return cluster_recovered(struck.fault.cluster, struck)
     status = stack.status()
     members = status.members(struck.fault.component) if status is not None else []
     if struck.fault.action == "pause":
