@@ -209,6 +209,19 @@ def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]],
     return parts, dict(decided), twice
 
 
+def lost_parts(cams: Cameras, parts: list[tuple[str, int]], decided: dict) -> list[dict]:
+    spans = {
+        (line.camera, p.part_id): (p.first_frame, p.last_frame)
+        for line in cams.lines
+        for p in line.generator.part_truth(line.frames)
+    }
+    return [
+        {"camera": c, "part": k, "frames": list(spans[(c, k)])}
+        for c, k in parts
+        if not decided.get((c, k))
+    ]
+
+
 def group_lag(bootstrap: str) -> dict[str, int] | None:
     """Messages each worker consumer group (``visionline-*``) has not committed; None when
     the broker does not say."""
@@ -284,6 +297,8 @@ def totals(
         "lag_per_group": {g: n for g, n in (lags or {}).items() if n},
         "line_frames": cams.line_frames,
         "parts_decided_twice_detail": twice,
+        # Parts with no verdict, by their frames: where to look in the decisions topic.
+        "parts_lost_detail": lost_parts(cams, parts, decided),
         "dead_letter_detail": [
             {k: d.get(k) for k in ("error_type", "error_message", "stage", "frame_id")}
             for d in ours
