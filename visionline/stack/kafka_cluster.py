@@ -14,6 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from visionline.stack import kafka_server
 from visionline.stack.config import free_ports
@@ -28,6 +29,7 @@ class KafkaCluster:
     host: str = "127.0.0.1"
     nodes: list[kafka_server.KafkaNode] = field(default_factory=list)
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
+    _admin: Any = field(default=None, repr=False)  # one client for every question asked
 
     @property
     def bootstrap(self) -> str:
@@ -59,9 +61,13 @@ class KafkaCluster:
         return proc.pid
 
     def admin(self):
-        from visionline.kafka import admin_client
+        """The cluster's admin client, made once: recovery checks poll it several times a
+        second, and librdkafka reconnects to nodes that come back by itself."""
+        if self._admin is None:
+            from visionline.kafka import admin_client
 
-        return admin_client(self.bootstrap, log_level=0)
+            self._admin = admin_client(self.bootstrap, log_level=0)
+        return self._admin
 
     def brokers(self) -> int:
         from confluent_kafka import KafkaException
