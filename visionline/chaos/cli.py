@@ -127,6 +127,14 @@ def memory_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def fresh_state_folder(name: str) -> Path:
+    """``.state/<name>``, emptied of an earlier run's stack (only ever a stack's own folder)."""
+    folder = REPO_ROOT / ".state" / name
+    if (folder / "stack.json").is_file():
+        shutil.rmtree(folder)
+    return folder
+
+
 def on_stack(state_dir: Path | None, folder_name: str, run: Callable[[Any], dict]) -> dict:
     """``run(stack)`` on the running stack of ``state_dir``, or on one started for it."""
     from visionline.stack import LocalStack
@@ -134,9 +142,7 @@ def on_stack(state_dir: Path | None, folder_name: str, run: Callable[[Any], dict
 
     if state_dir is not None:
         return run(LocalStack.from_state_dir(state_dir))
-    folder = REPO_ROOT / ".state" / folder_name
-    if (folder / "stack.json").is_file():  # only ever a stack's own folder
-        shutil.rmtree(folder)
+    folder = fresh_state_folder(folder_name)
     started = time.monotonic()
     with LocalStack(free_port_settings(folder, cameras=0)) as stack:
         console.print(f"stack ready in {time.monotonic() - started:.0f} s")
@@ -149,9 +155,7 @@ def on_cluster_stack(folder_name: str, run: Callable[[Any, Any], dict]) -> dict:
     from visionline.stack.config import free_port_settings
     from visionline.stack.kafka_cluster import KafkaCluster
 
-    folder = REPO_ROOT / ".state" / folder_name
-    if (folder / "stack.json").is_file():  # only ever a stack's own folder
-        shutil.rmtree(folder)
+    folder = fresh_state_folder(folder_name)
     started = time.monotonic()
     kafka = KafkaCluster(folder / "kafka-cluster").start()
     console.print(f"three Kafka nodes up in {time.monotonic() - started:.0f} s: {kafka.bootstrap}")

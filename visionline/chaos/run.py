@@ -180,9 +180,12 @@ def topic_values(bootstrap: str, topic: str, since_ms: int) -> list[dict]:
     return list(json_messages(bootstrap, topic, since_ms))
 
 
-def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]], dict, list]:
-    """The lines' parts that entered and left the view, verdicts per part, and the verdicts of
-    each part decided more than once (to tell why)."""
+Span = tuple[int, int]  # a part's first and last frame
+
+
+def decided_parts(engine: Engine, cams: Cameras) -> tuple[dict[tuple[str, int], Span], dict, list]:
+    """The lines' parts that entered and left the view (with their frames), verdicts per part,
+    and the verdicts of each part decided more than once (to tell why)."""
     from visionline.acceptance.run import match_verdicts
 
     by_camera = {line.camera: line for line in cams.lines}
@@ -194,12 +197,12 @@ def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]],
         rows = conn.execute(query, {"c": list(by_camera)}).mappings().all()
     verdicts = [dict(r) for r in rows]
     decided, _ = match_verdicts(by_camera, verdicts)
-    parts = [
-        (line.camera, p.part_id)
+    parts = {
+        (line.camera, p.part_id): (p.first_frame, p.last_frame)
         for line in cams.lines
         for p in line.generator.part_truth(line.frames)
         if p.first_frame > 0 and p.last_frame < line.frames - 1
-    ]
+    }
     keep = ("decision_id", "status", "first_frame_id", "last_frame_id", "frames_seen")
     twice = [
         {"part": list(key), "verdicts": [{k: v[k] for k in keep} for v in found]}
@@ -209,15 +212,10 @@ def decided_parts(engine: Engine, cams: Cameras) -> tuple[list[tuple[str, int]],
     return parts, dict(decided), twice
 
 
-def lost_parts(cams: Cameras, parts: list[tuple[str, int]], decided: dict) -> list[dict]:
-    spans = {
-        (line.camera, p.part_id): (p.first_frame, p.last_frame)
-        for line in cams.lines
-        for p in line.generator.part_truth(line.frames)
-    }
+def lost_parts(parts: dict[tuple[str, int], Span], decided: dict) -> list[dict]:
     return [
-        {"camera": c, "part": k, "frames": list(spans[(c, k)])}
-        for c, k in parts
+        {"camera": c, "part": k, "frames": list(span)}
+        for (c, k), span in parts.items()
         if not decided.get((c, k))
     ]
 
@@ -298,7 +296,7 @@ def totals(
         "line_frames": cams.line_frames,
         "parts_decided_twice_detail": twice,
         # Parts with no verdict, by their frames: where to look in the decisions topic.
-        "parts_lost_detail": lost_parts(cams, parts, decided),
+        "parts_lost_detail": lost_parts(parts, decided),
         "dead_letter_detail": [
             {k: d.get(k) for k in ("error_type", "error_message", "stage", "frame_id")}
             for d in ours
