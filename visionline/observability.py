@@ -193,6 +193,19 @@ OBJECT_EVENTS = Counter(
 )
 
 
+INSPECTION_FRAMES_SHED = Counter(
+    "visionline_inspection_frames_shed_total",
+    "Inspection frames the inspect worker did not inspect because it was behind (load "
+    "shedding, visionline/inspection/shedding.py), per camera",
+    ["camera"],
+)
+INSPECTION_WAIT_SECONDS = Gauge(
+    "visionline_inspection_wait_seconds",
+    "How long the camera's last inspection frame waited between ingest and the inspect worker",
+    ["camera"],
+)
+
+
 DRIFT_STATE = Gauge(
     "visionline_drift_state",
     "Drift state of a camera's signal: 0 stable, 1 suspected (a detector raised an alarm that "

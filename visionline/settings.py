@@ -159,6 +159,11 @@ class InspectSettings(_Settings):
     # then the worker exits and the frame comes back after the restart.
     retry_attempts: int = Field(5, ge=0)
     retry_backoff_s: float = Field(0.2, ge=0)
+    # Load shedding (visionline/inspection/shedding.py): a frame that waited longer than this
+    # between ingest and inspection is inspected only when it lies at least gap_per_late_s x
+    # its wait (in capture time) after its camera's last inspected frame. 0 turns it off.
+    shed_late_after_s: float = Field(0.5, ge=0)
+    shed_gap_per_late_s: float = Field(0.2, gt=0)
 
 
 class RulesSettings(_Settings):

@@ -194,14 +194,15 @@ class Worker:
         await self.send_dead_letter(letter, message.key)
 
     def each(
-        self, source: Topic, out: Topic, handle: Callable[[object], tuple | Awaitable]
+        self, source: Topic, out: Topic, handle: Callable[[object], tuple | None | Awaitable]
     ) -> None:
         """The usual agent: ``handle(event) -> (key, value)`` (or a coroutine of it) is sent to
-        ``out``; see ``routed`` for what a failure does."""
+        ``out``, and None sends nothing; see ``routed`` for what a failure does."""
 
-        async def to_out(event) -> tuple:
+        async def to_out(event) -> tuple | None:
             result = handle(event)
-            return (out, *(await result if inspect.isawaitable(result) else result))
+            result = await result if inspect.isawaitable(result) else result
+            return None if result is None else (out, *result)
 
         self.routed(source, (out,), to_out)
 
@@ -209,9 +210,10 @@ class Worker:
         self,
         source: Topic,
         outputs: tuple[Topic, ...],
-        handle: Callable[[object], tuple | Awaitable[tuple]],
+        handle: Callable[[object], tuple | None | Awaitable[tuple | None]],
     ) -> None:
-        """Like ``each``, but ``handle(event) -> (topic, key, value)`` picks one of ``outputs``.
+        """Like ``each``, but ``handle(event) -> (topic, key, value)`` picks one of ``outputs``
+        (None: the event is done and nothing is sent).
 
         A poison message is dead-lettered unread; a FrameRejected is dead-lettered; while a
         server is down the handler is retried (``attempt``); anything else crashes the worker."""
@@ -225,10 +227,14 @@ class Worker:
                 if await self.poisoned(event):
                     continue
                 try:
-                    topic, key, value = await self.attempt(lambda e=event: handle(e), [event])
+                    result = await self.attempt(lambda e=event: handle(e), [event])
                 except FrameRejected as rejected:
                     await self.reject(event, rejected)
                     continue
+                if result is None:
+                    done()
+                    continue
+                topic, key, value = result
                 try:
                     await self.send(topics[topic], key, value)
                 except MessageSizeTooLargeError as exc:  # never lost: set aside with the reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,8 +17,10 @@ from visionline.imaging import FrameRejected
 from visionline.inspection.inspector import Inspector
 from visionline.inspection.samples import SampleStore, reasons_for
 from visionline.inspection.sampling import LabelSampler, LabelSampling
+from visionline.inspection.shedding import FrameShedder, Shedding
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.messages import FrameMeta, to_json
+from visionline.observability import INSPECTION_FRAMES_SHED, INSPECTION_WAIT_SECONDS
 from visionline.resilience import RetryPolicy
 from visionline.settings import CommonSettings, InspectSettings
 from visionline.worker import decode_message
@@ -51,9 +54,13 @@ class InspectHandlers:
         self.samples = SampleStore(s.sample_dir, s.sample_max_age_s, s.sample_max_bytes)
         per_minute = s.samples_per_camera_per_minute
         self.sampler = LabelSampler(LabelSampling(max_per_camera_per_minute=per_minute))
+        self.shedder = FrameShedder(Shedding(s.shed_late_after_s, s.shed_gap_per_late_s))
 
-    async def inspect(self, event) -> tuple[bytes, bytes]:
+    async def inspect(self, event) -> tuple[bytes, bytes] | None:
+        """The frame's observations, or None when it is shed (nothing is published)."""
         meta, image = decode_message(event.message.value, FrameMeta)
+        if not self.inspects(meta, event.message.timestamp):
+            return None
         try:
             bgr, quality = decode_frame(meta, bytes(image))
         except FrameRejected as rejected:
@@ -64,6 +71,17 @@ class InspectHandlers:
         message = observations(meta, quality, parts, models, ref)
         await asyncio.to_thread(self.keep_sample, message, bytes(image))
         return meta.camera_id.encode(), to_json(message)
+
+    def inspects(self, meta: FrameMeta, forwarded_at: float | None) -> bool:
+        """Whether the frame is inspected or shed (counted), from how long it waited since
+        ingest forwarded it (its Kafka timestamp)."""
+        waited = max(0.0, time.time() - forwarded_at) if forwarded_at else 0.0
+        INSPECTION_WAIT_SECONDS.labels(meta.camera_id).set(waited)
+        if self.shedder.inspect(meta.camera_id, meta.captured_at, waited):
+            return True
+        INSPECTION_FRAMES_SHED.labels(meta.camera_id).inc()
+        log.debug("shed %s/%s after %.2f s of wait", meta.camera_id, meta.frame_id, waited)
+        return False
 
     def snapshot(self, meta: FrameMeta, bgr, parts) -> str | None:
         threshold, quality = self.settings.snapshot_threshold, self.settings.snapshot_jpeg_quality
