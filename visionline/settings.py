@@ -162,8 +162,8 @@ class InspectSettings(_Settings):
     # Load shedding (visionline/inspection/shedding.py): a frame that waited longer than this
     # between ingest and inspection is inspected only when it lies at least gap_per_late_s x
     # its wait (in capture time) after its camera's last inspected frame. 0 turns it off.
-    shed_late_after_s: float = Field(0.5, ge=0)
-    shed_gap_per_late_s: float = Field(0.2, gt=0)
+    shed_late_after_s: float = Field(0.25, ge=0)
+    shed_gap_per_late_s: float = Field(0.4, gt=0)
 
 
 class RulesSettings(_Settings):

@@ -29,6 +29,9 @@ WORKER_ENV = {
     "VISIONLINE_WEBHOOKS_POLL_S": "0.2",
     "VISIONLINE_WEBHOOKS_TIMEOUT_S": "3",
     "VISIONLINE_WEBHOOKS_ALLOWED_NETWORKS": json.dumps(WEBHOOK_ALLOWED_NETWORKS),
+    # The tests check each inspection frame's outcome, and frames sent in a burst while Triton
+    # warms up would be shed (visionline/inspection/shedding.py, tested on its own).
+    "VISIONLINE_INSPECT_SHED_LATE_AFTER_S": "0",
 }
 
 

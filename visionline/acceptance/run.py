@@ -251,8 +251,9 @@ class PacedSender:
 
 
 def _collect(consumer, sender: PacedSender, cameras: set[str], config: RunConfig, log):
-    """Verdicts, alerts and inspected frames per camera, until every sent frame was inspected
-    and nothing new came for ``settle_s`` (or the timeout)."""
+    """Verdicts, alerts and inspected frames per camera, until every frame was sent and
+    nothing new came for ``settle_s`` (or the timeout). Frames the inspect worker shed
+    (visionline/inspection/shedding.py) are sent and never inspected."""
     verdicts, alerts, observed = list[dict](), list[dict](), Counter[str]()
     last_news = report = time.monotonic()
     deadline = time.monotonic() + config.timeout_s
@@ -271,8 +272,7 @@ def _collect(consumer, sender: PacedSender, cameras: set[str], config: RunConfig
                 f"{sum(observed.values())}, {len(verdicts)} verdicts, {len(alerts)} alerts"
             )
             report = now
-        all_seen = sender.done.is_set() and sum(observed.values()) >= sum(sender.sent.values())
-        if all_seen and now - last_news > config.settle_s:
+        if sender.done.is_set() and now - last_news > config.settle_s:
             break
     return verdicts, alerts, dict(observed)
 

@@ -15,6 +15,16 @@ from visionline.stack import StackError
 
 
 def bench_command(
+    path: Annotated[
+        str,
+        typer.Option(
+            help="classify: the photo cameras' path; inspect: the conveyor lines' (parts, "
+            "verdicts, decision latency)."
+        ),
+    ] = "classify",
+    lines: Annotated[
+        int, typer.Option(min=1, max=16, help="inspect: most 10-fps lines tried.")
+    ] = 4,
     cameras: Annotated[int, typer.Option(min=1, max=32, help="Simulated 720p cameras.")] = 4,
     seconds: Annotated[float, typer.Option(min=5, help="Measured seconds of each phase.")] = 30,
     warmup: Annotated[
@@ -44,6 +54,11 @@ def bench_command(
     from rich.console import Console
 
     console = Console()
+    if path == "inspect":
+        _inspect_bench(console, lines, seconds, out)
+        return
+    if path != "classify":
+        raise typer.BadParameter(f"--path is classify or inspect, not {path}")
     options = BenchOptions(
         cameras, seconds, warmup, fps, out, state_dir, in_flight, bare_seconds, bare_threads
     )
@@ -62,4 +77,32 @@ def bench_command(
     console.print(f"written to {write_results(figures, out)} and {out / 'latest.json'}")
     if not figures["saturation"]["predictions"]:
         console.print("[red]no frame made it through the pipeline[/]")
+        raise typer.Exit(1)
+
+
+def _inspect_bench(console, lines: int, seconds: float, out: Path) -> None:
+    from visionline.bench.inspection import (
+        InspectBenchOptions,
+        run_inspect_bench,
+        write_inspect_results,
+    )
+    from visionline.bench.tables import inspect_tables
+
+    started = time.monotonic()
+
+    def log(text: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {text}", highlight=False)
+
+    options = InspectBenchOptions(max_lines=lines, seconds=max(seconds, 20), out=out)
+    try:
+        figures = run_inspect_bench(options, log)
+    except StackError as exc:
+        console.print("[red]the bench's stack failed[/]")
+        console.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    for table in inspect_tables(figures):
+        console.print(table)
+    console.print(f"written to {write_inspect_results(figures, out)}")
+    if not any(p["verdicts"] for p in figures["phases"]):
+        console.print("[red]no part was decided through the stack[/]")
         raise typer.Exit(1)

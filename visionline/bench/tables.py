@@ -119,3 +119,52 @@ def print_report(figures: dict, console) -> None:
 
 
 # ================================ command ===================================================
+
+
+def inspect_tables(f: dict) -> list:
+    """`visionline bench --path inspect`: the bare loop, then each phase through the stack."""
+    from rich.table import Table
+
+    bare = f["bare"]
+    head = Table("measure", "value", title="visionline bench --path inspect")
+    head.add_row("bare loop frames/s", f"{bare['fps']} ({bare['parts_per_frame']} parts/frame)")
+    models = ", ".join(f"{k} {v}" for k, v in bare["model_ms_per_frame"].items())
+    head.add_row("bare ms per frame", f"{models}, other {bare['other_ms_per_frame']}")
+    head.add_row("pipeline frames/s (most inspected)", str(f["saturated_inspected_fps"]))
+    head.add_row("ratio pipeline / bare", str(f["pipeline_over_bare"]))
+    head.add_row("rated load", f"{f['rated_fps']} frames/s ({f['rated_lines']} 10-fps lines)")
+    head.add_row("p99 under 3 s at twice the rated load", str(f["overload_p99_under_3s"]))
+    phases = Table(
+        "lines",
+        "inspected/s",
+        "shed",
+        "parts/s",
+        "decision p50/p99/max ms",
+        "alert p99 ms",
+        "insufficient",
+        "recall / precision",
+        title="Through the stack (decision: capture of a part's last frame to its verdict)",
+    )
+    for p in f["phases"]:
+        d = p["decision_ms"]
+        phases.add_row(
+            f"{p['lines']} x {p['fps_per_line']:g}/s",
+            str(p["inspected_fps"]),
+            f"{p['shed_share']:.0%}",
+            str(p["parts_per_s"]),
+            f"{d['p50']} / {d['p99']} / {d['max']}",
+            str(p["alert_ms"]["p99"]),
+            f"{p['insufficient_share']:.1%}",
+            f"{p['recall']} / {p['precision']}",
+        )
+    cpu = Table(
+        "process",
+        *(f"{p['offered_fps']:g}/s" for p in f["phases"]),
+        title="CPU ms per inspected frame",
+    )
+    names = sorted({n for p in f["phases"] for n in p["cpu_ms_per_inspected_frame"]})
+    for name in names:
+        cpu.add_row(
+            name, *(str(p["cpu_ms_per_inspected_frame"].get(name, "-")) for p in f["phases"])
+        )
+    return [head, phases, cpu]

@@ -6,8 +6,9 @@ The policy: a frame that waited at most ``late_after_s`` is inspected. A frame t
 longer is inspected when its capture time lies at least ``gap_per_late_s`` times its wait after
 the camera's last inspected frame; any other frame is shed, and counted. The gap grows with the
 backlog, so each camera's inspected rate falls until the worker keeps up: under twice the load
-it can take, the wait settles where half the frames are inspected (about ``0.5 / gap_per_late_s``
-frames per second per camera) instead of growing without end.
+it can take, a 10-fps camera's frames settle at a wait of about 0.5 s with every other frame
+inspected (gap 0.2 s = 0.4 x 0.5 s), instead of a wait that grows without end. At the
+threshold the gap is 0.1 s, a 10-fps line's own spacing, so shedding starts smoothly.
 
 Why this policy and not the plain ones:
 - dropping frames past a deadline drops runs of consecutive frames, and a run can hide a part's
@@ -30,8 +31,8 @@ from dataclasses import dataclass, field
 class Shedding:
     """``late_after_s`` 0 turns shedding off."""
 
-    late_after_s: float = 0.5
-    gap_per_late_s: float = 0.2
+    late_after_s: float = 0.25
+    gap_per_late_s: float = 0.4
 
     def min_gap_s(self, waited_s: float) -> float:
         """The capture-time gap a frame that waited ``waited_s`` needs after the camera's
