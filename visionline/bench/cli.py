@@ -62,17 +62,7 @@ def bench_command(
     options = BenchOptions(
         cameras, seconds, warmup, fps, out, state_dir, in_flight, bare_seconds, bare_threads
     )
-    started = time.monotonic()
-
-    def log(text: str) -> None:
-        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {text}", highlight=False)
-
-    try:
-        figures = run_bench(options, log)
-    except StackError as exc:
-        console.print("[red]the bench's stack failed[/]")
-        console.print(str(exc), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    figures = _on_stack(console, lambda log: run_bench(options, log))
     print_report(figures, console)
     console.print(f"written to {write_results(figures, out)} and {out / 'latest.json'}")
     if not figures["saturation"]["predictions"]:
@@ -88,21 +78,26 @@ def _inspect_bench(console, lines: int, seconds: float, out: Path) -> None:
     )
     from visionline.bench.tables import inspect_tables
 
-    started = time.monotonic()
-
-    def log(text: str) -> None:
-        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {text}", highlight=False)
-
     options = InspectBenchOptions(max_lines=lines, seconds=max(seconds, 20), out=out)
-    try:
-        figures = run_inspect_bench(options, log)
-    except StackError as exc:
-        console.print("[red]the bench's stack failed[/]")
-        console.print(str(exc), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    figures = _on_stack(console, lambda log: run_inspect_bench(options, log))
     for table in inspect_tables(figures):
         console.print(table)
     console.print(f"written to {write_inspect_results(figures, out)}")
     if not any(p["verdicts"] for p in figures["phases"]):
         console.print("[red]no part was decided through the stack[/]")
         raise typer.Exit(1)
+
+
+def _on_stack(console, run):
+    """``run(log)``'s figures, timestamped progress on the console; exit 1 if its stack fails."""
+    started = time.monotonic()
+
+    def log(text: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {text}", highlight=False)
+
+    try:
+        return run(log)
+    except StackError as exc:
+        console.print("[red]the bench's stack failed[/]")
+        console.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1) from None
