@@ -140,6 +140,9 @@ class InspectSettings(_Settings):
     max_parts: int = Field(20, ge=1)  # per frame, best first
     max_crop_batch: int = Field(16, ge=1)  # crops per request to the crop models
     model_version: str = ""  # empty: the version Triton serves as latest (all three models)
+    # Both crop models on one backbone pass (visionline/training/crop_models.py), used while it
+    # was built from the versions served; empty: always the two models apart.
+    crop_model: str = "part_crops"
     # A frame with a part at least this likely defective gets an annotated snapshot.
     snapshot_threshold: float = Field(0.5, ge=0, le=1)
     # The local stack points this into its state folder (<state>/snapshots).

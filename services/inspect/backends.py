@@ -9,6 +9,7 @@ from tritonclient.utils import InferenceServerException
 
 from services.inference.backends import loop_client, triton_infer
 from visionline.inspection.inspector import Infer, ServedVersion
+from visionline.inspection.vision import PART_CROPS
 from visionline.resilience import BackendUnavailable
 
 
@@ -20,7 +21,9 @@ def triton_models(url: str, version: str, timeout_s: float) -> tuple[Infer, Serv
     async def infer(
         model: str, input_name: str, batch: np.ndarray, outputs: Sequence[str]
     ) -> tuple[dict[str, np.ndarray], str]:
-        return await triton_infer(client(), model, version, {input_name: batch}, outputs, timeout_s)
+        # part_crops has its own version numbers; a pinned version is the crop models'.
+        pinned = "" if model == PART_CROPS else version
+        return await triton_infer(client(), model, pinned, {input_name: batch}, outputs, timeout_s)
 
     async def served_version(model: str) -> str:
         if version:

@@ -39,6 +39,7 @@ def build_inspector(common: CommonSettings, settings: InspectSettings) -> Inspec
         min_part_score=settings.min_part_score,
         max_parts=settings.max_parts,
         max_crop_batch=settings.max_crop_batch,
+        crop_model=settings.crop_model or None,
     )
 
 

@@ -34,8 +34,9 @@ class FakeTriton:
     """Part peaks at the given cells (64 px boxes); every crop anomalous at ``anomaly``, with
     one class-0 defect of 16 px at the crop's centre."""
 
-    def __init__(self, cells=((16, 20),), anomaly=0.8, failures=0) -> None:
+    def __init__(self, cells=((16, 20),), anomaly=0.8, failures=0, crops_from=None) -> None:
         self.cells, self.anomaly, self.failures = cells, anomaly, failures
+        self.crops_from = crops_from  # the pair part_crops was built from; None: not loaded
         self.calls: list[tuple[str, tuple]] = []
 
     async def infer(self, model, input_name, batch, outputs):
@@ -43,6 +44,17 @@ class FakeTriton:
         if self.failures:
             self.failures -= 1
             raise BackendUnavailable("down")
+        if model == "part_crops":
+            if self.crops_from is None:
+                raise BackendUnavailable("part_crops: not loaded")
+            found = {}
+            for one in ("part_anomaly", "defect_detector"):
+                found |= (await self.infer(one, input_name, batch, None))[0]
+                self.calls.pop()
+            sources = np.tile(np.array(self.crops_from, np.int64), (len(batch), 1))
+            found["source_versions"] = sources
+            assert set(found) == set(outputs)
+            return found, "1"
         n = len(batch)
         if model == "part_detector":
             assert input_name == "frame" and batch.shape == (1, FRAME_H, FRAME_W, 3)
@@ -66,7 +78,7 @@ class FakeTriton:
                 "defect_size": np.full((n, 2, CROP_GRID, CROP_GRID), np.log(2), np.float32),
                 "defect_mask": np.zeros((n, CROP_GRID, CROP_GRID), np.float32),
             }
-        assert set(found) == set(outputs)
+        assert outputs is None or set(found) == set(outputs)
         return found, VERSIONS[model]
 
     async def served_version(self, model):
@@ -94,7 +106,8 @@ def test_parts_are_found_and_scored_by_all_three_models():
     triton = FakeTriton()
     parts, models = run(inspector(triton)[0].inspect(RGB))
     assert [c[0] for c in triton.calls][0] == "part_detector"
-    assert {c[0] for c in triton.calls[1:]} == {"part_anomaly", "defect_detector"}
+    # part_crops is not loaded here: the two crop models answer
+    assert {c[0] for c in triton.calls[1:]} == {"part_crops", "part_anomaly", "defect_detector"}
     assert len(parts) == 1
     x0, y0, x1, y1 = parts[0].box
     assert (x0, y0, x1, y1) == pytest.approx((20.5 * 8 - 32, 16.5 * 8 - 32, 196, 164))
@@ -106,6 +119,46 @@ def test_parts_are_found_and_scored_by_all_three_models():
         ("part_anomaly", "2", "triton"),
         ("defect_detector", "1", "triton"),
     ]
+
+
+def test_one_backbone_pass_when_part_crops_was_built_from_the_served_pair():
+    triton = FakeTriton(crops_from=(2, 1))
+    parts, models = run(inspector(triton)[0].inspect(RGB))
+    inferred = [c[0] for c in triton.calls if c[1] != "version"]
+    assert inferred == ["part_detector", "part_crops"]
+    assert parts[0].defect_score == pytest.approx(0.8)
+    assert [d.defect_class for d in parts[0].defects] == ["scratch"]
+    assert [m.version for m in models] == ["3", "2", "1"]  # the pair it was built from
+
+
+def test_part_crops_of_other_versions_is_left_alone_until_the_recheck():
+    """A promotion made another pair serve and part_crops was not rebuilt yet: the two
+    models answer, and part_crops is asked again only ``recheck_s`` later."""
+    now = [0.0]
+    triton = FakeTriton(crops_from=(1, 1))  # part_anomaly 2 is served
+    model, _ = inspector(triton, recheck_s=30.0, clock=lambda: now[0])
+    for at in (0.0, 10.0, 31.0):
+        now[0] = at
+        run(model.inspect(RGB))
+    asked = [c[0] for c in triton.calls if c[1] != "version"]
+    assert asked.count("part_crops") == 2  # at 0 s and at 31 s
+    assert asked.count("part_anomaly") == 3 and asked.count("defect_detector") == 3
+    triton.crops_from = (2, 1)  # rebuilt
+    now[0] = 62.0
+    run(model.inspect(RGB))
+    asked = [c[0] for c in triton.calls if c[1] != "version"]
+    assert asked[-2:] == ["part_detector", "part_crops"]
+
+
+def test_no_part_crops_means_the_two_models_as_before():
+    triton = FakeTriton(crops_from=None)
+    parts, models = run(inspector(triton)[0].inspect(RGB))
+    asked = [c[0] for c in triton.calls if c[1] != "version"]
+    assert set(asked) == {"part_detector", "part_crops", "part_anomaly", "defect_detector"}
+    assert len(parts) == 1 and [m.version for m in models] == ["3", "2", "1"]
+    off = FakeTriton(crops_from=(2, 1))
+    run(inspector(off, crop_model=None)[0].inspect(RGB))
+    assert "part_crops" not in [c[0] for c in off.calls]
 
 
 def test_no_parts_skips_the_crop_models_but_still_names_their_versions():

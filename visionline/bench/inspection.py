@@ -33,6 +33,7 @@ from visionline.acceptance.run import CameraRun, plan, score
 from visionline.bench.figures import component_usage
 from visionline.bench.run import Sampler, _machine
 from visionline.camera.publisher import FramePublisher
+from visionline.inspection.vision import DEFECT_DETECTOR, PART_ANOMALY, PART_CROPS
 from visionline.kafka import read_messages, topic_consumer
 from visionline.messages import Topic
 from visionline.report import percentiles
@@ -80,9 +81,12 @@ class Phase:
 # ================================ the bare loop ==============================================
 
 
-def bare_inspection(frames: list[bytes], repository: Path, threads: int = 1) -> dict[str, Any]:
+def bare_inspection(
+    frames: list[bytes], repository: Path, threads: int = 1, shared_backbone: bool = True
+) -> dict[str, Any]:
     """Decode and the inspect worker's own ``Inspector`` on local ONNX models (``threads``
-    each), frame after frame in this process: frames/s, parts, and each model's share."""
+    each), frame after frame in this process: frames/s, parts, and each model's share.
+    ``shared_backbone``: with ``part_crops`` when it is built, as the inspect worker runs."""
     import asyncio
     import resource
 
@@ -92,6 +96,8 @@ def bare_inspection(frames: list[bytes], repository: Path, threads: int = 1) -> 
     from visionline.training.evaluate import load_models
 
     models, versions = load_models(repository, threads=threads)
+    if shared_backbone:
+        models.update(crop_models(repository, versions, threads))
     spent: Counter[str] = Counter()
     timed = {name: _Timed(model, name, spent) for name, model in models.items()}
     inspector = local_inspector(timed, versions)  # type: ignore[arg-type]
@@ -121,7 +127,20 @@ def bare_inspection(frames: list[bytes], repository: Path, threads: int = 1) -> 
         "other_ms_per_frame": round(1000 * (seconds - sum(spent.values())) / n, 1),
         "cpu_ms_per_frame": round(1000 * cpu / n, 1),
         "threads_per_model": threads,
+        "models": sorted(models),
     }
+
+
+def crop_models(repository: Path, versions: dict[str, int], threads: int) -> dict[str, Any]:
+    """``part_crops`` built from the loaded pair, when one is: {name: model}, else {}."""
+    from visionline.training.crop_models import built_from
+    from visionline.training.serving import OnnxModel
+
+    pair = (versions[PART_ANOMALY], versions[DEFECT_DETECTOR])
+    version = built_from(repository, pair)
+    if version is None:
+        return {}
+    return {PART_CROPS: OnnxModel(repository / PART_CROPS / str(version) / "model.onnx", threads)}
 
 
 @dataclass
@@ -310,7 +329,12 @@ def run_inspect_bench(options: InspectBenchOptions, log: Log) -> dict[str, Any]:
     first = Phase.render(3, options.bare_frames / 3 / options.fps, options.fps, options.seed)
     bare_frames = [f for frames in first.frames.values() for f in frames]
     log(f"bare loop over {len(bare_frames)} frames of {len(first.runs)} lines")
-    bare = bare_inspection(bare_frames, REPO_ROOT / "triton_models")
+    repository = REPO_ROOT / "triton_models"
+    baseline = bare_inspection(bare_frames, repository, shared_backbone=False)
+    log(f"bare, the crop models apart: {baseline['fps']} frames/s")
+    bare = bare_inspection(bare_frames, repository)
+    bare["over_crop_models_apart"] = round(bare["fps"] / baseline["fps"], 3)
+    bare["crop_models_apart"] = baseline
     log(f"bare: {bare['fps']} frames/s, {bare['parts_per_frame']} parts per frame")
     if (options.state_dir / "stack.json").is_file():  # only ever a stack's own folder
         shutil.rmtree(options.state_dir)  # the bench's own stack starts empty

@@ -128,6 +128,12 @@ def inspect_tables(f: dict) -> list:
     bare = f["bare"]
     head = Table("measure", "value", title="visionline bench --path inspect")
     head.add_row("bare loop frames/s", f"{bare['fps']} ({bare['parts_per_frame']} parts/frame)")
+    apart = bare.get("crop_models_apart")
+    if apart:
+        head.add_row(
+            "bare, crop models apart (baseline)",
+            f"{apart['fps']} frames/s; ratio {bare['over_crop_models_apart']}",
+        )
     models = ", ".join(f"{k} {v}" for k, v in bare["model_ms_per_frame"].items())
     head.add_row("bare ms per frame", f"{models}, other {bare['other_ms_per_frame']}")
     head.add_row("pipeline frames/s (most inspected)", str(f["saturated_inspected_fps"]))

@@ -14,7 +14,7 @@ import numpy as np
 from visionline.inspection.config import InspectionConfig
 from visionline.inspection.inspector import Inspector
 from visionline.inspection.tracking import PartDecision, PartDetection, PartDetections, PartTracker
-from visionline.inspection.vision import CropDecoding
+from visionline.inspection.vision import PART_CROPS, CropDecoding
 
 if TYPE_CHECKING:
     from visionline.training.serving import OnnxModel
@@ -30,13 +30,17 @@ def local_inspector(
 
     async def infer(model: str, input_name: str, batch: np.ndarray, outputs: Sequence[str]):
         found = models[model].run(batch)
-        return {name: found[name] for name in outputs}, str(versions[model])
+        return {name: found[name] for name in outputs}, str(versions.get(model, 0))
 
     async def served_version(model: str) -> str:
         return str(versions[model])
 
     return Inspector(
-        infer, served_version, min_part_score=min_part_score, decoding=decoding or CropDecoding()
+        infer,
+        served_version,
+        min_part_score=min_part_score,
+        decoding=decoding or CropDecoding(),
+        crop_model=PART_CROPS if PART_CROPS in models else None,
     )
 
 

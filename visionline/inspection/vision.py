@@ -26,6 +26,9 @@ from visionline.synthetic.defects import DEFECT_CLASSES
 
 PART_DETECTOR, PART_ANOMALY, DEFECT_DETECTOR = "part_detector", "part_anomaly", "defect_detector"
 INSPECTION_MODELS = (PART_DETECTOR, PART_ANOMALY, DEFECT_DETECTOR)
+# Both crop models on one backbone pass, derived from a version of each
+# (visionline/training/crop_models.py); SOURCE_VERSIONS: that pair, per crop.
+PART_CROPS, SOURCE_VERSIONS = "part_crops", "source_versions"
 ANOMALY_CLASS = "anomaly"  # a region the anomaly map found that no defect box explains
 
 FRAME_W, FRAME_H = 448, 256  # part_detector input: the frame letterboxed into this

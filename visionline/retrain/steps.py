@@ -431,9 +431,10 @@ class RealSteps:
         return decide_promotion(candidate, serving, s.traffic_metric, s.margin, guards)
 
     def promote(self, job: Job, candidate: int, metrics: dict, reason: str) -> None:
+        control = triton_control(self.triton_grpc_url)
         promote(
             self.engine,
-            triton_control(self.triton_grpc_url),
+            control,
             self.repository,
             job.model,
             candidate,
@@ -443,6 +444,13 @@ class RealSteps:
             reason=reason,
             timeout_s=self.settings.promote_timeout_s,
         )
+        if job.model in (PART_ANOMALY, DEFECT_DETECTOR):
+            from visionline.training.crop_models import refresh_part_crops
+
+            try:  # until it is, the inspect worker asks the two models apart
+                refresh_part_crops(control, self.repository)
+            except Exception:  # noqa: BLE001 - the promotion stands; only the shortcut waits
+                log.exception("part_crops not rebuilt after promoting %s", job.model)
 
     def steps(self) -> JobSteps:
         return JobSteps(self.build_dataset, self.train, self.evaluate, self.decide, self.promote)

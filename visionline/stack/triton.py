@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from visionline.inspection.vision import PART_CROPS
 from visionline.model_registry.versions import newest
 from visionline.models.classifiers import promoted_classifiers
 from visionline.models.detectors import promoted_detectors
@@ -124,6 +125,9 @@ def served_models(settings: StackSettings) -> list[str]:
                 name,
                 settings.model_repository / name,
             )
+    # Derived from two of them (`make models`); the inspect worker does without it.
+    if model_built(settings.model_repository / PART_CROPS):
+        models.append(PART_CROPS)
     return models
 
 

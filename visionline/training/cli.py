@@ -44,6 +44,11 @@ def _train(
     chosen = version or max(next_version(repository / n) for n in names)
     summary = train_all(repository, chosen, TrainConfig(seed=seed), log=console.print, only=names)
     console.print_json(json.dumps(summary, default=str))
+    if names & {"part_anomaly", "defect_detector"}:
+        from visionline.training.crop_models import ensure_part_crops
+
+        version, built = ensure_part_crops(repository)  # for the pair served, by the files
+        console.print(f"part_crops: version {version} {'built' if built else 'up to date'}")
     return summary
 
 

@@ -63,6 +63,12 @@ class PatchCore(nn.Module):
     def distances(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw (map, score): nearest-neighbour distance per patch, and the blurred max."""
         _, f8, f16 = self.backbone(image)
+        return self.raw_from_features(f8, f16)
+
+    def raw_from_features(
+        self, f8: torch.Tensor, f16: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``distances`` from the backbone's stride-8 and stride-16 features."""
         features = patch_features(f8, f16)
         n, d, h, w = features.shape
         q = features.permute(0, 2, 3, 1).reshape(n, h * w, d)
@@ -74,7 +80,14 @@ class PatchCore(nn.Module):
         return smooth, smooth.amax(dim=(1, 2))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        smooth, score = self.distances(image)
+        _, f8, f16 = self.backbone(image)
+        return self.from_features(f8, f16)
+
+    def from_features(
+        self, f8: torch.Tensor, f16: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated (map, score) from the backbone's features (``part_crops`` shares them)."""
+        smooth, score = self.raw_from_features(f8, f16)
         calibrate = lambda v: torch.sigmoid((v - self.threshold) / self.scale)  # noqa: E731
         return calibrate(smooth), calibrate(score)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from visionline.inspection.vision import INSPECTION_MODELS
+from visionline.inspection.vision import INSPECTION_MODELS, PART_CROPS
 from visionline.models.export import weights_path
 from visionline.models.spec import MODEL_FILENAME
 from visionline.training.evaluate import EvalConfig, evaluate
@@ -172,9 +172,21 @@ def assemble(
             started = time.perf_counter()
             _assemble_one(release, repository, name, manifest, stamp, backbone)
             done[name] = f"assembled ({time.perf_counter() - started:.1f} s)"
+    done[PART_CROPS] = _crop_models(repository, backbone if todo else None)
     for name, what in done.items():
         log(f"{name}: {what}")
     return done
+
+
+def _crop_models(repository: Path, backbone) -> str:
+    """``part_crops`` (both crop models on one backbone pass) for the pair served now."""
+    from visionline.training.crop_models import ensure_part_crops
+
+    started = time.perf_counter()
+    version, built = ensure_part_crops(repository, backbone or _frozen_backbone())
+    if not built:
+        return f"up to date (version {version})"
+    return f"built as version {version} ({time.perf_counter() - started:.1f} s)"
 
 
 def _trained_here(folder: Path) -> bool:
