@@ -13,7 +13,7 @@ KCAT := /usr/bin/kcat
 KAFKA := .kafka
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env kafka kafka-tls models browser prometheus kcat up down status demo test test-unit lint bench lock compose-check clean
+.PHONY: env kafka kafka-tls models browser prometheus kcat up down status demo test test-unit lint bench bench-inspect lock compose-check clean
 
 env: $(VENV)/.ready $(TVENV)/.ready kafka
 
@@ -107,6 +107,10 @@ lint: env
 
 bench: models
 	$(BIN)/visionline bench
+
+# The conveyor lines' path: bare loop, then 5/s, 10/s, 20/s, ... through the stack (about 6 min).
+bench-inspect: models
+	$(BIN)/visionline bench --path inspect
 
 compose-check:
 	POSTGRES_PASSWORD=check UPLOAD_KEY_PEPPER=check GRAFANA_ADMIN_PASSWORD=check OBJECTS_STATE_SECRET=check \

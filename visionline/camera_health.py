@@ -1,4 +1,5 @@
-"""Camera activity: ingest counts each accepted frame in Redis, the operator API reads it back.
+"""Camera activity: ingest counts each accepted frame in Redis, the inspect worker each frame it
+shed (load shedding), the operator API reads both back.
 
 Per camera, one counter per wall-clock second (``visionline:activity:<camera>:<second>``, gone
 after ``BUCKET_TTL_S``) and a hash with the last accepted frame
@@ -40,6 +41,19 @@ def last_key(camera_id: str) -> str:
     return f"{PREFIX}:{camera_id}:last"
 
 
+def shed_key(camera_id: str, second: int) -> str:
+    return f"{PREFIX}:{camera_id}:shed:{second}"
+
+
+def record_shed(redis_client, camera_id: str, now: float) -> None:
+    """One frame of ``camera_id`` the inspect worker shed (visionline/inspection/shedding.py)."""
+    key = shed_key(camera_id, int(now))
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, BUCKET_TTL_S)
+    pipe.execute()
+
+
 def activity_commands(
     camera_id: str, frame_id: str, captured_at: float, now: float
 ) -> list[tuple[Any, ...]]:
@@ -66,6 +80,7 @@ class Activity:
     last_captured_at: float | None  # that frame's capture time
     last_frame_id: str | None
     frames_last_minute: int
+    shed_last_minute: int = 0  # inspection frames the inspect worker shed
 
     @property
     def fps(self) -> float:
@@ -78,8 +93,13 @@ def window_seconds(now: float) -> list[int]:
     return list(range(current - WINDOW_S + 1, current + 1))
 
 
-def parse_activity(counts: Sequence[bytes | None], last: dict[bytes, bytes]) -> Activity:
-    """An ``Activity`` from the bucket counters (MGET) and the last-frame hash (HGETALL)."""
+def parse_activity(
+    counts: Sequence[bytes | None],
+    last: dict[bytes, bytes],
+    shed: Sequence[bytes | None] = (),
+) -> Activity:
+    """An ``Activity`` from the bucket counters (MGET), the last-frame hash (HGETALL) and the
+    shed frames' counters (MGET)."""
     frames = sum(int(c) for c in counts if c is not None)
 
     def number(field: bytes) -> float | None:
@@ -95,6 +115,7 @@ def parse_activity(counts: Sequence[bytes | None], last: dict[bytes, bytes]) -> 
         number(b"captured_at"),
         frame_id.decode(errors="replace") if frame_id else None,
         frames,
+        sum(int(c) for c in shed if c is not None),
     )
 
 
@@ -105,9 +126,10 @@ def read_activity(redis_client, camera_ids: Sequence[str], now: float) -> dict[s
     for camera_id in camera_ids:
         pipe.mget([bucket_key(camera_id, s) for s in seconds])
         pipe.hgetall(last_key(camera_id))
+        pipe.mget([shed_key(camera_id, s) for s in seconds])
     replies = pipe.execute()
     return {
-        camera_id: parse_activity(replies[2 * i], replies[2 * i + 1])
+        camera_id: parse_activity(replies[3 * i], replies[3 * i + 1], replies[3 * i + 2])
         for i, camera_id in enumerate(camera_ids)
     }
 

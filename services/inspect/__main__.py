@@ -3,7 +3,9 @@ handlers: ``services/inspect/handlers.py``)."""
 
 from __future__ import annotations
 
-from services.inspect.handlers import InspectHandlers, build_inspector
+import redis
+
+from services.inspect.handlers import InspectHandlers, ShedCounter, build_inspector
 from visionline.messages import Topic
 from visionline.settings import CommonSettings, InspectSettings
 from visionline.worker import Worker, configure_logging
@@ -13,7 +15,9 @@ def main() -> None:
     common, settings = CommonSettings(), InspectSettings()
     configure_logging(common, "inspect")
     worker = Worker("inspect", common)
-    inspect = InspectHandlers(build_inspector(common, settings), settings, worker.model_in_use)
+    shed = ShedCounter(redis.Redis.from_url(common.redis_url, socket_timeout=1.0))
+    inspector = build_inspector(common, settings)
+    inspect = InspectHandlers(inspector, settings, worker.model_in_use, shed)
     # Triton down: the worker waits for it; any other error crashes it, counted against the frame.
     worker.each(Topic.INSPECTION_FRAMES, Topic.PART_OBSERVATIONS, inspect.inspect)
     worker.every(settings.snapshot_prune_s, inspect.prune, "prune")

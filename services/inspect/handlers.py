@@ -10,9 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
+from redis import RedisError
 
 from services.inspect.backends import triton_models
 from services.inspect.logic import decode_frame, observations, store_snapshot
+from visionline.camera_health import record_shed
 from visionline.imaging import FrameRejected
 from visionline.inspection.inspector import Inspector
 from visionline.inspection.samples import SampleStore, reasons_for
@@ -44,10 +46,31 @@ def build_inspector(common: CommonSettings, settings: InspectSettings) -> Inspec
 
 
 @dataclass
+class ShedCounter:
+    """Shed frames per camera in Redis, for the operator API and the dashboard; a Redis that
+    fails is left alone for ``back_off_s`` (the metric still counts)."""
+
+    redis: object
+    back_off_s: float = 10.0
+    down_until: float = 0.0
+
+    def count(self, camera_id: str) -> None:
+        now = time.time()
+        if now < self.down_until:
+            return
+        try:
+            record_shed(self.redis, camera_id, now)
+        except RedisError as exc:
+            self.down_until = now + self.back_off_s
+            log.warning("shed frames not counted in Redis for %.0f s: %s", self.back_off_s, exc)
+
+
+@dataclass
 class InspectHandlers:
     inspector: Inspector
     settings: InspectSettings
     model_in_use: Callable[..., None]
+    shed_counter: ShedCounter | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -81,6 +104,8 @@ class InspectHandlers:
         if self.shedder.inspect(meta.camera_id, meta.captured_at, waited):
             return True
         INSPECTION_FRAMES_SHED.labels(meta.camera_id).inc()
+        if self.shed_counter is not None:
+            self.shed_counter.count(meta.camera_id)
         log.debug("shed %s/%s after %.2f s of wait", meta.camera_id, meta.frame_id, waited)
         return False
 

@@ -38,10 +38,13 @@ def chelsea_jpeg(width: int = 1280, height: int = 720, shift: int = 0) -> bytes:
     return encoded.tobytes()
 
 
-def new_camera(engine: Engine, prefix: str = "test", max_fps: float = 200.0) -> str:
+def new_camera(
+    engine: Engine, prefix: str = "test", max_fps: float = 200.0, pipeline: str = "classify"
+) -> str:
     """A camera id of its own for each test (test-* cameras alert on every cat frame)."""
     camera_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    upsert_cameras(engine, [CameraSpec(camera_id=camera_id, max_fps=max_fps)], pepper="dev")
+    spec = CameraSpec(camera_id=camera_id, max_fps=max_fps, pipeline=pipeline)  # type: ignore[arg-type]
+    upsert_cameras(engine, [spec], pepper="dev")
     return camera_id
 
 

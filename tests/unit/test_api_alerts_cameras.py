@@ -137,6 +137,9 @@ def test_parse_activity_sums_buckets_and_tolerates_junk() -> None:
     assert activity == ch.Activity(2000.5, None, "f-1", 30)
     assert activity.fps == 0.5
     assert ch.parse_activity([], {}) == ch.Activity(None, None, None, 0)
+    shed = ch.parse_activity([b"10"], last, [b"2", None, b"5"])
+    assert (shed.frames_last_minute, shed.shed_last_minute) == (10, 7)
+    assert ch.shed_key("line-1", 7) != ch.bucket_key("line-1", 7)
 
 
 @pytest.mark.parametrize(

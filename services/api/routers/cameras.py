@@ -84,6 +84,11 @@ class CameraOut(BaseModel):
     last_frame_id: str | None
     frames_last_minute: int | None = Field(description="Frames accepted in the last 60 s")
     fps: float | None = Field(description="frames_last_minute / 60")
+    frames_shed_last_minute: int | None = Field(
+        None,
+        description="Inspection cameras: frames the inspect worker shed in the last 60 s because "
+        "it was behind (load shedding: fewer frames per part, decisions on time)",
+    )
     health: Literal["ok", "stale", "silent", "disabled", "unknown"] = Field(
         description="disabled; ok: a frame within max(5 s, 5 / max_fps); stale: within 60 s; "
         "silent: none in 60 s; unknown: activity unreadable"
@@ -130,6 +135,7 @@ def camera_out(row: Camera, activity: camera_health.Activity | None, now: float)
         last_frame_id=activity.last_frame_id if activity else None,
         frames_last_minute=activity.frames_last_minute if activity else None,
         fps=activity.fps if activity else None,
+        frames_shed_last_minute=activity.shed_last_minute if activity else None,
         health=camera_health.health(row.enabled, row.max_fps, activity, now),
     )
 

@@ -183,6 +183,23 @@ def test_activity_of_frames_through_the_stack(api_client, engine, as_role, boots
     assert mine and mine[0]["fps"] > 0
 
 
+def test_frames_the_inspect_worker_shed_show_on_the_camera(
+    api_client, engine, as_role, stack
+) -> None:
+    import redis
+
+    from visionline.camera_health import record_shed
+
+    cam = new_camera(engine, prefix="api-line", pipeline="inspect")
+    body = api_client.get(f"/v1/cameras/{cam}", headers=as_role("viewer")).json()
+    assert body["frames_shed_last_minute"] == 0
+    client = redis.Redis.from_url(stack.redis_url)
+    for _ in range(4):
+        record_shed(client, cam, time.time())
+    body = api_client.get(f"/v1/cameras/{cam}", headers=as_role("viewer")).json()
+    assert body["frames_shed_last_minute"] == 4
+
+
 # --- refusals ------------------------------------------------------------------------------
 
 
