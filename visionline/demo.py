@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -202,6 +203,10 @@ def run_demo(
 ) -> dict:
     line_fps = demo_line_fps(PartsSettings().rules_file)
     lines_at = {"line_cameras": lines, "line_fps": line_fps, "line_prefix": DEMO_LINE_PREFIX}
+    # The demo reads its topics from the beginning: a stack kept from the last run would count
+    # that run's frames and parts as this one's.
+    if (state_dir / "stack.json").is_file():  # only ever a stack's own folder
+        shutil.rmtree(state_dir)
     settings = free_port_settings(state_dir, cameras=cameras, camera_fps=fps, **lines_at)
     console.print(
         f"[bold]Starting the local stack[/] ({cameras} simulated cameras at {fps} fps, "
