@@ -167,6 +167,7 @@ class InspectSettings(_Settings):
     # its wait (in capture time) after its camera's last inspected frame. 0 turns it off.
     shed_late_after_s: float = Field(0.25, ge=0)
     shed_gap_per_late_s: float = Field(0.4, gt=0)
+    shed_max_gap_s: float = Field(0.3, gt=0)  # so that every part keeps frames (0.7 s in view)
 
 
 class RulesSettings(_Settings):

@@ -78,7 +78,8 @@ class InspectHandlers:
         self.samples = SampleStore(s.sample_dir, s.sample_max_age_s, s.sample_max_bytes)
         per_minute = s.samples_per_camera_per_minute
         self.sampler = LabelSampler(LabelSampling(max_per_camera_per_minute=per_minute))
-        self.shedder = FrameShedder(Shedding(s.shed_late_after_s, s.shed_gap_per_late_s))
+        policy = Shedding(s.shed_late_after_s, s.shed_gap_per_late_s, s.shed_max_gap_s)
+        self.shedder = FrameShedder(policy)
 
     async def inspect(self, event) -> tuple[bytes, bytes] | None:
         """The frame's observations, or None when it is shed (nothing is published)."""

@@ -59,3 +59,34 @@ def test_inspection_frames_give_parts_where_the_parts_are(stack, engine, observa
             total += 1
             matched += any(iou(part.box, box) >= 0.3 for box in boxes)
     assert total > 0 and matched / total >= 0.7, f"{matched} of {total} parts found"
+
+
+def _triton_count(stack, model: str) -> float:
+    import httpx
+
+    from visionline.bench.figures import parse_prometheus
+
+    url = f"http://{stack.settings.host}:{stack.settings.triton_metrics_port}/metrics"
+    text = httpx.get(url, timeout=5.0).raise_for_status().text
+    return sum(
+        value
+        for name, labels, value in parse_prometheus(text)
+        if name == "nv_inference_count" and labels.get("model") == model
+    )
+
+
+def test_the_crop_models_run_on_one_backbone_pass_in_triton(stack, engine, observations):
+    """part_crops is built by make models and loaded by the stack: crops go to it, not to the
+    anomaly model and the defect detector apart."""
+    before = {m: _triton_count(stack, m) for m in ("part_crops", "part_anomaly")}
+    camera_id = f"test-line-{uuid.uuid4().hex[:8]}"
+    upsert_cameras(engine, [CameraSpec(camera_id=camera_id, pipeline="inspect")], pepper="dev")
+    camera, generator = Camera(stack.kafka_bootstrap), LineGenerator(seed=11)
+    for i in range(3):
+        camera.send(camera_id, generator.encode(i)[0], f"f-{i:04d}")
+    camera.flush()
+    observations.wait_for(
+        lambda seen: sum(m["frame"]["camera_id"] == camera_id for m in seen) >= 3, timeout=120
+    )
+    assert _triton_count(stack, "part_crops") > before["part_crops"]
+    assert _triton_count(stack, "part_anomaly") == before["part_anomaly"]

@@ -76,8 +76,9 @@ def test_a_fresh_frame_is_inspected_however_close_to_the_last():
     assert all(shedder.inspect("line-1", t / 100, waited_s=0.4) for t in range(10))
 
 
-def test_a_late_frame_needs_a_gap_that_grows_with_its_wait():
-    shedder = FrameShedder(Shedding(late_after_s=0.5, gap_per_late_s=0.2))
+def test_a_late_frame_needs_a_gap_that_grows_with_its_wait_up_to_the_most():
+    assert Shedding(late_after_s=0.5, gap_per_late_s=0.2, max_gap_s=0.3).min_gap_s(5.0) == 0.3
+    shedder = FrameShedder(Shedding(late_after_s=0.5, gap_per_late_s=0.2, max_gap_s=1.0))
     assert shedder.inspect("line-1", 10.0, waited_s=1.0)
     assert not shedder.inspect("line-1", 10.1, waited_s=1.0)  # needs 0.2 s
     assert shedder.inspect("line-1", 10.2, waited_s=1.0)
@@ -91,3 +92,23 @@ def test_a_replayed_older_frame_is_inspected_and_off_means_off():
     assert shedder.inspect("line-1", 50.0, waited_s=5.0)  # before the last: a replay
     off = FrameShedder(Shedding(late_after_s=0))
     assert all(off.inspect("line-1", t / 100, waited_s=30.0) for t in range(10))
+
+
+def test_after_an_outage_every_part_keeps_frames_and_the_backlog_drains():
+    """The worker stopped for 20 s under two 10-fps lines it can otherwise inspect: no gap
+    between inspected frames wider than 0.3 s (a part is in view 0.7 s), and the wait is
+    back under a second within 15 s of the restart."""
+    shedder, clock, waits = FrameShedder(Shedding()), 20.0, []
+    arrivals = sorted((k / 10 + c * 0.01, f"line-{c}") for c in range(2) for k in range(600))
+    inspected: dict[str, list[float]] = {}
+    for arrived, camera in arrivals:
+        clock = max(clock, arrived)
+        if not shedder.inspect(camera, arrived, clock - arrived):
+            clock += SHED_COST_S
+            continue
+        clock += 1 / 25
+        waits.append((arrived, clock - arrived))
+        inspected.setdefault(camera, []).append(arrived)
+    for times in inspected.values():
+        assert np.diff(times).max() <= 0.3 + 1e-9
+    assert max(w for at, w in waits if at > 35) < 1.0

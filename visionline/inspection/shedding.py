@@ -18,6 +18,9 @@ Why this policy and not the plain ones:
   belt whatever the camera's frame rate, and the parts worker's tracker already reads belt
   travel from capture times (a shed frame is no jump).
 
+The gap never exceeds ``max_gap_s``, so no part passes unseen: beyond about three times the
+load the worker can take, the wait grows again (a machine that small needs fewer lines).
+
 The wait is measured on the server side's clocks (the inspection frame's Kafka timestamp, set
 when ingest forwarded it), so a camera whose clock is off does not make its frames look late.
 """
@@ -33,13 +36,17 @@ class Shedding:
 
     late_after_s: float = 0.25
     gap_per_late_s: float = 0.4
+    # Never a wider gap: a part crosses the lines' view in about 0.7 s, so each part keeps two
+    # frames or more even after an outage left a backlog of seconds (then the wait drains at
+    # several seconds per second instead of at once).
+    max_gap_s: float = 0.3
 
     def min_gap_s(self, waited_s: float) -> float:
         """The capture-time gap a frame that waited ``waited_s`` needs after the camera's
         last inspected frame (0: it is inspected)."""
         if self.late_after_s <= 0 or waited_s <= self.late_after_s:
             return 0.0
-        return self.gap_per_late_s * waited_s
+        return min(self.max_gap_s, self.gap_per_late_s * waited_s)
 
 
 @dataclass
