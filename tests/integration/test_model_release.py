@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from visionline.inspection.vision import INSPECTION_MODELS
+from visionline.inspection.vision import INSPECTION_MODELS, PART_CROPS
 from visionline.models import spec
 from visionline.stack.api import LocalStack
 from visionline.stack.config import free_port_settings
@@ -53,7 +53,7 @@ def manifest() -> dict:
 def assembled(tmp_path_factory, manifest) -> Path:
     repository = tmp_path_factory.mktemp("assembled")
     done = assemble(RELEASE, repository, **QUIET)
-    assert set(done) == set(INSPECTION_MODELS)
+    assert set(done) == {*INSPECTION_MODELS, PART_CROPS}  # part_crops derived from two of them
     return repository
 
 
