@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -21,6 +20,7 @@ from visionline.report import RunSummary, capture_to_alert
 from visionline.settings import PartsSettings
 from visionline.stack import LocalStack
 from visionline.stack.config import free_port_settings
+from visionline.stack.state import fresh_stack_folder
 from visionline.tokens import create_token
 
 WATCHED = (Topic.PREDICTIONS, Topic.ALERTS, Topic.DEAD_LETTER, Topic.PART_DECISIONS)
@@ -205,8 +205,7 @@ def run_demo(
     lines_at = {"line_cameras": lines, "line_fps": line_fps, "line_prefix": DEMO_LINE_PREFIX}
     # The demo reads its topics from the beginning: a stack kept from the last run would count
     # that run's frames and parts as this one's.
-    if (state_dir / "stack.json").is_file():  # only ever a stack's own folder
-        shutil.rmtree(state_dir)
+    fresh_stack_folder(state_dir)
     settings = free_port_settings(state_dir, cameras=cameras, camera_fps=fps, **lines_at)
     console.print(
         f"[bold]Starting the local stack[/] ({cameras} simulated cameras at {fps} fps, "

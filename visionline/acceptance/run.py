@@ -11,7 +11,6 @@ recall and precision of defect alerts, and duplicate alerts per part.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from visionline.kafka import read_messages, topic_consumer
 from visionline.messages import Topic
 from visionline.stack import LocalStack
 from visionline.stack.config import free_port_settings
+from visionline.stack.state import fresh_stack_folder
 from visionline.synthetic.generator import LineGenerator
 from visionline.synthetic.schedule import CAMERA_MIXES
 
@@ -226,7 +226,8 @@ def publish_and_collect(
 
 @dataclass
 class PacedSender:
-    """Each camera's frames at ``fps``, stamped with the time they are due."""
+    """Each camera's frames at ``fps``, stamped with the time they are due; rendered as they
+    are sent, or taken from ``frames`` (rendered before, so the cameras cost nothing then)."""
 
     publisher: FramePublisher
     runs: list[CameraRun]
@@ -235,13 +236,14 @@ class PacedSender:
     t0: float = field(default_factory=time.time)
     sent: Counter[str] = field(default_factory=Counter)
     done: threading.Event = field(default_factory=threading.Event)
+    frames: dict[str, list[bytes]] | None = None
 
     def send_all(self) -> None:
         for index in range(max(self.total.values())):
             due = self.t0 + index / self.fps
             for run in self.runs:
                 if index < self.total[run.camera]:
-                    data = run.render(index)
+                    data = self.frames[run.camera][index] if self.frames else run.render(index)
                     frame_id = run.frame_id(index)
                     self.publisher.publish(run.camera, data, frame_id, captured_at=int(due * 1000))
                     self.sent[run.camera] += 1
@@ -287,9 +289,7 @@ def run_acceptance(config: RunConfig, state_dir, console, bootstrap: str | None 
     runs = plan(config.cameras, config.parts, config.fps, config.seed, run_id)
     started = time.monotonic()
     if bootstrap is None:
-        if (Path(state_dir) / "stack.json").is_file():  # only ever a stack's own folder
-            shutil.rmtree(state_dir)  # the run's own stack starts empty
-        settings = free_port_settings(Path(state_dir), cameras=0)
+        settings = free_port_settings(fresh_stack_folder(Path(state_dir)), cameras=0)
         console.print("[bold]Starting the local stack[/] (inspection cameras only)")
         with LocalStack(settings) as stack:
             stack.start()

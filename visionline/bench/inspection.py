@@ -17,7 +17,6 @@ and reads back what the stack made of them: frames inspected and shed, verdicts 
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import uuid
@@ -29,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from visionline.acceptance.run import CameraRun, plan, score
+from visionline.acceptance.run import CameraRun, PacedSender, plan, score
 from visionline.bench.figures import component_usage
-from visionline.bench.run import Sampler, _machine
+from visionline.bench.run import Sampler, _machine, upsert
 from visionline.camera.publisher import FramePublisher
 from visionline.inspection.vision import DEFECT_DETECTOR, PART_ANOMALY, PART_CROPS
 from visionline.kafka import read_messages, topic_consumer
@@ -168,20 +167,6 @@ class Collected:
     alerts: list[dict] = field(default_factory=list)
 
 
-def send_paced(publisher: FramePublisher, phase: Phase, t0: float, done: threading.Event) -> None:
-    """Each camera's frames at the phase's rate, stamped with the time they are due."""
-    count = max(len(f) for f in phase.frames.values())
-    for index in range(count):
-        due = t0 + index / phase.fps
-        for run in phase.runs:
-            frame_id = run.frame_id(index)
-            data = phase.frames[run.camera][index]
-            publisher.publish(run.camera, data, frame_id, captured_at=int(due * 1000))
-        time.sleep(max(0.0, t0 + (index + 1) / phase.fps - time.time()))
-    publisher.flush(60)
-    done.set()
-
-
 def collect(consumer, phase: Phase, done: threading.Event, settle_s: float) -> Collected:
     """Observations, verdicts and alerts of the phase's cameras, until the sending is done and
     nothing new came for ``settle_s``."""
@@ -240,20 +225,16 @@ def _max_ms(values: list[float]) -> float | None:
 
 
 def register_lines(database_url: str, phase: Phase) -> None:
-    """The phase's cameras as inspection cameras (ingest rejects unknown ones)."""
-    from visionline.camera_registry import CameraSpec, upsert_cameras
-    from visionline.db import make_engine
-    from visionline.settings import UploadSettings
+    """The phase's cameras as inspection cameras."""
+    from visionline.camera_registry import CameraSpec
 
-    specs = [
-        CameraSpec(camera_id=r.camera, name="bench line", max_fps=100, pipeline="inspect")
-        for r in phase.runs
-    ]
-    engine = make_engine(database_url)
-    try:
-        upsert_cameras(engine, specs, UploadSettings().key_pepper)
-    finally:
-        engine.dispose()
+    upsert(
+        database_url,
+        [
+            CameraSpec(camera_id=r.camera, name="bench line", max_fps=100, pipeline="inspect")
+            for r in phase.runs
+        ],
+    )
 
 
 def run_phase(stack, phase: Phase, log: Log, settle_s: float = 8.0) -> dict[str, Any]:
@@ -264,12 +245,13 @@ def run_phase(stack, phase: Phase, log: Log, settle_s: float = 8.0) -> dict[str,
     consumer = topic_consumer(bootstrap, topics, from_beginning=False)
     publisher = FramePublisher(bootstrap)
     publisher.start_polling()
-    done, t0 = threading.Event(), time.time() + 1.0
-    sender = threading.Thread(target=send_paced, args=(publisher, phase, t0, done), daemon=True)
+    total = {camera: len(frames) for camera, frames in phase.frames.items()}
+    t0 = time.time() + 1.0
+    sender = PacedSender(publisher, phase.runs, total, phase.fps, t0, frames=phase.frames)
     sampler = Sampler(stack)
     sampler.start()
-    sender.start()
-    got = collect(consumer, phase, done, settle_s)
+    threading.Thread(target=sender.send_all, name="bench-lines", daemon=True).start()
+    got = collect(consumer, phase, sender.done, settle_s)
     samples = sampler.stop()
     consumer.close()
     publisher.close()
@@ -325,6 +307,7 @@ def sustains(phase: dict[str, Any]) -> bool:
 def run_inspect_bench(options: InspectBenchOptions, log: Log) -> dict[str, Any]:
     from visionline.stack import LocalStack
     from visionline.stack.config import free_port_settings
+    from visionline.stack.state import fresh_stack_folder
 
     first = Phase.render(3, options.bare_frames / 3 / options.fps, options.fps, options.seed)
     bare_frames = [f for frames in first.frames.values() for f in frames]
@@ -336,9 +319,7 @@ def run_inspect_bench(options: InspectBenchOptions, log: Log) -> dict[str, Any]:
     bare["over_crop_models_apart"] = round(bare["fps"] / baseline["fps"], 3)
     bare["crop_models_apart"] = baseline
     log(f"bare: {bare['fps']} frames/s, {bare['parts_per_frame']} parts per frame")
-    if (options.state_dir / "stack.json").is_file():  # only ever a stack's own folder
-        shutil.rmtree(options.state_dir)  # the bench's own stack starts empty
-    settings = free_port_settings(options.state_dir, cameras=0)
+    settings = free_port_settings(fresh_stack_folder(options.state_dir), cameras=0)
     phases: list[dict[str, Any]] = []
     with LocalStack(settings) as stack:
         stack.start()

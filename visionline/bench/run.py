@@ -435,13 +435,20 @@ def wait_drained(load: LoadGenerator, collector: Collector, timeout_s: float) ->
 
 def register_cameras(database_url: str, count: int) -> list[str]:
     cameras = [f"{CAMERA_PREFIX}-{i:02d}" for i in range(1, count + 1)]
-    specs = [CameraSpec(camera_id=c, name="bench camera", max_fps=10_000) for c in cameras]
+    upsert(
+        database_url,
+        [CameraSpec(camera_id=c, name="bench camera", max_fps=10_000) for c in cameras],
+    )
+    return cameras
+
+
+def upsert(database_url: str, specs: list[CameraSpec]) -> None:
+    """The bench's cameras in the stack's registry (ingest rejects unknown ones)."""
     engine = make_engine(database_url)
     try:
         upsert_cameras(engine, specs, UploadSettings().key_pepper)
     finally:
         engine.dispose()
-    return cameras
 
 
 # ================================ figures of a phase ========================================

@@ -4,7 +4,6 @@ flow, then count what was lost or doubled (``visionline.chaos.run``)."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,10 +128,9 @@ def memory_table(report: dict[str, Any]) -> Table:
 
 def fresh_state_folder(name: str) -> Path:
     """``.state/<name>``, emptied of an earlier run's stack (only ever a stack's own folder)."""
-    folder = REPO_ROOT / ".state" / name
-    if (folder / "stack.json").is_file():
-        shutil.rmtree(folder)
-    return folder
+    from visionline.stack.state import fresh_stack_folder
+
+    return fresh_stack_folder(REPO_ROOT / ".state" / name)
 
 
 def on_stack(state_dir: Path | None, folder_name: str, run: Callable[[Any], dict]) -> dict:

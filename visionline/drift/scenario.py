@@ -47,6 +47,7 @@ from visionline.labels.truth import feedback_from_truth
 from visionline.messages import Topic
 from visionline.stack import LocalStack
 from visionline.stack.config import free_port_settings
+from visionline.stack.state import fresh_stack_folder
 from visionline.synthetic.generator import LineGenerator
 from visionline.synthetic.schedule import CAMERA_MIXES, Ramp, Schedule
 
@@ -466,9 +467,7 @@ def run_scenario(config: ScenarioConfig, state_dir: Path, repository: Path, cons
     """Start a stack with the retrain worker on a copy of the models, run, score."""
     run_id = uuid.uuid4().hex[:8]
     runs = plan(config, run_id)
-    if (state_dir / "stack.json").is_file():  # only ever a stack's own folder
-        shutil.rmtree(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    fresh_stack_folder(state_dir).mkdir(parents=True, exist_ok=True)
     models = state_dir / "models"
     copy_models(repository, models)
     saved = {k: os.environ.get(k) for k in RETRAIN_ENV}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,14 @@ from visionline.stack.config import StackSettings, WorkerSpec
 ComponentState = Literal["starting", "healthy", "unhealthy", "stopped"]
 EXIT_ALREADY_RUNNING = 3  # the supervisor's exit code when another one holds the state folder
 StackState = Literal["starting", "ready", "degraded", "unhealthy", "failed", "stopping", "stopped"]
+
+
+def fresh_stack_folder(folder: Path) -> Path:
+    """``folder`` emptied of an earlier run's stack, for a command that starts its own: only a
+    stack's own folder (one with ``stack.json``) is ever removed."""
+    if (folder / "stack.json").is_file():
+        shutil.rmtree(folder)
+    return folder
 
 
 @dataclass(frozen=True)
