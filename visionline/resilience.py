@@ -95,6 +95,22 @@ def dependency_down(exc: BaseException) -> str | None:
     return None
 
 
+@dataclass
+class RestAfterFailure:
+    """A best-effort server left alone for ``rest_s`` after it failed: each call to a hung one
+    blocks for its socket timeout, and a call per message would add that up (the parts worker's
+    line memory, the inspect worker's shed counts, both in Redis)."""
+
+    rest_s: float = 10.0
+    failed_at: float = float("-inf")  # time.monotonic() of the last failure
+
+    def resting(self) -> bool:
+        return time.monotonic() - self.failed_at < self.rest_s
+
+    def failed(self) -> None:
+        self.failed_at = time.monotonic()
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Exponential waits for a dependency to come back, capped."""

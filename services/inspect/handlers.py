@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 from redis import RedisError
@@ -23,7 +23,7 @@ from visionline.inspection.shedding import FrameShedder, Shedding
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.messages import FrameMeta, to_json
 from visionline.observability import INSPECTION_FRAMES_SHED, INSPECTION_WAIT_SECONDS
-from visionline.resilience import RetryPolicy
+from visionline.resilience import RestAfterFailure, RetryPolicy
 from visionline.settings import CommonSettings, InspectSettings
 from visionline.worker import decode_message
 
@@ -48,21 +48,19 @@ def build_inspector(common: CommonSettings, settings: InspectSettings) -> Inspec
 @dataclass
 class ShedCounter:
     """Shed frames per camera in Redis, for the operator API and the dashboard; a Redis that
-    fails is left alone for ``back_off_s`` (the metric still counts)."""
+    fails is left alone for a while (the metric still counts)."""
 
     redis: object
-    back_off_s: float = 10.0
-    down_until: float = 0.0
+    rest: RestAfterFailure = field(default_factory=RestAfterFailure)
 
     def count(self, camera_id: str) -> None:
-        now = time.time()
-        if now < self.down_until:
+        if self.rest.resting():
             return
         try:
-            record_shed(self.redis, camera_id, now)
+            record_shed(self.redis, camera_id, time.time())
         except RedisError as exc:
-            self.down_until = now + self.back_off_s
-            log.warning("shed frames not counted in Redis for %.0f s: %s", self.back_off_s, exc)
+            self.rest.failed()
+            log.warning("shed frames not counted in Redis for %.0f s: %s", self.rest.rest_s, exc)
 
 
 @dataclass

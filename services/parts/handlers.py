@@ -39,13 +39,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from services.parts.logic import MEMORY_KEY, LineMemory, Lines
 from visionline.messages import PartObservations, PartVerdict, keyed_by_camera
+from visionline.resilience import RestAfterFailure
 from visionline.rulesets import RulesWatcher
 from visionline.settings import CommonSettings, PartsSettings
 
@@ -60,13 +61,9 @@ class LineMemoryStore:
     redis: Any  # redis.Redis
     ttl_s: float
     trust_s: float  # decided parts older than this are not recalled
-    # After a failure Redis is left alone this long: each call to a hung one blocks the worker
-    # for its socket timeout, and a publish per frame would add that up past the group session.
-    retry_after_s: float = 10.0
-    failed_at: float = float("-inf")
-
-    def _down(self) -> bool:
-        return time.monotonic() - self.failed_at < self.retry_after_s
+    # After a failure Redis is left alone: a publish per frame, each blocked for the socket
+    # timeout of a hung Redis, would add up past the group session.
+    rest: RestAfterFailure = field(default_factory=RestAfterFailure)
 
     @classmethod
     def of(cls, common: CommonSettings, settings: PartsSettings) -> LineMemoryStore:
@@ -76,12 +73,12 @@ class LineMemoryStore:
         return cls(client, settings.memory_ttl_s, settings.recall_decided_s)
 
     def recall(self, camera_id: str) -> LineMemory | None:
-        if self._down():
+        if self.rest.resting():
             return None
         try:
             blob = self.redis.get(MEMORY_KEY.format(camera=camera_id))
         except RedisError as exc:
-            self.failed_at = time.monotonic()
+            self.rest.failed()
             log.warning("line memory of %s not read (%s): starting without it", camera_id, exc)
             return None
         if blob is None:
@@ -94,12 +91,12 @@ class LineMemoryStore:
 
     def save(self, camera_id: str, memory: LineMemory) -> None:
         key, ttl = MEMORY_KEY.format(camera=camera_id), max(1, round(self.ttl_s))
-        if self._down():
+        if self.rest.resting():
             return
         try:
             self.redis.set(key, memory.to_json(), ex=ttl)
         except RedisError as exc:
-            self.failed_at = time.monotonic()
+            self.rest.failed()
             log.warning("line memory of %s not saved (%s)", camera_id, exc)
 
 

@@ -142,3 +142,19 @@ def test_a_thread_waits_while_a_server_is_down_and_gives_up_only_when_stopped():
 
 def call_down():
     raise redis.exceptions.ConnectionError("refused")
+
+
+def test_a_failed_server_rests_for_a_while_then_is_asked_again(monkeypatch):
+    import time as clock
+
+    from visionline.resilience import RestAfterFailure
+
+    now = [100.0]
+    monkeypatch.setattr(clock, "monotonic", lambda: now[0])
+    rest = RestAfterFailure(rest_s=10.0)
+    assert not rest.resting()  # never failed
+    rest.failed()
+    now[0] = 109.9
+    assert rest.resting()
+    now[0] = 110.0
+    assert not rest.resting()
