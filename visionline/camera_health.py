@@ -45,33 +45,36 @@ def shed_key(camera_id: str, second: int) -> str:
     return f"{PREFIX}:{camera_id}:shed:{second}"
 
 
-def record_shed(redis_client, camera_id: str, now: float) -> None:
-    """One frame of ``camera_id`` the inspect worker shed (visionline/inspection/shedding.py)."""
-    key = shed_key(camera_id, int(now))
-    pipe = redis_client.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, BUCKET_TTL_S)
-    pipe.execute()
+def _counted(bucket: str) -> list[tuple[Any, ...]]:
+    return [("INCR", bucket), ("EXPIRE", bucket, BUCKET_TTL_S)]
 
 
 def activity_commands(
     camera_id: str, frame_id: str, captured_at: float, now: float
 ) -> list[tuple[Any, ...]]:
     """The Redis commands that record one accepted frame (pure: ingest pipelines them)."""
-    bucket, last = bucket_key(camera_id, int(now)), last_key(camera_id)
+    last = last_key(camera_id)
     return [
-        ("INCR", bucket),
-        ("EXPIRE", bucket, BUCKET_TTL_S),
+        *_counted(bucket_key(camera_id, int(now))),
         ("HSET", last, "at", repr(now), "captured_at", repr(captured_at), "frame_id", frame_id),
         ("EXPIRE", last, LAST_TTL_S),
     ]
 
 
-def record_frame(redis_client, camera_id: str, frame_id: str, captured_at: float, now: float):
+def _pipelined(redis_client, commands: list[tuple[Any, ...]]) -> None:
     pipe = redis_client.pipeline(transaction=False)
-    for command in activity_commands(camera_id, frame_id, captured_at, now):
+    for command in commands:
         pipe.execute_command(*command)
     pipe.execute()
+
+
+def record_frame(redis_client, camera_id: str, frame_id: str, captured_at: float, now: float):
+    _pipelined(redis_client, activity_commands(camera_id, frame_id, captured_at, now))
+
+
+def record_shed(redis_client, camera_id: str, now: float) -> None:
+    """One frame of ``camera_id`` the inspect worker shed (visionline/inspection/shedding.py)."""
+    _pipelined(redis_client, _counted(shed_key(camera_id, int(now))))
 
 
 @dataclass(frozen=True)
