@@ -179,11 +179,12 @@ def assemble(
 
 
 def _crop_models(repository: Path, backbone) -> str:
-    """``part_crops`` (both crop models on one backbone pass) for the pair served now."""
+    """``part_crops`` (both crop models on one backbone pass) for the pair served now; the
+    backbone is loaded only if it must be built and none was loaded for the models."""
     from visionline.training.crop_models import ensure_part_crops
 
     started = time.perf_counter()
-    version, built = ensure_part_crops(repository, backbone or _frozen_backbone())
+    version, built = ensure_part_crops(repository, backbone)
     if not built:
         return f"up to date (version {version})"
     return f"built as version {version} ({time.perf_counter() - started:.1f} s)"
