@@ -17,7 +17,7 @@ from confluent_kafka import Message
 from skimage import data as skdata
 from sqlalchemy import Engine, text
 
-from visionline.camera_registry import CameraSpec, upsert_cameras
+from visionline.camera_registry import CameraSpec, Pipeline, upsert_cameras
 from visionline.kafka import producer, read_messages, read_topic, topic_consumer
 from visionline.messages import HEADER_CAPTURED_AT, HEADER_FRAME_ID, Topic
 from visionline.models import spec
@@ -39,11 +39,11 @@ def chelsea_jpeg(width: int = 1280, height: int = 720, shift: int = 0) -> bytes:
 
 
 def new_camera(
-    engine: Engine, prefix: str = "test", max_fps: float = 200.0, pipeline: str = "classify"
+    engine: Engine, prefix: str = "test", max_fps: float = 200.0, pipeline: Pipeline = "classify"
 ) -> str:
     """A camera id of its own for each test (test-* cameras alert on every cat frame)."""
     camera_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    spec = CameraSpec(camera_id=camera_id, max_fps=max_fps, pipeline=pipeline)  # type: ignore[arg-type]
+    spec = CameraSpec(camera_id=camera_id, max_fps=max_fps, pipeline=pipeline)
     upsert_cameras(engine, [spec], pepper="dev")
     return camera_id
 
