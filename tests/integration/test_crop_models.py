@@ -29,15 +29,22 @@ def _copy_model(repository: Path, name: str, version: int, as_version: int | Non
 
 
 def _crops() -> np.ndarray:
-    """Part crops of a line frame (real parts, not noise)."""
+    """Part crops of a line frame (real parts, not noise), and crops of two photographs
+    nobody in the project made (scikit-image's astronaut and coffee)."""
     import cv2
+    from skimage import data
 
     from visionline.inspection.vision import crop_tensors
     from visionline.synthetic.generator import LineGenerator
 
     bgr, truth = LineGenerator(seed=11, fps=10.0, camera="line-1").frame(5)
     assert truth.parts
-    return crop_tensors(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), [p.box for p in truth.parts])[0]
+    line = crop_tensors(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), [p.box for p in truth.parts])[0]
+    photos = [
+        crop_tensors(data.astronaut(), [(100, 40, 400, 340)])[0],
+        crop_tensors(data.coffee(), [(150, 50, 450, 350)])[0],
+    ]
+    return np.concatenate([line, *photos])
 
 
 def test_part_crops_answers_what_the_two_models_answer(tmp_path):
