@@ -112,6 +112,34 @@ def test_the_onnx_scores_every_pasted_cup_above_the_held_out_good_bricks(bricks)
     assert inside >= 10, f"{inside} of 12 maps peak on the cup"
 
 
+def test_its_logits_say_anomaly_exactly_above_the_threshold_so_a_classify_camera_serves_it(
+    bricks,
+) -> None:
+    from visionline.models.classifiers import is_classifier, model_labels
+    from visionline.training.serving import OnnxModel
+
+    folder = bricks["model_dir"] / "1"
+    files = sorted((bricks["root"] / "bricks").glob("*/*.jpg"))
+    out = OnnxModel(folder / "model.onnx").run(np.stack([_prepared(p) for p in files]))
+    assert out["logits"].shape == (len(files), 2)
+    z = out["logits"].astype(np.float64)
+    p_anomaly = np.exp(z[:, 1]) / np.exp(z).sum(1)
+    metadata = _metadata(bricks, 1)
+    above = out["score"] > metadata["threshold"]
+    assert above.sum() >= 10 and (~above).sum() >= 30  # both sides are exercised
+    np.testing.assert_array_equal(p_anomaly > 0.5, above)
+    logit = (out["score"] - metadata["threshold"]) / metadata["logit_scale"] - 1e-3
+    np.testing.assert_allclose(p_anomaly, 1 / (1 + np.exp(-logit)), atol=1e-5)
+    # The highest held-out good image sets the threshold: it reads under 0.5, as a rule's
+    # min_confidence 0.5 ("at least") needs.
+    at = np.argmin(np.abs(out["score"] - metadata["threshold"]))
+    assert abs(out["score"][at] - metadata["threshold"]) < 1e-5 and p_anomaly[at] < 0.5
+    # The classify contract: the API lets a classify camera name it, postprocess names its
+    # classes from its labels.
+    assert is_classifier(bricks["model_dir"].parent, MODEL)
+    assert model_labels(bricks["model_dir"].parent)(MODEL, "1") == ["good", "anomaly"]
+
+
 def _sha256(path: Path) -> str:
     import hashlib
 

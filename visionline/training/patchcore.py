@@ -85,7 +85,8 @@ class PatchCore(nn.Module):
         )[:, 0]
         return smooth, smooth.amax(dim=(1, 2))
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # ``...``: a subclass may answer more outputs (``anomaly_job.AnomalyNet``'s logits).
         _, f8, f16 = self.backbone(image)
         return self.from_features(f8, f16)
 

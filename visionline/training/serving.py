@@ -89,6 +89,32 @@ def _tensor(spec: TensorSpec) -> str:
     )
 
 
+def export_onnx(
+    module,
+    example: np.ndarray,
+    path: Path,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+) -> None:
+    """``module`` as an ONNX graph at ``path``, batch axis dynamic."""
+    import torch
+
+    names = [s.name for s in (*inputs, *outputs)]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (torch.from_numpy(example),),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[s.name for s in inputs],
+            output_names=[s.name for s in outputs],
+            dynamic_axes={name: {0: "batch"} for name in names},
+            do_constant_folding=True,
+        )
+
+
 def export_version(
     module,
     example: np.ndarray,
@@ -100,27 +126,12 @@ def export_version(
     config: str,
 ) -> Path:
     """Export ``module`` to ONNX and install it as ``model_dir/version`` atomically."""
-    import torch
-
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / str(version)
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".export-") as tmp:
         folder = Path(tmp) / "v"
         folder.mkdir()
-        names = [s.name for s in (*inputs, *outputs)]
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module.eval(),
-                (torch.from_numpy(example),),
-                str(folder / MODEL_FILENAME),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=[s.name for s in inputs],
-                output_names=[s.name for s in outputs],
-                dynamic_axes={name: {0: "batch"} for name in names},
-                do_constant_folding=True,
-            )
+        export_onnx(module, example, folder / MODEL_FILENAME, inputs, outputs)
         shutil.copyfile(TRITON_MODEL_PY, folder / "model.py")
         # numpy's stub matches the ** arrays against its allow_pickle: bool as well
         np.savez(folder / LEARNED, **learned_state(module))  # type: ignore[arg-type]
