@@ -225,6 +225,8 @@ class PartObservations(Schema):
     models: list[ModelRef]  # part detector, anomaly model, defect detector
     parts: list[ObservedPart]
     snapshot: str | None = None  # annotated frame, when one was stored (see SnapshotStore)
+    # The camera's frames the inspect worker shed (load shedding) since its previous frame here.
+    frames_shed_before: int = Field(0, ge=0)
 
 
 class LineCounts(Schema):
@@ -254,6 +256,7 @@ class PartVerdict(Schema):
     score: float  # the highest defect score seen
     frames_seen: int
     defect_frames: int
+    frames_shed: int = 0  # of the camera's frames while the part was in view, shed unseen
     # Per class of interest, the detector's peak score averaged over the frames seen.
     evidence: dict[str, float] = {}
     first_frame_id: str

@@ -91,7 +91,8 @@ class InspectHandlers:
         parts, models = await self.inspector.inspect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         ref = await asyncio.to_thread(self.snapshot, meta, bgr, parts)
         self.model_in_use(*models)
-        message = observations(meta, quality, parts, models, ref)
+        shed = self.shedder.shed_before(meta.camera_id)
+        message = observations(meta, quality, parts, models, ref, shed)
         await asyncio.to_thread(self.keep_sample, message, bytes(image))
         return meta.camera_id.encode(), to_json(message)
 

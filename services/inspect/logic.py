@@ -58,6 +58,7 @@ def observations(
     parts: Sequence[PartDetection],
     models: list[ModelRef],
     snapshot: str | None = None,
+    frames_shed_before: int = 0,
 ) -> PartObservations:
     return PartObservations(
         frame=meta.stamped("inspected"),
@@ -65,6 +66,7 @@ def observations(
         models=models,
         parts=[observed_part(p) for p in parts],
         snapshot=snapshot,
+        frames_shed_before=frames_shed_before,
     )
 
 

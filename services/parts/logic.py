@@ -109,6 +109,7 @@ def build_verdicts(
                 score=d.max_defect_score,
                 frames_seen=d.frames_seen,
                 defect_frames=d.defect_frames,
+                frames_shed=d.frames_shed,
                 evidence=d.class_evidence,
                 first_frame_id=first(d).frame_id,
                 last_frame_id=frames.get(d.last_frame, deciding).frame_id,
@@ -231,6 +232,7 @@ class CameraLine:
             frame_index=self.index,
             parts=[to_detection(p) for p in obs.parts],
             belt_shift=(obs.frame.captured_at - self.origin) * self.config.speed_px_per_s,
+            shed_before=obs.frames_shed_before,
         )
         decisions = self.tracker.update(frame)
         return self._settle(decisions, info, wall)

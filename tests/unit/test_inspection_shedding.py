@@ -112,3 +112,16 @@ def test_after_an_outage_every_part_keeps_frames_and_the_backlog_drains():
     for times in inspected.values():
         assert np.diff(times).max() <= 0.3 + 1e-9
     assert max(w for at, w in waits if at > 35) < 1.0
+
+
+def test_the_shedder_says_how_many_frames_it_shed_before_each_inspected_one() -> None:
+    shedder = FrameShedder(Shedding(late_after_s=0.25, gap_per_late_s=0.4, max_gap_s=0.3))
+    late = 1.0  # every frame waited: a gap of 0.3 s
+    said = {}  # what the inspect worker publishes with each inspected frame
+    for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7):
+        if shedder.inspect("a", t, late):
+            said[t] = shedder.shed_before("a")
+    assert said == {0.0: 0, 0.3: 2, 0.6: 2}
+    assert shedder.shed_before("a") == 1  # 0.7, shed after the last inspected frame
+    assert shedder.shed_before("a") == 0  # taken once
+    assert shedder.inspect("b", 0.0, 0.0) and shedder.shed_before("b") == 0

@@ -129,6 +129,34 @@ def test_short_track_is_insufficient_not_defective() -> None:
     assert decision.frames_seen == 2 and tracker.flush() == []
 
 
+def feed_shed(tracker: PartTracker, frames: list[tuple[int, list[PartDetection]]]):
+    """Frames with the count of the camera's frames shed just before each."""
+    out = []
+    for i, (shed, parts) in enumerate(frames):
+        frame = PartDetections(camera="c", frame_index=i, parts=parts, shed_before=shed)
+        out += tracker.update(frame)
+    return out + tracker.flush()
+
+
+@pytest.mark.parametrize(
+    ("frames", "status", "shed"),
+    [
+        # Two inspected frames with one shed between: three frames of its pass, decided.
+        ([(0, [part(10, defects=("crack",))]), (1, [part(90, defects=("crack",))])], "rejected", 1),
+        ([(0, [part(10)]), (2, [part(120)])], "accepted", 2),
+        # Shed before its first frame: not of its pass, so two frames are too few.
+        ([(3, [part(10)]), (0, [part(50)])], "insufficient", 0),
+        # One glimpse never decides, however many frames were shed around it.
+        ([(0, [part(10)]), (5, [])], "insufficient", 0),
+    ],
+)
+def test_frames_shed_within_a_parts_pass_count_toward_min_frames(frames, status, shed) -> None:
+    tracker = PartTracker("c", SIZE, tracker=OracleTracker())  # min_frames 3
+    (decision,) = feed_shed(tracker, frames)
+    assert (decision.status, decision.frames_shed) == (status, shed)
+    assert decision.frames_seen == sum(bool(parts) for _, parts in frames)
+
+
 def test_rules_thresholds_and_counts() -> None:
     rules = DecisionRules(classes=["crack"], min_area=20, min_frames=3)
     tracker = PartTracker("c", SIZE, rules=rules, tracker=OracleTracker())

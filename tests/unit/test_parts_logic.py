@@ -119,6 +119,19 @@ def test_verdict_carries_best_frame_evidence_and_frame_ids() -> None:
     assert verdict.crossed_line and verdict.counts == LineCounts(crossed=1, rejected=1)
 
 
+def test_frames_the_inspect_worker_shed_let_a_part_be_decided_on_fewer_frames() -> None:
+    """Every other frame shed: the part's two inspected frames and the one shed between them
+    make the three min_frames needs; the verdict says how many were shed."""
+    lines = lane_lines(min_frames=3)
+    verdicts = []
+    for i, x in ((0, 160.0), (2, 240.0)):  # frame 1 was shed
+        message = observations("c", i, [observed(x, defect="crack")])
+        message = message.model_copy(update={"frames_shed_before": 1 if i else 0})
+        verdicts += lines.observe(message, f"e{i}", now=i, wall=T0 + i)[0]
+    (verdict,) = verdicts  # crossed the exit line in the second frame
+    assert (verdict.status, verdict.frames_seen, verdict.frames_shed) == ("rejected", 2, 1)
+
+
 def test_parts_decided_in_one_frame_get_distinct_ids_in_a_stable_order() -> None:
     def decision(track: int, first: int, last: int, x: float) -> PartDecision:
         box = (x, 0, x + 10, 10)

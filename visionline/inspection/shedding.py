@@ -21,6 +21,11 @@ Why this policy and not the plain ones:
 The gap never exceeds ``max_gap_s``, so no part passes unseen: beyond about three times the
 load the worker can take, the wait grows again (a machine that small needs fewer lines).
 
+Each inspected frame says how many of its camera's frames were shed just before it
+(``frames_shed_before``), so the parts worker counts a part's shed frames toward the frames it
+needs for a decision (``tracking.DecisionRules.min_frames``): fewer frames per part under
+overload, not ``insufficient``.
+
 The wait is measured on the server side's clocks (the inspection frame's Kafka timestamp, set
 when ingest forwarded it), so a camera whose clock is off does not make its frames look late.
 """
@@ -51,10 +56,11 @@ class Shedding:
 
 @dataclass
 class FrameShedder:
-    """Per camera: the capture time of its last inspected frame."""
+    """Per camera: the capture time of its last inspected frame, and the frames shed since."""
 
     policy: Shedding = field(default_factory=Shedding)
     last_inspected: dict[str, float] = field(default_factory=dict)
+    shed_since: dict[str, int] = field(default_factory=dict)
 
     def inspect(self, camera: str, captured_at: float, waited_s: float) -> bool:
         """Whether to inspect the frame (True), or shed it (False)."""
@@ -63,6 +69,11 @@ class FrameShedder:
         # A frame captured before the last inspected one (a replay after a restart) is no gap.
         # A tenth of the gap is slack for capture jitter (0.199 s is a 0.2 s gap).
         if gap and last is not None and 0 <= captured_at - last < 0.9 * gap:
+            self.shed_since[camera] = self.shed_since.get(camera, 0) + 1
             return False
         self.last_inspected[camera] = captured_at
         return True
+
+    def shed_before(self, camera: str) -> int:
+        """The frames of ``camera`` shed since its last inspected frame; 0 from now on."""
+        return self.shed_since.pop(camera, 0)

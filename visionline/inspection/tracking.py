@@ -11,7 +11,10 @@ and ``LineZone``. Any object with ``update(sv.Detections) -> sv.Detections`` tha
 Decisions: a track that crossed the exit line, was lost for longer than ``lost_frames`` or is
 flushed gives exactly one decision. Tracks seen in the inspection zone fewer than
 ``min_frames`` times are not dropped: they come out with ``status="insufficient"`` and
-``defective=False``, so a consumer can still count them without raising an alert.
+``defective=False``, so a consumer can still count them without raising an alert. Frames the
+inspect worker shed (``PartDetections.shed_before``) between a track's frames in the zone count
+toward ``min_frames``, so under overload a part is decided on fewer frames; but never on fewer
+than two inspected ones (or ``min_frames``, when that is less).
 ByteTrack reports a new track as id -1 on its first frame, so that frame adds no evidence.
 Set ``belt_px_per_frame``, or give each frame its ``belt_shift`` (the parts worker computes it
 from capture times, so a dropped frame is no jump): parts move about their own width per frame,
@@ -63,6 +66,7 @@ class PartDetections(BaseModel):
     # Belt travel in pixels since the tracker's first frame; None: frame_index times
     # ``belt_px_per_frame``. A worker gives it from capture times, so a dropped frame is no jump.
     belt_shift: float | None = None
+    shed_before: int = Field(default=0, ge=0)  # the camera's frames shed just before this one
 
 
 class DecisionRules(BaseModel):
@@ -122,6 +126,7 @@ class PartDecision(BaseModel):
     defective: bool
     frames_seen: int
     defect_frames: int
+    frames_shed: int = 0  # shed between its frames in the zone (counted toward min_frames)
     max_defect_score: float
     top_class: str | None
     class_votes: dict[str, int]
@@ -217,6 +222,7 @@ class TrackEvidence:
     last_frame: int = -1  # last frame with evidence (in the zone)
     last_seen: int = -1  # last frame the tracker reported it, in the zone or not
     frames_seen: int = 0
+    frames_shed: int = 0  # the camera's frames shed between its frames in the zone
     defect_frames: int = 0
     max_defect_score: float = 0.0
     votes: Counter[str] = field(default_factory=Counter)
@@ -232,7 +238,11 @@ class TrackEvidence:
     evidence_key: tuple[float, float] = (-1.0, -1.0)  # (defect score, confidence) of it
     seen: PartDetection | None = None  # the part in the last frame it was reported
 
-    def add(self, frame_index: int, part: PartDetection, rules: DecisionRules) -> None:
+    def add(
+        self, frame_index: int, part: PartDetection, rules: DecisionRules, shed_before: int = 0
+    ) -> None:
+        # Frames shed before this one lay within the part's pass when it had evidence already.
+        self.frames_shed += shed_before if self.frames_seen else 0
         self.last_frame, self.frames_seen = frame_index, self.frames_seen + 1
         self.max_defect_score = max(self.max_defect_score, part.defect_score)
         qualifying = qualifying_defects(part, rules)
@@ -264,7 +274,7 @@ def qualifying_defects(part: PartDetection, rules: DecisionRules) -> list[Defect
 def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) -> PartDecision:
     evidence = {c: round(v / max(1, ev.frames_seen), 4) for c, v in ev.class_sums.items()}
     status: Status = "insufficient"
-    if ev.frames_seen >= rules.min_frames:
+    if enough_frames(ev, rules):
         status = "rejected" if is_defective(ev, evidence, rules) else "accepted"
     ref = ev.refs.most_common(1)
     return PartDecision(
@@ -274,6 +284,7 @@ def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) 
         defective=status == "rejected",
         frames_seen=ev.frames_seen,
         defect_frames=ev.defect_frames,
+        frames_shed=ev.frames_shed,
         max_defect_score=ev.max_defect_score,
         top_class=top_class(ev, evidence, rules),
         class_votes=dict(ev.votes),
@@ -288,6 +299,13 @@ def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) 
         best_part=ev.evidence or ev.seen,
         last_box=ev.seen.box if ev.seen else None,
     )
+
+
+def enough_frames(ev: TrackEvidence, rules: DecisionRules) -> bool:
+    """``min_frames`` in the zone, counting the frames shed between them; at least two (or
+    ``min_frames``) inspected: one glimpse never decides a part."""
+    inspected = min(2, rules.min_frames)
+    return ev.frames_seen >= inspected and ev.frames_seen + ev.frames_shed >= rules.min_frames
 
 
 def mean_rejecting_class(evidence: dict[str, float], rules: DecisionRules) -> str | None:
@@ -367,7 +385,7 @@ class PartTracker:
             ev = self.open.setdefault(track_id, TrackEvidence(first_frame=frame.frame_index))
             seen = frame.parts[int(tracked.data["index"][k])]
             if in_zone[k]:
-                ev.add(frame.frame_index, seen, self.rules)
+                ev.add(frame.frame_index, seen, self.rules, frame.shed_before)
             ev.last_seen, ev.seen = frame.frame_index, seen
             if box_area(seen.box) > ev.belt_area:
                 x0, y0, x1, y1 = seen.box
