@@ -192,9 +192,11 @@ def api_check(api_url: str, token: str) -> str:
         cameras = client.get("/v1/cameras", params={"limit": 500}).raise_for_status().json()
         alerts = client.get("/v1/alerts", params={"limit": 500}).raise_for_status().json()
     healthy = sum(c["health"] == "ok" for c in cameras["items"])
+    shed = sum(c.get("frames_shed_last_minute") or 0 for c in cameras["items"])
     return (
         f"operator API: {len(cameras['items'])} cameras ({healthy} healthy), "
-        f"{len(alerts['items'])} alerts stored (first page of 500)"
+        f"{len(alerts['items'])} alerts stored (first page of 500), "
+        f"{shed} line frames shed in the last minute (inspect worker behind)"
     )
 
 

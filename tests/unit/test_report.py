@@ -49,7 +49,7 @@ def test_the_demo_runs_its_lines_at_the_rate_their_rules_entry_was_written_for(t
     from visionline.demo import demo_line_fps
     from visionline.settings import REPO_ROOT
 
-    assert demo_line_fps(REPO_ROOT / "infra" / "rules.yaml") == 5
+    assert demo_line_fps(REPO_ROOT / "infra" / "rules.yaml") == 10  # the rated load (issue 19)
     other = tmp_path / "rules.yaml"
     other.write_text("inspection:\n  - {cameras: ['demo-line-*'], fps: 7, belt_px_per_s: 900}\n")
     assert demo_line_fps(other) == 7

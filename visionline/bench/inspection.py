@@ -8,8 +8,8 @@ and reads back what the stack made of them: frames inspected and shed, verdicts 
 
 - decision latency: capture of a part's last frame to its verdict (the parts worker's
   ``decided_at``) and to its alert (``created_at`` in the rules worker);
-- rated load: the most frames/s (one line at 5 frames/s, as ``make demo``'s line with its
-  own rules entry, then 1, 2, ... lines at 10 frames/s) with p99 decision latency under 1 s
+- rated load: the most frames/s (one line at 5 frames/s, the ``half-rate-line-*`` rules
+  entry, then 1, 2, ... lines at 10 frames/s) with p99 decision latency under 1 s
   and fewer than 2 % of parts ``insufficient``; one more phase runs at twice that;
 - pipeline / bare: frames inspected per second in the most loaded phase over the bare loop's.
 """
@@ -344,8 +344,8 @@ def loads(options: InspectBenchOptions) -> list[tuple[int, float]]:
 def _phase(stack, lines: int, fps: float, options: InspectBenchOptions, log: Log) -> dict:
     log(f"rendering {lines} lines at {fps:g} frames/s x {options.seconds:.0f} s")
     phase = Phase.render(lines, options.seconds, fps, options.seed + 100 * lines + int(fps))
-    if fps != options.fps:  # a line's belt speed is in its rules entry: the demo's is at 5/s
-        phase = Phase.renamed(phase, "demo-")
+    if fps != options.fps:  # a line's belt speed is in its rules entry: this one is at 5/s
+        phase = Phase.renamed(phase, "half-rate-")
     return run_phase(stack, phase, log)
 
 
