@@ -275,6 +275,10 @@ class LabelsSettings(_Settings):
     min_visible_fraction: float = Field(0.5, ge=0, le=1)
     # How often visionline_model_f1 is read back from PostgreSQL.
     f1_refresh_s: float = Field(30.0, gt=0)
+    # Observations, verdicts and detections are stored in batches of up to max_batch, waiting
+    # at most max_wait_ms to fill one: a transaction per batch, not per frame.
+    max_batch: int = Field(64, ge=1)
+    max_wait_ms: float = Field(200.0, ge=0)
 
 
 class RetrainSettings(_Settings):

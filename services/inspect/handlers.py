@@ -85,10 +85,11 @@ class InspectHandlers:
         if not self.inspects(meta, event.message.timestamp):
             return None
         try:
-            bgr, quality = decode_frame(meta, bytes(image))
+            bgr, scaled_rgb, quality = decode_frame(meta, bytes(image))
         except FrameRejected as rejected:
             raise rejected.of(meta) from None
-        parts, models = await self.inspector.inspect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        parts, models = await self.inspector.inspect(rgb, scaled_rgb)
         ref = await asyncio.to_thread(self.snapshot, meta, bgr, parts)
         self.model_in_use(*models)
         shed = self.shedder.shed_before(meta.camera_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -23,9 +24,7 @@ from visionline.inspection.snapshots import (
     part_boxes,
 )
 from visionline.inspection.tracking import PartDetection
-from visionline.inspection.vision import (
-    Letterbox,
-)
+from visionline.inspection.vision import scaled_frame
 from visionline.inspection.wire import observed_part
 from visionline.messages import (
     FrameMeta,
@@ -37,19 +36,19 @@ from visionline.messages import (
 log = logging.getLogger(__name__)
 
 
-def decode_frame(meta: FrameMeta, image: bytes) -> tuple[np.ndarray, Quality]:
-    """The frame as BGR pixels at full size (boxes are in frame pixels) and its quality,
-    measured at the part detector's scale. FrameRejected when it does not decode."""
+class DecodedFrame(NamedTuple):
+    bgr: np.ndarray  # full size: boxes are in frame pixels
+    scaled_rgb: np.ndarray  # at the part detector's scale (``vision.scaled_frame``)
+    quality: Quality  # measured on the scaled frame, as the part detector sees it
+
+
+def decode_frame(meta: FrameMeta, image: bytes) -> DecodedFrame:
+    """The frame decoded, scaled once for both the part detector and the quality measures.
+    FrameRejected when it does not decode."""
     header = ImageHeader(meta.content_type, meta.width, meta.height)
     bgr = decode(image, header, 0, reduced=False)
-    return bgr, frame_quality(bgr)
-
-
-def frame_quality(bgr: np.ndarray) -> Quality:
-    """Quality measures of the frame as the part detector sees it (scaled, no padding)."""
-    height, width = bgr.shape[:2]
-    size = Letterbox.of(width, height).size
-    return quality_measures(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA))
+    scaled = scaled_frame(bgr)
+    return DecodedFrame(bgr, cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB), quality_measures(scaled))
 
 
 def observations(

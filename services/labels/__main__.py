@@ -23,12 +23,15 @@ from visionline.worker import Worker, configure_logging
 def main() -> None:
     common, settings = CommonSettings(), LabelsSettings()
     configure_logging(common, "labels")
-    labels = LabelsHandlers(make_engine(common.database_url), JoinPolicy.of(settings))
+    engine = make_engine(common.database_url, pre_ping=False)  # writes retry (Worker.attempt)
+    labels = LabelsHandlers(engine, JoinPolicy.of(settings))
     worker = Worker("labels", common)
     worker.sink(Topic.LABELS_FEEDBACK, LabelFeedback, labels.on_label)
-    worker.sink(Topic.PART_OBSERVATIONS, PartObservations, labels.on_observations)
-    worker.sink(Topic.PART_DECISIONS, PartVerdict, labels.on_verdict)
-    worker.sink(Topic.DETECTIONS, FrameDetections, labels.on_detections)
+    # In batches: one transaction per batch, not per frame (labels may lag by a batch's wait).
+    batches = settings.max_batch, settings.max_wait_ms
+    worker.batched(Topic.PART_OBSERVATIONS, PartObservations, labels.on_observations, *batches)
+    worker.batched(Topic.PART_DECISIONS, PartVerdict, labels.on_verdicts, *batches)
+    worker.batched(Topic.DETECTIONS, FrameDetections, labels.on_detections, *batches)
     worker.every(settings.f1_refresh_s, partial(labels.refresh_f1, ModelScores()), "f1")
     worker.run()
 

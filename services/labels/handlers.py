@@ -1,9 +1,10 @@
 """The labels worker's handlers: true labels, part observations and part verdicts in; outcomes
 (tp, fp, fn, tn per part and model version) and accuracy to PostgreSQL.
 
-Per message: store it and join it to what is already stored for its frame
-(``visionline.labels.store``): a label to the frame's observations and the verdicts decided on
-it, an observation or a verdict to the frame's labels. Whichever comes second makes the
+Per message (observations, verdicts and detections in batches, one transaction each): store
+it and join it to what is already stored for its frame (``visionline.labels.store``): a label
+to the frame's observations and the verdicts decided on it, an observation or a verdict to the
+frame's labels. Whichever comes second makes the
 outcomes; both orders work. A message is acked once its transaction committed, and outcome
 rows are keyed on what they join, so a redelivered message counts nothing twice. A label that
 does not parse or makes no sense is dead-lettered with the reason.
@@ -24,7 +25,7 @@ from visionline.labels.join import (
     label_problem,
     verdict_prediction,
 )
-from visionline.labels.store import NewOutcome, accuracy, record_label, record_prediction
+from visionline.labels.store import NewOutcome, accuracy, record_label, record_predictions
 from visionline.messages import FrameDetections, LabelFeedback, PartObservations, PartVerdict
 from visionline.observability import LABELLED_PARTS, ModelScores
 
@@ -46,15 +47,18 @@ class LabelsHandlers:
             raise FrameRejected("invalid_label", problem)
         count(record_label(self.engine, label, self.policy))
 
-    def on_observations(self, obs: PartObservations) -> None:
-        prediction = frame_prediction(obs, self.policy.score_source)
-        count(record_prediction(self.engine, prediction, self.policy))
+    async def on_observations(self, batch: list[tuple[object, PartObservations]]) -> None:
+        source = self.policy.score_source
+        self._record([frame_prediction(obs, source) for _, obs in batch])
 
-    def on_verdict(self, verdict: PartVerdict) -> None:
-        count(record_prediction(self.engine, verdict_prediction(verdict), self.policy))
+    async def on_verdicts(self, batch: list[tuple[object, PartVerdict]]) -> None:
+        self._record([verdict_prediction(verdict) for _, verdict in batch])
 
-    def on_detections(self, found: FrameDetections) -> None:
-        count(record_prediction(self.engine, detection_prediction(found), self.policy))
+    async def on_detections(self, batch: list[tuple[object, FrameDetections]]) -> None:
+        self._record([detection_prediction(found) for _, found in batch])
+
+    def _record(self, predictions: list) -> None:
+        count(record_predictions(self.engine, predictions, self.policy))
 
     async def refresh_f1(self, scores: ModelScores) -> None:
         try:

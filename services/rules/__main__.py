@@ -17,7 +17,7 @@ from visionline.worker import Worker, configure_logging
 def main() -> None:
     common, settings = CommonSettings(), RulesSettings()
     configure_logging(common, "rules")
-    engine = make_engine(common.database_url)
+    engine = make_engine(common.database_url, pre_ping=False)  # writes retry (Worker.attempt)
     watcher = rulesets.watch(engine, settings.rules_file, settings.refresh_s)
     cooldowns = Cooldowns(redis.Redis.from_url(common.redis_url))
     worker = Worker("rules", common)

@@ -111,12 +111,12 @@ def _classify(meta, raw: RawFrame) -> None:
 
 
 def _inspect(meta, raw: RawFrame) -> None:
-    bgr, quality = decode_frame(meta, raw.value)
+    bgr, scaled_rgb, quality = decode_frame(meta, raw.value)
     if bgr.shape != (meta.height, meta.width, 3):
         raise DecoderBug(f"header says {meta.width}x{meta.height}, decoded {bgr.shape}")
     _finite(quality)
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    tensor, _ = frame_tensor(rgb)
+    tensor, _ = frame_tensor(rgb, scaled_rgb)
     crops, _ = crop_tensors(rgb, [(0.0, 0.0, float(meta.width), float(meta.height))])
     if tensor.shape != (FRAME_H, FRAME_W, 3) or crops.shape[1:] != (224, 224, 3):
         raise DecoderBug(f"inspect inputs of shapes {tensor.shape}, {crops.shape}")

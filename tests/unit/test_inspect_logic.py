@@ -13,11 +13,11 @@ from services.inspect.logic import (
     wants_snapshot,
 )
 from tests.factories import frame_meta
-from visionline.imaging import FrameRejected
+from visionline.imaging import FrameRejected, quality_measures
 from visionline.inspection.inspector import Inspector
 from visionline.inspection.snapshots import SnapshotStore
 from visionline.inspection.tracking import DefectDetection, PartDetection
-from visionline.inspection.vision import CROP, FRAME_H, FRAME_W, STRIDE
+from visionline.inspection.vision import CROP, FRAME_H, FRAME_W, STRIDE, frame_tensor, scaled_frame
 from visionline.messages import FrameMeta, PartObservations, Quality
 from visionline.resilience import BackendUnavailable, RetryPolicy
 
@@ -251,8 +251,15 @@ def test_snapshot_keys_are_safe_for_the_store():
 def test_frames_decode_at_full_size_with_their_quality():
     rgb = np.random.default_rng(0).integers(0, 255, (360, 640, 3), np.uint8)
     ok, jpeg = cv2.imencode(".jpg", rgb)
-    bgr, quality = decode_frame(meta(width=640, height=360), jpeg.tobytes())
+    bgr, scaled_rgb, quality = decode_frame(meta(width=640, height=360), jpeg.tobytes())
     assert bgr.shape == (360, 640, 3) and quality.contrast > 10
+    # Scaled once, for the quality and the part detector: the detector's input is the same
+    # to the bit as when it scales the RGB frame itself.
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(frame_tensor(rgb, scaled_rgb)[0], frame_tensor(rgb)[0])
+    assert quality == quality_measures(scaled_frame(bgr))
+    with pytest.raises(ValueError, match="letterbox needs"):
+        frame_tensor(rgb, scaled_rgb[:-1])
 
 
 def test_a_frame_that_will_not_decode_is_rejected():
@@ -271,5 +278,5 @@ def test_frames_of_any_aspect_ratio_are_inspected_not_crashed_on(shape):
         x0, y0, x1, y1 = part.box
         assert 0 <= x0 <= x1 <= shape[1] and 0 <= y0 <= y1 <= shape[0]
     ok, png = cv2.imencode(".png", rgb)
-    bgr, quality = decode_frame(meta(width=shape[1], height=shape[0]), png.tobytes())
+    bgr, _, quality = decode_frame(meta(width=shape[1], height=shape[0]), png.tobytes())
     assert bgr.shape[:2] == shape and quality.brightness == pytest.approx(120, abs=1)

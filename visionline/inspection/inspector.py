@@ -64,8 +64,11 @@ class Inspector:
     crops_off_until: float = 0.0  # part_crops not asked before (clock)
     served_pair: tuple[tuple[str, str], float] | None = None  # (pair, when it was asked)
 
-    async def inspect(self, rgb: np.ndarray) -> tuple[list[PartDetection], list[ModelRef]]:
-        tensor, letterbox = frame_tensor(rgb)
+    async def inspect(
+        self, rgb: np.ndarray, scaled: np.ndarray | None = None
+    ) -> tuple[list[PartDetection], list[ModelRef]]:
+        """The frame's parts; ``scaled``: its ``vision.scaled_frame`` (RGB), if at hand."""
+        tensor, letterbox = frame_tensor(rgb, scaled)
         found = await self._run(PART_DETECTOR, FRAME_INPUT, tensor[None], PART_OUTPUTS)
         outputs = {name: value[0] for name, value in found.items()}
         parts = decode_parts(outputs, letterbox, self.min_part_score, self.max_parts)

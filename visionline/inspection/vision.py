@@ -73,13 +73,26 @@ class Letterbox:
         return out
 
 
-def frame_tensor(rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-    """An RGB frame as the part detector's uint8 [FRAME_H, FRAME_W, 3] input."""
+def scaled_frame(image: np.ndarray) -> np.ndarray:
+    """The frame at the part detector's scale, without the padding (any channel order: each
+    channel is resized alone, so resizing BGR then swapping gives the RGB resize exactly)."""
+    height, width = image.shape[:2]
+    return cv2.resize(image, Letterbox.of(width, height).size, interpolation=cv2.INTER_AREA)
+
+
+def frame_tensor(rgb: np.ndarray, scaled: np.ndarray | None = None) -> tuple[np.ndarray, Letterbox]:
+    """An RGB frame as the part detector's uint8 [FRAME_H, FRAME_W, 3] input; ``scaled``:
+    ``scaled_frame(rgb)`` when the caller has it already (the inspect worker measures the
+    frame's quality on it: one resize of the full frame, not two)."""
     height, width = rgb.shape[:2]
     box = Letterbox.of(width, height)
     w, h = box.size
+    if scaled is None:
+        scaled = scaled_frame(rgb)
+    if scaled.shape[:2] != (h, w):
+        raise ValueError(f"scaled frame {scaled.shape[:2]}, the letterbox needs {(h, w)}")
     out = np.zeros((FRAME_H, FRAME_W, 3), np.uint8)
-    out[:h, :w] = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    out[:h, :w] = scaled
     return out, box
 
 

@@ -2,7 +2,8 @@
 
 Observations usually come before their frame's labels, but either order works: both are
 stored, and whichever arrives second makes the outcomes. Each write runs in one transaction
-under an advisory lock on its frame, so two replicas never both miss the join. Outcome rows are
+under an advisory lock on its frame (a batch of predictions: on each of its frames, taken in
+one order), so two replicas never both miss the join. Outcome rows are
 keyed by a hash of (prediction, label, slot, model): a redelivered message inserts nothing new.
 A newer label of a frame replaces the older one's outcomes.
 """
@@ -43,9 +44,20 @@ def _when(value: float | datetime) -> datetime:
 
 
 def _lock(conn: Connection, camera_id: str, frame_id: str) -> None:
-    conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{camera_id}/{frame_id}"}
-    )
+    _lock_frames(conn, [(camera_id, frame_id)])
+
+
+# The locks of several frames in one round trip, in the order of their lock keys (the
+# subquery's ORDER BY: a volatile function above keeps it from being flattened), so that two
+# transactions never wait on each other's frames in opposite orders.
+_LOCK_FRAMES = text(
+    "SELECT pg_advisory_xact_lock(h) FROM "
+    "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) s"
+)
+
+
+def _lock_frames(conn: Connection, frames: Iterable[tuple[str, str]]) -> None:
+    conn.execute(_LOCK_FRAMES, {"keys": [f"{camera}/{frame}" for camera, frame in frames]})
 
 
 # ================================ writes =====================================================
@@ -73,28 +85,56 @@ def record_prediction(
     engine: Engine, prediction: Prediction, policy: JoinPolicy
 ) -> list[NewOutcome]:
     """Store a prediction (the first copy wins) and join it to its frame's labels if known."""
+    return record_predictions(engine, [prediction], policy)
+
+
+def record_predictions(
+    engine: Engine, predictions: Sequence[Prediction], policy: JoinPolicy
+) -> list[NewOutcome]:
+    """``record_prediction`` of each, in one transaction: one round trip each for the locks,
+    the rows and the look for labels, whatever the batch's size (the labels worker takes its
+    frames' observations and verdicts in batches)."""
+    first = {p.prediction_id: p for p in reversed(predictions)}  # a repeat in the batch: once
+    if not first:
+        return []
+    frames = sorted({(p.camera_id, p.frame_id) for p in first.values()})
     with engine.begin() as conn:
-        _lock(conn, prediction.camera_id, prediction.frame_id)
-        row = {
-            "prediction_id": prediction.prediction_id,
-            "kind": prediction.kind,
-            "camera_id": prediction.camera_id,
-            "frame_id": prediction.frame_id,
-            "captured_at": utc(prediction.captured_at),
-            "parts": [asdict(p) for p in prediction.parts],
-            "models": [list(m) for m in prediction.models],
-            "created_at": datetime.now(UTC),
-        }
-        conn.execute(insert(LabelPredictionRow).values(row).on_conflict_do_nothing())
-        stored = conn.execute(
-            select(LabelPredictionRow).where(
-                LabelPredictionRow.prediction_id == prediction.prediction_id
-            )
-        ).one()
-        label = _current_label(conn, prediction.camera_id, prediction.frame_id)
-        if label is None:
+        _lock_frames(conn, frames)
+        rows = [_prediction_row(p) for p in first.values()]
+        conn.execute(insert(LabelPredictionRow).values(rows).on_conflict_do_nothing())
+        labelled = _labelled(conn, frames)
+        if not labelled:
             return []
-        return _insert_outcomes(conn, [(_prediction(stored), label)], policy)
+        ids = [i for i, p in first.items() if (p.camera_id, p.frame_id) in labelled]
+        stored = conn.execute(
+            select(LabelPredictionRow).where(LabelPredictionRow.prediction_id.in_(ids))
+        )
+        joined = []
+        for row in stored.all():
+            label = _current_label(conn, row.camera_id, row.frame_id)
+            if label is not None:
+                joined.append((_prediction(row), label))
+        return _insert_outcomes(conn, joined, policy)
+
+
+def _prediction_row(prediction: Prediction) -> dict[str, Any]:
+    return {
+        "prediction_id": prediction.prediction_id,
+        "kind": prediction.kind,
+        "camera_id": prediction.camera_id,
+        "frame_id": prediction.frame_id,
+        "captured_at": utc(prediction.captured_at),
+        "parts": [asdict(p) for p in prediction.parts],
+        "models": [list(m) for m in prediction.models],
+        "created_at": datetime.now(UTC),
+    }
+
+
+def _labelled(conn: Connection, frames: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of ``frames`` (camera, frame id) have a label stored."""
+    key = tuple_(FrameLabelRow.camera_id, FrameLabelRow.frame_id)
+    query = select(FrameLabelRow.camera_id, FrameLabelRow.frame_id).where(key.in_(frames))
+    return {(camera, frame) for camera, frame in conn.execute(query)}
 
 
 def _upsert_label(conn: Connection, label: LabelFeedback) -> None:
