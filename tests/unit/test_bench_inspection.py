@@ -10,6 +10,7 @@ from visionline.bench.inspection import (
     InspectBenchOptions,
     Phase,
     assemble,
+    ends_the_ladder,
     latency_of,
     phase_figures,
     sustains,
@@ -67,6 +68,11 @@ def test_a_phase_sustains_only_under_a_second_with_few_insufficient_parts():
     insufficient = phase_figures(phase, T0, Collected(Counter({"x": 100}), [T0 + 5], some, []), {})
     assert insufficient["insufficient_share"] == round(3 / 99, 4)
     assert not sustains(insufficient)
+    # Only a full-rate load ends the bench; the half-rate reference phase never does.
+    options = InspectBenchOptions()
+    assert ends_the_ladder(insufficient, options.fps, options)
+    assert not ends_the_ladder(insufficient, options.fps / 2, options)
+    assert not ends_the_ladder(fast, options.fps, options)
 
 
 def test_shed_share_and_rates_come_from_what_was_sent_and_inspected():

@@ -304,6 +304,12 @@ def sustains(phase: dict[str, Any]) -> bool:
     return ok and phase["insufficient_share"] < RATED_INSUFFICIENT
 
 
+def ends_the_ladder(phase: dict[str, Any], fps: float, options: InspectBenchOptions) -> bool:
+    """A full-rate load not sustained ends the phases; the half-rate one is a reference only
+    (one insufficient part in its ~50 would otherwise end the bench before any full rate)."""
+    return fps == options.fps and not sustains(phase)
+
+
 def run_inspect_bench(options: InspectBenchOptions, log: Log) -> dict[str, Any]:
     from visionline.stack import LocalStack
     from visionline.stack.config import free_port_settings
@@ -327,7 +333,7 @@ def run_inspect_bench(options: InspectBenchOptions, log: Log) -> dict[str, Any]:
         _phase(stack, 1, options.fps, replace(options, seconds=10), log)
         for lines, fps in loads(options):
             phases.append(_phase(stack, lines, fps, options, log))
-            if not sustains(phases[-1]):
+            if ends_the_ladder(phases[-1], fps, options):
                 break
         rated = max((p["offered_fps"] for p in phases if sustains(p)), default=0.0)
         if rated and not any(p["offered_fps"] == 2 * rated for p in phases):
