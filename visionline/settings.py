@@ -331,6 +331,9 @@ class RetrainSettings(_Settings):
     # VISIONLINE_RETRAIN_SCHEDULE_HOURS='{"defect_detector": 24}'.
     schedule_hours: dict[str, float] = Field(default_factory=dict)
     schedule_check_s: float = Field(60.0, gt=0)  # how often the worker looks at the schedule
+    # How often it checks that part_crops is built from the crop models served (a promotion
+    # through the API or the CLI does not rebuild it; the retrain worker does, then).
+    part_crops_check_s: float = Field(30.0, gt=0)
 
     @field_validator("schedule_hours")
     @classmethod

@@ -30,6 +30,8 @@ def main() -> None:
     if settings.schedule_hours:
         tick = partial(jobs.scheduled_jobs, settings.schedule_hours)
         worker.every(settings.schedule_check_s, tick, "schedule")
+    check = partial(jobs.keep_part_crops_current, common.model_repository)
+    worker.every(settings.part_crops_check_s, check, "part_crops")
     worker.at_start(jobs.resume)
     worker.run()
 

@@ -26,9 +26,11 @@ import sys
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 
+from visionline.inspection.crop_pair import part_crops_stale
 from visionline.messages import DriftEvent, RetrainRequest
 from visionline.model_registry.job_states import FINAL, JobState
 from visionline.model_registry.store import advance_job, get_job
@@ -57,6 +59,7 @@ class RetrainHandlers:
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     running: set[asyncio.Task] = field(default_factory=set)
     told: dict[str, str] = field(default_factory=dict)  # the last reason logged per model
+    crops_refresh: asyncio.subprocess.Process | None = None  # a part_crops rebuild under way
 
     async def on_request(self, event, request: RetrainRequest) -> None:
         """Run the job in the background: the consumer goes on (other models' jobs too)."""
@@ -91,6 +94,27 @@ class RetrainHandlers:
             why = f"the job's process exited with status {status}"
             job = advance_job(self.engine, job_id, JobState.FAILED, why)
         return job
+
+    async def keep_part_crops_current(self, repository: Path) -> None:
+        """Rebuild ``part_crops`` (``visionline retrain part-crops``, a child process: torch and
+        the ONNX export) when the crop models served are no longer the pair it was built from,
+        whoever promoted them. Until then the inspect worker asks the two models apart."""
+        if self.crops_refresh is not None or not await asyncio.to_thread(
+            part_crops_stale, repository
+        ):
+            return
+        log.warning("part_crops was built from other versions than those served: rebuilding")
+        self.crops_refresh = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "visionline.retrain", "part-crops"),
+            preexec_fn=parent_death_signal(signal.SIGTERM),
+        )
+        try:
+            status = await self.crops_refresh.wait()
+        finally:
+            self.crops_refresh = None
+        if status != 0:  # the next check tries again
+            log.error("part_crops rebuild exited with status %s", status)
 
     async def on_drift(self, drift: DriftEvent) -> None:
         """A drift that should retrain a model creates a job (debounced) and its request."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from visionline.inspection.crop_pair import part_crops_stale
 from visionline.inspection.vision import DEFECT_DETECTOR, PART_ANOMALY, PART_CROPS
 from visionline.model_registry.version_policy import with_versions
 from visionline.settings import REPO_ROOT
@@ -72,9 +73,13 @@ def test_a_promotion_of_either_model_gets_a_part_crops_of_the_new_pair(tmp_path)
     _copy_model(tmp_path, DEFECT_DETECTOR, 1)
     config = tmp_path / PART_ANOMALY / "config.pbtxt"
     config.write_text(with_versions(config.read_text(), [1]))  # version 1 promoted, 2 a candidate
+    assert not part_crops_stale(tmp_path)  # none built: not in use here, nothing to rebuild
     assert ensure_part_crops(tmp_path) == (1, True)
+    assert not part_crops_stale(tmp_path)
     config.write_text(with_versions(config.read_text(), [2]))  # version 2 promoted
+    assert part_crops_stale(tmp_path)  # what the retrain worker checks, and then rebuilds
     assert ensure_part_crops(tmp_path) == (2, True)
+    assert not part_crops_stale(tmp_path)
     crops = _crops()[:1]
     both = OnnxModel(tmp_path / PART_CROPS / "2" / "model.onnx").run(crops)
     assert both["source_versions"].tolist() == [[2, 1]]

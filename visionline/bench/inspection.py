@@ -132,7 +132,7 @@ def bare_inspection(
 
 def crop_models(repository: Path, versions: dict[str, int], threads: int) -> dict[str, Any]:
     """``part_crops`` built from the loaded pair, when one is: {name: model}, else {}."""
-    from visionline.training.crop_models import built_from
+    from visionline.inspection.crop_pair import built_from
     from visionline.training.serving import OnnxModel
 
     pair = (versions[PART_ANOMALY], versions[DEFECT_DETECTOR])

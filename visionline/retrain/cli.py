@@ -132,5 +132,21 @@ def run_command(job_id: Annotated[int, typer.Argument(help="A queued job.")]) ->
     console.print(f"job {job.id} ({job.model}): {outcome(job)}")
 
 
+@app.command("part-crops")
+def part_crops_command() -> None:
+    """Build part_crops for the crop models Triton serves now, if none is, and load it. The
+    retrain worker runs this (in a child process) when a promotion or a rollback through the
+    API or the CLI left part_crops built from other versions."""
+    from visionline.model_registry.promotion import triton_control
+    from visionline.training.crop_models import refresh_part_crops
+
+    common = CommonSettings()
+    version = refresh_part_crops(triton_control(common.triton_grpc_url), common.model_repository)
+    if version is None:
+        console.print("part_crops is up to date")
+    else:
+        console.print(f"part_crops version {version} built and loaded")
+
+
 def _opt(value: int | None) -> str:
     return "-" if value is None else str(value)

@@ -14,13 +14,13 @@ that pair is the one Triton serves (else it asks the two models, as before).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from visionline.inspection.crop_pair import built_from, served_pair
 from visionline.inspection.vision import (
     CROP,
     DEFECT_DETECTOR,
@@ -28,12 +28,11 @@ from visionline.inspection.vision import (
     PART_CROPS,
     SOURCE_VERSIONS,
 )
-from visionline.model_registry.versions import configured_serving, next_version, version_folders
+from visionline.model_registry.versions import next_version
 from visionline.training.backbone import Backbone, stride8
 from visionline.training.patchcore import PatchCore
 from visionline.training.serving import (
     LEARNED,
-    METADATA,
     TensorSpec,
     config_pbtxt,
     export_version,
@@ -103,23 +102,6 @@ def build_part_crops(
     return export_version(
         module, example, repository / PART_CROPS, version, inputs, outputs, meta, config
     )
-
-
-def served_pair(repository: Path) -> tuple[int, int] | None:
-    """The versions of the two models that Triton serves by the repository's files."""
-    anomaly = configured_serving(repository / PART_ANOMALY)
-    defect = configured_serving(repository / DEFECT_DETECTOR)
-    return None if anomaly is None or defect is None else (anomaly, defect)
-
-
-def built_from(repository: Path, pair: tuple[int, int]) -> int | None:
-    """The version of ``part_crops`` built from ``pair``, if one is."""
-    model_dir = repository / PART_CROPS
-    for version in sorted(version_folders(model_dir), reverse=True):
-        meta = json.loads((model_dir / str(version) / METADATA).read_text())
-        if (meta["sources"][PART_ANOMALY], meta["sources"][DEFECT_DETECTOR]) == pair:
-            return version
-    return None
 
 
 def ensure_part_crops(repository: Path, backbone: Backbone | None = None) -> tuple[int, bool]:
