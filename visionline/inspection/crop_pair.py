@@ -9,8 +9,7 @@ from pathlib import Path
 
 from visionline.inspection.vision import DEFECT_DETECTOR, PART_ANOMALY, PART_CROPS
 from visionline.model_registry.versions import configured_serving, version_folders
-
-METADATA = "metadata.json"  # as training.serving writes it beside each version
+from visionline.models.spec import METADATA_FILENAME
 
 
 def served_pair(repository: Path) -> tuple[int, int] | None:
@@ -24,7 +23,7 @@ def built_from(repository: Path, pair: tuple[int, int]) -> int | None:
     """The version of ``part_crops`` built from ``pair``, if one is."""
     model_dir = repository / PART_CROPS
     for version in sorted(version_folders(model_dir), reverse=True):
-        meta = json.loads((model_dir / str(version) / METADATA).read_text())
+        meta = json.loads((model_dir / str(version) / METADATA_FILENAME).read_text())
         if (meta["sources"][PART_ANOMALY], meta["sources"][DEFECT_DETECTOR]) == pair:
             return version
     return None

@@ -51,10 +51,11 @@ from visionline.model_registry.store import (
     version_row,
 )
 from visionline.model_registry.versions import serving_candidates
+from visionline.models.spec import LABELS_FILENAME, METADATA_FILENAME
 
 log = logging.getLogger(__name__)
-METADATA = "metadata.json"
-LABELS = "labels.txt"  # the class names Triton's label_filename reads
+METADATA = METADATA_FILENAME
+LABELS = LABELS_FILENAME  # the class names Triton's label_filename reads
 
 
 class ModelControl(Protocol):

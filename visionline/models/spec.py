@@ -12,5 +12,6 @@ IMAGE_SIZE = 224
 NUM_CLASSES = 1000
 MODEL_FILENAME = "model.onnx"
 LABELS_FILENAME = "labels.txt"
+METADATA_FILENAME = "metadata.json"  # beside each version: training settings, figures, lineage
 # The Python-backend model Triton runs for every ONNX model here (copied in as <version>/model.py).
 TRITON_MODEL_PY = Path(__file__).with_name("triton_onnx_model.py")

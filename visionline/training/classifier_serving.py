@@ -16,10 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from visionline.models.spec import IMAGE_SIZE, INPUT_NAME, LABELS_FILENAME, OUTPUT_NAME
+from visionline.models.spec import (
+    IMAGE_SIZE,
+    INPUT_NAME,
+    LABELS_FILENAME,
+    METADATA_FILENAME,
+    OUTPUT_NAME,
+)
 
 SPLIT_FILE = "split.json"
-METADATA = "metadata.json"
+METADATA = METADATA_FILENAME
 
 
 def config_text(model: str, classes: int) -> str:
