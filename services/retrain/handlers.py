@@ -99,9 +99,14 @@ class RetrainHandlers:
         """Rebuild ``part_crops`` (``visionline retrain part-crops``, a child process: torch and
         the ONNX export) when the crop models served are no longer the pair it was built from,
         whoever promoted them. Until then the inspect worker asks the two models apart."""
-        if self.crops_refresh is not None or not await asyncio.to_thread(
-            part_crops_stale, repository
-        ):
+        if self.crops_refresh is not None:
+            return
+        try:
+            stale = await asyncio.to_thread(part_crops_stale, repository)
+        except Exception:  # noqa: BLE001 - as scheduled_jobs: a timer's error crashes the worker
+            log.exception("part_crops check failed; retrying at the next check")
+            return
+        if not stale:
             return
         log.warning("part_crops was built from other versions than those served: rebuilding")
         self.crops_refresh = await asyncio.create_subprocess_exec(

@@ -55,3 +55,21 @@ def test_a_stale_part_crops_is_rebuilt_in_a_child_once_at_a_time(monkeypatch, st
         assert started == []
     else:
         assert len(started) == 1 and started[0][1:] == ("-m", "visionline.retrain", "part-crops")
+
+
+def test_a_check_that_fails_is_logged_and_the_worker_goes_on(monkeypatch, caplog):
+    """A timer's exception crashes the worker (Worker.every): an unreadable part_crops
+    metadata.json must not restart the retrain worker every 30 s, killing its jobs."""
+
+    def unreadable(repository):
+        raise ValueError("metadata.json: Expecting value")
+
+    async def spawn(*args, **kwargs):
+        raise AssertionError("no rebuild without a check")
+
+    monkeypatch.setattr(handlers, "part_crops_stale", unreadable)
+    monkeypatch.setattr(handlers.asyncio, "create_subprocess_exec", spawn)
+    jobs = _handlers()
+    asyncio.run(jobs.keep_part_crops_current(Path("repo")))
+    assert jobs.crops_refresh is None
+    assert "part_crops check failed" in caplog.text
