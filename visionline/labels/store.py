@@ -109,12 +109,11 @@ def record_predictions(
         stored = conn.execute(
             select(LabelPredictionRow).where(LabelPredictionRow.prediction_id.in_(ids))
         )
-        joined = []
-        for row in stored.all():
-            label = _current_label(conn, row.camera_id, row.frame_id)
-            if label is not None:
-                joined.append((_prediction(row), label))
-        return _insert_outcomes(conn, joined, policy)
+        current = {frame: _current_label(conn, *frame) for frame in labelled}  # once a frame
+        joined = [(_prediction(r), current[(r.camera_id, r.frame_id)]) for r in stored.all()]
+        return _insert_outcomes(
+            conn, [(p, label) for p, label in joined if label is not None], policy
+        )
 
 
 def _prediction_row(prediction: Prediction) -> dict[str, Any]:
