@@ -55,6 +55,7 @@ from visionline.resilience import (
     split_suspects,
 )
 from visionline.settings import CommonSettings
+from visionline.stream_batches import take_batches
 
 
 def decode_message(value: bytes, schema: type[M], envelope: bool = True, bind: bool = True):
@@ -282,7 +283,7 @@ class Worker:
 
         @self.app.agent(self.topic(source), name=self._agent_name(source))
         async def process(stream):
-            async for batch in stream.take_events(max_batch, max_wait_ms / 1000):
+            async for batch in take_batches(stream, max_batch, max_wait_ms / 1000):
                 self.batch_in(len(batch), source)
                 done = self.timed()
                 for events in await self.unpoisoned(batch):
