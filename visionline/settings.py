@@ -168,6 +168,9 @@ class InspectSettings(_Settings):
     shed_late_after_s: float = Field(0.25, ge=0)
     shed_gap_per_late_s: float = Field(0.4, gt=0)
     shed_max_gap_s: float = Field(0.3, gt=0)  # so that every part keeps frames (0.7 s in view)
+    # Frames inspected at once (visionline.worker.Worker.routed): while one waits on Triton,
+    # the next is decoded and sent; results keep the frames' order. 1: one after the other.
+    frames_in_flight: int = Field(2, ge=1, le=16)
 
 
 class RulesSettings(_Settings):

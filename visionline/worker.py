@@ -195,53 +195,104 @@ class Worker:
         await self.send_dead_letter(letter, message.key)
 
     def each(
-        self, source: Topic, out: Topic, handle: Callable[[object], tuple | None | Awaitable]
+        self,
+        source: Topic,
+        out: Topic,
+        handle: Callable[[object], tuple | None | Awaitable],
+        in_flight: int = 1,
     ) -> None:
         """The usual agent: ``handle(event) -> (key, value)`` (or a coroutine of it) is sent to
-        ``out``, and None sends nothing; see ``routed`` for what a failure does."""
+        ``out``, and None sends nothing; see ``routed`` for what a failure does and for
+        ``in_flight``."""
 
         async def to_out(event) -> tuple | None:
             result = handle(event)
             result = await result if inspect.isawaitable(result) else result
             return None if result is None else (out, *result)
 
-        self.routed(source, (out,), to_out)
+        self.routed(source, (out,), to_out, in_flight)
 
     def routed(
         self,
         source: Topic,
         outputs: tuple[Topic, ...],
         handle: Callable[[object], tuple | None | Awaitable[tuple | None]],
+        in_flight: int = 1,
     ) -> None:
         """Like ``each``, but ``handle(event) -> (topic, key, value)`` picks one of ``outputs``
         (None: the event is done and nothing is sent).
 
         A poison message is dead-lettered unread; a FrameRejected is dead-lettered; while a
-        server is down the handler is retried (``attempt``); anything else crashes the worker."""
+        server is down the handler is retried (``attempt``); anything else crashes the worker.
+
+        ``in_flight`` > 1: the events waiting are taken up to that many at a time and handled
+        at once, so that their handlers overlap where they wait (on a model server, or in a
+        thread); each result is sent as soon as those of the events before it are, so the
+        output keeps the input's order. An event that crashed the worker before is handled
+        alone, so that its next crash names it."""
         topics = {t: self.topic(t) for t in outputs}
 
-        @self.app.agent(self.topic(source), name=f"visionline.{self.service}")
-        async def process(stream):
-            async for event in stream.events():
-                self.counted_in()
-                done = self.timed()
-                if await self.poisoned(event):
-                    continue
-                try:
-                    result = await self.attempt(lambda e=event: handle(e), [event])
-                except FrameRejected as rejected:
-                    await self.reject(event, rejected)
-                    continue
-                if result is None:
-                    done()
-                    continue
+        async def handled(event) -> tuple | FrameRejected | None:
+            try:
+                return await self.attempt(partial(handle, event), [event])
+            except FrameRejected as rejected:
+                return rejected
+
+        async def route(event, result: tuple | FrameRejected | None, done) -> None:
+            if isinstance(result, FrameRejected):
+                await self.reject(event, result)
+                return
+            if result is not None:
                 topic, key, value = result
                 try:
                     await self.send(topics[topic], key, value)
                 except MessageSizeTooLargeError as exc:  # never lost: set aside with the reason
                     size = f"{len(value)} bytes do not fit a Kafka record here ({exc})"
                     await self.reject(event, FrameRejected("payload_too_large", size))
-                done()
+            done()
+
+        @self.app.agent(self.topic(source), name=f"visionline.{self.service}")
+        async def process(stream):
+            if in_flight <= 1:
+                async for event in stream.events():
+                    self.counted_in()
+                    done = self.timed()
+                    if not await self.poisoned(event):
+                        await route(event, await handled(event), done)
+                return
+            await self._overlapped(stream.noack(), handled, route, in_flight)
+
+    async def _overlapped(self, stream, handled, route, in_flight: int) -> None:
+        """``routed``'s loop with ``in_flight`` handlers at once: each event's handler starts
+        as it comes (in order, while fewer than ``in_flight`` are unsent), and one task sends
+        the results and acks the events in their order, so the offsets committed never pass
+        an event whose result is not sent."""
+        slots = asyncio.Semaphore(in_flight)  # one per event not yet sent
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def send_in_order() -> None:
+            while True:
+                event, task, done = await queue.get()
+                try:
+                    if task is not None:
+                        await route(event, await task, done)
+                    await stream.ack(event)
+                except Exception as exc:  # noqa: BLE001 - as an agent's error: exit, so the
+                    self.crash(exc)  # events not acked come back
+                slots.release()
+
+        sender = asyncio.ensure_future(send_in_order())
+        try:
+            async for event in stream.events():
+                self.counted_in()
+                await slots.acquire()
+                done = self.timed()
+                task = None
+                if not await self.poisoned(event):
+                    task = asyncio.ensure_future(handled(event))
+                queue.put_nowait((event, task, done))
+        finally:
+            sender.cancel()
 
     def sink(
         self,

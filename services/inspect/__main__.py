@@ -19,7 +19,8 @@ def main() -> None:
     inspector = build_inspector(common, settings)
     inspect = InspectHandlers(inspector, settings, worker.model_in_use, shed)
     # Triton down: the worker waits for it; any other error crashes it, counted against the frame.
-    worker.each(Topic.INSPECTION_FRAMES, Topic.PART_OBSERVATIONS, inspect.inspect)
+    frames = Topic.INSPECTION_FRAMES
+    worker.each(frames, Topic.PART_OBSERVATIONS, inspect.inspect, settings.frames_in_flight)
     worker.every(settings.snapshot_prune_s, inspect.prune, "prune")
     worker.run()
 

@@ -45,6 +45,13 @@ def build_inspector(common: CommonSettings, settings: InspectSettings) -> Inspec
     )
 
 
+def decoded(meta: FrameMeta, image: bytes):
+    """(BGR, RGB, scaled RGB, quality) of the frame; in a thread: OpenCV lets go of the GIL,
+    so another frame's decoding or model calls go on meanwhile."""
+    bgr, scaled_rgb, quality = decode_frame(meta, image)
+    return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), scaled_rgb, quality
+
+
 @dataclass
 class ShedCounter:
     """Shed frames per camera in Redis, for the operator API and the dashboard; a Redis that
@@ -82,17 +89,18 @@ class InspectHandlers:
     async def inspect(self, event) -> tuple[bytes, bytes] | None:
         """The frame's observations, or None when it is shed (nothing is published)."""
         meta, image = decode_message(event.message.value, FrameMeta)
+        # Up to InspectSettings.frames_in_flight frames are inspected at once: the shedding
+        # and its count are decided here, before the first wait, in the frames' order.
         if not self.inspects(meta, event.message.timestamp):
             return None
+        shed = self.shedder.shed_before(meta.camera_id)
         try:
-            bgr, scaled_rgb, quality = decode_frame(meta, bytes(image))
+            bgr, rgb, scaled_rgb, quality = await asyncio.to_thread(decoded, meta, bytes(image))
         except FrameRejected as rejected:
             raise rejected.of(meta) from None
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         parts, models = await self.inspector.inspect(rgb, scaled_rgb)
         ref = await asyncio.to_thread(self.snapshot, meta, bgr, parts)
         self.model_in_use(*models)
-        shed = self.shedder.shed_before(meta.camera_id)
         message = observations(meta, quality, parts, models, ref, shed)
         await asyncio.to_thread(self.keep_sample, message, bytes(image))
         return meta.camera_id.encode(), to_json(message)

@@ -102,3 +102,53 @@ def test_every_event_of_a_batch_is_acked_once_the_batch_is_handled():
     assert [value for value, _ in acked] == ["a", "b", "c"]
     # Each event was acked only after the batch that carried it was handled.
     assert all(value in before for value, before in acked)
+
+
+def test_a_worker_with_frames_in_flight_overlaps_their_handlers_and_keeps_their_order(
+    monkeypatch,
+):
+    """Worker.routed(in_flight=3): the handlers of waiting events run at once, start in the
+    events' order, and their results are sent in that order even when a later one is done
+    first; a rejected event is dead-lettered in its place."""
+    from visionline.imaging import FrameRejected
+    from visionline.messages import Topic
+    from visionline.settings import CommonSettings
+    from visionline.worker import Worker
+
+    monkeypatch.setattr("visionline.worker.CrashLedger.refresh", lambda self: None)
+    worker = Worker("in-flight-test", CommonSettings(redis_url="redis://127.0.0.1:9/0"))
+    started, running, most_at_once, sent, rejected = [], set(), [0], [], []
+
+    async def handle(event):
+        value = event.message.value
+        started.append(value)
+        running.add(value)
+        most_at_once[0] = max(most_at_once[0], len(running))
+        await asyncio.sleep(0.3 if value == b"slow" else 0.05)  # the first waits longest
+        running.discard(value)
+        if value == b"bad":
+            raise FrameRejected("undecodable_image", "not an image")
+        return Topic.PART_OBSERVATIONS, b"k", value.upper()
+
+    async def send(topic, key, value):
+        sent.append(value)
+
+    async def reject(event, error):
+        rejected.append((event.message.value, error.error_type, list(sent)))
+
+    worker.send, worker.reject = send, reject
+    worker.routed(Topic.INSPECTION_FRAMES, (Topic.PART_OBSERVATIONS,), handle, in_flight=3)
+    agent = next(iter(worker.app.agents.values()))
+
+    async def scenario():
+        async with agent.test_context() as tested:
+            for value in (b"slow", b"bad", b"fast", b"last"):
+                await tested.put(value)
+            await asyncio.sleep(1.5)
+
+    asyncio.run(scenario())
+    assert started == [b"slow", b"bad", b"fast", b"last"]
+    assert most_at_once[0] == 3  # three in flight, the fourth once the first is sent
+    assert sent == [b"SLOW", b"FAST", b"LAST"]
+    # Dead-lettered after the slow one before it was sent, not as soon as it failed.
+    assert rejected == [(b"bad", "undecodable_image", [b"SLOW"])]
