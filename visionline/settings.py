@@ -114,7 +114,7 @@ class InferenceSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="VISIONLINE_INFERENCE_")
 
     max_batch: int = Field(16, ge=1)
-    max_wait_ms: float = Field(10.0, ge=0)
+    max_wait_ms: float = Field(10.0, ge=0)  # after a batch's first frame (stream_batches)
     model_version: str = ""  # empty: the version Triton serves as latest
     triton_timeout_s: float = Field(10.0, gt=0)
     retry_attempts: int = Field(3, ge=0)
@@ -179,7 +179,7 @@ class RulesSettings(_Settings):
     rules_file: Path = REPO_ROOT / "infra" / "rules.yaml"  # while no version is in rule_sets
     refresh_s: float = Field(2.0, gt=0)  # how often rule_sets is asked for a new version
     max_batch: int = Field(64, ge=1)
-    max_wait_ms: float = Field(20.0, ge=0)
+    max_wait_ms: float = Field(20.0, ge=0)  # after a batch's first message
 
 
 class PartsSettings(_Settings):
@@ -234,7 +234,7 @@ class ObjectsSettings(_Settings):
     # production (docker-compose.yml asks for OBJECTS_STATE_SECRET).
     state_secret: SecretStr = SecretStr("dev")
     max_batch: int = Field(64, ge=1)
-    max_wait_ms: float = Field(20.0, ge=0)
+    max_wait_ms: float = Field(20.0, ge=0)  # after a batch's first message
 
 
 class DriftSettings(_Settings):

@@ -355,6 +355,16 @@ def _phase(stack, lines: int, fps: float, options: InspectBenchOptions, log: Log
     return run_phase(stack, phase, log)
 
 
+def _inspect_settings() -> dict[str, Any]:
+    """The inspect worker's settings that shape these figures (from the environment the
+    stack's workers inherit): frames in flight, the crop model, load shedding."""
+    from visionline.settings import InspectSettings
+
+    settings = InspectSettings()
+    shedding = ("shed_late_after_s", "shed_gap_per_late_s", "shed_max_gap_s")
+    return {name: getattr(settings, name) for name in ("frames_in_flight", "crop_model", *shedding)}
+
+
 def assemble(
     options: InspectBenchOptions, bare: dict, phases: list[dict], rated_fps: float
 ) -> dict[str, Any]:
@@ -368,6 +378,7 @@ def assemble(
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": _machine(),
         "options": {k: str(v) for k, v in options.__dict__.items()},
+        "inspect_worker": _inspect_settings(),
         "bare": bare,
         "phases": phases,
         "rated_fps": rated_fps,
