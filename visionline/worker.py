@@ -225,11 +225,11 @@ class Worker:
         A poison message is dead-lettered unread; a FrameRejected is dead-lettered; while a
         server is down the handler is retried (``attempt``); anything else crashes the worker.
 
-        ``in_flight`` > 1: the events waiting are taken up to that many at a time and handled
-        at once, so that their handlers overlap where they wait (on a model server, or in a
-        thread); each result is sent as soon as those of the events before it are, so the
-        output keeps the input's order. An event that crashed the worker before is handled
-        alone, so that its next crash names it."""
+        ``in_flight`` > 1: up to that many handlers run at once, each started as its event
+        comes, so that they overlap where they wait (on a model server, or in a thread); each
+        result is sent as soon as those of the events before it are, so the output keeps the
+        input's order (``_overlapped``). A handler's crash still counts against its own event
+        only."""
         topics = {t: self.topic(t) for t in outputs}
 
         async def handled(event) -> tuple | FrameRejected | None:
