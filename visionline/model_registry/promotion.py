@@ -54,8 +54,6 @@ from visionline.model_registry.versions import serving_candidates
 from visionline.models.spec import LABELS_FILENAME, METADATA_FILENAME
 
 log = logging.getLogger(__name__)
-METADATA = METADATA_FILENAME
-LABELS = LABELS_FILENAME  # the class names Triton's label_filename reads
 
 
 class ModelControl(Protocol):
@@ -100,7 +98,7 @@ def version_dir(repository: Path, model: str, version: int) -> Path:
 def version_metrics(folder: Path) -> dict[str, Any]:
     """``metrics`` of the version's metadata.json, when it has any."""
     try:
-        metadata = json.loads((folder / METADATA).read_text(encoding="utf-8"))
+        metadata = json.loads((folder / METADATA_FILENAME).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return {}
     metrics = metadata.get("metrics") if isinstance(metadata, dict) else None
@@ -147,9 +145,9 @@ def switch_serving(
     except Exception as exc:
         policy.write_text_atomic(model_dir / policy.CONFIG, before)
         if labels_before:
-            policy.write_text_atomic(model_dir / LABELS, labels_before)
+            policy.write_text_atomic(model_dir / LABELS_FILENAME, labels_before)
         elif labels_before is not None:  # there was none
-            (model_dir / LABELS).unlink(missing_ok=True)
+            (model_dir / LABELS_FILENAME).unlink(missing_ok=True)
         try:
             control.load_model(model)  # Triton kept the old model; this only rereads the config
         except Exception:
@@ -163,7 +161,7 @@ def use_version_labels(model_dir: Path, version: int) -> str | None:
     """A version trained on a dataset has class names of its own (``<version>/labels.txt``);
     Triton reads the model folder's ``labels.txt``: put the version's there. Returns the text it
     replaced (to put back if the switch fails), None when nothing changed."""
-    source, target = model_dir / str(version) / LABELS, model_dir / LABELS
+    source, target = model_dir / str(version) / LABELS_FILENAME, model_dir / LABELS_FILENAME
     if not source.is_file():
         return None
     old = target.read_text(encoding="utf-8") if target.is_file() else ""

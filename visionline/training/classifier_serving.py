@@ -25,7 +25,6 @@ from visionline.models.spec import (
 )
 
 SPLIT_FILE = "split.json"
-METADATA = METADATA_FILENAME
 
 
 def config_text(model: str, classes: int) -> str:
@@ -110,7 +109,7 @@ def write_labels_and_split(folder: Path, classes: list[str], split: dict) -> Non
 
 def write_metadata(folder: Path, metadata: dict) -> None:
     """Replace the version's metadata.json atomically."""
-    path = folder / METADATA
+    path = folder / METADATA_FILENAME
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(metadata, indent=1, default=float), encoding="utf-8")
     partial.replace(path)
@@ -140,7 +139,7 @@ def pin_serving(model_dir: Path) -> None:
 
 
 def read_metadata(folder: Path) -> dict:
-    return json.loads((folder / METADATA).read_text(encoding="utf-8"))
+    return json.loads((folder / METADATA_FILENAME).read_text(encoding="utf-8"))
 
 
 def read_split(folder: Path) -> dict:
@@ -154,6 +153,6 @@ def version_folder(model_dir: Path, version: int | None) -> Path:
     if version is None:
         return latest(model_dir)[1]
     folder = model_dir / str(version)
-    if not (folder / METADATA).is_file():
+    if not (folder / METADATA_FILENAME).is_file():
         raise FileNotFoundError(f"no trained version {version} of {model_dir.name} ({folder})")
     return folder

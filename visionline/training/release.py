@@ -29,9 +29,9 @@ import numpy as np
 
 from visionline.inspection.vision import INSPECTION_MODELS, PART_CROPS
 from visionline.models.export import weights_path
-from visionline.models.spec import MODEL_FILENAME
+from visionline.models.spec import METADATA_FILENAME, MODEL_FILENAME
 from visionline.training.evaluate import EvalConfig, evaluate
-from visionline.training.serving import LEARNED, METADATA, OnnxModel, latest
+from visionline.training.serving import LEARNED, OnnxModel, latest
 
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.json"
@@ -138,7 +138,7 @@ def release_stamp(manifest_path: Path) -> dict:
 
 def assembled(folder: Path, stamp: dict) -> bool:
     """Whether ``folder`` already holds a graph assembled from the release ``stamp`` names."""
-    meta = folder / METADATA
+    meta = folder / METADATA_FILENAME
     if not (folder / MODEL_FILENAME).is_file() or not meta.is_file():
         return False
     made_from = json.loads(meta.read_text()).get("release", {})
@@ -191,7 +191,7 @@ def _crop_models(repository: Path, backbone) -> str:
 
 
 def _trained_here(folder: Path) -> bool:
-    meta = folder / METADATA
+    meta = folder / METADATA_FILENAME
     return meta.is_file() and "release" not in json.loads(meta.read_text())
 
 
@@ -211,7 +211,7 @@ def _assemble_one(
 
     with np.load(release / name / LEARNED) as npz:
         learned = {key: npz[key] for key in npz.files}
-    meta = json.loads((release / name / METADATA).read_text())
+    meta = json.loads((release / name / METADATA_FILENAME).read_text())
     meta["release"] = stamp
     try:
         model = build_model(name, backbone, learned)
@@ -253,9 +253,9 @@ def write_release(
             version, folder = latest(trained / name)
             (staged / name).mkdir(parents=True)
             shutil.copyfile(folder / LEARNED, staged / name / LEARNED)
-            meta = json.loads((folder / METADATA).read_text())
+            meta = json.loads((folder / METADATA_FILENAME).read_text())
             meta["command"] = command
-            (staged / name / METADATA).write_text(json.dumps(meta, indent=1))
+            (staged / name / METADATA_FILENAME).write_text(json.dumps(meta, indent=1))
             manifest["models"][name] = {"trained_version": version}
             manifest["probes"][name] = probe(folder)
         _write_manifest(staged, manifest)

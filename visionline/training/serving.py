@@ -25,7 +25,6 @@ from visionline.model_registry.versions import newest
 from visionline.models.spec import METADATA_FILENAME, MODEL_FILENAME, TRITON_MODEL_PY
 
 OPSET = 17
-METADATA = METADATA_FILENAME
 # What training learned, beside the ONNX graph: the module's state without the frozen backbone
 # (a head's weights, or PatchCore's memory bank and calibration). `visionline models release`
 # collects these; `make models` rebuilds the ONNX graphs from them.
@@ -135,7 +134,7 @@ def export_version(
         shutil.copyfile(TRITON_MODEL_PY, folder / "model.py")
         # numpy's stub matches the ** arrays against its allow_pickle: bool as well
         np.savez(folder / LEARNED, **learned_state(module))  # type: ignore[arg-type]
-        (folder / METADATA).write_text(json.dumps(metadata, indent=1, default=float))
+        (folder / METADATA_FILENAME).write_text(json.dumps(metadata, indent=1, default=float))
         if target.exists():
             shutil.rmtree(target)
         os.replace(folder, target)
