@@ -30,7 +30,7 @@ from services.inspect.logic import decode_frame
 from services.preprocess.logic import preprocess
 from tests.fuzz.seeds import SOF, seed_bytes
 from visionline.imaging import FrameRejected
-from visionline.inspection.vision import FRAME_H, FRAME_W, crop_tensors, frame_tensor
+from visionline.inspection.vision import CROP, FRAME_H, FRAME_W, crop_tensors, frame_tensor
 from visionline.messages import SourceRef
 
 # Small enough that a bomb under the cap decodes in a moment, large enough for odd shapes.
@@ -118,7 +118,7 @@ def _inspect(meta, raw: RawFrame) -> None:
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     tensor, _ = frame_tensor(rgb, scaled_rgb)
     crops, _ = crop_tensors(rgb, [(0.0, 0.0, float(meta.width), float(meta.height))])
-    if tensor.shape != (FRAME_H, FRAME_W, 3) or crops.shape[1:] != (224, 224, 3):
+    if tensor.shape != (FRAME_H, FRAME_W, 3) or crops.shape[1:] != (CROP, CROP, 3):
         raise DecoderBug(f"inspect inputs of shapes {tensor.shape}, {crops.shape}")
 
 

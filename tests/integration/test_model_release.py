@@ -137,14 +137,14 @@ def short_triton(tmp_path_factory, short_release):
         yield stack
 
 
-PART_OUT = {"part_heatmap": (1, 32, 56), "part_size": (2, 32, 56), "part_offset": (2, 32, 56)}
+PART_OUT = {"part_heatmap": (1, 24, 40), "part_size": (2, 24, 40), "part_offset": (2, 24, 40)}
 # A scalar per item is served as dims [ 1 ] (config.pbtxt reshapes the model's [ ] to it).
-ANOMALY_OUT = {"anomaly_map": (28, 28), "anomaly_score": (1,)}
-DEFECT_OUT = {"defect_heatmap": (5, 28, 28), "defect_size": (2, 28, 28), "defect_mask": (28, 28)}
+ANOMALY_OUT = {"anomaly_map": (20, 20), "anomaly_score": (1,)}
+DEFECT_OUT = {"defect_heatmap": (5, 20, 20), "defect_size": (2, 20, 20), "defect_mask": (20, 20)}
 SERVED = {
-    "part_detector": ("frame", (256, 448, 3), PART_OUT),
-    "part_anomaly": ("crop", (224, 224, 3), ANOMALY_OUT),
-    "defect_detector": ("crop", (224, 224, 3), DEFECT_OUT),
+    "part_detector": ("frame", (192, 320, 3), PART_OUT),
+    "part_anomaly": ("crop", (160, 160, 3), ANOMALY_OUT),
+    "defect_detector": ("crop", (160, 160, 3), DEFECT_OUT),
 }
 
 

@@ -172,7 +172,7 @@ def test_no_parts_skips_the_crop_models_but_still_names_their_versions():
 
 
 def test_crops_go_in_batches_of_at_most_max_crop_batch():
-    triton = FakeTriton(cells=((8, 10), (16, 30), (24, 45)))
+    triton = FakeTriton(cells=((6, 8), (12, 20), (18, 32)))
     parts, _ = run(inspector(triton, max_crop_batch=2)[0].inspect(RGB))
     assert len(parts) == 3
     anomaly = [shape for model, shape in triton.calls if model == "part_anomaly"]

@@ -128,3 +128,22 @@ def test_a_model_trained_here_is_kept_unless_forced(tiny_release, tmp_path):
     meta = json.loads((tmp_path / "part_detector" / "1" / "metadata.json").read_text())
     assert "release" not in meta
     assert assemble(release, tmp_path, force=True, **QUIET)["part_detector"].startswith("assembled")
+
+
+def test_a_new_release_over_an_old_one_rebuilds_part_crops(tiny_release, tmp_path):
+    """A release assembles its crop models as version 1 again: the ``part_crops`` built from
+    the old version 1 pair holds the old weights and must not be served with the new ones."""
+    from visionline.inspection.crop_pair import built_from
+    from visionline.training.evaluate import EvalConfig
+
+    trained, release = tiny_release
+    first = assemble(release, tmp_path / "repo", **QUIET)
+    assert first["part_crops"].startswith("built as version 1")
+    newer = tmp_path / "newer"
+    tiny_eval = EvalConfig(frames_per_condition=2, defect_rate=0.8)
+    write_release(trained, newer, "tiny, again", evaluation_config=tiny_eval, **QUIET)
+    done = assemble(newer, tmp_path / "repo", **QUIET)
+    assert done["part_anomaly"].startswith("assembled")
+    assert done["part_crops"].startswith("built as version 2")
+    assert built_from(tmp_path / "repo", (1, 1)) == 2
+    assert assemble(newer, tmp_path / "repo", **QUIET)["part_crops"].startswith("up to date")

@@ -82,9 +82,9 @@ def test_a_tiny_training_run_installs_three_servable_models(tmp_path):
     summary = train_all(tmp_path, 1, config, log=lambda _: None)
     assert summary["part_anomaly"]["bank"] == 64
     shapes = {
-        "part_detector": ((2, 256, 448, 3), {"part_heatmap": (2, 1, 32, 56)}),
-        "part_anomaly": ((3, 224, 224, 3), {"anomaly_map": (3, 28, 28), "anomaly_score": (3,)}),
-        "defect_detector": ((1, 224, 224, 3), {"defect_heatmap": (1, 5, 28, 28)}),
+        "part_detector": ((2, 192, 320, 3), {"part_heatmap": (2, 1, 24, 40)}),
+        "part_anomaly": ((3, 160, 160, 3), {"anomaly_map": (3, 20, 20), "anomaly_score": (3,)}),
+        "defect_detector": ((1, 160, 160, 3), {"defect_heatmap": (1, 5, 20, 20)}),
     }
     for name, (shape, expected) in shapes.items():
         version, folder = latest(tmp_path / name)

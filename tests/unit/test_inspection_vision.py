@@ -31,9 +31,11 @@ def test_frame_tensor_letterboxes_and_maps_boxes_back():
     rgb = np.full((720, 1280, 3), 200, np.uint8)
     tensor, box = frame_tensor(rgb)
     assert tensor.shape == (FRAME_H, FRAME_W, 3) and tensor.dtype == np.uint8
-    assert box.scale == pytest.approx(0.35)
-    assert tensor[:252].min() == 200 and tensor[252:].max() == 0  # padding below, black
-    back = box.to_frame(np.array([[35.0, 35.0, 70.0, 70.0]]))
+    scale = min(FRAME_W / 1280, FRAME_H / 720)  # 16:9 fills the width
+    assert box.scale == pytest.approx(scale)
+    rows = round(720 * scale)
+    assert rows < FRAME_H and tensor[:rows].min() == 200 and tensor[rows:].max() == 0  # padding
+    back = box.to_frame(np.array([[100.0, 100.0, 200.0, 200.0]]) * scale)
     np.testing.assert_allclose(back, [[100, 100, 200, 200]])
 
 
@@ -83,10 +85,9 @@ def test_decode_parts_gives_frame_boxes_from_centre_size_and_offset():
         {"part_heatmap": heat, "part_size": size, "part_offset": offset}, letterbox
     )
     assert not rest and score == pytest.approx(0.8)
-    cx, cy = (20.25 * STRIDE) / 0.35, (10.75 * STRIDE) / 0.35
-    np.testing.assert_allclose(
-        box, [cx - 32 / 0.35, cy - 16 / 0.35, cx + 32 / 0.35, cy + 16 / 0.35]
-    )
+    k = letterbox.scale
+    cx, cy = (20.25 * STRIDE) / k, (10.75 * STRIDE) / k
+    np.testing.assert_allclose(box, [cx - 32 / k, cy - 16 / k, cx + 32 / k, cy + 16 / k])
 
 
 def _crop_outputs(classes=5):
@@ -115,13 +116,14 @@ def test_decode_crop_reports_classed_defects_in_frame_pixels_with_their_mask_are
 
 def test_decode_crop_turns_unexplained_anomalous_regions_into_anomaly_defects():
     anomaly_map, heat, size, mask = _crop_outputs()
-    anomaly_map[20:23, 3:6] = 0.95
+    top = CROP // STRIDE - 8  # a region low on the crop
+    anomaly_map[top : top + 3, 3:6] = 0.95
     defects, score = decode_crop(Crop(0.0, 0.0, float(CROP)), anomaly_map, 0.8, heat, size, mask)
     assert [d.defect_class for d in defects] == [ANOMALY_CLASS]
     assert defects[0].score == pytest.approx(0.95, abs=0.01)
     assert score == pytest.approx(0.8)  # the image score, not the unclassed region's
     x0, y0, x1, y1 = defects[0].box
-    assert 16 < x0 < 40 and 150 < y0 < 170
+    assert 16 < x0 < 40 and top * STRIDE - 10 < y0 < top * STRIDE + 10
 
 
 def test_part_detections_carry_both_scores():

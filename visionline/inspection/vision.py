@@ -31,8 +31,10 @@ INSPECTION_MODELS = (PART_DETECTOR, PART_ANOMALY, DEFECT_DETECTOR)
 PART_CROPS, SOURCE_VERSIONS = "part_crops", "source_versions"
 ANOMALY_CLASS = "anomaly"  # a region the anomaly map found that no defect box explains
 
-FRAME_W, FRAME_H = 448, 256  # part_detector input: the frame letterboxed into this
-CROP = 224  # part crops are square, CROP x CROP
+FRAME_W, FRAME_H = 320, 192  # part_detector input: the frame letterboxed into this
+CROP = 160  # part crops are square, CROP x CROP
+# 448x256 and 224 until 2026-12-06: about half the pixels and half the model time per frame,
+# same decisions within the acceptance run's point (docs/inspection.md#real-time-on-two-cores).
 STRIDE = 8  # both heads read stride-8 features
 CROP_MARGIN = 1.15  # crop side = longest box side x this: some belt around every part
 # A crop window of more pixels than this many frames (a box across a long thin frame: 75,000

@@ -38,8 +38,8 @@ from visionline.training.serving import (
     export_version,
 )
 
-CROP_MODELS_DOC = """
-part_crops: part_anomaly and defect_detector on one backbone pass per 224x224 part crop
+CROP_MODELS_DOC = f"""
+part_crops: part_anomaly and defect_detector on one backbone pass per {CROP}x{CROP} part crop
 (visionline/training/crop_models.py): their outputs, and source_versions, the versions of the two
 it was built from. Derived from them by `make models` and by promotion; not trained.
 """
@@ -104,13 +104,17 @@ def build_part_crops(
     )
 
 
-def ensure_part_crops(repository: Path, backbone: Backbone | None = None) -> tuple[int, bool]:
+def ensure_part_crops(
+    repository: Path, backbone: Backbone | None = None, rebuild: bool = False
+) -> tuple[int, bool]:
     """``part_crops`` for the pair served now: (its version, whether it was built now).
+    ``rebuild``: build a new version even if one was built from that pair of version numbers,
+    as the pair's weights changed under them (a new release assembled over an older one).
     Raises FileNotFoundError when either model has no version."""
     pair = served_pair(repository)
     if pair is None:
         raise FileNotFoundError(f"{repository}: part_anomaly or defect_detector has no version")
-    version = built_from(repository, pair)
+    version = None if rebuild else built_from(repository, pair)
     if version is not None:
         return version, False
     folder = build_part_crops(repository, *pair, backbone=backbone)

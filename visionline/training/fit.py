@@ -339,18 +339,19 @@ def fit_anomaly(
     return {"good_crops": len(crops), "bank": len(bank), **calibration, "seconds": seconds}
 
 
-PART_DOC = """
-part_detector: finds parts on the belt. Input: the frame letterboxed into 448x256, RGB uint8
-(visionline.inspection.vision.frame_tensor). Outputs on the stride-8 grid: a part-centre
-heatmap, log(box size / 8) and the centre's offset within its cell (vision.decode_parts).
+PART_DOC = f"""
+part_detector: finds parts on the belt. Input: the frame letterboxed into {FRAME_W}x{FRAME_H},
+RGB uint8 (visionline.inspection.vision.frame_tensor). Outputs on the stride-8 grid: a
+part-centre heatmap, log(box size / 8) and the centre's offset within its cell
+(vision.decode_parts).
 """
-ANOMALY_DOC = """
-part_anomaly: PatchCore on a 224x224 part crop (vision.crop_tensors), trained on good parts
-only. Outputs: a patch anomaly map (28x28) and an image score, both calibrated so that 0.5 is
-the held-out decision threshold.
+ANOMALY_DOC = f"""
+part_anomaly: PatchCore on a {CROP}x{CROP} part crop (vision.crop_tensors), trained on good parts
+only. Outputs: a patch anomaly map ({CROP // STRIDE}x{CROP // STRIDE}) and an image score, both
+calibrated so that 0.5 is the held-out decision threshold.
 """
-DEFECT_DOC = """
-defect_detector: boxes and classes of defects on a 224x224 part crop. Outputs on the stride-8
+DEFECT_DOC = f"""
+defect_detector: boxes and classes of defects on a {CROP}x{CROP} part crop. Outputs on the stride-8
 grid: heatmaps of scratch, crack, stain, missing_hole, deformation; log(box size / 8); and a
 defect mask (vision.decode_crop).
 """

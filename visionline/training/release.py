@@ -27,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from visionline.inspection.vision import INSPECTION_MODELS, PART_CROPS
+from visionline.inspection.vision import (
+    DEFECT_DETECTOR,
+    INSPECTION_MODELS,
+    PART_ANOMALY,
+    PART_CROPS,
+)
 from visionline.models.export import weights_path
 from visionline.models.spec import METADATA_FILENAME, MODEL_FILENAME
 from visionline.training.evaluate import EvalConfig, evaluate
@@ -172,19 +177,22 @@ def assemble(
             started = time.perf_counter()
             _assemble_one(release, repository, name, manifest, stamp, backbone)
             done[name] = f"assembled ({time.perf_counter() - started:.1f} s)"
-    done[PART_CROPS] = _crop_models(repository, backbone if todo else None)
+    # A release assembles its crop models as the same version numbers it replaces: a
+    # ``part_crops`` built from those numbers before holds the old weights, so it is rebuilt.
+    rebuild = bool({PART_ANOMALY, DEFECT_DETECTOR} & set(todo))
+    done[PART_CROPS] = _crop_models(repository, backbone if todo else None, rebuild)
     for name, what in done.items():
         log(f"{name}: {what}")
     return done
 
 
-def _crop_models(repository: Path, backbone) -> str:
+def _crop_models(repository: Path, backbone, rebuild: bool) -> str:
     """``part_crops`` (both crop models on one backbone pass) for the pair served now; the
     backbone is loaded only if it must be built and none was loaded for the models."""
     from visionline.training.crop_models import ensure_part_crops
 
     started = time.perf_counter()
-    version, built = ensure_part_crops(repository, backbone)
+    version, built = ensure_part_crops(repository, backbone, rebuild)
     if not built:
         return f"up to date (version {version})"
     return f"built as version {version} ({time.perf_counter() - started:.1f} s)"
