@@ -33,8 +33,8 @@ ANOMALY_CLASS = "anomaly"  # a region the anomaly map found that no defect box e
 
 FRAME_W, FRAME_H = 320, 192  # part_detector input: the frame letterboxed into this
 CROP = 160  # part crops are square, CROP x CROP
-# 448x256 and 224 until 2026-12-06: about half the pixels and half the model time per frame,
-# same decisions within the acceptance run's point (docs/inspection.md#real-time-on-two-cores).
+# 448x256 and 224 until 2026-12-06: half the model time per frame; per part through the stack
+# as good, the anomaly model weaker alone (docs/inspection.md#real-time-on-two-cores).
 STRIDE = 8  # both heads read stride-8 features
 CROP_MARGIN = 1.15  # crop side = longest box side x this: some belt around every part
 # A crop window of more pixels than this many frames (a box across a long thin frame: 75,000
