@@ -83,3 +83,9 @@ def test_a_promotion_of_either_model_gets_a_part_crops_of_the_new_pair(tmp_path)
     crops = _crops()[:1]
     both = OnnxModel(tmp_path / PART_CROPS / "2" / "model.onnx").run(crops)
     assert both["source_versions"].tolist() == [[2, 1]]
+    config.write_text(with_versions(config.read_text(), [1]))  # rolled back to version 1
+    # Triton serves the newest part_crops, built from (2, 1): the older build of (1, 1) is
+    # no answer, a new one is.
+    assert part_crops_stale(tmp_path)
+    assert ensure_part_crops(tmp_path) == (3, True)
+    assert not part_crops_stale(tmp_path)

@@ -131,19 +131,28 @@ def test_a_model_trained_here_is_kept_unless_forced(tiny_release, tmp_path):
 
 
 def test_a_new_release_over_an_old_one_rebuilds_part_crops(tiny_release, tmp_path):
-    """A release assembles its crop models as version 1 again: the ``part_crops`` built from
-    the old version 1 pair holds the old weights and must not be served with the new ones."""
+    """A release assembles its crop models as version 1 again: a ``part_crops`` built from an
+    older version 1 (other weights) must not be served with the new ones; one built from the
+    same weights needs no rebuild."""
     from visionline.inspection.crop_pair import built_from
-    from visionline.training.evaluate import EvalConfig
+    from visionline.training.crop_models import ensure_part_crops
 
-    trained, release = tiny_release
-    first = assemble(release, tmp_path / "repo", **QUIET)
-    assert first["part_crops"].startswith("built as version 1")
-    newer = tmp_path / "newer"
-    tiny_eval = EvalConfig(frames_per_condition=2, defect_rate=0.8)
-    write_release(trained, newer, "tiny, again", evaluation_config=tiny_eval, **QUIET)
-    done = assemble(newer, tmp_path / "repo", **QUIET)
+    _, release = tiny_release
+    repo = tmp_path / "repo"
+    assert assemble(release, repo, **QUIET)["part_crops"].startswith("built as version 1")
+    assert assemble(release, repo, **QUIET)["part_crops"] == "up to date (version 1)"
+    # An older release's weights under the same version number, and its part_crops:
+    folder = repo / "part_anomaly" / "1"
+    with np.load(folder / LEARNED) as npz:
+        older = {key: npz[key] * 1.5 if npz[key].dtype.kind == "f" else npz[key] for key in npz}
+    np.savez(folder / LEARNED, **older)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["release"]["manifest_sha256"] = "0" * 64
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    assert built_from(repo, (1, 1)) is None
+    assert ensure_part_crops(repo) == (2, True)
+    done = assemble(release, repo, **QUIET)
     assert done["part_anomaly"].startswith("assembled")
-    assert done["part_crops"].startswith("built as version 2")
-    assert built_from(tmp_path / "repo", (1, 1)) == 2
-    assert assemble(newer, tmp_path / "repo", **QUIET)["part_crops"].startswith("up to date")
+    assert done["part_crops"].startswith("built as version 3")
+    assert built_from(repo, (1, 1)) == 3
+    assert assemble(release, repo, **QUIET)["part_crops"] == "up to date (version 3)"

@@ -4,12 +4,13 @@ in a child process, when a promotion through the API or the CLI made it stale)."
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from visionline.inspection.vision import DEFECT_DETECTOR, PART_ANOMALY, PART_CROPS
 from visionline.model_registry.versions import configured_serving, version_folders
-from visionline.models.spec import METADATA_FILENAME
+from visionline.models.spec import LEARNED, METADATA_FILENAME
 
 
 def served_pair(repository: Path) -> tuple[int, int] | None:
@@ -19,14 +20,36 @@ def served_pair(repository: Path) -> tuple[int, int] | None:
     return None if anomaly is None or defect is None else (anomaly, defect)
 
 
+def weights_digest(version_dir: Path) -> str | None:
+    """The sha256 of a crop model version's learned weights; None when it has none. A version
+    number alone does not name weights: a release, or ``visionline train --version N``,
+    rewrites a version in place."""
+    path = version_dir / LEARNED
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def source_digests(repository: Path, pair: tuple[int, int]) -> dict[str, str | None]:
+    """The digests of the weights of ``pair`` (anomaly, defect versions) as they are now."""
+    names = (PART_ANOMALY, DEFECT_DETECTOR)
+    return {
+        name: weights_digest(repository / name / str(v))
+        for name, v in zip(names, pair, strict=True)
+    }
+
+
 def built_from(repository: Path, pair: tuple[int, int]) -> int | None:
-    """The version of ``part_crops`` built from ``pair``, if one is."""
+    """The version of ``part_crops`` Triton serves (the newest), if it was built from ``pair``
+    with the weights those versions hold now; None otherwise (also for a build that predates
+    the digests: it is rebuilt once)."""
     model_dir = repository / PART_CROPS
-    for version in sorted(version_folders(model_dir), reverse=True):
-        meta = json.loads((model_dir / str(version) / METADATA_FILENAME).read_text())
-        if (meta["sources"][PART_ANOMALY], meta["sources"][DEFECT_DETECTOR]) == pair:
-            return version
-    return None
+    versions = version_folders(model_dir)
+    if not versions:
+        return None
+    meta = json.loads((model_dir / str(versions[-1]) / METADATA_FILENAME).read_text())
+    if (meta["sources"][PART_ANOMALY], meta["sources"][DEFECT_DETECTOR]) != pair:
+        return None
+    built = meta.get("source_digests")
+    return versions[-1] if built == source_digests(repository, pair) else None
 
 
 def part_crops_stale(repository: Path) -> bool:

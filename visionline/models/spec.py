@@ -13,5 +13,9 @@ NUM_CLASSES = 1000
 MODEL_FILENAME = "model.onnx"
 LABELS_FILENAME = "labels.txt"
 METADATA_FILENAME = "metadata.json"  # beside each version: training settings, figures, lineage
+# What training learned, beside the ONNX graph: the module's state without the frozen backbone
+# (a head's weights, or PatchCore's memory bank and calibration). `visionline models release`
+# collects these; `make models` rebuilds the ONNX graphs from them.
+LEARNED = "learned.npz"
 # The Python-backend model Triton runs for every ONNX model here (copied in as <version>/model.py).
 TRITON_MODEL_PY = Path(__file__).with_name("triton_onnx_model.py")

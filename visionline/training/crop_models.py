@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionline.inspection.crop_pair import built_from, served_pair
+from visionline.inspection.crop_pair import built_from, served_pair, source_digests
 from visionline.inspection.vision import (
     CROP,
     DEFECT_DETECTOR,
@@ -95,6 +95,7 @@ def build_part_crops(
     meta = {
         "model": PART_CROPS,
         "sources": {PART_ANOMALY: anomaly_version, DEFECT_DETECTOR: defect_version},
+        "source_digests": source_digests(repository, (anomaly_version, defect_version)),
     }
     config = config_pbtxt(PART_CROPS, inputs, outputs, 16, (8, 16), CROP_MODELS_DOC)
     example = np.zeros((2, CROP, CROP, 3), np.uint8)
@@ -104,17 +105,13 @@ def build_part_crops(
     )
 
 
-def ensure_part_crops(
-    repository: Path, backbone: Backbone | None = None, rebuild: bool = False
-) -> tuple[int, bool]:
-    """``part_crops`` for the pair served now: (its version, whether it was built now).
-    ``rebuild``: build a new version even if one was built from that pair of version numbers,
-    as the pair's weights changed under them (a new release assembled over an older one).
-    Raises FileNotFoundError when either model has no version."""
+def ensure_part_crops(repository: Path, backbone: Backbone | None = None) -> tuple[int, bool]:
+    """``part_crops`` for the pair served now, with the weights it holds now: (its version,
+    whether it was built now). Raises FileNotFoundError when either model has no version."""
     pair = served_pair(repository)
     if pair is None:
         raise FileNotFoundError(f"{repository}: part_anomaly or defect_detector has no version")
-    version = None if rebuild else built_from(repository, pair)
+    version = built_from(repository, pair)
     if version is not None:
         return version, False
     folder = build_part_crops(repository, *pair, backbone=backbone)

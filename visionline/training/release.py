@@ -28,15 +28,13 @@ from typing import Any
 import numpy as np
 
 from visionline.inspection.vision import (
-    DEFECT_DETECTOR,
     INSPECTION_MODELS,
-    PART_ANOMALY,
     PART_CROPS,
 )
 from visionline.models.export import weights_path
-from visionline.models.spec import METADATA_FILENAME, MODEL_FILENAME
+from visionline.models.spec import LEARNED, METADATA_FILENAME, MODEL_FILENAME
 from visionline.training.evaluate import EvalConfig, evaluate
-from visionline.training.serving import LEARNED, OnnxModel, latest
+from visionline.training.serving import OnnxModel, latest
 
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.json"
@@ -177,22 +175,21 @@ def assemble(
             started = time.perf_counter()
             _assemble_one(release, repository, name, manifest, stamp, backbone)
             done[name] = f"assembled ({time.perf_counter() - started:.1f} s)"
-    # A release assembles its crop models as the same version numbers it replaces: a
-    # ``part_crops`` built from those numbers before holds the old weights, so it is rebuilt.
-    rebuild = bool({PART_ANOMALY, DEFECT_DETECTOR} & set(todo))
-    done[PART_CROPS] = _crop_models(repository, backbone if todo else None, rebuild)
+    # A release assembles its crop models as the version numbers it replaces: part_crops knows
+    # its sources by their weights' digests too, so one built from the old weights is rebuilt.
+    done[PART_CROPS] = _crop_models(repository, backbone if todo else None)
     for name, what in done.items():
         log(f"{name}: {what}")
     return done
 
 
-def _crop_models(repository: Path, backbone, rebuild: bool) -> str:
+def _crop_models(repository: Path, backbone) -> str:
     """``part_crops`` (both crop models on one backbone pass) for the pair served now; the
     backbone is loaded only if it must be built and none was loaded for the models."""
     from visionline.training.crop_models import ensure_part_crops
 
     started = time.perf_counter()
-    version, built = ensure_part_crops(repository, backbone, rebuild)
+    version, built = ensure_part_crops(repository, backbone)
     if not built:
         return f"up to date (version {version})"
     return f"built as version {version} ({time.perf_counter() - started:.1f} s)"

@@ -22,13 +22,9 @@ import onnxruntime as ort
 
 from visionline.model_registry.version_policy import served_versions, with_versions
 from visionline.model_registry.versions import newest
-from visionline.models.spec import METADATA_FILENAME, MODEL_FILENAME, TRITON_MODEL_PY
+from visionline.models.spec import LEARNED, METADATA_FILENAME, MODEL_FILENAME, TRITON_MODEL_PY
 
 OPSET = 17
-# What training learned, beside the ONNX graph: the module's state without the frozen backbone
-# (a head's weights, or PatchCore's memory bank and calibration). `visionline models release`
-# collects these; `make models` rebuilds the ONNX graphs from them.
-LEARNED = "learned.npz"
 FROZEN_PREFIX = "backbone."
 
 
