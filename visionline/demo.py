@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from visionline.camera.line_loops import LOOP_CACHE, ensure_loops, loops_of_lines
 from visionline.db import make_engine
 from visionline.inspection.config import config_for, load_inspection
 from visionline.kafka import read_messages, topic_consumer
@@ -25,6 +26,9 @@ from visionline.tokens import create_token
 
 WATCHED = (Topic.PREDICTIONS, Topic.ALERTS, Topic.DEAD_LETTER, Topic.PART_DECISIONS)
 WARMUP_S = 5.0  # latency figures leave out frames captured this early
+# The lines' loops: the stack's start and the watch, so that a default demo never wraps; a
+# longer one wraps every LOOP_MAX_S (the parts in view then are cut short).
+LOOP_MARGIN_S, LOOP_MAX_S = 20.0, 120.0
 # The demo's conveyor lines, demo-line-1, ...: the rules file's entry for them sets their frame
 # rate (the belt speed is per second, so camera and tracker must agree on it).
 DEMO_LINE_PREFIX = "demo-line"
@@ -200,11 +204,27 @@ def api_check(api_url: str, token: str) -> str:
     )
 
 
+def prerender_lines(lines: int, fps: float, loop_s: float, console: Console) -> None:
+    ids = [f"{DEMO_LINE_PREFIX}-{k}" for k in range(1, lines + 1)]
+    loops = loops_of_lines(ids, fps, 0, loop_s)  # seed 0: `visionline camera lines`' default
+    if missing := [loop for loop in loops if not loop.cached(LOOP_CACHE)]:
+        console.print(
+            f"rendering {len(missing)} conveyor lines' {missing[0].frames} frames once "
+            f"(about 32 ms of CPU a frame; cached in {LOOP_CACHE} for the next run)"
+        )
+    ensure_loops(loops, LOOP_CACHE)
+
+
 def run_demo(
     cameras: int, fps: float, seconds: float, state_dir: Path, console: Console, lines: int = 0
 ) -> dict:
     line_fps = demo_line_fps(PartsSettings().rules_file)
     lines_at = {"line_cameras": lines, "line_fps": line_fps, "line_prefix": DEMO_LINE_PREFIX}
+    if lines:
+        # Rendering the lines live would take a third of a 2-core machine from the pipeline:
+        # their frames are rendered once, before the stack starts, and replayed.
+        lines_at["line_loop_s"] = loop_s = min(seconds + LOOP_MARGIN_S, LOOP_MAX_S)
+        prerender_lines(lines, line_fps, loop_s, console)
     # The demo reads its topics from the beginning: a stack kept from the last run would count
     # that run's frames and parts as this one's.
     fresh_stack_folder(state_dir)

@@ -70,5 +70,8 @@ def test_conveyor_lines_run_as_a_camera_process_only_when_asked(tmp_path):
     demo = free_port_settings(tmp_path, line_cameras=1, line_fps=5, line_prefix="demo-line")
     argv = {w.name: w for w in default_workers(demo)}["lines"].argv
     assert argv[-4:] == ("--fps", "5.0", "--prefix", "demo-line")
+    replayed = free_port_settings(tmp_path, line_cameras=2, line_loop_s=65)
+    argv = {w.name: w for w in default_workers(replayed)}["lines"].argv
+    assert argv[-2:] == ("--loop-s", "65.0")
     with pytest.raises(ValueError, match="line_prefix"):
         free_port_settings(tmp_path, line_prefix="Line 1")

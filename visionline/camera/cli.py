@@ -15,6 +15,7 @@ from rich.table import Table
 
 from visionline.camera.conveyor import ConveyorSource
 from visionline.camera.frames import FrameSource
+from visionline.camera.line_loops import LOOP_CACHE, ensure_loops, loops_of_lines
 from visionline.camera.publisher import CameraStats, FramePublisher, run_camera, run_cameras
 from visionline.camera.simulator import Resolution, parse_resolution
 from visionline.camera.sources import SPEC_HELP, SourceError, open_source, redact
@@ -168,6 +169,15 @@ def lines(
     ] = True,
     seed: Seed = 0,
     labels_delay: LabelsDelay = None,
+    loop_s: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            help="Replay each line's first LOOP_S seconds, rendered once and cached in "
+            ".state/line-frames, instead of rendering every frame live (about 32 ms of CPU "
+            "a frame, which a real camera does not cost this machine).",
+        ),
+    ] = None,
 ) -> None:
     """Run COUNT simulated conveyor lines for inspection, each with its own nuisance mix.
 
@@ -187,8 +197,13 @@ def lines(
             for cid in ids
         ]
         _register_specs(specs, common)
+    if loop_s is not None and labels_delay is not None:
+        raise typer.BadParameter(
+            "a replayed loop has no truth to label: --loop-s or --labels-delay"
+        )
+    loops = None if loop_s is None else _loop_frames(ids, fps, seed, loop_s)
     label_out = None if labels_delay is None else producer(common.kafka_bootstrap)
-    sources = _conveyor_sources(ids, fps, seed, labels_delay, label_out)
+    sources = _conveyor_sources(ids, fps, seed, labels_delay, label_out, loops)
     publisher = FramePublisher(common.kafka_bootstrap)
     log.info("simulating %d conveyor lines at %s fps", count, fps)
     with _stop_on_signals() as stop:
@@ -201,9 +216,25 @@ def lines(
         raise typer.Exit(1)
 
 
-def _conveyor_sources(ids: list[str], fps: float, seed: int, labels_delay, label_out) -> list:
+def _loop_frames(ids: list[str], fps: float, seed: int, loop_s: float) -> list[list[bytes]]:
+    """Each line's loop of frames, rendered first unless cached."""
+    loops = loops_of_lines(ids, fps, seed, loop_s)
+    missing = [loop for loop in loops if not loop.cached(LOOP_CACHE)]
+    if missing:
+        log.info(
+            "rendering %d line loops of %d frames (cached for the next run)",
+            len(missing),
+            missing[0].frames,
+        )
+    ensure_loops(loops, LOOP_CACHE)
+    return [loop.load(LOOP_CACHE) for loop in loops]
+
+
+def _conveyor_sources(
+    ids: list[str], fps: float, seed: int, labels_delay, label_out, loops=None
+) -> list:
     """(camera id, its ConveyorSource) per line, the k-th line with the k-th nuisance mix; each
-    camera holds its own labels back when ``labels_delay`` is set."""
+    camera holds its own labels back when ``labels_delay`` is set, or replays its loop."""
 
     def truth_of() -> dict:
         if label_out is None or labels_delay is None:  # both are set, or neither
@@ -219,6 +250,7 @@ def _conveyor_sources(ids: list[str], fps: float, seed: int, labels_delay, label
                 fps=fps,
                 realtime_fps=fps,
                 nuisances=CAMERA_MIXES.get(f"line-{k + 1}", {}),
+                loop=None if loops is None else loops[k],
                 **truth_of(),
             ),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,9 @@ class ConveyorSource:
     With ``labels`` (and ``label_producer``, a confluent-kafka producer) each frame gets its id
     here and its ground truth goes into that ``DelayedLabels``, published on the labels
     feedback topic once its delay is over; what is still held is published at ``close``.
+
+    With ``loop`` (the generator's first frames, ``line_loops.LineLoop``) frame ``index`` is
+    ``loop[index % len(loop)]``, replayed rather than rendered; it has no truth to label.
     """
 
     def __init__(
@@ -40,10 +43,14 @@ class ConveyorSource:
         clock: Callable[[], float] = time.time,
         labels: DelayedLabels | None = None,
         label_producer: Any = None,
+        loop: Sequence[bytes] | None = None,
         **generator: Any,
     ) -> None:
         if (labels is None) != (label_producer is None):
             raise ValueError("give both labels and label_producer, or neither")
+        if loop is not None and (not loop or labels is not None):
+            raise ValueError("a loop needs frames, and has no truth to label")
+        self.loop = loop
         self.generator = LineGenerator(seed, resolution, jpeg_base=jpeg_quality, **generator)
         self.start, self.realtime_fps, self.clock = start, realtime_fps, clock
         self.labels, self.label_producer = labels, label_producer
@@ -58,7 +65,10 @@ class ConveyorSource:
                 due = self.start + math.floor((self.clock() - t0) * self.realtime_fps)
                 index = max(due, index)
                 captured_ms = round((t0 + (index - self.start) / self.realtime_fps) * 1000)
-            data, self.last_truth = self.generator.encode(index)
+            if self.loop is None:
+                data, self.last_truth = self.generator.encode(index)
+            else:
+                data = self.loop[index % len(self.loop)]
             self.last_index = index
             frame = EncodedFrame(data, captured_at_ms=captured_ms)
             yield frame if self.labels is None else self._labelled(frame, index)

@@ -109,6 +109,9 @@ class StackSettings(BaseSettings):
     line_prefix: str = Field("line", pattern=LINE_PREFIX_PATTERN)
     # The lines' ground truth as late labels this many seconds after each frame; None: none.
     line_labels_delay_s: float | None = Field(None, ge=0)
+    # Replay each line's first seconds, rendered once (visionline/camera/line_loops.py), instead
+    # of rendering every frame live: None renders live.
+    line_loop_s: float | None = Field(None, gt=0)
     with_workers: bool = True
     # The retrain worker (services/retrain): off by default, its jobs train on this machine's
     # CPU; `visionline drift scenario` turns it on.
@@ -256,6 +259,8 @@ def default_workers(settings: StackSettings) -> list[WorkerSpec]:
         count += ("--prefix", settings.line_prefix)
         if settings.line_labels_delay_s is not None:
             count += ("--labels-delay", str(settings.line_labels_delay_s))
+        if settings.line_loop_s is not None:
+            count += ("--loop-s", str(settings.line_loop_s))
         workers.append(WorkerSpec(name="lines", argv=(python, *argv, *count), stage=1))
     return workers
 
