@@ -157,15 +157,15 @@ def snapshot_ref(row: AlertRow) -> str | None:
     return ref if isinstance(ref, str) and ref else None
 
 
-def snapshot_file(root: Path, ref: str) -> Path | None:
-    """The stored file of a snapshot reference, if it is well-formed, inside ``root`` (no
-    traversal, no symlink out) and not pruned yet."""
+def snapshot_image(root: Path, ref: str) -> bytes | None:
+    """The snapshot of a reference as a JPEG (its boxes drawn now if it was stored as the
+    camera's frame), if it is well-formed, inside ``root`` (no traversal, no symlink out) and
+    not pruned yet."""
     from visionline.inspection.snapshots import SnapshotStore  # cv2: only when asked
 
     if not root.is_dir():  # the store would create it
         return None
     try:
-        path = SnapshotStore(root).path_of(ref)
+        return SnapshotStore(root).render(ref)
     except (ValueError, OSError):
         return None
-    return path if path.is_file() else None

@@ -94,15 +94,16 @@ class InspectHandlers:
         if not self.inspects(meta, event.message.timestamp):
             return None
         shed = self.shedder.shed_before(meta.camera_id)
+        image = bytes(image)  # the frame as the camera sent it: decoded, and kept as evidence
         try:
-            bgr, rgb, scaled_rgb, quality = await asyncio.to_thread(decoded, meta, bytes(image))
+            bgr, rgb, scaled_rgb, quality = await asyncio.to_thread(decoded, meta, image)
         except FrameRejected as rejected:
             raise rejected.of(meta) from None
         parts, models = await self.inspector.inspect(rgb, scaled_rgb)
-        ref = await asyncio.to_thread(self.snapshot, meta, bgr, parts)
+        ref = await asyncio.to_thread(self.snapshot, meta, bgr, parts, image)
         self.model_in_use(*models)
         message = observations(meta, quality, parts, models, ref, shed)
-        await asyncio.to_thread(self.keep_sample, message, bytes(image))
+        await asyncio.to_thread(self.keep_sample, message, image)
         return meta.camera_id.encode(), to_json(message)
 
     def inspects(self, meta: FrameMeta, forwarded_at: float | None) -> bool:
@@ -118,10 +119,10 @@ class InspectHandlers:
         log.debug("shed %s/%s after %.2f s of wait", meta.camera_id, meta.frame_id, waited)
         return False
 
-    def snapshot(self, meta: FrameMeta, bgr, parts) -> str | None:
+    def snapshot(self, meta: FrameMeta, bgr, parts, image: bytes) -> str | None:
         threshold, quality = self.settings.snapshot_threshold, self.settings.snapshot_jpeg_quality
         try:
-            return store_snapshot(self.snapshots, meta, bgr, parts, threshold, quality)
+            return store_snapshot(self.snapshots, meta, bgr, parts, threshold, quality, image)
         except OSError as exc:  # a full disk must not stop the line: publish without evidence
             log.error("snapshot of %s/%s not stored: %s", meta.camera_id, meta.frame_id, exc)
             return None

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from visionline.camera.frames import JPEG
 from visionline.imaging import ImageHeader, decode, quality_measures
 from visionline.inspection.snapshots import (
     ORANGE,
@@ -97,9 +98,14 @@ def store_snapshot(
     parts: Sequence[PartDetection],
     threshold: float,
     jpeg_quality: int = 85,
+    image: bytes | None = None,
 ) -> str | None:
-    """The reference of the frame's annotated snapshot, stored when a part looks defective."""
+    """The reference of the frame's snapshot, stored when a part looks defective: a JPEG frame
+    (``image``, as the camera sent it) with its boxes beside it, drawn only when the snapshot
+    is asked for (``SnapshotStore.render``); any other frame drawn and encoded now."""
     if not wants_snapshot(parts, threshold):
         return None
-    image = annotate(bgr, snapshot_boxes(parts, threshold))
-    return store.put(snapshot_key(meta), encode_snapshot(image, jpeg_quality))
+    boxes = snapshot_boxes(parts, threshold)
+    if image is not None and meta.content_type == JPEG:
+        return store.put_frame(snapshot_key(meta), image, boxes)
+    return store.put(snapshot_key(meta), encode_snapshot(annotate(bgr, boxes), jpeg_quality))

@@ -12,7 +12,7 @@ from fastapi import HTTPException
 from services.api.params import utc
 from services.api.routers.alerts import alert_out, decode_cursor, encode_cursor, storable
 from visionline import camera_health as ch
-from visionline.alerts import AlertConflict, snapshot_file, snapshot_ref, transition
+from visionline.alerts import AlertConflict, snapshot_image, snapshot_ref, transition
 from visionline.db.models import AlertRow
 
 
@@ -92,13 +92,13 @@ def test_snapshot_url_only_with_a_snapshot_and_escaped() -> None:
     assert snapshot_ref(row(part={"snapshot": 5})) is None
 
 
-def test_snapshot_file_stays_inside_the_store(tmp_path: Path) -> None:
+def test_a_snapshot_is_read_only_inside_the_store(tmp_path: Path) -> None:
     root = tmp_path / "snapshots"
     (root / "cam").mkdir(parents=True)
     (root / "cam" / "f1.jpg").write_bytes(b"jpeg")
     (tmp_path / "secret.jpg").write_bytes(b"secret")
     (root / "cam" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
-    assert snapshot_file(root, "snapshot://cam/f1.jpg") == (root / "cam" / "f1.jpg").resolve()
+    assert snapshot_image(root, "snapshot://cam/f1.jpg") == b"jpeg"  # stored drawn: as it is
     for ref in (
         "snapshot://../secret.jpg",
         "snapshot://cam/../../secret.jpg",
@@ -107,8 +107,10 @@ def test_snapshot_file_stays_inside_the_store(tmp_path: Path) -> None:
         "snapshot://cam/link.jpg",
         "snapshot://cam/gone.jpg",
     ):
-        assert snapshot_file(root, ref) is None, ref
-    assert snapshot_file(tmp_path / "none", "snapshot://cam/f1.jpg") is None
+        assert snapshot_image(root, ref) is None, ref
+    assert snapshot_image(tmp_path / "none", "snapshot://cam/f1.jpg") is None
+    (root / "cam" / "f1.jpg.boxes.json").write_text("[]")  # a frame to draw on that is no JPEG
+    assert snapshot_image(root, "snapshot://cam/f1.jpg") is None
 
 
 # --- camera activity -----------------------------------------------------------------------

@@ -234,6 +234,15 @@ def test_snapshot_only_when_a_part_reaches_the_threshold(tmp_path):
     assert ref == "snapshot://line-1/f_7.jpg"
     image = cv2.imdecode(np.frombuffer(store.get(ref), np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == bgr.shape and not np.array_equal(image, bgr)  # boxes drawn
+    # A JPEG frame is kept as the camera sent it, its boxes drawn when it is asked for.
+    jpeg = cv2.imencode(".jpg", bgr)[1].tobytes()
+    sent = meta("f:8")
+    assert sent.content_type == "image/jpeg"
+    ref = store_snapshot(store, sent, bgr, [part(0.6, polygon)], 0.5, image=jpeg)
+    assert store.get(ref) == jpeg
+    drawn = cv2.imdecode(np.frombuffer(store.render(ref), np.uint8), cv2.IMREAD_COLOR)
+    plain = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn.shape == bgr.shape and not np.array_equal(drawn, plain)
 
 
 def test_snapshot_draws_parts_and_their_defects():

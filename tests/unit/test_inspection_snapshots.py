@@ -222,3 +222,43 @@ def test_encode_snapshot_round_trip_and_store(tmp_path: Path) -> None:
     assert np.abs(decoded.astype(int) - drawn.astype(int)).mean() < 3  # lossy, but close
     with pytest.raises(ValueError):
         encode_snapshot(drawn, quality=0)
+
+
+def _frame_jpeg() -> tuple[np.ndarray, bytes]:
+    image = np.full((120, 160, 3), 90, np.uint8)
+    return image, encode_snapshot(image, 95)
+
+
+def test_a_frame_stored_as_sent_is_drawn_when_rendered(tmp_path: Path) -> None:
+    """The camera's bytes are kept as they came; the boxes are drawn on the way out, as
+    ``annotate`` draws them on the decoded frame."""
+    image, jpeg = _frame_jpeg()
+    store = SnapshotStore(tmp_path)
+    boxes = part_boxes((20, 20, 80, 80), True, 0.9, [("scratch", (30, 30, 50, 50), 0.7)])
+    boxes.append(
+        AnnotatedBox((90, 10, 150, 70), polygons=[np.array([[95, 15], [140, 15], [120, 60]])])
+    )
+    ref = store.put_frame("cam/7", jpeg, boxes)
+    assert store.get(ref) == jpeg  # as sent
+    rendered = cv2.imdecode(np.frombuffer(store.render(ref), np.uint8), cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    drawn_now = cv2.imdecode(
+        np.frombuffer(encode_snapshot(annotate(decoded, boxes)), np.uint8), cv2.IMREAD_COLOR
+    )
+    np.testing.assert_array_equal(rendered, drawn_now)
+    assert not np.array_equal(rendered, decoded)  # the boxes are there
+    assert store.render(store.put("cam/8", jpeg)) == jpeg  # stored drawn: served as it is
+
+
+def test_a_frame_replaced_by_a_drawn_snapshot_and_pruned_leaves_no_boxes(tmp_path: Path) -> None:
+    _, jpeg = _frame_jpeg()
+    store = SnapshotStore(tmp_path, max_age_s=3600)
+    ref = store.put_frame("cam/7", jpeg, part_boxes((10, 10, 50, 50), False))
+    assert all_files(tmp_path) == ["cam/7.jpg", "cam/7.jpg.boxes.json"]
+    store.put("cam/7", jpeg)  # the same key stored drawn: nothing left to draw on it
+    assert all_files(tmp_path) == ["cam/7.jpg"] and store.render(ref) == jpeg
+    age(store, ref, NOW - 10)
+    old = store.put_frame("cam/9", jpeg, [])
+    age(store, old, NOW - 3601)
+    assert store.prune(now=NOW) == 1
+    assert all_files(tmp_path) == ["cam/7.jpg"]

@@ -5,6 +5,12 @@ image lives in a ``SnapshotStore`` directory that ``prune`` keeps within an age 
 Writes are atomic (temp file, then ``os.replace``): a reader sees a whole JPEG or none. They are
 not fsynced: a snapshot may be lost on power failure, which an alert can tolerate.
 
+A frame that is already a JPEG can be stored as the camera sent it, with the boxes to draw
+beside it (``put_frame``, ``<name>.jpg`` + ``<name>.jpg.boxes.json``): ``render`` draws them when
+the snapshot is asked for. The inspect worker stores a snapshot for every frame in which a part
+looks defective, and only the few an alert names are ever looked at: drawing and re-encoding
+each one cost the worker a sixth of its CPU.
+
 Keys such as ``"line-1/000123-7"`` map to ``<root>/line-1/000123-7.jpg``. Only ``[A-Za-z0-9._-]``
 segments starting with a letter or digit are accepted, so a key can never climb out of the root
 or collide with the dot-prefixed temp files.
@@ -12,6 +18,7 @@ or collide with the dot-prefixed temp files.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -25,6 +32,7 @@ import numpy as np
 
 SCHEME = "snapshot://"
 SUFFIX = ".jpg"
+BOXES_SUFFIX = ".boxes.json"  # beside a frame stored as sent: what ``render`` draws on it
 TEMP_GRACE_S = 3600.0  # prune removes temp files left by a crashed writer after this long
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MAX_KEY = 512
@@ -79,18 +87,46 @@ class SnapshotStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def put(self, key: str, jpeg: bytes) -> str:
-        """Store ``jpeg`` under ``key`` (replacing any earlier one) and return its reference."""
+        """Store ``jpeg`` (drawn already) under ``key``, replacing any earlier one; its
+        reference."""
+        return self._store(key, jpeg, None)
+
+    def put_frame(self, key: str, jpeg: bytes, boxes: Sequence[AnnotatedBox]) -> str:
+        """Store a JPEG frame as sent, with ``boxes`` to draw when it is rendered; its
+        reference."""
+        return self._store(key, jpeg, json.dumps(_boxes_json(boxes)).encode())
+
+    def _store(self, key: str, jpeg: bytes, boxes: bytes | None) -> str:
         relative = _check_key(key) + SUFFIX
         target = self._resolve(relative)
         for attempt in range(3):  # a concurrent prune may remove the directory in between
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
+                # The boxes first, so that a reader that finds the frame finds its boxes.
+                if boxes is None:
+                    _unlink(_boxes_path(target))
+                else:
+                    self._write_atomic(_boxes_path(target), boxes)
                 self._write_atomic(target, jpeg)
                 break
             except FileNotFoundError:
                 if attempt == 2:
                     raise
         return SCHEME + relative
+
+    def render(self, ref: str, jpeg_quality: int = 85) -> bytes:
+        """The snapshot as a JPEG, its boxes drawn if it was stored as a frame; FileNotFoundError
+        once pruned, ValueError for a malformed reference."""
+        path = self.path_of(ref)
+        data = path.read_bytes()
+        try:
+            boxes = _boxes_from_json(json.loads(_boxes_path(path).read_bytes()))
+        except FileNotFoundError:
+            return data  # stored annotated
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"{ref}: the stored frame does not decode")
+        return encode_snapshot(annotate(image, boxes), jpeg_quality)
 
     def path_of(self, ref: str) -> Path:
         """The file a reference points to (it may have been pruned); ValueError if malformed."""
@@ -114,7 +150,7 @@ class SnapshotStore:
             keep = []
             for mtime, size, path in files:
                 if now - mtime > self.max_age_s:
-                    removed += _unlink(path)
+                    removed += _remove_snapshot(path)
                 else:
                     keep.append((mtime, size, path))
             files = keep
@@ -123,7 +159,7 @@ class SnapshotStore:
             for _, size, path in sorted(files, key=lambda f: (f[0], str(f[2]))):
                 if total <= self.max_bytes:
                     break
-                removed += _unlink(path)
+                removed += _remove_snapshot(path)
                 total -= size
         self._remove_stale_temps(now)
         self._remove_empty_dirs()
@@ -174,6 +210,43 @@ class SnapshotStore:
                 d.rmdir()
             except OSError:  # not empty, or gone already
                 pass
+
+
+def _boxes_path(path: Path) -> Path:
+    return path.with_name(path.name + BOXES_SUFFIX)
+
+
+def _remove_snapshot(path: Path) -> int:
+    """Remove a snapshot and the boxes stored beside it; 1 if the snapshot was there."""
+    removed = _unlink(path)
+    _unlink(_boxes_path(path))
+    return removed
+
+
+def _boxes_json(boxes: Sequence[AnnotatedBox]) -> list[dict]:
+    return [
+        {
+            "box": list(b.box),
+            "label": b.label,
+            "colour": list(b.colour),
+            "polygons": [np.asarray(p).tolist() for p in b.polygons],
+            "thickness": b.thickness,
+        }
+        for b in boxes
+    ]
+
+
+def _boxes_from_json(items: list[dict]) -> list[AnnotatedBox]:
+    return [
+        AnnotatedBox(
+            _box4(item["box"]),
+            item["label"],
+            tuple(item["colour"]),  # type: ignore[arg-type]
+            [np.asarray(p) for p in item["polygons"]],
+            item["thickness"],
+        )
+        for item in items
+    ]
 
 
 def _unlink(path: Path) -> int:

@@ -173,11 +173,7 @@ def get_snapshot(engine: Engine, settings: Settings, alert_id: str, _: Viewer) -
     """The frame of the alert with the parts and defects drawn (part alerts); 404 when the
     alert has none or it was pruned (InspectSettings.snapshot_max_age_s)."""
     ref = alerts.snapshot_ref(_alert(engine, alert_id))
-    path = alerts.snapshot_file(settings.snapshot_dir, ref) if ref else None
-    try:
-        content = path.read_bytes() if path else None
-    except OSError:  # pruned since it was found
-        content = None
+    content = alerts.snapshot_image(settings.snapshot_dir, ref) if ref else None
     if content is None:
         raise HTTPException(404, f"alert {alert_id!r} has no stored snapshot")
     return Response(content, media_type="image/jpeg", headers={"Cache-Control": "private"})

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from tests.integration.pipeline import rows
 from visionline.db.models import AlertRow
+from visionline.inspection.snapshots import SnapshotStore, part_boxes
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +185,12 @@ def test_snapshot(api_client, engine, as_role, api_settings) -> None:
     response = api_client.get(response.json()["snapshot_url"], headers=as_role("viewer"))
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg" and response.content == image
+    # A frame kept as the camera sent it (the inspect worker's): its boxes drawn when served.
+    ref = SnapshotStore(root).put_frame(f"{cam}/f-5", image, part_boxes((2, 2, 20, 20), True))
+    framed = add_alert(engine, cam, "f-5", part=part("dent", ref))
+    response = api_client.get(url(framed, "/snapshot"), headers=as_role("viewer"))
+    assert response.status_code == 200 and response.content.startswith(b"\xff\xd8")
+    assert response.content != image and (root / cam / "f-5.jpg").read_bytes() == image
 
     (root.parent / "outside.jpg").write_bytes(image)
     escaping = add_alert(engine, cam, "f-2", part=part("dent", "snapshot://../outside.jpg"))
