@@ -170,7 +170,9 @@ class InspectSettings(_Settings):
     shed_max_gap_s: float = Field(0.3, gt=0)  # so that every part keeps frames (0.7 s in view)
     # Frames inspected at once (visionline.worker.Worker.routed): while one waits on Triton,
     # the next is decoded and sent; results keep the frames' order. 1: one after the other.
-    frames_in_flight: int = Field(2, ge=1, le=16)
+    # Three: with two, past the rated load the worker left a sixth of the machine idle
+    # (docs/inspection.md#real-time-on-two-cores).
+    frames_in_flight: int = Field(3, ge=1, le=16)
 
 
 class RulesSettings(_Settings):

@@ -86,7 +86,7 @@ def test_shed_share_and_rates_come_from_what_was_sent_and_inspected():
 
 
 def test_the_ratio_takes_the_most_inspected_phase_and_overload_is_twice_the_rated(monkeypatch):
-    monkeypatch.setenv("VISIONLINE_INSPECT_FRAMES_IN_FLIGHT", "3")  # the workers inherit it
+    monkeypatch.setenv("VISIONLINE_INSPECT_FRAMES_IN_FLIGHT", "4")  # the workers inherit it
     phases = [
         {"offered_fps": 10.0, "inspected_fps": 9.0, "decision_ms": {"p99": 400.0}},
         {"offered_fps": 20.0, "inspected_fps": 12.0, "decision_ms": {"p99": 2500.0}},
@@ -95,7 +95,7 @@ def test_the_ratio_takes_the_most_inspected_phase_and_overload_is_twice_the_rate
     assert figures["rated_lines"] == 1.0
     assert figures["pipeline_over_bare"] == 0.8
     assert figures["overload_p99_under_3s"] is True
-    assert figures["inspect_worker"]["frames_in_flight"] == 3  # what the figures were made with
+    assert figures["inspect_worker"]["frames_in_flight"] == 4  # what the figures were made with
     phases[1]["decision_ms"]["p99"] = 3500.0
     assert (
         assemble(InspectBenchOptions(), {"fps": 15.0}, phases, 10.0)["overload_p99_under_3s"]
