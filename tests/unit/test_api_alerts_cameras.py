@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from fastapi import HTTPException
 
@@ -111,6 +113,10 @@ def test_a_snapshot_is_read_only_inside_the_store(tmp_path: Path) -> None:
     assert snapshot_image(tmp_path / "none", "snapshot://cam/f1.jpg") is None
     (root / "cam" / "f1.jpg.boxes.json").write_text("[]")  # a frame to draw on that is no JPEG
     assert snapshot_image(root, "snapshot://cam/f1.jpg") is None
+    (root / "cam" / "f1.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1])
+    for boxes in ('[{"box": [1, 2]}]', "[1]", "{", '[{"label": "x"}]'):  # boxes gone wrong
+        (root / "cam" / "f1.jpg.boxes.json").write_text(boxes)
+        assert snapshot_image(root, "snapshot://cam/f1.jpg") is None, boxes
 
 
 # --- camera activity -----------------------------------------------------------------------

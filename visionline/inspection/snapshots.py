@@ -123,6 +123,8 @@ class SnapshotStore:
             boxes = _boxes_from_json(json.loads(_boxes_path(path).read_bytes()))
         except FileNotFoundError:
             return data  # stored annotated
+        except (KeyError, TypeError, ValueError) as exc:  # not what put_frame writes
+            raise ValueError(f"{ref}: its boxes do not read: {exc!r}") from None
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"{ref}: the stored frame does not decode")
