@@ -106,7 +106,10 @@ def demo(
     seconds: float = typer.Option(45, min=5, help="How long to watch the pipeline."),
     state_dir: str = typer.Option(".state/demo", help="Where the demo stack keeps its files."),
     lines: int = typer.Option(
-        1, min=0, max=3, help="Conveyor lines (inspection) at infra/rules.yaml's demo-line-* fps."
+        2,  # the 2-core machine's rated load (visionline bench --path inspect)
+        min=0,
+        max=3,
+        help="Conveyor lines (inspection) at infra/rules.yaml's demo-line-* fps.",
     ),
 ) -> None:
     """Start the local stack with simulated cameras, show alerts live, summarise, stop."""
