@@ -207,12 +207,14 @@ def api_check(api_url: str, token: str) -> str:
 def prerender_lines(lines: int, fps: float, loop_s: float, console: Console) -> None:
     ids = [f"{DEMO_LINE_PREFIX}-{k}" for k in range(1, lines + 1)]
     loops = loops_of_lines(ids, fps, 0, loop_s)  # seed 0: `visionline camera lines`' default
-    if missing := [loop for loop in loops if not loop.cached(LOOP_CACHE)]:
+
+    def announce(missing: list) -> None:
         console.print(
             f"rendering {len(missing)} conveyor lines' {missing[0].frames} frames once "
             f"(about 32 ms of CPU a frame; cached in {LOOP_CACHE} for the next run)"
         )
-    ensure_loops(loops, LOOP_CACHE)
+
+    ensure_loops(loops, LOOP_CACHE, announce)
 
 
 def run_demo(

@@ -32,7 +32,11 @@ def test_a_rendered_loop_is_kept_and_anything_that_shapes_it_is_another(tmp_path
     loop = _loop()
     folder = loop.render(tmp_path)
     first = (folder / "000000.jpg").stat().st_mtime_ns
-    assert ensure_loops([loop], tmp_path) == [folder]
+    told = []
+    assert ensure_loops([loop], tmp_path, told.append) == [folder]
+    assert told == []  # nothing to render: nothing announced
+    ensure_loops([loop, _loop(seed=9)], tmp_path, told.append)
+    assert [[lp.seed for lp in missing] for missing in told] == [[9]]
     assert (folder / "000000.jpg").stat().st_mtime_ns == first  # not rendered again
     others = [_loop(seed=4), _loop(fps=5.0), _loop(frames=5), _loop(nuisances={})]
     assert len({o.folder(tmp_path) for o in others} | {folder}) == 5

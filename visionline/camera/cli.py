@@ -219,14 +219,11 @@ def lines(
 def _loop_frames(ids: list[str], fps: float, seed: int, loop_s: float) -> list[list[bytes]]:
     """Each line's loop of frames, rendered first unless cached."""
     loops = loops_of_lines(ids, fps, seed, loop_s)
-    missing = [loop for loop in loops if not loop.cached(LOOP_CACHE)]
-    if missing:
-        log.info(
-            "rendering %d line loops of %d frames (cached for the next run)",
-            len(missing),
-            missing[0].frames,
-        )
-    ensure_loops(loops, LOOP_CACHE)
+
+    def announce(missing: list) -> None:
+        log.info("rendering %d line loops of %d frames (cached)", len(missing), missing[0].frames)
+
+    ensure_loops(loops, LOOP_CACHE, announce)
     return [loop.load(LOOP_CACHE) for loop in loops]
 
 

@@ -12,11 +12,13 @@ restart: a loop a little longer than a run never wraps.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ LOOP_CACHE = REPO_ROOT / ".state" / "line-frames"
 _COMPLETE = "complete.json"  # written last: a folder without it is an interrupted render
 
 
+@functools.cache  # every key asks; the source does not change under a running process
 def generator_digest() -> str:
     """The sha256 of the line generator's source: other code, other frames."""
     import visionline.synthetic as synthetic
@@ -110,9 +113,16 @@ def loops_of_lines(ids: list[str], fps: float, seed: int, loop_s: float) -> list
     ]
 
 
-def ensure_loops(loops: list[LineLoop], cache: Path = LOOP_CACHE) -> list[Path]:
-    """Each loop rendered (those not cached yet in parallel, one process per line); folders."""
+def ensure_loops(
+    loops: list[LineLoop],
+    cache: Path = LOOP_CACHE,
+    announce: Callable[[list[LineLoop]], None] | None = None,
+) -> list[Path]:
+    """Each loop rendered (those not cached yet in parallel, one process per line, told to
+    ``announce`` first); their folders."""
     missing = [loop for loop in loops if not loop.cached(cache)]
+    if missing and announce is not None:
+        announce(missing)
     if len(missing) > 1:
         with ProcessPoolExecutor(max_workers=min(len(missing), os.cpu_count() or 1)) as pool:
             list(pool.map(_render, missing, [cache] * len(missing)))
