@@ -243,8 +243,9 @@ def test_synthetic_line_one_verdict_per_part_with_dropped_frames() -> None:
             for p in truth.parts:
                 centres.setdefault(p.part_id, []).append(((p.box[0] + p.box[2]) / 2, p.defective))
     line_x = 0.8 * size[0]
-    # ByteTrack names a part from its second frame on: the crossing must come after that.
-    crossing = [xs for xs in centres.values() if len(xs) > 2 and xs[1][0] < line_x <= xs[-1][0]]
+    # ByteTrack names a part on its second frame, and its first is taken back then: a part
+    # seen twice or more crosses from its first frame on.
+    crossing = [xs for xs in centres.values() if len(xs) > 1 and xs[0][0] < line_x <= xs[-1][0]]
     crossed = [v for v in verdicts if v.crossed_line]
     assert len(crossed) == len(crossing) > 30  # each physical part counted once, none split
     defective = sum(xs[0][1] for xs in crossing)

@@ -15,7 +15,9 @@ flushed gives exactly one decision. Tracks seen in the inspection zone fewer tha
 inspect worker shed (``PartDetections.shed_before``) between a track's frames in the zone count
 toward ``min_frames``, so under overload a part is decided on fewer frames; but never on fewer
 than two inspected ones (or ``min_frames``, when that is less).
-ByteTrack reports a new track as id -1 on its first frame, so that frame adds no evidence.
+ByteTrack (trackers 2.6) reports a new track as id -1 on the frame that spawned it, whatever
+``minimum_consecutive_frames``, and names it on its next frame. That first frame is taken back
+then (``Spawned``): it is evidence, and under load shedding a part may be seen only twice.
 Set ``belt_px_per_frame``, or give each frame its ``belt_shift`` (the parts worker computes it
 from capture times, so a dropped frame is no jump): parts move about their own width per frame,
 and only in belt coordinates do consecutive boxes overlap enough for IoU matching. Each
@@ -116,6 +118,9 @@ class TrackerConfig(BaseModel):
     # (parts on a belt do not overlap, so no other part can lie inside a decided one).
     same_part_inside: float = 0.8
     zone: list[tuple[float, float]] | None = None  # inspection polygon in pixels; None: frame
+    # A box this close to the frame's edge (a fraction of the width or height) is a part only
+    # partly in view: seen, but its scores are not judged (TrackEvidence.add).
+    edge_margin: float = Field(0.01, ge=0, lt=0.5)
 
 
 class PartDecision(BaseModel):
@@ -222,6 +227,8 @@ class TrackEvidence:
     last_frame: int = -1  # last frame with evidence (in the zone)
     last_seen: int = -1  # last frame the tracker reported it, in the zone or not
     frames_seen: int = 0
+    frames_judged: int = 0  # of those, the frames whose scores count (see ``add``)
+    held: list[tuple[int, PartDetection]] = field(default_factory=list)  # cut frames, not judged
     frames_shed: int = 0  # the camera's frames shed between its frames in the zone
     defect_frames: int = 0
     max_defect_score: float = 0.0
@@ -235,28 +242,64 @@ class TrackEvidence:
     belt_area: float = -1.0
     evidence_frame: int = -1  # the frame of ``evidence`` below
     evidence: PartDetection | None = None  # the part in its most defective frame
-    evidence_key: tuple[float, float] = (-1.0, -1.0)  # (defect score, confidence) of it
+    # (defect score, defects that count, confidence) of it: of two frames that score alike, the
+    # one that shows the defects (not the part's first glimpse at the frame's edge).
+    evidence_key: tuple[float, int, float] = (-1.0, -1, -1.0)
     seen: PartDetection | None = None  # the part in the last frame it was reported
 
     def add(
-        self, frame_index: int, part: PartDetection, rules: DecisionRules, shed_before: int = 0
+        self,
+        frame_index: int,
+        part: PartDetection,
+        rules: DecisionRules,
+        shed_before: int = 0,
+        cut: bool = False,
     ) -> None:
+        """One frame in the zone. ``cut``: the part's box meets the frame's edge, so the part is
+        only partly in view (its crop padded with black): the frame counts as seen, but its
+        scores are judged only when the part was never seen whole (``judge_held``)."""
         # Frames shed before this one lay within the part's pass when it had evidence already.
         self.frames_shed += shed_before if self.frames_seen else 0
         self.last_frame, self.frames_seen = frame_index, self.frames_seen + 1
-        self.max_defect_score = max(self.max_defect_score, part.defect_score)
-        qualifying = qualifying_defects(part, rules)
-        self.defect_frames += bool(qualifying)
-        self.votes.update({d.defect_class for d in qualifying})  # one vote per class and frame
-        self.class_sums.update({c: v for c, v in part.class_scores.items() if rules.counts(c)})
         if part.ref is not None:
             self.refs[part.ref] += 1
         key = (part.confidence, box_area(part.box))
         if key > self.best_key:
             self.best_key, self.best_box = key, part.box
-        key = (part.defect_score, part.confidence)
-        if key > self.evidence_key:
-            self.evidence_key, self.evidence, self.evidence_frame = key, part, frame_index
+        if cut:
+            self.held.append((frame_index, part))
+        else:
+            self._judge(frame_index, part, rules)
+
+    def judge_held(self, rules: DecisionRules) -> None:
+        """A part seen only cut by the frame's edge is judged on those frames after all."""
+        if not self.frames_judged:
+            for frame_index, part in self.held:
+                self._judge(frame_index, part, rules)
+        self.held.clear()
+
+    def _judge(self, frame_index: int, part: PartDetection, rules: DecisionRules) -> None:
+        self.frames_judged += 1
+        self.max_defect_score = max(self.max_defect_score, part.defect_score)
+        qualifying = qualifying_defects(part, rules)
+        self.defect_frames += bool(qualifying)
+        self.votes.update({d.defect_class for d in qualifying})  # one vote per class and frame
+        self.class_sums.update({c: v for c, v in part.class_scores.items() if rules.counts(c)})
+        evidence_key = (part.defect_score, len(qualifying), part.confidence)
+        if evidence_key > self.evidence_key:
+            self.evidence_key, self.evidence, self.evidence_frame = evidence_key, part, frame_index
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """A detection the tracker left unnamed (id -1) in the frame it came from: the first frame
+    of a track it may name on the next one."""
+
+    frame_index: int
+    part: PartDetection
+    belt_box: FloatBox
+    in_zone: bool
+    shed_before: int
 
 
 def box_area(box: FloatBox) -> float:
@@ -272,7 +315,8 @@ def qualifying_defects(part: PartDetection, rules: DecisionRules) -> list[Defect
 
 
 def decide(camera: str, track_id: int, ev: TrackEvidence, rules: DecisionRules) -> PartDecision:
-    evidence = {c: round(v / max(1, ev.frames_seen), 4) for c, v in ev.class_sums.items()}
+    ev.judge_held(rules)
+    evidence = {c: round(v / max(1, ev.frames_judged), 4) for c, v in ev.class_sums.items()}
     status: Status = "insufficient"
     if enough_frames(ev, rules):
         status = "rejected" if is_defective(ev, evidence, rules) else "accepted"
@@ -360,6 +404,7 @@ class PartTracker:
         self.camera, self.config = camera, config or TrackerConfig()
         self.rules = rules or DecisionRules()
         self.tracker = tracker or make_bytetrack(self.config)
+        self.resolution = resolution
         self.zone, self.line = make_zones(resolution, self.config)
         self.open: dict[int, TrackEvidence] = {}
         self.finished: set[int] = set()  # ids already decided: later boxes are ignored
@@ -367,25 +412,33 @@ class PartTracker:
         self.counts = LineCounts()
         self.frame_index = -1
         self.shift = 0.0  # belt travel at the current frame
+        self.spawned: list[Spawned] = []  # the last frame's unnamed detections
 
     def update(self, frame: PartDetections) -> list[PartDecision]:
         """Feed one frame; the decisions of tracks that finished with it."""
         frame = nms_parts(frame, self.config.nms_iou)
         self.frame_index = frame.frame_index
-        tracked = self._track(frame)
+        tracked, unnamed = self._track(frame)
+        earlier, self.spawned = self.spawned, self._spawned(frame, unnamed)
         if not len(tracked):
             return [d for d in self._expire() if d is not None]
         assert tracked.tracker_id is not None  # as _track returns it
+        new = [
+            t for t in map(int, tracked.tracker_id) if t not in self.open and t not in self.finished
+        ]
+        firsts = self._first_frames(tracked, new, earlier)
         in_zone = self.zone.trigger(tracked)
         crossed = np.logical_or(*self.line.trigger(tracked))  # either way ends the track
         done = []
         for k, track_id in enumerate(int(t) for t in tracked.tracker_id):
             if track_id in self.finished:
                 continue
-            ev = self.open.setdefault(track_id, TrackEvidence(first_frame=frame.frame_index))
+            if track_id not in self.open:
+                self.open[track_id] = self._opened(firsts.get(track_id), frame.frame_index)
+            ev = self.open[track_id]
             seen = frame.parts[int(tracked.data["index"][k])]
             if in_zone[k]:
-                ev.add(frame.frame_index, seen, self.rules, frame.shed_before)
+                ev.add(frame.frame_index, seen, self.rules, frame.shed_before, self._cut(seen))
             ev.last_seen, ev.seen = frame.frame_index, seen
             if box_area(seen.box) > ev.belt_area:
                 x0, y0, x1, y1 = seen.box
@@ -396,8 +449,75 @@ class PartTracker:
                 done.append(self._finish(track_id))
         return [d for d in done + self._expire() if d is not None]
 
-    def _track(self, frame: PartDetections) -> sv.Detections:
-        """Tracked boxes in frame coordinates; tracks not yet confirmed (id -1) left out."""
+    def _opened(self, first: Spawned | None, frame_index: int) -> TrackEvidence:
+        """A new track's evidence, from the frame that spawned it when there is one."""
+        if first is None:
+            return TrackEvidence(first_frame=frame_index)
+        ev = TrackEvidence(first_frame=first.frame_index)
+        if first.in_zone:
+            ev.add(
+                first.frame_index, first.part, self.rules, first.shed_before, self._cut(first.part)
+            )
+        ev.last_seen, ev.seen = first.frame_index, first.part
+        ev.belt_area, ev.belt_box = box_area(first.belt_box), first.belt_box
+        return ev
+
+    def _spawned(self, frame: PartDetections, unnamed: sv.Detections) -> list[Spawned]:
+        if not len(unnamed):
+            return []
+        in_zone = self.zone.trigger(unnamed)
+        return [
+            Spawned(
+                frame.frame_index,
+                frame.parts[int(index)],
+                self._on_belt(frame.parts[int(index)].box),
+                bool(in_zone[k]),
+                frame.shed_before,
+            )
+            for k, index in enumerate(unnamed.data["index"])
+        ]
+
+    def _first_frames(
+        self, tracked: sv.Detections, new: list[int], earlier: list[Spawned]
+    ) -> dict[int, Spawned]:
+        """Each newly named track's detection in the frame before, if the tracker spawned it
+        there: the unnamed one that overlaps it most on the belt. The exit line is shown that
+        position first, so that a part seen only there and here still crosses it."""
+        if not new or not earlier:
+            return {}
+        assert tracked.tracker_id is not None
+        ids = [int(t) for t in tracked.tracker_id]
+        rows = [ids.index(t) for t in new]
+        boxes = np.array([self._on_belt(tuple(tracked.xyxy[r])) for r in rows], np.float64)
+        spawned = np.array([s.belt_box for s in earlier], np.float64)
+        iou = sv.box_iou_batch(boxes, spawned)
+        firsts: dict[int, Spawned] = {}
+        for row, col in zip(*np.unravel_index(np.argsort(-iou, axis=None), iou.shape), strict=True):
+            if iou[row, col] < self.config.min_iou:
+                break
+            if new[row] not in firsts and earlier[col] not in firsts.values():
+                firsts[new[row]] = earlier[col]
+        if firsts:
+            shown = sv.Detections(
+                xyxy=np.array([s.part.box for s in firsts.values()], np.float32),
+                tracker_id=np.array(list(firsts), int),
+            )
+            self.line.trigger(shown)
+        return firsts
+
+    def _cut(self, part: PartDetection) -> bool:
+        """Whether the part's box meets the frame's edge (within ``edge_margin``)."""
+        width, height = self.resolution
+        x0, y0, x1, y1 = part.box
+        mx, my = self.config.edge_margin * width, self.config.edge_margin * height
+        return x0 <= mx or y0 <= my or x1 >= width - mx or y1 >= height - my
+
+    def _on_belt(self, box) -> FloatBox:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return (x0 - self.shift, y0, x1 - self.shift, y1)
+
+    def _track(self, frame: PartDetections) -> tuple[sv.Detections, sv.Detections]:
+        """Tracked boxes in frame coordinates, and those not yet named (id -1)."""
         dets = to_sv(frame.parts)
         shift = frame.belt_shift
         if shift is None:
@@ -408,11 +528,11 @@ class PartTracker:
         on_belt.xyxy = dets.xyxy - np.array([shift, 0, shift, 0], np.float32)
         tracked = self.tracker.update(on_belt)
         if not len(tracked):
-            return tracked
+            return tracked, tracked
         assert tracked.tracker_id is not None  # a tracker's output has its ids
-        tracked = cast(sv.Detections, tracked[tracked.tracker_id >= 0])
         tracked.xyxy = dets.xyxy[tracked.data["index"]]
-        return tracked
+        named = tracked.tracker_id >= 0
+        return cast(sv.Detections, tracked[named]), cast(sv.Detections, tracked[~named])
 
     def flush(self) -> list[PartDecision]:
         """End of stream: decide every open track."""
