@@ -54,18 +54,21 @@ def test_decision_latency_runs_from_the_capture_of_the_parts_last_frame():
     assert latency["alert_ms"]["p50"] == 300.0
 
 
-def test_a_phase_sustains_only_under_a_second_with_few_insufficient_parts():
-    phase = _phase()
+def test_a_phase_sustains_only_under_a_second_with_few_insufficient_parts_and_no_shedding():
+    phase = _phase()  # 400 frames sent
+    every = Counter({"x": 400})
     verdicts = [_verdict(phase, 0, 10 + k, 0.3) for k in range(99)]
-    fast = phase_figures(phase, T0, Collected(Counter({"x": 100}), [T0 + 5], verdicts, []), {})
+    fast = phase_figures(phase, T0, Collected(every, [T0 + 5], verdicts, []), {})
     assert sustains(fast)
     late = [_verdict(phase, 0, 10 + k, 0.3 if k < 90 else 1.5) for k in range(99)]
-    slow = phase_figures(phase, T0, Collected(Counter({"x": 100}), [T0 + 5], late, []), {})
+    slow = phase_figures(phase, T0, Collected(every, [T0 + 5], late, []), {})
     assert not sustains(slow)
+    shedding = phase_figures(phase, T0, Collected(Counter({"x": 300}), [T0 + 5], verdicts, []), {})
+    assert shedding["shed_share"] == 0.25 and not sustains(shedding)  # in time, on fewer frames
     some = [
         _verdict(phase, 0, 10 + k, 0.3, "insufficient" if k < 3 else "accepted") for k in range(99)
     ]
-    insufficient = phase_figures(phase, T0, Collected(Counter({"x": 100}), [T0 + 5], some, []), {})
+    insufficient = phase_figures(phase, T0, Collected(every, [T0 + 5], some, []), {})
     assert insufficient["insufficient_share"] == round(3 / 99, 4)
     assert not sustains(insufficient)
     # Only a full-rate load ends the bench; the half-rate reference phase never does.

@@ -9,8 +9,9 @@ and reads back what the stack made of them: frames inspected and shed, verdicts 
 - decision latency: capture of a part's last frame to its verdict (the parts worker's
   ``decided_at``) and to its alert (``created_at`` in the rules worker);
 - rated load: the most frames/s (one line at 5 frames/s, the ``half-rate-line-*`` rules
-  entry, then 1, 2, ... lines at 10 frames/s) with p99 decision latency under 1 s
-  and fewer than 2 % of parts ``insufficient``; one more phase runs at twice that;
+  entry, then 1, 2, ... lines at 10 frames/s) with p99 decision latency under 1 s,
+  fewer than 2 % of parts ``insufficient`` and fewer than 5 % of frames shed; one more
+  phase runs at twice that;
 - pipeline / bare: frames inspected per second in the most loaded phase over the bare loop's.
 """
 
@@ -41,6 +42,7 @@ from visionline.settings import REPO_ROOT
 Log = Callable[[str], None]
 RATED_P99_S = 1.0  # decision latency a reject gate a metre or two downstream can wait
 RATED_INSUFFICIENT = 0.02
+RATED_SHED = 0.05
 OVERLOAD_P99_S = 3.0
 
 
@@ -299,8 +301,12 @@ def phase_figures(phase: Phase, t0: float, got: Collected, usage: dict) -> dict[
 
 
 def sustains(phase: dict[str, Any]) -> bool:
+    """A load the stack keeps up with: decisions in time, few parts insufficient, and (almost)
+    every frame inspected. Shedding keeps decisions timely past that, on fewer frames per part:
+    a load that needs it is an overload, however well it is handled."""
     p99 = phase["decision_ms"]["p99"]
     ok = p99 is not None and p99 < 1000 * RATED_P99_S
+    ok = ok and phase["shed_share"] < RATED_SHED
     return ok and phase["insufficient_share"] < RATED_INSUFFICIENT
 
 
