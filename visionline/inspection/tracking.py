@@ -441,9 +441,7 @@ class PartTracker:
                 ev.add(frame.frame_index, seen, self.rules, frame.shed_before, self._cut(seen))
             ev.last_seen, ev.seen = frame.frame_index, seen
             if box_area(seen.box) > ev.belt_area:
-                x0, y0, x1, y1 = seen.box
-                ev.belt_area = box_area(seen.box)
-                ev.belt_box = (x0 - self.shift, y0, x1 - self.shift, y1)
+                ev.belt_area, ev.belt_box = box_area(seen.box), self._on_belt(seen.box)
             if crossed[k]:
                 ev.crossed = True
                 done.append(self._finish(track_id))
