@@ -11,9 +11,9 @@ timer decides the open tracks of cameras silent for ``VISIONLINE_PARTS_IDLE_FLUS
 last frame, then starts them afresh.
 
 Delivery: at least once, no part lost. The stream does not ack on its own (``noack``): an
-observation is acked only once no open track of its camera started at or before it (nor one
-frame earlier, where ByteTrack first saw the part without an id), and after the verdicts
-decided with it are on the broker. Faust commits the contiguous acked prefix of each
+observation is acked only once no open track of its camera was first seen at or before it
+(``TrackEvidence.first_sighting``: ByteTrack sees a part a frame before it names it), and after
+the verdicts decided with it are on the broker. Faust commits the contiguous acked prefix of each
 partition, so after a crash (or a lost partition) the replay starts at or before the first
 frame of every part that was not yet decided: such a part is tracked again from its start and
 decided in the same frame, giving the same decision id, which the rules worker writes once.

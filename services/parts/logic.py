@@ -32,8 +32,8 @@ from visionline.messages import (
 
 log = logging.getLogger(__name__)
 
-# ByteTrack reports a new part as id -1 in the frame it first sees it: that frame belongs to the
-# track that starts one frame later, so it is held back as well.
+# ByteTrack reports a new part as id -1 in the frame it first sees it, and names it one frame
+# later: a frame with parts is held back until the next one shows whether a track starts there.
 LOOKBACK_FRAMES = 1
 
 
@@ -131,18 +131,23 @@ def build_verdicts(
 
 
 def ack_watermark(
-    current: int, open_starts: Iterable[int], with_parts: Iterable[int], lookback: int
+    current: int, open_sightings: Iterable[int], with_parts: Iterable[int], lookback: int
 ) -> int:
     """Frames of a camera with an index below this may be acked.
 
-    Held back: every frame from the first frame of the oldest open track on (less ``lookback``
-    frames, where the tracker saw the part before it gave it an id), and the last ``lookback``
-    + 1 frames that had parts in them (a part there may yet become a track).
+    Held back: every frame from the oldest open track's first sighting on (where the tracker
+    first saw its part, ``TrackEvidence.first_sighting``), and the last ``lookback`` + 1 frames
+    that had parts in them (a part there may yet become a track).
+
+    Not one frame more: a replay from further back would also see the tail of a part decided
+    before the crash, and when that tail is two frames or more, track and decide it again
+    (from fewer frames, in another frame: a second verdict) unless the line's memory is
+    recalled.
     """
     watermark = current + 1
-    starts = list(open_starts)
-    if starts:
-        watermark = min(watermark, min(starts) - lookback)
+    sightings = list(open_sightings)
+    if sightings:
+        watermark = min(watermark, min(sightings))
     recent = [f for f in with_parts if f >= current - lookback]
     if recent:
         watermark = min(watermark, min(recent))
@@ -249,11 +254,11 @@ class CameraLine:
 
     def _settle(self, decisions: list[PartDecision], deciding: FrameInfo | None, wall: float):
         verdicts = self._verdicts(decisions, deciding, wall) if decisions and deciding else []
-        starts = [ev.first_frame for ev in self.tracker.open.values()]
-        keep = min([*starts, self.index]) - LOOKBACK_FRAMES
+        sightings = [ev.first_sighting for ev in self.tracker.open.values()]
+        keep = min([*sightings, self.index - LOOKBACK_FRAMES])
         for index in [i for i in self.frames if i < keep]:
             del self.frames[index]
-        watermark = ack_watermark(self.index, starts, self.with_parts, LOOKBACK_FRAMES)
+        watermark = ack_watermark(self.index, sightings, self.with_parts, LOOKBACK_FRAMES)
         return verdicts, release(self.pending, watermark)
 
     def _verdicts(self, decisions, deciding: FrameInfo, wall: float) -> list[PartVerdict]:

@@ -13,7 +13,7 @@ from visionline.chaos.check import (
     part_counts,
     passed,
 )
-from visionline.chaos.faults import plan_faults
+from visionline.chaos.faults import plan_faults, rejoined
 from visionline.stack.state import ComponentStatus, StackStatus
 
 SENT = [SentFrame("c", f"f{k}", 100.0 + k) for k in range(5)]
@@ -115,6 +115,15 @@ def test_one_kill_per_worker_kind_then_the_servers_the_stack_runs() -> None:
     with_broker = plan_faults(stack, broker_on_disk=True)  # type: ignore[arg-type]
     assert [f.component for f in with_broker][-4:] == ["redis", "broker", "redis", "redis"]
     assert [f.action for f in with_broker][-2:] == ["stop", "pause"]
+
+
+def test_a_worker_consumes_again_once_a_new_member_holds_partitions() -> None:
+    before = frozenset({"parts-1"})
+    assert not rejoined(before, None)  # the broker does not say
+    assert not rejoined(before, {"parts-1": 6})  # the killed member, until its session ends
+    assert not rejoined(before, {"parts-1": 6, "parts-2": 0})  # joined, not yet assigned
+    assert rejoined(before, {"parts-2": 6})
+    assert rejoined(frozenset(), {"parts-2": 3})
 
 
 def test_memory_curve_reports_start_warmup_peak_end_and_growth() -> None:

@@ -155,7 +155,7 @@ def test_parts_decided_in_one_frame_get_distinct_ids_in_a_stable_order() -> None
 
 def test_ack_watermark() -> None:
     assert ack_watermark(10, [], [], lookback=1) == 11  # nothing open: everything
-    assert ack_watermark(10, [6, 8], [10], lookback=1) == 5  # oldest track, less one frame
+    assert ack_watermark(10, [6, 8], [10], lookback=1) == 6  # the oldest track's first sighting
     assert ack_watermark(10, [], [10], lookback=1) == 10  # a part not yet tracked is held
     assert ack_watermark(10, [], [9], lookback=1) == 9
     assert ack_watermark(10, [], [5], lookback=1) == 11  # never became a track: released
@@ -412,6 +412,29 @@ def line_until_crash(crash_after: int, frames: int, with_memory: bool) -> tuple[
     sent += second.flush_idle(now=1e9, idle_s=1, wall=T0)[0]
     plain, _ = synthetic_line_verdicts(list(range(frames)))
     return sent, [v.decision_id for v in plain]
+
+
+def test_a_crash_replays_from_where_bytetrack_first_saw_the_oldest_open_part() -> None:
+    # Not a frame before: the replay would also see the tail of a part decided already, and
+    # decide it again without the line's memory (Redis down while the worker restarts).
+    size, fps = (320, 180), 10.0
+    gen = LineGenerator(seed=3, resolution=size, defect_rate=0.3)
+    config = InspectionConfig(cameras=["line-*"], fps=fps, belt_px_per_frame=gen.travel)
+    lines, acked = Lines([config]), set()
+    for index in range(100):
+        parts = [
+            observed_part(tuple(float(v) for v in p.box), 0.05) for p in gen.frame(index)[1].parts
+        ]
+        acked.update(
+            lines.observe(observations("line-1", index, parts, fps, size), index, index, T0)[1]
+        )
+        tracks = lines.cameras["line-1"].tracker.open.values()
+        if index < 5 or not tracks:
+            continue
+        # ByteTrack named each open part a frame after it spawned it, and that frame was taken back
+        assert all(ev.first_sighting == ev.first_frame < ev.last_seen for ev in tracks)
+        committed = next(i for i in range(index + 1) if i not in acked)
+        assert committed == min(ev.first_sighting for ev in tracks), index
 
 
 def test_a_restarted_worker_recalls_parts_decided_before_the_crash() -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 from visionline.settings import REPO_ROOT
 
 console = Console()
-COLUMNS = ("in_flight", "restarted_s", "recovered_s", "lost", "duplicated")
+COLUMNS = ("in_flight", "restarted_s", "consuming_s", "recovered_s", "lost", "duplicated")
 TOTALS = (
     "frames",
     "lost",

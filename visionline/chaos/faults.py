@@ -6,7 +6,10 @@ is killed the same way; PostgreSQL and Redis are also stopped cleanly by the sig
 own shutdown (``stop``), and frozen for ``PAUSE_S`` with every process of theirs (``pause``:
 SIGSTOP, then SIGCONT: a server that hangs, where clients wait instead of being refused). The
 stack's supervisor restarts what exited. A fault is over when every member of its component is
-healthy again, under a new pid unless it was paused.
+healthy again, under a new pid unless it was paused; and, for a worker that consumed, once its
+successor holds partitions in the worker's consumer group (``consuming_s``): a Faust worker is
+alive seconds before it reads again, and the next fault struck in between would strike two at
+once (Redis killed while the restarted parts worker recalls its lines' memory).
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ class Struck:
     pid: int
     at: float  # epoch s
     restarted_s: float | None = None  # until healthy again under a new pid; None: never
+    # Members of the worker's consumer group that held partitions when it was struck (empty:
+    # not a consumer, or not known), and the seconds until a new member held some.
+    consumers: frozenset[str] = frozenset()
+    consuming_s: float | None = None
 
 
 def plan_faults(
@@ -101,10 +108,42 @@ def cluster_recovered(cluster: KafkaCluster, struck: Struck) -> bool:
         return False
 
 
+def consumer_group(component: str) -> str:
+    """The consumer group of a worker's replicas (its Faust app id, ``visionline.kafka``)."""
+    return f"visionline-{component}"
+
+
+def group_members(bootstrap: str, group: str) -> dict[str, int] | None:
+    """Each member of a consumer group and how many partitions it holds; None when the broker
+    does not say (not answering, or the group is rebalancing)."""
+    from visionline.kafka import admin_client
+
+    admin = admin_client(bootstrap)  # held: the futures fail once their client is collected
+    try:
+        futures = admin.describe_consumer_groups([group], request_timeout=5)
+        described = futures[group].result(timeout=10)
+    except Exception:  # noqa: BLE001 - a broker busy or restarting: not known now
+        return None
+    return {m.member_id: len(m.assignment.topic_partitions) for m in described.members}
+
+
+def holding(members: dict[str, int] | None) -> frozenset[str]:
+    return frozenset(m for m, n in (members or {}).items() if n > 0)
+
+
+def rejoined(before: frozenset[str], members: dict[str, int] | None) -> bool:
+    """Whether a member that was not there when the worker was struck holds partitions."""
+    return bool(holding(members) - before)
+
+
 def strike(stack: LocalStack, fault: Fault) -> Struck:
     """Strike now; a paused component is let go again after ``PAUSE_S`` (on a timer)."""
     if fault.cluster is not None:
         return Struck(fault, strike_leader(fault.cluster), time.time())
+    consumers = frozenset[str]()
+    if fault.kind == "worker":
+        group = consumer_group(fault.component)
+        consumers = holding(group_members(stack.kafka_bootstrap, group))
     pid = stack.pids(fault.component)[0]
     if fault.action == "kill":
         os.kill(pid, signal.SIGKILL)
@@ -113,7 +152,7 @@ def strike(stack: LocalStack, fault: Fault) -> Struck:
     else:  # its whole process group: a PostgreSQL backend serves on while its postmaster sleeps
         os.killpg(pid, signal.SIGSTOP)
         threading.Timer(PAUSE_S, os.killpg, (pid, signal.SIGCONT)).start()
-    return Struck(fault, pid, time.time())
+    return Struck(fault, pid, time.time(), consumers=consumers)
 
 
 def healthy_again(stack: LocalStack, struck: Struck) -> bool:
@@ -130,10 +169,17 @@ def healthy_again(stack: LocalStack, struck: Struck) -> bool:
 
 
 def wait_restarted(stack: LocalStack, struck: Struck, timeout_s: float) -> None:
-    """Sets ``struck.restarted_s`` once the component is back (left None after ``timeout_s``)."""
+    """Sets ``struck.restarted_s`` once the component is back, and ``consuming_s`` once a
+    worker that consumed does so again (each left None after ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if healthy_again(stack, struck):
             struck.restarted_s = round(time.time() - struck.at, 2)
-            return
+            break
         time.sleep(0.2)
+    while struck.consumers and struck.restarted_s is not None and time.monotonic() < deadline:
+        group = consumer_group(struck.fault.component)
+        if rejoined(struck.consumers, group_members(stack.kafka_bootstrap, group)):
+            struck.consuming_s = round(time.time() - struck.at, 2)
+            return
+        time.sleep(0.5)

@@ -134,6 +134,8 @@ def inject(stack: LocalStack, faults: list[Fault], config: ChaosConfig, log) -> 
         log(f"{fault.name} (pid {hit.pid})")
         wait_restarted(stack, hit, config.restart_timeout_s)
         log(f"  {fault.component} healthy again after {hit.restarted_s} s")
+        if hit.consumers:
+            log(f"  {fault.component} consuming again after {hit.consuming_s} s")
         struck.append(hit)
     time.sleep(config.settle_s)
     return struck
@@ -260,6 +262,13 @@ def wait_no_lag(bootstrap: str, timeout_s: float) -> dict[str, int] | None:
     return lags
 
 
+def recovered(struck: Struck) -> bool:
+    """Back, and consuming again if it consumed before."""
+    return struck.restarted_s is not None and (
+        not struck.consumers or struck.consuming_s is not None
+    )
+
+
 def fault_rows(struck: list[Struck], cams: Cameras, seen: list[Outcome]) -> list[dict]:
     return [
         {
@@ -267,6 +276,7 @@ def fault_rows(struck: list[Struck], cams: Cameras, seen: list[Outcome]) -> list
             "kind": s.fault.kind,
             "pid": s.pid,
             "restarted_s": s.restarted_s,
+            "consuming_s": s.consuming_s,
             **in_flight(s.at, cams.sent, seen),
         }
         for s in struck
@@ -347,7 +357,7 @@ def run_chaos(stack: LocalStack, faults: list[Fault], config: ChaosConfig, log) 
             "drained_s": drain_s,
             "frames_sent": sender.count,
             "memory_mb": memory,
-            "passed": passed(found) and all(s.restarted_s is not None for s in struck),
+            "passed": passed(found) and all(recovered(s) for s in struck),
         }
     finally:
         engine.dispose()

@@ -224,6 +224,10 @@ def nms_parts(frame: PartDetections, iou: float = 0.5) -> PartDetections:
 @dataclass
 class TrackEvidence:
     first_frame: int
+    # The first frame the tracker saw the part in: ``first_frame`` when that is the frame that
+    # spawned the track (taken back, see ``Spawned``); else possibly the frame before, where the
+    # tracker may have seen it unnamed. A replay from here tracks the part as it was.
+    first_sighting: int
     last_frame: int = -1  # last frame with evidence (in the zone)
     last_seen: int = -1  # last frame the tracker reported it, in the zone or not
     frames_seen: int = 0
@@ -450,8 +454,8 @@ class PartTracker:
     def _opened(self, first: Spawned | None, frame_index: int) -> TrackEvidence:
         """A new track's evidence, from the frame that spawned it when there is one."""
         if first is None:
-            return TrackEvidence(first_frame=frame_index)
-        ev = TrackEvidence(first_frame=first.frame_index)
+            return TrackEvidence(first_frame=frame_index, first_sighting=frame_index - 1)
+        ev = TrackEvidence(first_frame=first.frame_index, first_sighting=first.frame_index)
         if first.in_zone:
             ev.add(
                 first.frame_index, first.part, self.rules, first.shed_before, self._cut(first.part)
