@@ -24,28 +24,30 @@ from visionline.settings import KAFKA_MAX_MESSAGE_BYTES, CommonSettings
 log = logging.getLogger(__name__)
 
 
-def bound_fetch_wait(max_wait_ms: int) -> None:
-    """Cap the fetch wait of every aiokafka consumer this process creates.
+def bound_fetch(max_wait_ms: int, min_bytes: int = 1) -> None:
+    """Set how every aiokafka consumer this process creates fetches: it waits at most
+    ``max_wait_ms`` on the broker, and for ``min_bytes`` unless that wait runs out.
 
-    Faust builds its consumer with ``fetch_max_wait_ms=1500`` and offers no setting for it, so
-    the consumer class is wrapped, once, in the worker process that calls this.
+    Faust builds its consumer with ``fetch_max_wait_ms=1500`` and offers no setting for either,
+    so the consumer class is wrapped, once, in the worker process that calls this.
     """
     import aiokafka
 
     base = aiokafka.AIOKafkaConsumer
-    if getattr(base, "visionline_fetch_cap", None) is not None:
-        base.visionline_fetch_cap = max_wait_ms
+    if getattr(base, "visionline_fetch", None) is not None:
+        base.visionline_fetch = (max_wait_ms, min_bytes)
         return
 
-    class CappedConsumer(aiokafka.AIOKafkaConsumer):  # base, not yet wrapped
-        visionline_fetch_cap = max_wait_ms
+    class BoundConsumer(aiokafka.AIOKafkaConsumer):  # base, not yet wrapped
+        visionline_fetch = (max_wait_ms, min_bytes)
 
         def __init__(self, *args, **kwargs):
-            wait = kwargs.get("fetch_max_wait_ms", 500)
-            kwargs["fetch_max_wait_ms"] = min(wait, CappedConsumer.visionline_fetch_cap)
+            cap, least = BoundConsumer.visionline_fetch
+            kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), cap)
+            kwargs["fetch_min_bytes"] = least
             super().__init__(*args, **kwargs)
 
-    aiokafka.AIOKafkaConsumer = CappedConsumer
+    aiokafka.AIOKafkaConsumer = BoundConsumer
 
 
 def tolerate_bad_header_names() -> None:
@@ -105,11 +107,12 @@ def faust_credentials(common: CommonSettings):
     return None if context is None else faust.SSLCredentials(context)
 
 
-def faust_app(service: str, common: CommonSettings, **overrides):
-    """A Faust app whose consumer group is ``visionline-<service>``: more processes, more scale."""
+def faust_app(service: str, common: CommonSettings, fetch_min_bytes: int = 1, **overrides):
+    """A Faust app whose consumer group is ``visionline-<service>``: more processes, more scale.
+    ``fetch_min_bytes`` above 1: its consumer reads in batches (``Worker.fetch_min_bytes``)."""
     import faust  # imported here: faust patches asyncio and logging on import
 
-    bound_fetch_wait(common.kafka_fetch_max_wait_ms)
+    bound_fetch(common.kafka_fetch_max_wait_ms, fetch_min_bytes)
     tolerate_bad_header_names()
     options: dict[str, Any] = dict(
         broker=f"kafka://{common.kafka_bootstrap}",

@@ -263,6 +263,9 @@ class DriftSettings(_Settings):
     # cameras with unsaved frames, and on shutdown; frames are acked only once saved.
     checkpoint_every: int = Field(100, ge=1)
     checkpoint_interval_s: float = Field(5.0, gt=0)
+    # Off the decision path: fetches wait for this many bytes, up to kafka_fetch_max_wait_ms
+    # (Worker.fetch_min_bytes), so the worker wakes a few times a second, not per frame.
+    fetch_min_bytes: int = Field(64 * 1024, ge=1)
 
 
 class LabelsSettings(_Settings):
@@ -284,6 +287,9 @@ class LabelsSettings(_Settings):
     # at most max_wait_ms to fill one: a transaction per batch, not per frame.
     max_batch: int = Field(64, ge=1)
     max_wait_ms: float = Field(200.0, ge=0)
+    # Off the decision path: fetches wait for this many bytes, up to kafka_fetch_max_wait_ms
+    # (Worker.fetch_min_bytes), so the worker wakes a few times a second, not per frame.
+    fetch_min_bytes: int = Field(64 * 1024, ge=1)
 
 
 class RetrainSettings(_Settings):

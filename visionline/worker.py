@@ -124,11 +124,18 @@ class Worker:
     service: str
     common: CommonSettings
     app_options: dict = field(default_factory=dict)
+    # Bytes a fetch waits for, up to the fetch wait (``kafka_fetch_max_wait_ms``). 1: each
+    # message is read as it arrives, as the decision path needs. A worker off that path reads
+    # in batches with more: every wake-up of a Faust worker costs thread hand-offs whatever it
+    # reads, and per message that cost more CPU than the handlers of labels and drift.
+    fetch_min_bytes: int = 1
 
     def __post_init__(self) -> None:
         from visionline.kafka import faust_app
 
-        self.app = faust_app(self.service, self.common, **self.app_options)
+        self.app = faust_app(
+            self.service, self.common, fetch_min_bytes=self.fetch_min_bytes, **self.app_options
+        )
         self.dead_letters = faust_topic(self.app, Topic.DEAD_LETTER)
         self.log = logging.getLogger(f"visionline.{self.service}")
         self.models = ModelVersions(self.service)

@@ -23,7 +23,7 @@ def main() -> None:
     engine = make_engine(common.database_url)
     detectors, state = load_detectors(settings.detectors_file), PostgresState(engine)
     monitor = DriftMonitor(Policy.of(settings), detectors, state, settings.checkpoint_every)
-    worker = Worker("drift", common)
+    worker = Worker("drift", common, fetch_min_bytes=settings.fetch_min_bytes)
     events, seen = worker.outbox(Topic.DRIFT_EVENTS, "event_id")
     drift = DriftHandlers(monitor, engine, events, DriftStates(), seen)
     for source, schema in WATCHED:

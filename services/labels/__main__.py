@@ -25,7 +25,7 @@ def main() -> None:
     configure_logging(common, "labels")
     engine = make_engine(common.database_url, pre_ping=False)  # writes retry (Worker.attempt)
     labels = LabelsHandlers(engine, JoinPolicy.of(settings))
-    worker = Worker("labels", common)
+    worker = Worker("labels", common, fetch_min_bytes=settings.fetch_min_bytes)
     worker.sink(Topic.LABELS_FEEDBACK, LabelFeedback, labels.on_label)
     # In batches: one transaction per batch, not per frame (labels may lag by a batch's wait).
     batches = settings.max_batch, settings.max_wait_ms

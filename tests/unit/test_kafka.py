@@ -61,3 +61,24 @@ def test_a_header_name_that_is_not_utf8_does_not_fail_the_fetch():
         (b"\xff\xd8frame-0", [("x-\\xff\\xfe", b"1"), ("frame-id", b"f-0")]),
         (b"\xff\xd8frame-1", []),
     ]
+
+
+def test_a_worker_off_the_decision_path_fetches_in_batches(monkeypatch):
+    import asyncio
+
+    import aiokafka
+
+    from visionline.kafka import bound_fetch
+    from visionline.settings import DriftSettings, LabelsSettings
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", aiokafka.AIOKafkaConsumer)  # restored
+
+    async def fetch_of(**kwargs) -> tuple[int, int]:
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", **kwargs)
+        return consumer._fetch_max_wait_ms, consumer._fetch_min_bytes
+
+    bound_fetch(500)
+    assert asyncio.run(fetch_of(fetch_max_wait_ms=1500)) == (500, 1)  # Faust's 1500 capped
+    bound_fetch(500, LabelsSettings().fetch_min_bytes)  # a second call rebinds, never rewraps
+    assert asyncio.run(fetch_of()) == (500, 64 * 1024)
+    assert DriftSettings().fetch_min_bytes == LabelsSettings().fetch_min_bytes > 1

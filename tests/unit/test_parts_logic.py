@@ -327,6 +327,17 @@ def test_inspection_config_needs_exactly_one_belt_speed() -> None:
     assert config.speed_px_per_s == 100 and config.tracker_config().belt_px_per_frame == 20
 
 
+def test_the_edge_margin_of_the_rules_file_decides_which_frames_are_judged() -> None:
+    # A defect seen only while the part enters at the frame's left edge (its crop half black).
+    frames = [[observed(0, defect="crack")], *([observed(x)] for x in (50, 100, 150, 200, 240))]
+    verdicts, _ = feed(lane_lines(), frames)
+    assert [v.status for v in verdicts] == ["accepted"]  # 1 % of the width: x 0 is cut
+    verdicts, _ = feed(lane_lines(edge_margin=0), frames)
+    assert [v.status for v in verdicts] == ["rejected"]  # every frame judged
+    with pytest.raises(ValidationError):
+        InspectionConfig(cameras=["x"], belt_px_per_s=1, edge_margin=0.5)
+
+
 def test_parse_inspection_picks_the_first_matching_entry() -> None:
     configs = parse_inspection(
         {

@@ -36,6 +36,10 @@ class InspectionConfig(BaseModel):
     belt_px_per_frame: float | None = Field(None, ge=0)  # alternative: times fps
     zone: list[tuple[float, float]] | None = None  # inspection polygon in pixels; None: frame
     line_x: float = Field(0.8, gt=0, lt=1)  # exit line, as a fraction of the width
+    # A part whose box comes this close to the frame's edge (a fraction of the width or height)
+    # is only partly in view: the frame counts toward min_frames, its scores are judged only
+    # when the part is never seen whole. 0: every frame is judged.
+    edge_margin: float = Field(0.01, ge=0, lt=0.5)
     min_frames: int = Field(3, ge=1)  # frames in the zone before a part is decided
     lost_frames: int = Field(2, ge=0)  # frames a track may be missed before it is decided
     min_score: float = Field(0.5, ge=0, le=1)  # of a defect, to count
@@ -85,6 +89,7 @@ class InspectionConfig(BaseModel):
             belt_px_per_frame=self.speed_px_per_s / self.fps,  # used only without capture times
             line_x=self.line_x,
             zone=self.zone,
+            edge_margin=self.edge_margin,
         )
 
     def decision_rules(self) -> DecisionRules:

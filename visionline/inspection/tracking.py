@@ -119,7 +119,7 @@ class TrackerConfig(BaseModel):
     same_part_inside: float = 0.8
     zone: list[tuple[float, float]] | None = None  # inspection polygon in pixels; None: frame
     # A box this close to the frame's edge (a fraction of the width or height) is a part only
-    # partly in view: seen, but its scores are not judged (TrackEvidence.add).
+    # partly in view: seen, but its scores are not judged (TrackEvidence.add). 0: none is.
     edge_margin: float = Field(0.01, ge=0, lt=0.5)
 
 
@@ -508,7 +508,9 @@ class PartTracker:
         return firsts
 
     def _cut(self, part: PartDetection) -> bool:
-        """Whether the part's box meets the frame's edge (within ``edge_margin``)."""
+        """Whether the part's box meets the frame's edge (within ``edge_margin``; 0: never)."""
+        if not self.config.edge_margin:
+            return False
         width, height = self.resolution
         x0, y0, x1, y1 = part.box
         mx, my = self.config.edge_margin * width, self.config.edge_margin * height
