@@ -38,8 +38,14 @@ TOTALS = (
 def fault_table(report: dict[str, Any]) -> Table:
     table = Table("fault", *COLUMNS, title=f"chaos run {report['run_id']}", title_justify="left")
     for row in report["faults"]:
-        table.add_row(row["fault"], *(str(row[c]) for c in COLUMNS))
+        table.add_row(row["fault"], *(cell(row, c) for c in COLUMNS))
     return table
+
+
+def cell(row: dict[str, Any], column: str) -> str:
+    if column == "consuming_s" and row[column] is None:
+        return "-"  # not a consumer (a server, the API); a restart that never came says None
+    return str(row[column])
 
 
 def totals_table(report: dict[str, Any]) -> Table:
