@@ -107,6 +107,11 @@ def faust_credentials(common: CommonSettings):
     return None if context is None else faust.SSLCredentials(context)
 
 
+def consumer_group(service: str) -> str:
+    """The consumer group of a service's replicas: its Faust app id."""
+    return f"visionline-{service}"
+
+
 def faust_app(service: str, common: CommonSettings, fetch_min_bytes: int = 1, **overrides):
     """A Faust app whose consumer group is ``visionline-<service>``: more processes, more scale.
     ``fetch_min_bytes`` above 1: its consumer reads in batches (``Worker.fetch_min_bytes``)."""
@@ -135,7 +140,7 @@ def faust_app(service: str, common: CommonSettings, fetch_min_bytes: int = 1, **
         broker_credentials=faust_credentials(common),
     )
     options.update(overrides)
-    return faust.App(f"visionline-{service}", **options)
+    return faust.App(consumer_group(service), **options)
 
 
 def faust_topic(app, topic: Topic):

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from visionline.kafka import admin_client, consumer_group
 from visionline.messages import Topic
 from visionline.stack.api import LocalStack
 from visionline.stack.kafka_cluster import KafkaCluster
@@ -108,16 +109,9 @@ def cluster_recovered(cluster: KafkaCluster, struck: Struck) -> bool:
         return False
 
 
-def consumer_group(component: str) -> str:
-    """The consumer group of a worker's replicas (its Faust app id, ``visionline.kafka``)."""
-    return f"visionline-{component}"
-
-
 def group_members(bootstrap: str, group: str) -> dict[str, int] | None:
     """Each member of a consumer group and how many partitions it holds; None when the broker
     does not say (not answering, or the group is rebalancing)."""
-    from visionline.kafka import admin_client
-
     admin = admin_client(bootstrap)  # held: the futures fail once their client is collected
     try:
         futures = admin.describe_consumer_groups([group], request_timeout=5)
