@@ -170,9 +170,10 @@ class InspectSettings(_Settings):
     shed_max_gap_s: float = Field(0.3, gt=0)  # so that every part keeps frames (0.7 s in view)
     # Frames inspected at once (visionline.worker.Worker.routed): while one waits on Triton,
     # the next is decoded and sent; results keep the frames' order. 1: one after the other.
-    # Three: with two, past the rated load the worker left a sixth of the machine idle
+    # Eight: with three, past the rated load the machine was a seventh idle while frames
+    # waited, and Triton's dynamic batcher had few frames or crops to join in one batch
     # (docs/inspection.md#real-time-on-two-cores).
-    frames_in_flight: int = Field(3, ge=1, le=16)
+    frames_in_flight: int = Field(8, ge=1, le=16)
 
 
 class RulesSettings(_Settings):
