@@ -107,9 +107,14 @@ def faust_credentials(common: CommonSettings):
     return None if context is None else faust.SSLCredentials(context)
 
 
+# Every worker's consumer group starts with it (``consumer_group``): the chaos harness finds
+# the workers' groups on the broker by it.
+CONSUMER_GROUP_PREFIX = "visionline-"
+
+
 def consumer_group(service: str) -> str:
     """The consumer group of a service's replicas: its Faust app id."""
-    return f"visionline-{service}"
+    return f"{CONSUMER_GROUP_PREFIX}{service}"
 
 
 def faust_app(service: str, common: CommonSettings, fetch_min_bytes: int = 1, **overrides):

@@ -223,16 +223,16 @@ def lost_parts(parts: dict[tuple[str, int], Span], decided: dict) -> list[dict]:
 
 
 def group_lag(bootstrap: str) -> dict[str, int] | None:
-    """Messages each worker consumer group (``visionline-*``) has not committed; None when
-    the broker does not say."""
+    """Messages each worker consumer group (named with ``CONSUMER_GROUP_PREFIX``) has not
+    committed; None when the broker does not say."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
-    from visionline.kafka import admin_client, reader
+    from visionline.kafka import CONSUMER_GROUP_PREFIX, admin_client, reader
 
     admin, consumer = admin_client(bootstrap), reader(bootstrap)
     try:
         listed = admin.list_consumer_groups().result(timeout=10)
-        groups = [g.group_id for g in listed.valid if g.group_id.startswith("visionline-")]
+        groups = [g.group_id for g in listed.valid if g.group_id.startswith(CONSUMER_GROUP_PREFIX)]
         lags = {}
         for group in groups:
             request = [ConsumerGroupTopicPartitions(group)]
